@@ -1,0 +1,157 @@
+"""The dependency graph of a network (networkx), and the checks made on it.
+
+Nodes are layer full names (`att`, `dec/s`) and extern data (`data:classes`). An edge u -> v
+means v reads u; edges through `prev:` carry `prev=True` and are the only ones allowed to close
+a cycle. A rec layer with a unit depends on every layer of its unit (its output is the unit's
+loop), and the unit's layers that read `data:source` depend on the rec layer's inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .diagnostics import ERROR, WARNING, Diagnostic
+from .network import Layer, Network, Ref, layer_references, resolve
+
+
+@dataclass
+class Graph:
+    network: Network
+    g: nx.DiGraph
+    # layer full name -> [(option sub-path, Ref)] in option order
+    refs: dict[str, list[tuple[tuple, Ref]]] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def static_graph(self) -> nx.DiGraph:
+        """The graph without `prev:` edges (must be acyclic)."""
+        return nx.subgraph_view(self.g, filter_edge=lambda u, v: not self.g.edges[u, v]["prev"])
+
+    def order(self) -> list[str]:
+        """Layer names in an order where every non-`prev:` input comes first."""
+        sg = self.static_graph()
+        names = [n for n in nx.lexicographical_topological_sort(sg, key=self._sort_key)
+                 if n in self.network.layers]
+        return names
+
+    def _sort_key(self, node: str):
+        layer = self.network.layers.get(node)
+        return (0, node) if layer is None else (1, layer.path.__len__(), node)
+
+
+def _add_edge(g: nx.DiGraph, u: str, v: str, prev: bool, option: str):
+    if g.has_edge(u, v):
+        # a non-prev edge wins: it is the one that constrains the order
+        g.edges[u, v]["prev"] = g.edges[u, v]["prev"] and prev
+    else:
+        g.add_edge(u, v, prev=prev, option=option)
+
+
+def build_graph(network: Network) -> Graph:
+    g = nx.DiGraph()
+    graph = Graph(network, g)
+    for key in network.extern:
+        g.add_node(f"data:{key}", kind="extern")
+    for layer in network.layers.values():
+        g.add_node(layer.name, kind="layer", rec=layer.scope.rec_layer.name
+                   if layer.scope.rec_layer else None)
+    for layer in network.layers.values():
+        resolved = []
+        for sub, text in layer_references(layer):
+            path = layer.path + sub
+            if not isinstance(text, str):
+                continue
+            ref, diag = resolve(text, layer.scope, network, path)
+            if diag is not None:
+                graph.diagnostics.append(diag)
+                continue
+            resolved.append((sub, ref))
+            if ref.kind == "source":
+                rec = ref.target
+                for _, rec_ref in graph.refs.get(rec.name, []) or _refs_of(rec, network):
+                    if rec_ref.kind != "source":
+                        _add_edge(g, rec_ref.node, layer.name, False, "from")
+            else:
+                _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
+        graph.refs[layer.name] = resolved
+        if layer.unit is not None:
+            for sub_layer in layer.unit.layers.values():
+                _add_edge(g, sub_layer.name, layer.name, False, "unit")
+    _check_cycles(graph)
+    return graph
+
+
+def _refs_of(layer: Layer, network: Network) -> list[tuple[tuple, Ref]]:
+    out = []
+    for sub, text in layer_references(layer):
+        if sub[0] != "from":
+            continue
+        ref, _ = resolve(text, layer.scope, network, layer.path + sub)
+        if ref is not None:
+            out.append((sub, ref))
+    return out
+
+
+def _check_cycles(graph: Graph) -> None:
+    sg = graph.static_graph()
+    seen: set[frozenset] = set()
+    for cycle in nx.simple_cycles(sg):
+        key = frozenset(cycle)
+        if key in seen:
+            continue
+        seen.add(key)
+        # start the listing at the smallest name so the message is stable
+        i = cycle.index(min(cycle))
+        cycle = cycle[i:] + cycle[:i]
+        text = " -> ".join(cycle + [cycle[0]])
+        first = graph.network.layers.get(cycle[0])
+        path = first.path if first is not None else ("network",)
+        graph.diagnostics.append(Diagnostic(
+            ERROR, f"dependency cycle not through `prev:`: {text}", "graph.cycle", path,
+            hint="inside a rec unit, read the previous step with `prev:NAME`"))
+        if len(seen) >= 10:
+            break
+
+
+def output_layers(network: Network) -> list[Layer]:
+    """Layers that count as outputs: `output`, `is_output_layer`, or with a `loss`."""
+    out = []
+    for layer in network.layers.values():
+        if layer.scope.in_rec:
+            continue
+        if layer.local_name == "output" or layer.opts.get("is_output_layer") or layer.opts.get("loss"):
+            out.append(layer)
+    return out
+
+
+def check_outputs(graph: Graph) -> list[Diagnostic]:
+    """No `output` layer is an error; layers that feed no output or loss get a warning."""
+    network = graph.network
+    diags = []
+    if "output" not in network.top.layers:
+        diags.append(Diagnostic(ERROR, "the network has no `output` layer", "graph.no-output",
+                                ("network",), hint="name the final layer `output`"))
+    for scope in network.iter_scopes():
+        if scope.in_rec and "output" not in scope.layers:
+            diags.append(Diagnostic(
+                ERROR, f"the unit of rec layer `{scope.rec_layer.name}` has no `output` layer",
+                "graph.no-output", scope.path))
+    sinks = {layer.name for layer in output_layers(network)}
+    for scope in network.iter_scopes():
+        if scope.in_rec:
+            for local in ("output", "end"):
+                if local in scope.layers:
+                    sinks.add(scope.layers[local].name)
+            sinks.update(l.name for l in scope.layers.values()
+                         if l.opts.get("loss") or l.opts.get("is_output_layer"))
+    needed = set()
+    for s in sinks:
+        if s in graph.g:
+            needed.add(s)
+            needed.update(nx.ancestors(graph.g, s))
+    # a used rec layer needs its unit (handled by unit edges); prev: edges count as use too
+    for layer in network.layers.values():
+        if layer.name not in needed:
+            diags.append(Diagnostic(WARNING, f"layer `{layer.name}` feeds no output or loss",
+                                    "graph.unused", layer.path))
+    return diags

@@ -1,0 +1,74 @@
+"""The interface every layer class implements: its shape rule and its parameters.
+
+A layer class is one module in `netcompiler/layers/` holding a `LayerRule` subclass (found
+automatically by the registry) and one schema file `schemas/layers/<class>.schema.json`.
+The shape rule runs without TensorFlow; the builder (see `netcompiler.build`) imports
+TensorFlow only when a network is compiled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..dims import Shape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..shapes import ShapeContext
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A variable of a layer: `<layer>/<name>` with this shape and initialiser."""
+
+    shape: tuple[int, ...]
+    init: Any = "glorot_uniform"
+    trainable: bool = True
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= int(s)
+        return n
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; the driver turns it into a located diagnostic."""
+
+    def __init__(self, message: str, option: str | None = None, rule: str = "shape",
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.option = option
+        self.rule = rule
+        self.hint = hint
+
+
+class LayerRule:
+    """Base class of the per-class rules. Subclasses set `layer_class` and implement `infer`."""
+
+    layer_class: ClassVar[str] = ""
+    #: concatenate a list in `from` on the feature axis before `infer` sees it (`ctx.source`);
+    #: False for layers whose inputs play different roles (combine, dot, eval, ...).
+    concat_sources: ClassVar[bool] = True
+    #: options (besides `from`) whose values name layers, e.g. ("base", "base_ctx").
+    layer_options: ClassVar[tuple[str, ...]] = ()
+    #: for deprecated classes: the explicit formulation that replaces them.
+    deprecated: ClassVar[str | None] = None
+    #: True if the layer may appear only inside a `rec` unit (e.g. `choice` with search).
+    rec_only: ClassVar[bool] = False
+
+    def infer(self, ctx: "ShapeContext") -> Shape:
+        """Output shape of the layer from its inputs' shapes and options."""
+        raise NotImplementedError
+
+    def params(self, ctx: "ShapeContext", out: Shape) -> dict[str, ParamSpec]:
+        """The layer's variables by parameter name (`W`, `b`, `QKV`, ...)."""
+        return {}
+
+    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+        """A shape known without inputs, used to break `prev:` cycles; None if unknown."""
+        n_out = ctx.opts.get("n_out")
+        if isinstance(n_out, int) and not isinstance(n_out, bool):
+            return ctx.batch_shape(n_out)
+        return None

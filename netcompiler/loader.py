@@ -1,0 +1,289 @@
+"""Loading configs from YAML, JSON or Python dicts into one internal form.
+
+The internal form is plain data (dicts, lists, scalars) plus a `SourceMap` that remembers where
+every key and value came from, so later phases can report `file:line:col` for any config path.
+
+Only safe YAML is accepted: no python tags, no custom tags. Anchors, aliases and merge keys (`<<`)
+work. A duplicate key in a mapping is an error (plain PyYAML silently keeps the last one).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .diagnostics import ERROR, ConfigError, Diagnostic, format_path
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+# Scalar tags SafeLoader knows how to build; anything else (e.g. !!python/object) is rejected.
+SAFE_SCALAR_TAGS = {
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "timestamp", "binary", "merge", "value")
+}
+MAX_DEPTH = 200
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    col: int  # 1-based
+
+
+@dataclass
+class SourceMap:
+    """Positions of keys and values by config path."""
+
+    file: str | None = None
+    keys: dict[tuple, Mark] = field(default_factory=dict)
+    values: dict[tuple, Mark] = field(default_factory=dict)
+    # paths set from the command line: path -> the `--set` text
+    overrides: dict[tuple, str] = field(default_factory=dict)
+
+    def locate(self, path: tuple) -> tuple[str | None, int | None, int | None]:
+        """File, line and column for a path; falls back to the nearest enclosing known path."""
+        path = tuple(path)
+        while True:
+            if path in self.overrides:
+                return f"<--set {self.overrides[path]}>", None, None
+            mark = self.keys.get(path) or self.values.get(path)
+            if mark is not None:
+                return self.file, mark.line, mark.col
+            if not path:
+                return self.file, None, None
+            path = path[:-1]
+
+
+@dataclass
+class Config:
+    """A loaded config: its data and where each part came from."""
+
+    data: Any
+    source: SourceMap
+
+    @property
+    def file(self) -> str | None:
+        return self.source.file
+
+    def locate(self, diagnostic: Diagnostic) -> Diagnostic:
+        if diagnostic.line is not None:
+            return diagnostic
+        file, line, col = self.source.locate(diagnostic.path)
+        return diagnostic.located(file or diagnostic.file, line, col)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader used only to compose nodes and construct scalars."""
+
+
+def _error(message: str, file: str | None, mark=None, rule: str = "load.yaml") -> ConfigError:
+    line = mark.line + 1 if mark is not None else None
+    col = mark.column + 1 if mark is not None else None
+    return ConfigError(Diagnostic(ERROR, message, rule, (), file, line, col))
+
+
+def _convert(node: yaml.Node, loader: _Loader, path: tuple, smap: SourceMap, depth: int,
+             active: set[int]):
+    file = smap.file
+    if depth > MAX_DEPTH or id(node) in active:
+        raise _error("recursive or too deeply nested YAML structure", file, node.start_mark)
+    smap.values.setdefault(path, Mark(node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        if node.tag != MAP_TAG:
+            raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
+                         node.start_mark, "load.unsafe-tag")
+        # Duplicate check on the explicit keys only: keys brought in by `<<` may be overridden.
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
+            key = _scalar_key(key_node, loader, file)
+            if key in seen:
+                first = seen[key].start_mark
+                raise ConfigError(Diagnostic(
+                    ERROR, f"duplicate key `{key}` (first defined at line {first.line + 1})",
+                    "load.duplicate-key", path + (key,), file, key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1))
+            seen[key] = key_node
+        active.add(id(node))
+        try:
+            flat = copy.copy(node)
+            flat.value = list(node.value)
+            loader.flatten_mapping(flat)
+            result: dict = {}
+            for key_node, value_node in flat.value:
+                key = _scalar_key(key_node, loader, file)
+                if key_node in seen.values() or (path + (key,)) not in smap.keys:
+                    smap.keys[path + (key,)] = Mark(key_node.start_mark.line + 1,
+                                                    key_node.start_mark.column + 1)
+                result[key] = _convert(value_node, loader, path + (key,), smap, depth + 1, active)
+        except yaml.constructor.ConstructorError as exc:
+            raise _error(f"invalid merge key: {exc.problem}", file, exc.problem_mark) from None
+        finally:
+            active.discard(id(node))
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        if node.tag != SEQ_TAG:
+            raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
+                         node.start_mark, "load.unsafe-tag")
+        active.add(id(node))
+        try:
+            return [_convert(item, loader, path + (i,), smap, depth + 1, active)
+                    for i, item in enumerate(node.value)]
+        finally:
+            active.discard(id(node))
+    if node.tag not in SAFE_SCALAR_TAGS:
+        raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
+                     node.start_mark, "load.unsafe-tag")
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        raise _error(f"invalid value: {getattr(exc, 'problem', exc)}", file, node.start_mark) from None
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        # timestamps and binary: keep configs to JSON-compatible data
+        value = str(node.value)
+    return value
+
+
+def _scalar_key(key_node: yaml.Node, loader: _Loader, file: str | None) -> str:
+    """Mapping keys are kept as their text: option and layer names are strings (JSON Schema
+    property names are too), and `yes:`/`1:` must not turn into `True`/`1`."""
+    if not isinstance(key_node, yaml.ScalarNode):
+        raise _error("mapping keys must be plain scalars", file, key_node.start_mark)
+    if key_node.tag not in SAFE_SCALAR_TAGS:
+        raise _error(f"unsupported YAML tag `{key_node.tag}` (only plain data is allowed)", file,
+                     key_node.start_mark, "load.unsafe-tag")
+    return str(key_node.value)
+
+
+def parse_yaml(text: str, file: str | None = None) -> Config:
+    """Parse YAML (or JSON) text into a `Config`; raises `ConfigError` for bad input."""
+    smap = SourceMap(file)
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            msg = "YAML syntax error: " + " ".join(
+                str(p) for p in (exc.context, exc.problem) if p)
+            raise _error(msg, file, mark, "load.syntax") from None
+        except yaml.YAMLError as exc:
+            raise _error(f"YAML error: {exc}", file, None, "load.syntax") from None
+        if node is None:
+            raise _error("the config is empty", file, None, "load.empty")
+        data = _convert(node, loader, (), smap, 0, set())
+    finally:
+        loader.dispose()
+    return Config(data, smap)
+
+
+def load_file(path: str | os.PathLike) -> Config:
+    """Load a YAML or JSON config file."""
+    name = str(path)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(Diagnostic(ERROR, "no such file", "load.missing", (), name)) from None
+    except IsADirectoryError:
+        raise ConfigError(Diagnostic(ERROR, "is a directory", "load.unreadable", (), name)) from None
+    except OSError as exc:
+        raise ConfigError(Diagnostic(ERROR, f"cannot read: {exc.strerror}", "load.unreadable",
+                                     (), name)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(Diagnostic(
+            ERROR, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "load.encoding", (), name, line, col)) from None
+    if not text.strip():
+        raise ConfigError(Diagnostic(ERROR, "the config file is empty", "load.empty", (), name, 1, 1))
+    # JSON is parsed by the same composer (YAML is a superset for configs), so JSON files get
+    # the same positions and the same duplicate-key check.
+    return parse_yaml(text, name)
+
+
+def from_dict(data: Mapping, name: str = "<dict>") -> Config:
+    """Wrap a Python dict (a RETURNN-style network config) without positions."""
+    return Config(_plain(copy.deepcopy(dict(data))), SourceMap(name))
+
+
+def _plain(value):
+    """Tuples to lists, so dict configs and YAML configs look the same to validation."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load(source, name: str | None = None) -> Config:
+    """Load a config from a path, YAML/JSON text, a dict, or return a `Config` as is."""
+    if isinstance(source, Config):
+        return source
+    if isinstance(source, Mapping):
+        return from_dict(source, name or "<dict>")
+    if isinstance(source, os.PathLike):
+        return load_file(source)
+    if isinstance(source, str):
+        if "\n" not in source and (source.endswith((".yaml", ".yml", ".json"))
+                                   or os.path.exists(source)):
+            return load_file(source)
+        return parse_yaml(source, name or "<string>")
+    raise TypeError(f"cannot load a config from {type(source).__name__}")
+
+
+def parse_override(text: str) -> tuple[tuple, Any]:
+    """`network.att.num_heads=8` -> (("network", "att", "num_heads"), 8).
+
+    The value is parsed as a YAML scalar (or flow collection), so `8` is an int, `true` a bool,
+    `[a, b]` a list. A part of the path that is a whole number indexes a list.
+    """
+    if "=" not in text:
+        raise ValueError(f"--set expects KEY=VALUE, got `{text}`")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"--set: bad key `{key}`")
+    try:
+        value = parse_yaml(raw if raw.strip() else "''", "<--set>").data
+    except ConfigError as exc:
+        raise ValueError(f"--set {key}: bad value `{raw}`: {exc.diagnostics[0].message}") from None
+    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+    return path, value
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply `--set KEY=VALUE` overrides in order (before validation)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = config.data
+        for i, part in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(node, dict):
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = {}
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                raise ValueError(f"--set {text}: `{format_path(path[: i + 1])}` is not a mapping")
+            del nxt
+        last = path[-1]
+        if isinstance(node, dict):
+            node[last] = value
+        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = value
+        else:
+            raise ValueError(f"--set {text}: cannot set `{format_path(path)}`")
+        config.source.overrides[path] = text
+    return config

@@ -1,0 +1,168 @@
+"""The network structure of a config: layers by full name, scopes (rec units), references.
+
+Pure data, no TensorFlow. A layer's full name is `name` at the top level and `rec/name` inside
+the unit of the `rec` layer `rec` (nested units: `outer/inner/name`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .diagnostics import ERROR, Diagnostic, did_you_mean
+
+# Options that may name layers (besides `from`). `target` names extern data.
+LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths")
+
+
+@dataclass
+class Scope:
+    """One network: the top-level `network`, or the `unit` of a `rec` layer."""
+
+    prefix: str  # "" at top level, "dec/" inside rec layer "dec"
+    path: tuple  # config path of the layer dict, e.g. ("network",) or ("network","dec","unit")
+    layers: dict[str, "Layer"] = field(default_factory=dict)
+    rec_layer: "Layer | None" = None
+    parent: "Scope | None" = None
+
+    @property
+    def in_rec(self) -> bool:
+        return self.rec_layer is not None
+
+
+@dataclass
+class Layer:
+    name: str  # full name
+    local_name: str
+    opts: dict
+    path: tuple  # config path of this layer's dict
+    scope: Scope
+    unit: Scope | None = None  # the sub-network of a rec layer with a unit dict
+
+    @property
+    def layer_class(self) -> str:
+        return self.opts.get("class", "")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved reference.
+
+    kind: "layer" (target is a Layer), "extern" (target is an extern data key), "source" (the
+    current frame of the enclosing rec layer's input). `prev` for `prev:x`. `frame` is True
+    for `data:KEY` inside a rec unit (the current frame of extern data).
+    """
+
+    kind: str
+    target: Any
+    prev: bool = False
+    frame: bool = False
+    text: str = ""
+
+    @property
+    def node(self) -> str:
+        if self.kind == "layer":
+            return self.target.name
+        if self.kind == "extern":
+            return f"data:{self.target}"
+        return f"{self.target.name}:source"
+
+
+@dataclass
+class Network:
+    top: Scope
+    layers: dict[str, Layer]  # all layers by full name
+    extern: dict  # extern_data config
+
+    def iter_scopes(self) -> Iterator[Scope]:
+        stack = [self.top]
+        while stack:
+            s = stack.pop(0)
+            yield s
+            stack.extend(layer.unit for layer in s.layers.values() if layer.unit is not None)
+
+
+def build_network(data: dict) -> Network:
+    """Collect layers and scopes from config data (assumed schema-checked where it matters)."""
+    extern = data.get("extern_data") if isinstance(data.get("extern_data"), dict) else {}
+    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    all_layers: dict[str, Layer] = {}
+    top = Scope("", ("network",))
+
+    def fill(scope: Scope, layer_dicts: dict):
+        for local, opts in layer_dicts.items():
+            if not isinstance(opts, dict):
+                continue
+            layer = Layer(scope.prefix + str(local), str(local), opts, scope.path + (local,), scope)
+            scope.layers[str(local)] = layer
+            all_layers[layer.name] = layer
+            if opts.get("class") == "rec" and isinstance(opts.get("unit"), dict):
+                layer.unit = Scope(layer.name + "/", layer.path + ("unit",), rec_layer=layer,
+                                   parent=scope)
+                fill(layer.unit, opts["unit"])
+
+    fill(top, net)
+    return Network(top, all_layers, extern)
+
+
+def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
+    """The reference strings of a layer option with their sub-paths: [((option, i), text)]."""
+    value = opts.get(option)
+    if isinstance(value, str):
+        return [((option,), value)]
+    if isinstance(value, list):
+        return [((option, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+    return []
+
+
+def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
+    """All reference strings of a layer: `from` (default `data`) and layer-valued options."""
+    refs = []
+    for option in LAYER_OPTIONS:
+        if option == "from" and "from" not in layer.opts:
+            refs.append((("from",), "data"))
+            continue
+        refs.extend(reference_values(layer.opts, option))
+    return refs
+
+
+def resolve(text: str, scope: Scope, network: Network, path: tuple
+            ) -> tuple[Ref | None, Diagnostic | None]:
+    """Resolve one reference string seen in `scope`; returns (ref, None) or (None, error)."""
+
+    def err(message: str, rule: str, hint: str | None = None):
+        return None, Diagnostic(ERROR, message, rule, path, hint=hint)
+
+    prev = False
+    rest = text
+    if rest.startswith("prev:"):
+        if not scope.in_rec:
+            return err(f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec")
+        prev = True
+        rest = rest[len("prev:"):]
+    if rest.startswith("base:"):
+        if not scope.in_rec:
+            return err(f"`{text}`: `base:` is only valid inside a rec unit", "graph.base-outside-rec")
+        if prev:
+            return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
+        return resolve(rest[len("base:"):], scope.parent, network, path)
+    if rest == "data" or rest.startswith("data:"):
+        key = rest[len("data:"):] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
+        if prev:
+            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
+        if key == "source":
+            if not scope.in_rec:
+                return err(f"`{text}`: `data:source` is only valid inside a rec unit",
+                           "graph.source-outside-rec")
+            return Ref("source", scope.rec_layer, text=text), None
+        if key not in network.extern:
+            return err(f"unknown extern data `{key}` in `{text}`", "graph.unknown-data",
+                       did_you_mean(key, network.extern))
+        return Ref("extern", key, frame=scope.in_rec, text=text), None
+    if rest in scope.layers:
+        return Ref("layer", scope.layers[rest], prev=prev, text=text), None
+    candidates = list(scope.layers)
+    if scope.in_rec and not prev:
+        candidates += [f"base:{n}" for n in scope.parent.layers]
+    hint = did_you_mean(rest, candidates)
+    where = f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else ""
+    return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)

@@ -1,0 +1,283 @@
+"""JSON Schema validation (draft 2020-12) of configs, reporting every error with its path.
+
+The schema files in `schemas/` are the single source of truth for option names, types, defaults
+and descriptions: `config.schema.json` (the whole config), `common.schema.json` (options every
+layer accepts), `layers/<class>.schema.json` (one per layer class), `train.schema.json`.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from .diagnostics import ERROR, Diagnostic, did_you_mean, format_path
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_path(name: str) -> Path:
+    return SCHEMA_DIR / name
+
+
+@lru_cache(maxsize=None)
+def load_schema(relative: str) -> dict:
+    return json.loads((SCHEMA_DIR / relative).read_text(encoding="utf-8"))
+
+
+def layer_schema_files() -> dict[str, Path]:
+    """Layer class -> its schema file."""
+    return {p.name[: -len(".schema.json")]: p
+            for p in sorted((SCHEMA_DIR / "layers").glob("*.schema.json"))}
+
+
+def _uri(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+@lru_cache(maxsize=1)
+def _registry() -> Registry:
+    resources = []
+    for path in SCHEMA_DIR.rglob("*.schema.json"):
+        resources.append((_uri(path), Resource.from_contents(
+            json.loads(path.read_text(encoding="utf-8")))))
+    return Registry().with_resources(resources)
+
+
+@lru_cache(maxsize=1)
+def config_validator() -> jsonschema.Draft202012Validator:
+    path = SCHEMA_DIR / "config.schema.json"
+    # validate against the rendering from the layer files (the checked-in file equals it; a
+    # test keeps them in sync), so a new layer schema takes effect at once
+    schema = render_config_schema()
+    schema["$id"] = _uri(path)  # so relative $refs resolve against the schema directory
+    return jsonschema.Draft202012Validator(schema, registry=_registry(),
+                                           format_checker=None)
+
+
+@lru_cache(maxsize=None)
+def layer_options(layer_class: str) -> dict[str, dict]:
+    """Every option a layer class accepts (its own and the common ones) -> property schema."""
+    options = dict(load_schema("common.schema.json")["$defs"]["common_options"]["properties"])
+    files = layer_schema_files()
+    if layer_class in files:
+        options.update(load_schema(f"layers/{layer_class}.schema.json").get("properties", {}))
+    return options
+
+
+def option_default(layer_class: str, option: str, fallback: Any = None) -> Any:
+    prop = layer_options(layer_class).get(option, {})
+    return prop.get("default", fallback)
+
+
+def layer_classes() -> list[str]:
+    return sorted(layer_schema_files())
+
+
+def render_config_schema() -> dict:
+    """The config schema with one `if class == X then layers/X.schema.json` per layer file.
+
+    `config.schema.json` is this rendering, checked in (a test keeps them equal), so external
+    tools such as check-jsonschema and editors see the whole catalogue.
+    """
+    base = load_schema("config_base.json")
+    schema = json.loads(json.dumps(base))
+    classes = layer_classes()
+    layer = schema["$defs"]["layer"]
+    layer["properties"]["class"] = {"enum": classes, "description": "The layer class."}
+    layer["allOf"] = [
+        {"if": {"properties": {"class": {"const": c}}, "required": ["class"]},
+         "then": {"$ref": f"layers/{c}.schema.json"}}
+        for c in classes
+    ]
+    return schema
+
+
+# -- translating jsonschema errors into diagnostics -----------------------------------------------
+
+def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
+    """If `path` points into a layer dict, (its class, the layer dict's path)."""
+    node = data
+    layer_class, layer_path = None, None
+    for i, part in enumerate(path):
+        if i >= 1 and isinstance(node, dict) and _is_layer_container(path[:i]):
+            pass
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if _is_layer_container(path[:i]) and isinstance(node, dict):
+            layer_class = node.get("class") if isinstance(node.get("class"), str) else None
+            layer_path = path[: i + 1]
+    return layer_class, layer_path
+
+
+def _is_layer_container(path: tuple) -> bool:
+    """`("network",)` and `(..., "unit")` below a layer hold layers by name."""
+    if path == ("network",):
+        return True
+    return len(path) >= 3 and path[0] == "network" and path[-1] == "unit" and len(path) % 2 == 1
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _allowed_names(error: ValidationError, data: Any, path: tuple) -> list[str]:
+    layer_class, layer_path = _layer_context(data, path)
+    if layer_path == path and layer_class is not None:
+        return list(layer_options(layer_class))
+    names = list(error.schema.get("properties", {}))
+    return names
+
+
+def _enum_values(schema: dict) -> list:
+    if "enum" in schema:
+        return list(schema["enum"])
+    values = []
+    for key in ("anyOf", "oneOf"):
+        for sub in schema.get(key, []):
+            values.extend(v for v in _enum_values(sub) if v is not None)
+    return values
+
+
+def translate(error: ValidationError, data: Any) -> list[Diagnostic]:
+    """One jsonschema error -> diagnostics with a config path, message and hint."""
+    path = tuple(error.absolute_path)
+    v = error.validator
+    instance = error.instance
+    name = format_path(path[-1:]) if path else "config"
+    if v in ("unevaluatedProperties", "additionalProperties"):
+        allowed = _allowed_names(error, data, path)
+        layer_class, layer_path = _layer_context(data, path)
+        extra = [k for k in instance if k not in allowed] if isinstance(instance, dict) else []
+        out = []
+        for key in extra:
+            if layer_path == path and layer_class:
+                msg = f"unknown option `{key}` for layer class `{layer_class}`"
+            else:
+                msg = f"unknown key `{key}`"
+            out.append(Diagnostic(ERROR, msg, "schema.unknown-option", path + (key,),
+                                  hint=did_you_mean(key, allowed)))
+        return out
+    if v == "required":
+        missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
+        layer_class, layer_path = _layer_context(data, path)
+        what = f" of layer class `{layer_class}`" if layer_class and layer_path == path else ""
+        return [Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option",
+                           path) for k in missing]
+    if v == "enum" or (v == "anyOf" and _enum_values(error.schema) and isinstance(instance, str)):
+        values = _enum_values(error.schema)
+        if path and path[-1] == "class":
+            return [Diagnostic(ERROR, f"unknown layer class `{instance}`", "schema.unknown-class",
+                               path, hint=did_you_mean(instance, values))]
+        shown = ", ".join(str(x) for x in values[:12]) + (", ..." if len(values) > 12 else "")
+        return [Diagnostic(ERROR, f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
+                           "schema.enum", path,
+                           hint=did_you_mean(instance, values) if isinstance(instance, str) else None)]
+    if v == "const":
+        return [Diagnostic(ERROR, f"`{name}` must be {_short(error.validator_value)}, got "
+                           f"{_short(instance)}", "schema.enum", path)]
+    if v == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [Diagnostic(ERROR, f"`{name}` must be of type {expected}, got "
+                           f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
+              "exclusiveMaximum": "<"}[v]
+        return [Diagnostic(ERROR, f"`{name}` out of range: must be {op} {error.validator_value}, "
+                           f"got {_short(instance)}", "schema.range", path)]
+    if v in ("minItems", "maxItems", "minLength", "maxLength", "minProperties"):
+        return [Diagnostic(ERROR, f"`{name}`: {error.message}", "schema.range", path)]
+    if v == "pattern":
+        if path and path[-1] == "activation":
+            names = error.validator_value.split("(", 3)[-1].split(")")[0].split("|")
+            base = str(instance).split("*")[-1]
+            return [Diagnostic(ERROR, f"unknown activation `{instance}`", "schema.enum", path,
+                               hint=did_you_mean(base, names))]
+        return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} does not match the expected "
+                           f"form", "schema.pattern", path)]
+    if v in ("anyOf", "oneOf") and error.context:
+        # pick the alternative that got furthest, so the user sees one concrete problem
+        sub = best_match(error.context)
+        if sub is not None and sub.validator not in ("type",) or _only_type_errors(error):
+            if _only_type_errors(error):
+                types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
+                return [Diagnostic(ERROR, f"`{name}` must be of type {' or '.join(types)}, got "
+                                   f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+            return translate(sub, data)
+        return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} is not valid here",
+                           "schema.type", path)]
+    return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
+
+
+def _as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+def _only_type_errors(error: ValidationError) -> bool:
+    return bool(error.context) and all(e.validator == "type" and not e.path for e in error.context)
+
+
+def validate_config(data: Any) -> list[Diagnostic]:
+    """All schema errors of a config, sorted by path."""
+    if not isinstance(data, dict):
+        return [Diagnostic(ERROR, f"the config must be a mapping, got {_type_name(data)}",
+                           "schema.type", ())]
+    diags: list[Diagnostic] = []
+    seen = set()
+    for error in config_validator().iter_errors(data):
+        for d in translate(error, data):
+            key = (d.path, d.message)
+            if key not in seen:
+                seen.add(key)
+                diags.append(d)
+    return diags
+
+
+def failed_layer_paths(diags: Iterable[Diagnostic], data: Any) -> set[tuple]:
+    """Paths of the layer dicts that have schema errors (their shapes are not inferred)."""
+    out = set()
+    for d in diags:
+        _, layer_path = _layer_context(data, d.path)
+        if layer_path is not None:
+            out.add(layer_path)
+        elif len(d.path) >= 2 and d.path[0] == "network":
+            out.add(d.path[:2])
+    return out
+
+
+def write_config_schema() -> Path:
+    """Rewrite `schemas/config.schema.json` from `config_base.json` and the layer schemas."""
+    path = SCHEMA_DIR / "config.schema.json"
+    path.write_text(json.dumps(render_config_schema(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":  # python -m netcompiler.schema: regenerate config.schema.json
+    print(write_config_schema())

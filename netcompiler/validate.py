@@ -1,0 +1,92 @@
+"""The front end as one call: load -> overrides -> schema -> graph -> shapes, all errors at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import ERROR, ConfigError, Diagnostic, Report
+from .graph import Graph, build_graph, check_outputs
+from .loader import Config, apply_overrides, load
+from .network import build_network
+from .schema import failed_layer_paths, validate_config
+from .shapes import InferredNetwork, extern_shapes, infer_shapes
+
+
+@dataclass
+class ValidationResult:
+    config: Config | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    graph: Graph | None = None
+    inferred: InferredNetwork | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity != ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> "ValidationResult":
+        if self.errors:
+            raise ConfigError(self.errors)
+        return self
+
+
+def validate(source: Any, overrides: list[str] | None = None, strict: bool = False,
+             name: str | None = None) -> ValidationResult:
+    """Validate a config (path, YAML/JSON text, dict or `Config`).
+
+    Never raises for a user mistake: every problem is a diagnostic of the result. With `strict`,
+    warnings count as errors.
+    """
+    try:
+        config = load(source, name)
+        if overrides:
+            apply_overrides(config, overrides)
+    except ConfigError as exc:
+        return ValidationResult(None, exc.diagnostics)
+    except ValueError as exc:
+        return ValidationResult(None, [Diagnostic(ERROR, str(exc), "load.override")])
+    result = ValidationResult(config)
+    report = Report()
+    data = config.data
+    schema_diags = validate_config(data)
+    report.extend(schema_diags)
+    if isinstance(data, dict):
+        network = build_network(data)
+        graph = build_graph(network)
+        result.graph = graph
+        report.extend(graph.diagnostics)
+        report.extend(check_outputs(graph))
+        bad_paths = failed_layer_paths(schema_diags, data)
+        failed = {layer.name for layer in network.layers.values()
+                  if any(layer.path[: len(p)] == p for p in bad_paths)}
+        # a graph error (unknown reference) also stops that layer's shape inference
+        for d in graph.diagnostics:
+            for layer in network.layers.values():
+                if d.path[: len(layer.path)] == layer.path:
+                    failed.add(layer.name)
+        if not any(d.rule == "graph.cycle" for d in graph.diagnostics):
+            extern_ok = isinstance(data.get("extern_data", {}), dict) and not any(
+                d.path[:1] == ("extern_data",) for d in schema_diags)
+            ext, ext_diags = extern_shapes(network.extern if extern_ok else {})
+            report.extend(ext_diags)
+            if not extern_ok:
+                failed.update(network.layers)
+            inferred = infer_shapes(graph, ext, failed)
+            report.extend(inferred.diagnostics)
+            result.inferred = inferred
+    diags = [config.locate(d) for d in report.diagnostics]
+    if strict:
+        diags = [d.as_error() for d in diags]
+    result.diagnostics = _sorted(diags)
+    return result
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diags, key=lambda d: (d.file or "", d.line or 0, d.col or 0, d.rule))
