@@ -115,12 +115,15 @@ def _convert(node: yaml.Node, loader: _Loader, path: tuple, smap: SourceMap, dep
             flat = copy.copy(node)
             flat.value = list(node.value)
             loader.flatten_mapping(flat)
-            result: dict = {}
+            # merged pairs come first, explicit ones last: the last pair of a key wins (as in
+            # PyYAML). Convert only the winning value, so positions are those of the value kept.
+            pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
             for key_node, value_node in flat.value:
-                key = _scalar_key(key_node, loader, file)
-                if key_node in seen.values() or (path + (key,)) not in smap.keys:
-                    smap.keys[path + (key,)] = Mark(key_node.start_mark.line + 1,
-                                                    key_node.start_mark.column + 1)
+                pairs[_scalar_key(key_node, loader, file)] = (key_node, value_node)
+            result: dict = {}
+            for key, (key_node, value_node) in pairs.items():
+                smap.keys[path + (key,)] = Mark(key_node.start_mark.line + 1,
+                                                key_node.start_mark.column + 1)
                 result[key] = _convert(value_node, loader, path + (key,), smap, depth + 1, active)
         except yaml.constructor.ConstructorError as exc:
             raise _error(f"invalid merge key: {exc.problem}", file, exc.problem_mark) from None
@@ -201,14 +204,21 @@ def load_file(path: str | os.PathLike) -> Config:
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        # the column in characters (as YAML positions are), not in bytes
+        line_start = before.rfind(b"\n") + 1
+        prefix = raw[line_start: exc.start].decode("utf-8", errors="replace")
+        col = len(prefix.lstrip("\ufeff") if line_start == 0 else prefix) + 1
         raise ConfigError(Diagnostic(
             ERROR, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
             "load.encoding", (), name, line, col)) from None
     if not text.strip():
         raise ConfigError(Diagnostic(ERROR, "the config file is empty", "load.empty", (), name, 1, 1))
     # JSON is parsed by the same composer (YAML is a superset for configs), so JSON files get
-    # the same positions and the same duplicate-key check.
+    # the same positions and the same duplicate-key check. JSON allows tabs as whitespace, YAML
+    # does not; valid JSON has no raw tab inside strings, so a tab -> space swap keeps the data
+    # and the columns.
+    if p.suffix.lower() == ".json":
+        text = text.replace("\t", " ")
     return parse_yaml(text, name)
 
 
@@ -220,7 +230,8 @@ def from_dict(data: Mapping, name: str = "<dict>") -> Config:
 def _plain(value):
     """Tuples to lists, so dict configs and YAML configs look the same to validation."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        # keys as text, as the YAML loader keeps them (`1:` is the key "1")
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
@@ -267,9 +278,10 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     for text in overrides:
         path, value = parse_override(text)
         node = config.data
+        actual: list = []  # the path as used: a number names a mapping key "N" in a mapping
         for i, part in enumerate(path[:-1]):
-            nxt = path[i + 1]
             if isinstance(node, dict):
+                part = str(part)
                 if not isinstance(node.get(part), (dict, list)):
                     node[part] = {}
                 node = node[part]
@@ -277,13 +289,14 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
                 node = node[part]
             else:
                 raise ValueError(f"--set {text}: `{format_path(path[: i + 1])}` is not a mapping")
-            del nxt
+            actual.append(part)
         last = path[-1]
         if isinstance(node, dict):
+            last = str(last)
             node[last] = value
         elif isinstance(node, list) and isinstance(last, int) and last < len(node):
             node[last] = value
         else:
             raise ValueError(f"--set {text}: cannot set `{format_path(path)}`")
-        config.source.overrides[path] = text
+        config.source.overrides[tuple(actual) + (last,)] = text
     return config

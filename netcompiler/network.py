@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from .diagnostics import ERROR, Diagnostic, did_you_mean
 
 # Options that may name layers (besides `from`). `target` names extern data.
-LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths")
+LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset")
 
 
 @dataclass
@@ -119,10 +119,20 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
     refs = []
     for option in LAYER_OPTIONS:
         if option == "from" and "from" not in layer.opts:
-            refs.append((("from",), "data"))
+            default = _default_from(layer.layer_class)
+            if default is not None:
+                refs.append((("from",), default))
             continue
         refs.extend(reference_values(layer.opts, option))
     return refs
+
+
+def _default_from(layer_class: str) -> str | None:
+    """`from` when absent: `data`, unless the class's rule sets `default_from = None`."""
+    from .layers import get_rule  # lazy: the registry imports every layer module
+
+    rule = get_rule(layer_class) if isinstance(layer_class, str) else None
+    return getattr(rule, "default_from", "data") if rule is not None else "data"
 
 
 def resolve(text: str, scope: Scope, network: Network, path: tuple

@@ -223,13 +223,16 @@ def translate(error: ValidationError, data: Any) -> list[Diagnostic]:
         return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} does not match the expected "
                            f"form", "schema.pattern", path)]
     if v in ("anyOf", "oneOf") and error.context:
-        # pick the alternative that got furthest, so the user sees one concrete problem
-        sub = best_match(error.context)
-        if sub is not None and sub.validator not in ("type",) or _only_type_errors(error):
-            if _only_type_errors(error):
-                types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
-                return [Diagnostic(ERROR, f"`{name}` must be of type {' or '.join(types)}, got "
-                                   f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+        if _only_type_errors(error):
+            types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
+            return [Diagnostic(ERROR, f"`{name}` must be of type {' or '.join(types)}, got "
+                               f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+        # pick the alternative that got furthest, so the user sees one concrete problem; a
+        # top-level type mismatch of an alternative (e.g. `null` for an activation) is the
+        # least informative one, so prefer any other error
+        candidates = [e for e in error.context if e.validator != "type" or e.path]
+        sub = best_match(candidates) if candidates else None
+        if sub is not None:
             return translate(sub, data)
         return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} is not valid here",
                            "schema.type", path)]

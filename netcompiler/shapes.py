@@ -253,6 +253,8 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             shape = rule.infer(ctx)
             inferred.shapes[name] = shape
             inferred.params[name] = rule.params(ctx, shape)
+            if layer.opts.get("loss"):
+                _check_loss(inferred, layer, shape)
             inferred.diagnostics.extend(ctx.warnings)
             if rule.deprecated:
                 inferred.diagnostics.append(Diagnostic(
@@ -269,6 +271,51 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
     return inferred
+
+
+def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
+    """The `target` of a layer's `loss` must fit the layer's output."""
+    loss = layer.opts["loss"]
+    key = layer.opts.get("target")
+    if not isinstance(key, str):
+        raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key)", "loss",
+                         "shape.loss-target")
+    if key not in inferred.network.extern:
+        from .diagnostics import did_you_mean
+        raise ShapeError(f"`target: {key}`: no such extern data", "target", "shape.loss-target",
+                         hint=did_you_mean(key, inferred.network.extern))
+    target = inferred.extern.get(key)
+    if target is None:
+        return
+    if layer.scope.in_rec:
+        loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
+        if loop is not None and target.has(loop):
+            target = target.without(loop)
+    what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
+    if loss == "ctc":
+        ok = (target.sparse and out.feature_size == target.sparse_dim + 1
+              and out.time is not None and target.time is not None)
+        if not ok:
+            raise ShapeError(f"`loss: ctc`: {what} (needs a sparse target over time and "
+                             f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
+                             "target", "shape.loss-target")
+        return
+    if out.sparse or out.feature is None:
+        raise ShapeError(f"`loss: {loss}`: {what} (the output needs a feature axis)", "loss",
+                         "shape.loss-target")
+    if target.sparse:
+        axes_ok = same_axes(out.non_feature_dims, target.dims)
+        feat_ok = out.feature_size == target.sparse_dim
+    else:
+        axes_ok = same_axes(out.non_feature_dims, target.non_feature_dims)
+        feat_ok = out.feature_size == target.feature_size
+    if not axes_ok:
+        raise ShapeError(f"`loss: {loss}`: {what}: their axes differ", "target",
+                         "shape.loss-target")
+    if not feat_ok:
+        raise ShapeError(f"`loss: {loss}`: {what}: {out.feature_size} output features for "
+                         f"{target.feature_size} target classes/features", "target",
+                         "shape.loss-target")
 
 
 class _Skip(Exception):

@@ -62,7 +62,8 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
         graph = build_graph(network)
         result.graph = graph
         report.extend(graph.diagnostics)
-        report.extend(check_outputs(graph))
+        if isinstance(data.get("network"), dict):  # else the schema error says it all
+            report.extend(check_outputs(graph))
         bad_paths = failed_layer_paths(schema_diags, data)
         failed = {layer.name for layer in network.layers.values()
                   if any(layer.path[: len(p)] == p for p in bad_paths)}

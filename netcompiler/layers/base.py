@@ -55,6 +55,8 @@ class LayerRule:
     layer_options: ClassVar[tuple[str, ...]] = ()
     #: for deprecated classes: the explicit formulation that replaces them.
     deprecated: ClassVar[str | None] = None
+    #: the input when `from` is absent (None: no input, e.g. `generic_attention`).
+    default_from: ClassVar[str | None] = "data"
     #: True if the layer may appear only inside a `rec` unit (e.g. `choice` with search).
     rec_only: ClassVar[bool] = False
 

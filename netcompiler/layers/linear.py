@@ -24,8 +24,32 @@ class LinearRule(LayerRule):
             params["b"] = ParamSpec((n_out,), ctx.opt("bias_init"))
         return params
 
+    def activation(self, ctx) -> str | None:
+        return ctx.opt("activation")
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        from ..activations import apply_activation
+
+        x = ctx.source
+        W = ctx.params["W"]
+        if ctx.source_shape.sparse:
+            y = tf.gather(W, x)  # embedding lookup: the same as a one-hot matmul
+        elif x.shape.rank == 2:
+            y = tf.matmul(x, W)
+        else:
+            y = tf.tensordot(x, W, axes=[[x.shape.rank - 1], [0]])
+        if "b" in ctx.params:
+            y = y + ctx.params["b"]
+        activation = self.activation(ctx)
+        return apply_activation(activation, y) if activation else y
+
 
 class SoftmaxRule(LinearRule):
     """As `linear`, with a softmax over the features; `n_out` defaults to the target's classes."""
 
     layer_class = "softmax"
+
+    def activation(self, ctx) -> str:
+        return "softmax"

@@ -1,0 +1,469 @@
+"""The `netcompiler` command line: validate, schema, graph (and compile/train/search/forward).
+
+`validate`, `schema` and `graph` never import TensorFlow, so they stay fast enough for editors
+and pre-commit hooks. The TensorFlow subcommands import their module only when run.
+
+Exit codes: 0 all valid, 1 some config invalid, 2 usage error (bad arguments, missing or
+unreadable file, no configs found).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .diagnostics import ERROR, WARNING, Diagnostic, format_github, format_text
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# load problems that mean "could not read the file" (exit 2), not "the config is invalid" (1)
+UNREADABLE_RULES = ("load.missing", "load.unreadable")
+# set to re-raise unexpected exceptions instead of reporting them as `internal` diagnostics
+DEBUG_ENV = "NETCOMPILER_DEBUG"
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake on the command line (exit 2)."""
+
+
+# -- finding configs -------------------------------------------------------------------------------
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _configs_in_dir(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.rglob("*")
+                  if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES)
+
+
+def expand_paths(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Files to check (in argument order, each directory/glob sorted) and usage problems."""
+    files: list[str] = []
+    problems: list[str] = []
+    for arg in paths:
+        if os.path.isdir(arg):
+            found = _configs_in_dir(Path(arg))
+            if not found:
+                problems.append(f"{arg}: no *.yaml, *.yml or *.json configs in this directory")
+        elif _is_glob(arg) and not os.path.exists(arg):
+            found = []
+            for match in sorted(glob.glob(arg, recursive=True)):
+                if os.path.isdir(match):
+                    found.extend(_configs_in_dir(Path(match)))
+                else:
+                    found.append(match)
+            if not found:
+                problems.append(f"{arg}: no configs match this pattern")
+        else:
+            found = [arg]  # a missing file is reported as a `load.missing` diagnostic
+        for f in found:
+            if f not in files:
+                files.append(f)
+    return files, problems
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Reject malformed `--set` texts before any config is read."""
+    from .loader import parse_override
+
+    for text in overrides:
+        try:
+            parse_override(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+# -- validating ------------------------------------------------------------------------------------
+@dataclass
+class Checked:
+    path: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    result: object = None  # ValidationResult, when validation ran
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity != ERROR]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    @property
+    def unreadable(self) -> bool:
+        return any(d.rule in UNREADABLE_RULES for d in self.errors)
+
+
+def _internal(path: str, exc: BaseException) -> Diagnostic:
+    if os.environ.get(DEBUG_ENV):
+        raise exc
+    return Diagnostic(ERROR, f"internal error: {type(exc).__name__}: {exc}; please report",
+                      "internal", (), path)
+
+
+def check_config(path: str, overrides: list[str], strict: bool) -> Checked:
+    from .validate import validate
+
+    try:
+        result = validate(path, overrides, strict=strict)
+    except Exception as exc:  # a bug, not a user mistake: report it and go on
+        return Checked(path, [_internal(path, exc)])
+    # diagnostics without a file (e.g. a failed `--set`) belong to this config
+    diags = [d if d.file else d.located(path, d.line, d.col) for d in result.diagnostics]
+    return Checked(path, diags, result)
+
+
+# -- the --shapes table ----------------------------------------------------------------------------
+def shape_rows(result) -> list[tuple[str, str, str, str]]:
+    """(layer, class, output axes, params) rows: extern data first, then layers in dependency
+    order with the layers of each rec unit indented under their rec layer."""
+    inferred, graph = result.inferred, result.graph
+    network = graph.network
+    rows = []
+    for key, shape in inferred.extern.items():
+        rows.append((f"data:{key}", "extern_data", str(shape), "-"))
+    order = graph.order()
+    placed = set(order)
+    order += [n for n in network.layers if n not in placed]  # e.g. layers on a cycle
+
+    def add_scope(scope, depth: int):
+        for name in order:
+            layer = network.layers[name]
+            if layer.scope is not scope:
+                continue
+            shape = inferred.shapes.get(name)
+            rows.append(("  " * depth + name, layer.layer_class or "?",
+                         str(shape) if shape is not None else "?",
+                         str(inferred.param_count(name))))
+            if layer.unit is not None:
+                add_scope(layer.unit, depth + 1)
+
+    add_scope(network.top, 0)
+    return rows
+
+
+def format_shapes(result) -> list[str]:
+    header = ("layer", "class", "output", "params")
+    rows = shape_rows(result)
+    total = str(result.inferred.total_params)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(4)]
+    widths[3] = max(widths[3], len(total))
+
+    def line(row):
+        left = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
+        return f"{left}  {row[3].rjust(widths[3])}".rstrip()
+
+    out = [line(header), line(tuple("-" * w for w in widths))]
+    out += [line(r) for r in rows]
+    out.append(line(("total", "", "", total)))
+    return out
+
+
+# -- validate --------------------------------------------------------------------------------------
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def cmd_validate(args, out: TextIO, err: TextIO) -> int:
+    overrides = args.set or []
+    check_overrides(overrides)
+    files, problems = expand_paths(args.paths)
+    for p in problems:
+        print(f"netcompiler validate: error: {p}", file=err)
+    checked = [check_config(f, overrides, args.strict) for f in files]
+
+    n_errors = sum(len(c.errors) for c in checked)
+    n_warnings = sum(len(c.warnings) for c in checked)
+    if args.format == "json":
+        doc = {
+            "configs": [{"path": c.path, "valid": c.valid,
+                         "diagnostics": [d.to_dict() for d in c.diagnostics]} for c in checked],
+            "errors": n_errors,
+            "warnings": n_warnings,
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        fmt = format_github if args.format == "github" else format_text
+        for c in checked:
+            for d in c.diagnostics:
+                if args.quiet and d.severity != ERROR:
+                    continue
+                print(fmt(d), file=out)
+        if args.format == "text" and not args.quiet:
+            print(f"checked {_plural(len(checked), 'config')}: {_plural(n_errors, 'error')}, "
+                  f"{_plural(n_warnings, 'warning')}", file=out)
+    if args.shapes and args.format != "json":
+        for c in checked:
+            if not c.valid or c.result is None or getattr(c.result, "inferred", None) is None:
+                continue
+            try:
+                table = format_shapes(c.result)
+            except Exception as exc:
+                d = _internal(c.path, exc)
+                c.diagnostics.append(d)
+                print(format_text(d), file=err)
+                continue
+            print(f"\n{c.path}:", file=out)
+            for row in table:
+                print(row, file=out)
+
+    if problems or any(c.unreadable for c in checked):
+        return EXIT_USAGE
+    return EXIT_INVALID if any(not c.valid for c in checked) else EXIT_OK
+
+
+# -- schema ----------------------------------------------------------------------------------------
+def cmd_schema(args, out: TextIO, err: TextIO) -> int:
+    from .schema import render_config_schema, write_config_schema
+
+    if args.write:
+        path = write_config_schema()
+        print(f"wrote {path}", file=err)
+        return EXIT_OK
+    json.dump(render_config_schema(), out, indent=2)
+    out.write("\n")
+    return EXIT_OK
+
+
+# -- graph -----------------------------------------------------------------------------------------
+class _Ids:
+    """Sanitised, unique node ids for dot and mermaid (names may contain `/`, `:`, `-`)."""
+
+    def __init__(self, prefix: str = "n_"):
+        self.prefix = prefix
+        self.ids: dict[str, str] = {}
+        self.used: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name not in self.ids:
+            base = self.prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
+            ident, i = base, 1
+            while ident in self.used:
+                i += 1
+                ident = f"{base}_{i}"
+            self.used.add(ident)
+            self.ids[name] = ident
+        return self.ids[name]
+
+
+def _graph_parts(graph):
+    """Nodes by scope (None = top), node labels, edges."""
+    network = graph.network
+    g = graph.g
+    members: dict[str | None, list[str]] = {}
+    labels: dict[str, tuple[str, str]] = {}
+    for node, attrs in g.nodes(data=True):
+        layer = network.layers.get(node)
+        if layer is not None:
+            rec = layer.scope.rec_layer.name if layer.scope.rec_layer else None
+            labels[node] = (node, layer.layer_class or "?")
+        else:
+            rec = None
+            labels[node] = (node, "extern_data" if attrs.get("kind") == "extern" else "")
+        members.setdefault(rec, []).append(node)
+    return members, labels
+
+
+def _drawn_edges(graph):
+    """The graph's edges; of the edges from a unit to its rec layer only the one from the unit's
+    `output` (the loop's result) is drawn, the cluster shows the rest."""
+    for u, v, attrs in graph.g.edges(data=True):
+        if attrs.get("option") == "unit" and not u.endswith("/output"):
+            continue
+        yield u, v, attrs
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_dot(graph) -> str:
+    ids = _Ids()
+    members, labels = _graph_parts(graph)
+    network = graph.network
+    lines = ["digraph network {", "  rankdir=TB;", "  node [shape=box];"]
+
+    def emit(rec: str | None, indent: str):
+        for node in members.get(rec, []):
+            name, cls = labels[node]
+            label = _dot_quote(name)[1:-1] + (r"\n" + _dot_quote(cls)[1:-1] if cls else "")
+            attrs = [f'label="{label}"']
+            if graph.g.nodes[node].get("kind") == "extern":
+                attrs.append("shape=ellipse")
+            lines.append(f"{indent}{ids(node)} [{', '.join(attrs)}];")
+            layer = network.layers.get(node)
+            if layer is not None and layer.unit is not None:
+                cluster = _Ids("cluster_")(node)
+                lines.append(f"{indent}subgraph {cluster} {{")
+                lines.append(f"{indent}  label={_dot_quote(node + ' (rec unit)')};")
+                lines.append(f"{indent}  style=rounded;")
+                emit(node, indent + "  ")
+                lines.append(f"{indent}}}")
+
+    emit(None, "  ")
+    for u, v, attrs in _drawn_edges(graph):
+        style = []
+        if attrs.get("prev"):
+            style.append("style=dashed")
+            style.append('label="prev"')
+        elif attrs.get("option") == "unit":
+            style.append("style=bold")
+        suffix = f" [{', '.join(style)}]" if style else ""
+        lines.append(f"  {ids(u)} -> {ids(v)}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def render_mermaid(graph) -> str:
+    ids = _Ids()
+    members, labels = _graph_parts(graph)
+    network = graph.network
+    lines = ["flowchart TD"]
+
+    def emit(rec: str | None, indent: str):
+        for node in members.get(rec, []):
+            name, cls = labels[node]
+            label = _mermaid_text(name) + (f"<br/>{_mermaid_text(cls)}" if cls else "")
+            if graph.g.nodes[node].get("kind") == "extern":
+                lines.append(f'{indent}{ids(node)}(["{label}"])')
+            else:
+                lines.append(f'{indent}{ids(node)}["{label}"]')
+            layer = network.layers.get(node)
+            if layer is not None and layer.unit is not None:
+                sub = _Ids("unit_")(node)
+                lines.append(f'{indent}subgraph {sub} ["{_mermaid_text(node)} (rec unit)"]')
+                emit(node, indent + "  ")
+                lines.append(f"{indent}end")
+
+    emit(None, "  ")
+    for u, v, attrs in _drawn_edges(graph):
+        if attrs.get("prev"):
+            arrow = "-.->|prev|"
+        elif attrs.get("option") == "unit":
+            arrow = "==>"
+        else:
+            arrow = "-->"
+        lines.append(f"  {ids(u)} {arrow} {ids(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_graph(args, out: TextIO, err: TextIO) -> int:
+    overrides = args.set or []
+    check_overrides(overrides)
+    checked = check_config(args.config, overrides, strict=False)
+    graph = getattr(checked.result, "graph", None)
+    for d in checked.errors:
+        print(format_text(d), file=err)
+    if graph is None:
+        print(f"netcompiler graph: error: {args.config}: cannot draw the graph", file=err)
+        return EXIT_USAGE if checked.unreadable else EXIT_INVALID
+    try:
+        text = render_mermaid(graph) if args.format == "mermaid" else render_dot(graph)
+    except Exception as exc:
+        print(format_text(_internal(args.config, exc)), file=err)
+        return EXIT_INVALID
+    out.write(text)
+    return EXIT_OK
+
+
+# -- subcommands that need TensorFlow (implemented in other modules) ------------------------------
+def _lazy(module: str, func: str) -> Callable:
+    def handler(args, out: TextIO, err: TextIO) -> int:
+        try:
+            fn = getattr(importlib.import_module(f"netcompiler.{module}"), func)
+        except (ImportError, AttributeError) as exc:
+            print(f"netcompiler {args.command}: not available yet ({exc})", file=err)
+            return EXIT_USAGE
+        return fn(args)
+
+    return handler
+
+
+# -- the parser ------------------------------------------------------------------------------------
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a config value before validation, e.g. "
+                        "network.att.num_heads=8 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netcompiler", description="Validate, draw and compile YAML network configs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check configs (schema, references, shapes)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="config files, directories or globs")
+    _add_set(p)
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("--format", choices=("text", "json", "github"), default="text")
+    p.add_argument("--shapes", action="store_true",
+                   help="print each valid network's layers, output axes and parameter counts")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print errors only (no warnings, no summary)")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the config JSON Schema")
+    p.add_argument("--write", action="store_true", help="rewrite schemas/config.schema.json")
+    p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("graph", help="draw the layer dependency graph (dot or mermaid)")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    _add_set(p)
+    p.set_defaults(handler=cmd_graph)
+
+    p = sub.add_parser("compile", help="build the TensorFlow model and save it")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    _add_set(p)
+    p.set_defaults(handler=_lazy("build", "cli_compile"))
+
+    p = sub.add_parser("train", help="train a config")
+    p.add_argument("config", metavar="CONFIG")
+    _add_set(p)
+    p.set_defaults(handler=_lazy("train", "cli_train"))
+
+    p = sub.add_parser("search", help="decode with beam search")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    _add_set(p)
+    p.set_defaults(handler=_lazy("train", "cli_search"))
+
+    p = sub.add_parser("forward", help="run the network forward on data")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--checkpoint")
+    p.add_argument("--data")
+    _add_set(p)
+    p.set_defaults(handler=_lazy("train", "cli_forward"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors (2) and --help (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return args.handler(args, sys.stdout, sys.stderr)
+    except UsageError as exc:
+        print(f"netcompiler {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `netcompiler schema | head`
+        return EXIT_OK

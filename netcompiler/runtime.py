@@ -1,0 +1,128 @@
+"""What a layer's builder sees when it runs: `CallContext`.
+
+Every tensor has exactly the axes of its inferred `Shape`, batch-major; sparse data is int32
+without a feature axis. Lengths of dynamic axes are looked up by `Dim` identity.
+TensorFlow is imported lazily (this module is imported only when compiling).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from .dims import BATCH, Dim, Shape
+from .schema import option_default
+
+_MISSING = object()
+
+
+class CallContext:
+    """Inputs, options, variables and lengths of one layer call.
+
+    Attributes:
+      name: the layer's full name; opts: its config dict; out_shape: its inferred Shape.
+      sources / source_shapes: the `from` inputs (a list already concatenated on the feature
+        axis unless the rule set `concat_sources = False`).
+      params: variables by parameter name (`W`, `b`, `QKV`, ...).
+      training: Python bool (the forward pass is traced once per value).
+    """
+
+    def __init__(self, name: str, layer_class: str, opts: dict, sources: list, source_shapes:
+                 list[Shape], out_shape: Shape, refs: dict[str, tuple[Any, Shape]],
+                 params: dict[str, tf.Variable], training: bool, lengths: dict[Dim, Any],
+                 in_rec: bool = False, loop_dim: Dim | None = None, state: dict | None = None,
+                 seed: int | None = None):
+        self.name = name
+        self.layer_class = layer_class
+        self.opts = opts
+        self.sources = sources
+        self.source_shapes = source_shapes
+        self.out_shape = out_shape
+        self._refs = refs
+        self.params = params
+        self.training = training
+        self._lengths = lengths
+        self.in_rec = in_rec
+        self.loop_dim = loop_dim
+        self.state = state if state is not None else {}
+        self.seed = seed
+
+    # -- options and inputs ---------------------------------------------------------------------
+    def opt(self, name: str, default: Any = _MISSING) -> Any:
+        if name in self.opts:
+            return self.opts[name]
+        if default is not _MISSING:
+            return default
+        return option_default(self.layer_class, name)
+
+    @property
+    def source(self):
+        if len(self.sources) != 1:
+            raise ValueError(f"{self.name}: expected one input, got {len(self.sources)}")
+        return self.sources[0]
+
+    @property
+    def source_shape(self) -> Shape:
+        return self.source_shapes[0]
+
+    def ref(self, option: str):
+        got = self._refs.get(option)
+        return None if got is None else got[0]
+
+    def ref_shape(self, option: str) -> Shape | None:
+        got = self._refs.get(option)
+        return None if got is None else got[1]
+
+    # -- lengths and masks ----------------------------------------------------------------------
+    def lengths(self, dim: Dim):
+        """int32 [B] lengths of a dynamic axis."""
+        try:
+            return self._lengths[dim]
+        except KeyError:
+            raise KeyError(f"{self.name}: no lengths known for axis {dim}") from None
+
+    def has_lengths(self, dim: Dim) -> bool:
+        return dim in self._lengths
+
+    def set_lengths(self, dim: Dim, lengths) -> None:
+        """Register the lengths of a time axis this layer creates."""
+        self._lengths[dim] = tf.cast(lengths, tf.int32)
+
+    def time_mask(self, shape: Shape, dim: Dim, tensor=None):
+        """bool mask, rank len(shape.dims): True at valid frames of `dim`; size 1 on all axes
+        except batch and `dim` (broadcasts against a tensor of that shape)."""
+        return time_mask(shape, dim, self.lengths(dim), tensor)
+
+    def valid_mask(self, shape: Shape, tensor=None):
+        """bool mask of the frames valid on every dynamic time axis of `shape` (or None)."""
+        mask = None
+        for d in shape.time_dims:
+            if d not in self._lengths:
+                continue
+            m = self.time_mask(shape, d, tensor)
+            mask = m if mask is None else tf.logical_and(mask, m)
+        return mask
+
+
+def time_mask(shape: Shape, dim: Dim, lengths, tensor=None):
+    """See `CallContext.time_mask`. `tensor` (optional) gives the run-time size of `dim`."""
+    axis = shape.index(dim)
+    if tensor is not None:
+        maxlen = tf.shape(tensor)[axis]
+    else:
+        maxlen = tf.reduce_max(lengths)
+    mask = tf.sequence_mask(lengths, maxlen=maxlen)  # [B, T]
+    batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
+    rank = len(shape.dims)
+    if batch_axis is None:
+        # no batch axis (e.g. a [T, T, F] table): valid where any sequence is valid
+        mask = tf.reduce_any(mask, axis=0)
+        new_shape = [1] * rank
+        new_shape[axis] = -1
+        return tf.reshape(mask, new_shape)
+    new_shape = [1] * rank
+    new_shape[batch_axis] = -1
+    new_shape[axis] = tf.shape(mask)[1]
+    if batch_axis > axis:
+        mask = tf.transpose(mask)
+    return tf.reshape(mask, new_shape)
