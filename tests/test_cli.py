@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 VALID = """\
 extern_data:
   data: {dim: 9}
-  classes: {dim: 2, sparse: true}
+  classes: {dim: 2, sparse: true, same_time_as: data}
 network:
   enc: {class: linear, from: data, n_out: 32, activation: tanh}
   att: {class: self_attention, from: enc, n_out: 32, num_heads: 4, total_key_dim: 32}
@@ -29,7 +30,7 @@ network:
 MISSPELT = """\
 extern_data:
   data: {dim: 9}
-  classes: {dim: 2, sparse: true}
+  classes: {dim: 2, sparse: true, same_time_as: data}
 network:
   # the encoder
   enc: {class: linear, from: data, n_out: 32, activaton: tanh}
@@ -42,7 +43,7 @@ MISSPELT_COL = MISSPELT.splitlines()[MISSPELT_LINE - 1].index("activaton") + 1
 UNUSED = """\
 extern_data:
   data: {dim: 9}
-  classes: {dim: 2, sparse: true}
+  classes: {dim: 2, sparse: true, same_time_as: data}
 network:
   enc: {class: linear, from: data, n_out: 32}
   unused: {class: linear, from: data, n_out: 4}
@@ -53,7 +54,7 @@ network:
 REC_PREV = """\
 extern_data:
   data: {dim: 9}
-  classes: {dim: 2, sparse: true}
+  classes: {dim: 2, sparse: true, same_time_as: data}
 network:
   enc: {class: linear, from: data, n_out: 8}
   dec-1:
@@ -266,7 +267,7 @@ def test_set_on_a_non_mapping_is_reported(tmp_path, capsys):
 def test_directory_recursive_sorted(tmp_path, capsys):
     write(tmp_path, "cfg/b.yml", VALID)
     write(tmp_path, "cfg/sub/a.json", json.dumps({
-        "extern_data": {"data": {"dim": 3}, "classes": {"dim": 2, "sparse": True}},
+        "extern_data": {"data": {"dim": 3}, "classes": {"dim": 2, "sparse": True, "same_time_as": "data"}},
         "network": {"output": {"class": "softmax", "from": "data", "loss": "ce",
                                "target": "classes"}}}))
     write(tmp_path, "cfg/a.yaml", MISSPELT)
@@ -304,7 +305,7 @@ def test_shapes_table(tmp_path, capsys):
     assert "[B, T(classes)] sparse(2)" in rows["data:classes"]
     assert "linear" in rows["enc"] and "[B, T(data), F=32]" in rows["enc"]
     assert rows["enc"].split()[-1] == "320"  # 9*32 + 32
-    assert rows["att"].split()[-1] == str(4 * 32 * 32 * 3 // 4 * 4 // 3 * 0 + 32 * 32 * 3)
+    assert rows["att"].split()[-1] == str(32 * (32 + 32 + 32))  # q, k, v: no bias
     assert "[B, T(data), F=16]" in rows["lstm"]
     assert rows["lstm"].split()[-1] == str(4 * 16 * (32 + 16) + 4 * 16)
     assert rows["output"].split()[-1] == "34"  # 16*2 + 2
@@ -363,11 +364,14 @@ def test_graph_dot(tmp_path, capsys):
     assert 'n_dec_1_s [label="dec-1/s\\nlinear"]' in out
     assert 'n_data_data [label="data:data\\nextern_data", shape=ellipse]' in out
     assert "n_data_data -> n_enc;" in out
-    # ids are sanitised: no `/`, `:` or `-` outside quoted labels
-    for line in out.splitlines():
-        unquoted = line.split('"')[::2]
-        assert not any(c in part for part in unquoted for c in "/:-" if "->" not in part
-                       ), line
+    # ids are sanitised: node and edge statements use plain identifiers
+    ident = r"[A-Za-z_][A-Za-z0-9_]*"
+    for line in out.splitlines()[1:-1]:
+        line = line.strip()
+        if "->" in line:
+            assert re.fullmatch(rf"{ident} -> {ident}( \[.*\])?;", line), line
+        elif line.endswith("];"):
+            assert re.fullmatch(rf"{ident} \[.*\];", line), line
     assert out.count("{") == out.count("}")
 
 
