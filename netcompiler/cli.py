@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .diagnostics import ERROR, WARNING, Diagnostic, format_github, format_text
+from .diagnostics import ERROR, Diagnostic, format_github, format_text
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # load problems that mean "could not read the file" (exit 2), not "the config is invalid" (1)
@@ -430,8 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="build the TensorFlow model and save it")
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", help="load variables from this checkpoint first")
     _add_set(p)
-    p.set_defaults(handler=_lazy("build", "cli_compile"))
+    p.set_defaults(handler=_lazy("export", "cli_compile"))
 
     p = sub.add_parser("train", help="train a config")
     p.add_argument("config", metavar="CONFIG")

@@ -48,9 +48,11 @@ class SourceMap:
     def locate(self, path: tuple) -> tuple[str | None, int | None, int | None]:
         """File, line and column for a path; falls back to the nearest enclosing known path."""
         path = tuple(path)
+        # an override of the path or of a parent replaced what the file had there
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.overrides:
+                return f"<--set {self.overrides[path[:n]]}>", None, None
         while True:
-            if path in self.overrides:
-                return f"<--set {self.overrides[path]}>", None, None
             mark = self.keys.get(path) or self.values.get(path)
             if mark is not None:
                 return self.file, mark.line, mark.col
@@ -282,8 +284,11 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         for i, part in enumerate(path[:-1]):
             if isinstance(node, dict):
                 part = str(part)
-                if not isinstance(node.get(part), (dict, list)):
+                if node.get(part) is None:  # missing: create the mapping
                     node[part] = {}
+                elif not isinstance(node[part], (dict, list)):
+                    raise ValueError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
+                                     f"mapping")
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]

@@ -174,5 +174,10 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
     if scope.in_rec and not prev:
         candidates += [f"base:{n}" for n in scope.parent.layers]
     hint = did_you_mean(rest, candidates)
+    if hint is None and scope.in_rec and not prev:
+        # `enc` written for `base:enc`: compare with the plain names of the enclosing network
+        match = did_you_mean(rest, scope.parent.layers)
+        if match is not None:
+            hint = match.replace("`", "`base:", 1)
     where = f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else ""
     return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)

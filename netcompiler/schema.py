@@ -195,7 +195,8 @@ def translate(error: ValidationError, data: Any) -> list[Diagnostic]:
         if path and path[-1] == "class":
             return [Diagnostic(ERROR, f"unknown layer class `{instance}`", "schema.unknown-class",
                                path, hint=did_you_mean(instance, values))]
-        shown = ", ".join(str(x) for x in values[:12]) + (", ..." if len(values) > 12 else "")
+        shown = ", ".join(x if isinstance(x, str) else json.dumps(x) for x in values[:12]) + (
+            ", ..." if len(values) > 12 else "")
         return [Diagnostic(ERROR, f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
                            "schema.enum", path,
                            hint=did_you_mean(instance, values) if isinstance(instance, str) else None)]

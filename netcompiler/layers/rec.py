@@ -72,3 +72,69 @@ class RecRule(LayerRule):
 
     def guess_step_shape(self, ctx):
         return None
+
+    def call(self, ctx):
+        unit = ctx.opt("unit")
+        if isinstance(unit, dict):
+            raise NotImplementedError("rec units are run by the network's loop builder")
+        shape = ctx.source_shape
+        time = shape.time
+        return run_cell_over_time(unit, ctx.source, ctx.source_shape, ctx.lengths(time),
+                                  ctx.params, ctx.opt("direction"))
+
+
+def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1):
+    """Run an LSTM-family or GRU cell over the time axis of x [B, T, n_in] -> [B, T, n_out].
+
+    LSTM: gate blocks of the columns of `W`/`W_re`/`b` are (i, j, f, o): input gate, new input,
+    forget gate (no extra forget bias), output gate; c' = sigmoid(f) c + sigmoid(i) tanh(j),
+    h' = sigmoid(o) tanh(c'). GRU: blocks (z, r, h): z, r gates, candidate
+    tanh(x W_h + (r h) U_h + b_h), h' = z h + (1 - z) candidate.
+    At padded frames the state is not updated and the output is 0. `direction: -1` runs each
+    sequence backwards within its own length (outputs stay at their frames).
+    """
+    import tensorflow as tf
+
+    if shape.dims.index(shape.time) != 1 or len(shape.dims) != 3:
+        raise ValueError(f"cells run over [B, T, F] inputs, got {shape}")
+    W, W_re, b = params["W"], params["W_re"], params["b"]
+    n = W_re.shape[0]
+    if direction == -1:
+        x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    x_proj = tf.tensordot(x, W, axes=[[2], [0]]) + b  # [B, T, G*n], all frames at once
+    mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x_proj.dtype)  # [B, T]
+    xs = tf.transpose(x_proj, [1, 0, 2])  # time-major for the scan
+    ms = tf.transpose(mask, [1, 0])[:, :, None]
+    batch = tf.shape(x)[0]
+    zeros = tf.zeros([batch, n], x_proj.dtype)
+    is_gru = unit.lower() in GRU_UNITS
+
+    def lstm_step(carry, inp):
+        c, h, _ = carry
+        xp, m = inp
+        gates = xp + tf.matmul(h, W_re)
+        i, j, f, o = tf.split(gates, 4, axis=-1)
+        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        c = m * c_new + (1 - m) * c
+        h = m * h_new + (1 - m) * h
+        return c, h, h_new * m
+
+    def gru_step(carry, inp):
+        _, h, _ = carry
+        xp, m = inp
+        xz, xr, xh = tf.split(xp, 3, axis=-1)
+        uz, ur, uh = tf.split(W_re, 3, axis=-1)
+        z = tf.sigmoid(xz + tf.matmul(h, uz))
+        r = tf.sigmoid(xr + tf.matmul(h, ur))
+        cand = tf.tanh(xh + tf.matmul(r * h, uh))
+        h_new = z * h + (1 - z) * cand
+        h = m * h_new + (1 - m) * h
+        return h, h, h_new * m
+
+    step = gru_step if is_gru else lstm_step
+    _, _, ys = tf.scan(step, (xs, ms), initializer=(zeros, zeros, zeros))
+    y = tf.transpose(ys, [1, 0, 2])
+    if direction == -1:
+        y = tf.reverse_sequence(y, lengths, seq_axis=1, batch_axis=0)
+    return y

@@ -23,7 +23,7 @@ def softmax_axis(ctx, shape: Shape) -> int:
         if not times:
             raise ctx.error(
                 f"`softmax_over_spatial` needs a time axis, but input "
-                f"`{', '.join(ctx.source_names)}` is {shape}", "from", "shape.no-time",
+                f"`{', '.join(ctx.source_names)}` {shape}", "from", "shape.no-time",
                 hint="set `axis` to the axis to normalise over")
         return times[-1]
     index = resolve_axis(ctx, shape, desc, "axis")
@@ -40,7 +40,7 @@ class SoftmaxOverSpatialRule(LayerRule):
         src = ctx.source
         if src.sparse:
             raise ctx.error(f"`softmax_over_spatial` needs dense energies, but input "
-                            f"`{', '.join(ctx.source_names)}` is {src}", "from",
+                            f"`{', '.join(ctx.source_names)}` {src}", "from",
                             "shape.sparse-input")
         softmax_axis(ctx, src)
         start = ctx.opts.get("window_start")
@@ -53,7 +53,7 @@ class SoftmaxOverSpatialRule(LayerRule):
                 ok = ws.has_batch and all(d.kind == BATCH or d.size == 1 for d in ws.dims)
                 if not ok:
                     raise ctx.error(
-                        f"`window_start` `{ctx.ref_name('window_start')}` is {ws}, but "
+                        f"`window_start` `{ctx.ref_name('window_start')}` {ws}, but "
                         f"`{ctx.name}` needs one start frame per sequence: [B] or [B, F=1]",
                         "window_start", "shape.window-start")
         elif ctx.opts.get("window_size") is not None:

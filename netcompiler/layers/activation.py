@@ -1,0 +1,32 @@
+"""`activation`: an element-wise activation (`relu`, `tanh`, `2*sigmoid`, ...); same shape.
+
+`softmax` and `log_softmax` normalise over the feature axis. The functions are defined in
+`netcompiler.activations` (shared with `linear`, `combine` and `eval`).
+"""
+from __future__ import annotations
+
+from ..dims import Shape
+from .base import LayerRule
+from .combine import GuessFromInputs, check_activation, check_n_out, mask_padding
+
+
+class ActivationRule(GuessFromInputs, LayerRule):
+    layer_class = "activation"
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        name = ctx.opt("activation")
+        if src.sparse or src.dtype != "float32":
+            what = f"sparse input (class indices)" if src.sparse else f"{src.dtype} input"
+            raise ctx.error(f"`activation: {name}` of {what} `{', '.join(ctx.source_names)}` "
+                            f"{src}", "from", "shape.dtype",
+                            hint="activations need float input; embed class indices with "
+                                 "`linear`, or cast with `eval`")
+        check_activation(ctx, src)
+        check_n_out(ctx, src)
+        return src
+
+    def call(self, ctx):
+        from ..activations import apply_activation
+
+        return mask_padding(ctx, apply_activation(ctx.opt("activation"), ctx.source))

@@ -1,0 +1,46 @@
+"""`combine_dims`: merges static axes into the feature axis (one feature axis of the product).
+
+`axes` is a list of axes, or `static` (all static non-feature axes); the feature axis is always
+part of the merge, in input order (the first axis outermost): `[B, S=3, F=32]` with
+`axes: static` -> `[B, F=96]`.
+"""
+from __future__ import annotations
+
+from ..dims import FEATURE, SPATIAL, Shape
+from .base import LayerRule
+from ._axes import resolve_axes
+from .merge_dims import merge_call, merged_shape
+from .reduce import _CallShim, check_n_out, src_desc
+
+
+class CombineDimsRule(LayerRule):
+    layer_class = "combine_dims"
+
+    @staticmethod
+    def axes(ctx, src: Shape) -> list[int]:
+        if src.feature is None:
+            raise ctx.error(f"`combine_dims` merges into the feature axis, but {src_desc(ctx)} "
+                            f"has none", "from", "shape.no-feature",
+                            hint="use `merge_dims` for data without a feature axis")
+        desc = ctx.opt("axes")
+        if isinstance(desc, str) and desc.lower() == "static":
+            found = [i for i, d in enumerate(src.dims) if d.kind == SPATIAL]
+        else:
+            found = resolve_axes(ctx, src, desc, "axes")
+        feat = next(i for i, d in enumerate(src.dims) if d.kind == FEATURE)
+        return sorted(set(found) | {feat})
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        out, _ = merged_shape(ctx, src, self.axes(ctx, src), "axes", "combine_dims")
+        check_n_out(ctx, out)
+        return out
+
+    def guess_step_shape(self, ctx):
+        return None
+
+    def call(self, ctx):
+        shim = _CallShim(ctx)
+        shape = ctx.source_shape
+        _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes", "combine_dims")
+        return merge_call(ctx.source, shape, perm, ctx.out_shape)

@@ -1,0 +1,25 @@
+"""`concat_attention` (deprecated; one decoder step, semantics.md).
+
+As `dot_attention`, with `e[b,j] = sum_d v[d] * tanh(base_ctx[b,j,d] + s[b,d])` and one
+variable `v: [D]`; no bias, no projection. `[B, V]` (or `[B, T(dec), V]`).
+"""
+from __future__ import annotations
+
+from ..dims import Shape
+from .base import LayerRule, ParamSpec
+from .dot_attention import CONCAT_FORMULATION, attention_output, guess_attention_step
+
+
+class ConcatAttentionRule(LayerRule):
+    layer_class = "concat_attention"
+    layer_options = ("base", "base_ctx")
+    deprecated = CONCAT_FORMULATION
+
+    def infer(self, ctx) -> Shape:
+        return attention_output(ctx, ctx.source, "base_ctx")
+
+    def guess_step_shape(self, ctx):
+        return guess_attention_step(ctx)
+
+    def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
+        return {"v": ParamSpec((ctx.source.feature_size,), ctx.opt("forward_weights_init"))}

@@ -1,0 +1,20 @@
+"""`copy`: the input unchanged (a `from` list: concatenated on the feature axis)."""
+from __future__ import annotations
+
+from ..dims import Shape
+from .base import LayerRule
+from .combine import GuessFromInputs, check_n_out
+
+
+class CopyRule(GuessFromInputs, LayerRule):
+    layer_class = "copy"
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        check_n_out(ctx, src)
+        return src
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        return tf.identity(ctx.source)

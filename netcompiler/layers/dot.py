@@ -1,0 +1,144 @@
+"""`dot`: batched contraction of two inputs (semantics.md "dot").
+
+`red1`/`red2` name the axes summed over (pairwise; time axes must be the same axis, static axes
+the same size), `var1`/`var2` the axes kept from each input (null/absent: none). The remaining
+axes are shared: batch, and any axis present in both inputs (same identity, or same size for
+static axes), e.g. heads or a decoder time axis. A remaining axis present in only one input is
+broadcast over (kept; this is what a per-step `dot` moved out of a loop sees).
+
+Output axes: batch, the shared axes (input-1 order), the broadcast axes (input 1, then input
+2), then the `var1` axes, then the `var2` axes. Feature axis: the feature axis of input 2 if
+`var2` keeps it, else that of input 1 if `var1` keeps it, else a shared feature axis; it is
+placed last. Any other kept feature axis becomes a static axis; with no kept feature axis the
+output has none (e.g. `[B, T(data)]`). A plain sum, no scaling; padded frames of a reduced time
+axis contribute 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, spatial_dim
+from .base import LayerRule
+from ._axes import resolve_axes
+
+
+def static(d: Dim) -> bool:
+    return d.kind in (SPATIAL, FEATURE)
+
+
+def same_axis(a: Dim, b: Dim) -> bool:
+    """Axis matching across inputs: identity for dynamic axes, size for static ones (a heads
+    axis may be the feature axis of one input and a static axis of the other)."""
+    if a is b:
+        return True
+    if a.kind == BATCH or b.kind == BATCH:
+        return a.kind == b.kind
+    if static(a) and static(b):
+        return a.size == b.size
+    return False
+
+
+@dataclass
+class DotPlan:
+    """How the two inputs' axes map to the output (indices into each input's dims)."""
+
+    red: list[tuple[int, int]]  # reduced pairs
+    shared: list[tuple[int, int]]  # (i1, i2), batch first
+    only1: list[int]  # broadcast axes of input 1
+    only2: list[int]
+    var1: list[int]
+    var2: list[int]
+    out_dims: tuple[Dim, ...]
+    # output position of each output axis's origin: ("s", k) / ("1", i) / ("2", i)
+    out_origin: list[tuple[str, int]]
+
+
+def dot_plan(ctx, shapes, names) -> DotPlan:
+    """`ctx` needs `opt` and `error` (a ShapeContext, or the builder's shim)."""
+    if len(shapes) != 2:
+        raise ctx.error(f"`dot` needs exactly two inputs in `from`, got {len(shapes)}",
+                        "from", "shape.inputs")
+    s1, s2 = shapes
+
+    def _describe(_ctx, i: int) -> str:
+        return f"`{names[i]}` {shapes[i]}"
+
+    for i, s in enumerate((s1, s2)):
+        if s.sparse:
+            raise ctx.error(f"`dot` needs dense inputs, but {_describe(ctx, i)} is sparse", "from",
+                            "shape.sparse-input")
+    red1 = resolve_axes(ctx, s1, ctx.opt("red1"), "red1")
+    red2 = resolve_axes(ctx, s2, ctx.opt("red2"), "red2")
+    var1 = [] if ctx.opt("var1") is None else resolve_axes(ctx, s1, ctx.opt("var1"), "var1")
+    var2 = [] if ctx.opt("var2") is None else resolve_axes(ctx, s2, ctx.opt("var2"), "var2")
+    for k, (s, red, var) in enumerate(((s1, red1, var1), (s2, red2, var2)), start=1):
+        for opt, idx in ((f"red{k}", red), (f"var{k}", var)):
+            for i in idx:
+                if s.dims[i].kind == BATCH:
+                    raise ctx.error(f"`{opt}` names the batch axis of {_describe(ctx, k - 1)}",
+                                    opt, "shape.axis")
+        both = [i for i in var if i in red]
+        if both:
+            raise ctx.error(f"`red{k}` and `var{k}` both name axis {s.dims[both[0]]} of "
+                            f"{_describe(ctx, k - 1)}", f"var{k}", "shape.axis")
+    if len(red1) != len(red2):
+        raise ctx.error(
+            f"`red1` names {len(red1)} axes of {_describe(ctx, 0)} but `red2` names {len(red2)} "
+            f"of {_describe(ctx, 1)}", "red2", "shape.dot-reduce")
+    for i1, i2 in zip(red1, red2):
+        a, b = s1.dims[i1], s2.dims[i2]
+        ok = (a is b) if (a.kind == TIME or b.kind == TIME) else same_axis(a, b)
+        if not ok:
+            why = ("are different time axes" if a.kind == TIME and b.kind == TIME
+                   else "differ in size")
+            raise ctx.error(
+                f"reduced axes {a} of {_describe(ctx, 0)} and {b} of {_describe(ctx, 1)} {why}",
+                "red2", "shape.dot-reduce",
+                hint="the summed-over axes of both inputs must be the same axis")
+    rest1 = [i for i in range(s1.ndim) if i not in red1 and i not in var1]
+    rest2 = [i for i in range(s2.ndim) if i not in red2 and i not in var2]
+    shared: list[tuple[int, int]] = []
+    used2: set[int] = set()
+    for i1 in rest1:
+        for i2 in rest2:
+            if i2 not in used2 and same_axis(s1.dims[i1], s2.dims[i2]):
+                shared.append((i1, i2))
+                used2.add(i2)
+                break
+    shared.sort(key=lambda p: 0 if s1.dims[p[0]].kind == BATCH else 1)
+    only1 = [i for i in rest1 if i not in {p[0] for p in shared}]
+    only2 = [i for i in rest2 if i not in used2]
+    origin = ([("s", k) for k in range(len(shared))] + [("1", i) for i in only1]
+              + [("2", i) for i in only2] + [("1", i) for i in var1] + [("2", i) for i in var2])
+
+    def dim_of(o):
+        kind, i = o
+        if kind == "s":
+            return s1.dims[shared[i][0]]
+        return (s1 if kind == "1" else s2).dims[i]
+
+    # the output's feature axis
+    feat = next((("2", i) for i in var2 if s2.dims[i].kind == FEATURE), None) or next(
+        (("1", i) for i in var1 if s1.dims[i].kind == FEATURE), None)
+    if feat is None:
+        shared_feats = [o for o in origin if o[0] == "s" and dim_of(o).kind == FEATURE]
+        if len(shared_feats) == 1:
+            feat = shared_feats[0]
+    if feat is not None:
+        origin.remove(feat)
+        origin.append(feat)
+    dims = []
+    for o in origin:
+        d = dim_of(o)
+        if d.kind == FEATURE and o != feat:
+            d = spatial_dim(d.size)
+        dims.append(d)
+    return DotPlan(list(zip(red1, red2)), shared, only1, only2, var1, var2, tuple(dims), origin)
+
+
+class DotRule(LayerRule):
+    layer_class = "dot"
+    concat_sources = False
+
+    def infer(self, ctx) -> Shape:
+        return Shape(dot_plan(ctx, ctx.sources, ctx.source_names).out_dims)

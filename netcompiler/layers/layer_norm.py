@@ -1,0 +1,39 @@
+"""`layer_norm`: normalisation over the feature axis with a learned scale and bias.
+
+`y = (x - mean_F(x)) / sqrt(var_F(x) + epsilon) * scale + bias`; params `scale: [F]` (init 1)
+and `bias: [F]` (init 0). Same shape as the input.
+"""
+from __future__ import annotations
+
+from ..dims import Shape
+from .base import LayerRule, ParamSpec
+from .combine import GuessFromInputs, check_n_out, mask_padding
+
+
+class LayerNormRule(GuessFromInputs, LayerRule):
+    layer_class = "layer_norm"
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        if src.sparse or src.feature is None or src.dtype != "float32":
+            what = "sparse input (class indices)" if src.sparse else (
+                f"{src.dtype} input" if src.dtype != "float32" else "an input without feature axis")
+            raise ctx.error(f"`layer_norm` needs float features, got {what} "
+                            f"`{', '.join(ctx.source_names)}` {src}", "from", "shape.no-feature")
+        check_n_out(ctx, src)
+        return src
+
+    def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
+        n = out.feature_size
+        return {"scale": ParamSpec((n,), 1.0), "bias": ParamSpec((n,), 0.0)}
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        x = ctx.source
+        eps = float(ctx.opt("epsilon"))
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
+        y = (x - mean) * tf.math.rsqrt(var + eps)
+        y = y * ctx.params["scale"] + ctx.params["bias"]
+        return mask_padding(ctx, y)

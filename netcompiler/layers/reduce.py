@@ -1,0 +1,153 @@
+"""`reduce`: masked reduction over axes (sum, max, min, mean, logsumexp).
+
+Padded frames never count: `mean` over a time axis divides by each sequence's length, `max`
+ignores padded frames. Reduced axes disappear (`keep_dims`: they become static size-1 axes;
+the feature axis stays a feature axis `F=1`).
+
+Also holds two small helpers the other axis layers of this family share.
+"""
+from __future__ import annotations
+
+from ..dims import BATCH, FEATURE, Shape, feature_dim, spatial_dim
+from .base import LayerRule
+from ._axes import resolve_axes
+
+MODES = ("sum", "max", "min", "mean", "logsumexp")
+
+
+def src_desc(ctx) -> str:
+    """"`name` shape" of the (single) input, for error messages."""
+    return ctx.describe(", ".join(ctx.source_names), ctx.source)
+
+
+def check_n_out(ctx, out: Shape) -> None:
+    """A given `n_out` must equal the output's feature size (as RETURNN checks it)."""
+    n_out = ctx.opts.get("n_out")
+    if n_out is None:
+        return
+    if out.feature_size != n_out:
+        raise ctx.error(
+            f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} (input "
+            f"{src_desc(ctx)})", "n_out", "shape.n-out",
+            hint="remove `n_out`; the output size follows from the input")
+
+
+def _batch_index(shape: Shape) -> int | None:
+    return next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
+
+
+class ReduceRule(LayerRule):
+    """Reduces the axes named by `axes` (or `axis`) with `mode`."""
+
+    layer_class = "reduce"
+
+    @staticmethod
+    def reduce_axes(ctx, src: Shape) -> list[int]:
+        axes, axis = ctx.opts.get("axes"), ctx.opts.get("axis")
+        if axes is not None and axis is not None:
+            raise ctx.error("`reduce` takes `axes` or `axis`, not both", "axis",
+                            "shape.reduce-axes", hint="use `axes`")
+        if axes is None and axis is None:
+            raise ctx.error(f"`reduce` needs `axes` (the axes of {src_desc(ctx)} to reduce)",
+                            None, "shape.missing-option")
+        option = "axes" if axes is not None else "axis"
+        return sorted(resolve_axes(ctx, src, axes if axes is not None else axis, option))
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        if src.sparse:
+            raise ctx.error(f"`reduce` needs dense input, but {src_desc(ctx)} is sparse (class "
+                            f"indices)", "from", "shape.sparse-input",
+                            hint="embed the labels first (`linear`)")
+        mode = ctx.opt("mode")
+        if mode not in MODES:
+            raise ctx.error(f"`mode: {mode}` is not one of {', '.join(MODES)}", "mode",
+                            "shape.reduce-mode")
+        axes = self.reduce_axes(ctx, src)
+        keep = bool(ctx.opt("keep_dims"))
+        dims = []
+        for i, d in enumerate(src.dims):
+            if i not in axes:
+                dims.append(d)
+            elif keep:
+                if d.kind == BATCH:
+                    raise ctx.error(f"`keep_dims` cannot keep the batch axis of {src_desc(ctx)}",
+                                    "keep_dims", "shape.reduce-axes")
+                dims.append(feature_dim(1) if d.kind == FEATURE else spatial_dim(1))
+        out = Shape(tuple(dims), None, src.dtype)
+        check_n_out(ctx, out)
+        return out
+
+    def guess_step_shape(self, ctx):
+        return None
+
+    # -- builder ----------------------------------------------------------------------------------
+    def call(self, ctx):
+        import tensorflow as tf
+
+        x = ctx.source
+        shape = ctx.source_shape
+        axes = self.reduce_axes(_CallShim(ctx), shape)
+        mode = ctx.opt("mode")
+        keep = bool(ctx.opt("keep_dims"))
+        mask = ctx.valid_mask(shape, x) if ctx.opt("use_time_mask") else None
+        if mask is not None:
+            mask = tf.broadcast_to(mask, tf.shape(x))
+        dtype = x.dtype
+        if mask is None:
+            fn = {"sum": tf.reduce_sum, "max": tf.reduce_max, "min": tf.reduce_min,
+                  "mean": tf.reduce_mean, "logsumexp": tf.reduce_logsumexp}[mode]
+            return fn(x, axis=axes, keepdims=keep)
+        fmask = tf.cast(mask, dtype)
+        count = tf.reduce_sum(fmask, axis=axes, keepdims=keep)
+        some = count > 0
+        zero = tf.zeros_like(count)
+        if mode == "sum":
+            return tf.reduce_sum(tf.where(mask, x, tf.zeros_like(x)), axis=axes, keepdims=keep)
+        if mode == "mean":
+            total = tf.reduce_sum(tf.where(mask, x, tf.zeros_like(x)), axis=axes, keepdims=keep)
+            return total / tf.maximum(count, tf.ones_like(count))
+        low, high = dtype.min, dtype.max
+        if mode == "max":
+            y = tf.reduce_max(tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(low, dtype))),
+                              axis=axes, keepdims=keep)
+            return tf.where(some, y, zero)
+        if mode == "min":
+            y = tf.reduce_min(tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(high, dtype))),
+                              axis=axes, keepdims=keep)
+            return tf.where(some, y, zero)
+        # logsumexp
+        masked = tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(low, dtype)))
+        m = tf.stop_gradient(tf.reduce_max(masked, axis=axes, keepdims=True))
+        m = tf.where(tf.reduce_any(mask, axis=axes, keepdims=True), m, tf.zeros_like(m))
+        e = tf.where(mask, tf.exp(x - m), tf.zeros_like(x))
+        s = tf.reduce_sum(e, axis=axes, keepdims=True)
+        y = tf.math.log(tf.where(s > 0, s, tf.ones_like(s))) + m
+        if not keep:
+            y = tf.squeeze(y, axis=axes)
+        return tf.where(some, y, zero)
+
+
+class _CallShim:
+    """Lets a shape-time helper run at call time (errors cannot happen after validation)."""
+
+    def __init__(self, ctx):
+        self.opts = ctx.opts
+        self.source_names = ["input"]
+        self._ctx = ctx
+
+    def opt(self, name, *default):
+        return self._ctx.opt(name, *default)
+
+    @property
+    def source(self):
+        return self._ctx.source_shape
+
+    @staticmethod
+    def describe(name, shape):
+        return f"`{name}` {shape}"
+
+    @staticmethod
+    def error(message, option=None, rule="shape", hint=None):
+        from .base import ShapeError
+        return ShapeError(message, option, rule, hint)

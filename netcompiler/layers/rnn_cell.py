@@ -1,0 +1,31 @@
+"""`rnn_cell`: one step of a recurrent cell inside a rec unit (`[B, n_in] -> [B, n_out]`, the
+state carried from step to step), or, outside a rec unit, the cell run over the input's time
+axis like `rec` with a cell unit (`[B, T, n_in] -> [B, T, n_out]`). Variables as `rec`."""
+from __future__ import annotations
+
+from ..dims import Shape
+from .base import LayerRule, ParamSpec
+from ._util import input_features
+from .rec import cell_params
+
+
+class RnnCellRule(LayerRule):
+    layer_class = "rnn_cell"
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        input_features(ctx, src)
+        n_out = ctx.opt("n_out")
+        if n_out is None:
+            raise ctx.error("`rnn_cell` needs `n_out`", None, "shape.missing-option")
+        if src.time is None and not ctx.in_rec:
+            raise ctx.error(
+                f"`rnn_cell` outside a rec unit runs over a time axis, but input "
+                f"`{', '.join(ctx.source_names)}` {src}", "from", "shape.no-time",
+                hint="use it inside a rec unit for one step")
+        return src.with_feature(n_out)
+
+    def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
+        n_in = input_features(ctx, ctx.source)
+        return cell_params(ctx.opt("unit"), n_in, out.feature_size,
+                           ctx.opt("forward_weights_init"))
