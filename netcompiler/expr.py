@@ -54,18 +54,22 @@ FLOAT_FUNCTIONS = ("sigmoid", "tanh", "exp", "log", "sqrt", "softplus")
 #: `tf.cast` targets
 DTYPES = {"tf.float32": "float32", "tf.int32": "int32"}
 
-ALLOWED_TEXT = ("source(i), numbers, + - * / **, parentheses, "
-                + ", ".join(sorted(FUNCTIONS)) + " (tf.cast to tf.float32 or tf.int32)")
+ALLOWED_TEXT = ("allowed are source(i), numbers, + - * / **, parentheses and tf.sigmoid, tf.tanh, "
+                "tf.nn.relu, tf.exp, tf.math.log, tf.sqrt, tf.abs, tf.square, tf.nn.softplus, "
+                "tf.minimum, tf.maximum, tf.clip_by_value, tf.cast(x, tf.float32) (also as "
+                "tf.math.*/tf.nn.* where TensorFlow has them)")
 
 
 class ExprError(ValueError):
     """An expression that is not in the language; `token` is the offending text."""
 
-    def __init__(self, message: str, token: str | None = None, col: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, token: str | None = None, col: int | None = None,
+                 hint: str | None = None):
+        super().__init__(message + (f" ({hint})" if hint else ""))
         self.message = message
         self.token = token
         self.col = col
+        self.hint = hint
 
 
 # -- the accepted tree -----------------------------------------------------------------------------
@@ -167,14 +171,14 @@ class _Parser:
         self.text = text
         self.n_sources = n_sources
 
-    def fail(self, node: ast.AST, what: str, hint: str = "") -> ExprError:
+    def fail(self, node: ast.AST, what: str, hint: str | None = None) -> ExprError:
+        """An error at `node`; `hint` defaults to the list of what is allowed ("" for none)."""
         token = _segment(self.text, node)
         col = getattr(node, "col_offset", None)
         msg = f"{what}: `{token}`"
         if col is not None:
-            msg += f" (column {col + 1})"
-        msg += hint or f"; allowed are {ALLOWED_TEXT}"
-        return ExprError(msg, token, col)
+            msg += f" at column {col + 1}"
+        return ExprError(msg, token, col, ALLOWED_TEXT if hint is None else (hint or None))
 
     def walk(self, node: ast.AST, depth: int = 0) -> Node:
         if depth > MAX_DEPTH:
@@ -223,6 +227,10 @@ class _Parser:
     def call(self, node: ast.Call, depth: int) -> Node:
         name = _dotted(node.func)
         if name is None:
+            if isinstance(node.func, ast.Attribute):
+                # e.g. `__import__('os').system(...)`: report the inner offender first
+                self.walk(node.func.value, depth)
+                raise self.fail(node.func, "method calls are not allowed")
             raise self.fail(node.func, "only named functions may be called")
         if name == "source":
             if node.keywords or len(node.args) != 1:
@@ -236,7 +244,7 @@ class _Parser:
                 have = "no inputs" if self.n_sources == 0 else (
                     f"{self.n_sources} input{'s' if self.n_sources != 1 else ''}"
                     if self.n_sources is not None else "inputs from 0")
-                raise self.fail(node, f"`source({i})` is out of range", f"; the layer has {have}")
+                raise self.fail(node, f"`source({i})` is out of range", f"the layer has {have}")
             return Source(i)
         if name not in FUNCTIONS:
             if "__" in name:
@@ -256,7 +264,7 @@ class _Parser:
             if kw.arg is None or kw.arg not in params:
                 raise self.fail(kw.value if kw.arg is None else kw,
                                 f"keyword `{kw.arg or '**'}` is not allowed for `{name}`",
-                                f"; parameters are {', '.join(params)}")
+                                f"parameters of `{name}`: {', '.join(params)}")
             if kw.arg in values:
                 raise self.fail(kw, f"`{kw.arg}` given twice", "")
             values[kw.arg] = kw.value
@@ -291,7 +299,8 @@ def parse_expression(text: str, n_sources: int | None = None) -> Node:
         if exc.text and col is not None:
             token = exc.text.strip()[col:col + 10] or None
         where = f" at column {col + 1}" if col is not None else ""
-        near = f" near `{token}`" if token else ""
+        near = f" near `{token}`" if token else (" (end of the expression)" if col is not None
+                                                  and col >= len(text.strip()) else "")
         raise ExprError(f"syntax error{where}{near}: {exc.msg}", token, col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ExprError(f"cannot parse the expression: {type(exc).__name__}") from None

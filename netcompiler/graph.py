@@ -24,8 +24,16 @@ class Graph:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def static_graph(self) -> nx.DiGraph:
-        """The graph without `prev:` edges (must be acyclic)."""
-        return nx.subgraph_view(self.g, filter_edge=lambda u, v: not self.g.edges[u, v]["prev"])
+        """The graph without `prev:` edges (must be acyclic). A plain copy, made once: filtered
+        views are slow to walk on 1000-layer networks."""
+        cached = getattr(self, "_static", None)
+        if cached is None or cached[0] != self.g.number_of_edges():
+            sg = nx.DiGraph()
+            sg.add_nodes_from(self.g.nodes(data=True))
+            sg.add_edges_from((u, v, d) for u, v, d in self.g.edges(data=True) if not d["prev"])
+            cached = (self.g.number_of_edges(), sg)
+            self._static = cached
+        return cached[1]
 
     def order(self) -> list[str]:
         """Layer names in an order where every non-`prev:` input comes first."""

@@ -165,9 +165,11 @@ def _enum_values(schema: dict) -> list:
     return values
 
 
-def translate(error: ValidationError, data: Any) -> list[Diagnostic]:
-    """One jsonschema error -> diagnostics with a config path, message and hint."""
-    path = tuple(error.absolute_path)
+def translate(error: ValidationError, data: Any, prefix: tuple = ()) -> list[Diagnostic]:
+    """One jsonschema error -> diagnostics with a config path, message and hint.
+
+    `prefix` is the config path of the instance that was validated (a layer dict)."""
+    path = prefix + tuple(error.absolute_path)
     v = error.validator
     instance = error.instance
     name = format_path(path[-1:]) if path else "config"
@@ -234,7 +236,7 @@ def translate(error: ValidationError, data: Any) -> list[Diagnostic]:
         candidates = [e for e in error.context if e.validator != "type" or e.path]
         sub = best_match(candidates) if candidates else None
         if sub is not None:
-            return translate(sub, data)
+            return translate(sub, data, prefix)
         return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} is not valid here",
                            "schema.type", path)]
     return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
@@ -249,19 +251,65 @@ def _only_type_errors(error: ValidationError) -> bool:
 
 
 def validate_config(data: Any) -> list[Diagnostic]:
-    """All schema errors of a config, sorted by path."""
+    """All schema errors of a config, sorted by path.
+
+    Same result as validating against `config.schema.json`, but faster: the top level is
+    checked with the layer definition reduced to its `class`, and every layer dict (also inside
+    rec units) with its own class's schema, instead of trying every `if class == X` per layer.
+    """
     if not isinstance(data, dict):
         return [Diagnostic(ERROR, f"the config must be a mapping, got {_type_name(data)}",
                            "schema.type", ())]
     diags: list[Diagnostic] = []
     seen = set()
-    for error in config_validator().iter_errors(data):
-        for d in translate(error, data):
-            key = (d.path, d.message)
-            if key not in seen:
-                seen.add(key)
-                diags.append(d)
+
+    def report(errors, prefix):
+        for error in errors:
+            for d in translate(error, data, prefix):
+                key = (d.path, d.message)
+                if key not in seen:
+                    seen.add(key)
+                    diags.append(d)
+
+    report(_light_validator("config.schema.json").iter_errors(data), ())
+    classes = set(layer_classes())
+
+    def walk(layers, prefix):
+        if not isinstance(layers, dict):
+            return
+        for name, layer in layers.items():
+            if (not isinstance(layer, dict) or not isinstance(layer.get("class"), str)
+                    or layer["class"] not in classes):
+                continue  # reported by the enclosing check (unknown class / not a mapping)
+            path = prefix + (name,)
+            report(_light_validator(f"layers/{layer['class']}.schema.json").iter_errors(layer),
+                   path)
+            if layer["class"] == "rec" and isinstance(layer.get("unit"), dict):
+                walk(layer["unit"], path + ("unit",))
+
+    walk(data.get("network"), ("network",))
     return diags
+
+
+@lru_cache(maxsize=1)
+def _light_registry() -> Registry:
+    """All schema files, with `config.schema.json` reduced to checking each layer's `class`."""
+    light = render_config_schema()
+    light["$defs"]["layer"].pop("allOf", None)
+    resources = []
+    for path in SCHEMA_DIR.rglob("*.schema.json"):
+        contents = (light if path.name == "config.schema.json" and path.parent == SCHEMA_DIR
+                    else json.loads(path.read_text(encoding="utf-8")))
+        resources.append((_uri(path), Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@lru_cache(maxsize=None)
+def _light_validator(relative: str) -> jsonschema.Draft202012Validator:
+    path = SCHEMA_DIR / relative
+    schema = _light_registry().get_or_retrieve(_uri(path)).value.contents
+    schema = dict(schema, **{"$id": _uri(path)})
+    return jsonschema.Draft202012Validator(schema, registry=_light_registry())
 
 
 def failed_layer_paths(diags: Iterable[Diagnostic], data: Any) -> set[tuple]:

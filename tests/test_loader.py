@@ -548,3 +548,12 @@ def test_config_object_locate_keeps_existing_positions():
     assert config.locate(d).line == 5 and config.locate(d).col == 36
     located = Diagnostic("error", "m", "r", ("network",), "other.yaml", 99, 1)
     assert config.locate(located) is located
+
+
+def test_unprintable_character_is_a_located_syntax_error():
+    d = load_error("network:\n  output: {class: soft\x1fmax}\n", "u.yaml")
+    assert d.rule == "load.syntax"
+    assert d.message == "YAML syntax error: character 0x001f is not allowed"
+    assert (d.file, d.line, d.col) == ("u.yaml", 2, 23)
+    [v] = validate("a: 1\nb: \x00\n").diagnostics
+    assert (v.rule, v.line, v.col) == ("load.syntax", 2, 4)

@@ -306,7 +306,7 @@ def parse_eval(ctx, option: str = "eval"):
         return _expr.parse_expression(text, len(ctx.sources))
     except _expr.ExprError as exc:
         raise ctx.error(f"invalid `{option}` expression {text!r}: {exc.message}", option,
-                        "shape.eval") from None
+                        "shape.eval", hint=exc.hint) from None
 
 
 def _infer_eval(ctx, option: str = "eval") -> Shape:

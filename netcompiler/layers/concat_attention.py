@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule, ParamSpec
-from .dot_attention import CONCAT_FORMULATION, attention_output, guess_attention_step
+from .dot_attention import (CONCAT_FORMULATION, attend, attention_output, guess_attention_step,
+                            to_decoder_form)
 
 
 class ConcatAttentionRule(LayerRule):
@@ -23,3 +24,12 @@ class ConcatAttentionRule(LayerRule):
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         return {"v": ParamSpec((ctx.source.feature_size,), ctx.opt("forward_weights_init"))}
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        s, squeeze = to_decoder_form(ctx.source, ctx.source_shape)  # [B, Td, D]
+        base_ctx = ctx.ref("base_ctx")  # [B, Te, D]
+        h = tf.tanh(base_ctx[:, None, :, :] + s[:, :, None, :])  # [B, Td, Te, D]
+        energy = tf.einsum("btjd,d->btj", h, ctx.params["v"])
+        return attend(ctx, energy, squeeze)

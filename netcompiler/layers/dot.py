@@ -142,3 +142,45 @@ class DotRule(LayerRule):
 
     def infer(self, ctx) -> Shape:
         return Shape(dot_plan(ctx, ctx.sources, ctx.source_names).out_dims)
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        shim = RuntimeShim(ctx)
+        s1, s2 = ctx.source_shapes
+        plan = dot_plan(shim, ctx.source_shapes, [str(s) for s in ctx.source_shapes])
+        a, b = ctx.sources
+        # padded frames of a reduced time axis contribute 0 (zeroed on both sides)
+        for i1, i2 in plan.red:
+            d = s1.dims[i1]
+            if d.kind == TIME and ctx.has_lengths(d):
+                a = tf.where(ctx.time_mask(s1, d, a), a, tf.zeros_like(a))
+                b = tf.where(ctx.time_mask(s2, s2.dims[i2], b), b, tf.zeros_like(b))
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        l1: list = [None] * s1.ndim
+        l2: list = [None] * s2.ndim
+        for i1, i2 in plan.red + plan.shared:
+            l1[i1] = l2[i2] = next(letters)
+        for i in plan.only1 + plan.var1:
+            l1[i] = next(letters)
+        for i in plan.only2 + plan.var2:
+            l2[i] = next(letters)
+        out = "".join(l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
+                      for k, i in plan.out_origin)
+        return tf.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
+
+
+class RuntimeShim:
+    """What the plan functions need of a ShapeContext, for use inside a builder."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self.source_names = [str(s) for s in getattr(ctx, "source_shapes", [])]
+        self.name = ctx.name
+
+    def opt(self, name, *default):
+        return self._ctx.opt(name, *default)
+
+    @staticmethod
+    def error(message, option=None, rule="shape", hint=None):
+        return ValueError(message)

@@ -119,3 +119,40 @@ class DotAttentionRule(LayerRule):
 
     def guess_step_shape(self, ctx):
         return guess_attention_step(ctx)
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        s, squeeze = to_decoder_form(ctx.source, ctx.source_shape)  # [B, Td, D]
+        base_ctx = ctx.ref("base_ctx")
+        energy = tf.einsum("btd,bjd->btj", s, base_ctx)
+        factor = ctx.opt("energy_factor")
+        if factor is not None:
+            energy = energy * tf.cast(factor, energy.dtype)
+        return attend(ctx, energy, squeeze)
+
+
+def to_decoder_form(x, shape: Shape):
+    """[B, D] -> [B, 1, D] (squeeze afterwards), [B, Td, D] unchanged."""
+    import tensorflow as tf
+
+    if len(shape.non_feature_dims) == 1:
+        return tf.expand_dims(x, 1), True
+    return x, False
+
+
+def attend(ctx, energy, squeeze: bool):
+    """Masked softmax over base's time axis of `energy` [B, Td, Te], weighted sum of base."""
+    import tensorflow as tf
+
+    base = ctx.ref("base")
+    bshape = ctx.ref_shape("base")
+    lengths = ctx.lengths(bshape.dims[1])
+    mask = tf.sequence_mask(lengths, maxlen=tf.shape(base)[1])[:, None, :]  # [B, 1, Te]
+    mask = tf.broadcast_to(mask, tf.shape(energy))
+    energy = tf.where(mask, energy, tf.constant(energy.dtype.min, energy.dtype))
+    weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
+    base = tf.where(tf.sequence_mask(lengths, maxlen=tf.shape(base)[1])[:, :, None], base,
+                    tf.zeros_like(base))
+    out = tf.einsum("btj,bjv->btv", weights, base)
+    return out[:, 0] if squeeze else out

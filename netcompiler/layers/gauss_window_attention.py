@@ -37,3 +37,42 @@ class GaussWindowAttentionRule(LayerRule):
 
     def guess_step_shape(self, ctx):
         return guess_attention_step(ctx, ctx.opt("inner_size"))
+
+    def call(self, ctx):
+        import math
+
+        import tensorflow as tf
+
+        shape = ctx.source_shape
+        t = ctx.source
+        if shape.feature is not None:
+            t = t[..., 0]  # [B] / [B, Td]
+        dec = len(shape.non_feature_dims) == 2
+        if not dec:
+            t = t[:, None]  # [B, 1]
+        t = tf.cast(t, tf.float32)
+        base = ctx.ref("base")  # [B, Te, V]
+        lengths = ctx.lengths(ctx.ref_shape("base").dims[1])
+        window = int(ctx.opt("window_size"))
+        std = float(ctx.opt("std"))
+        inner = ctx.opt("inner_size")
+        if inner is not None:
+            step = float(ctx.opt("inner_size_step"))
+            offs = (tf.range(inner, dtype=tf.float32) - (inner - 1) / 2.0) * step
+        else:
+            offs = tf.zeros([1], tf.float32)
+        c = tf.round(t)  # half to even
+        idx = c[..., None] - float(window // 2) + tf.range(window, dtype=tf.float32)  # [B,Td,W]
+        te = tf.cast(tf.shape(base)[1], tf.float32)
+        last = tf.cast(lengths - 1, tf.float32)[:, None, None]
+        g = tf.minimum(tf.clip_by_value(idx, 0.0, te - 1.0), last)
+        g = tf.cast(tf.maximum(g, 0.0), tf.int32)
+        diff = t[..., None, None] + offs - idx[..., None]  # [B, Td, W, I]
+        w = tf.exp(-tf.square(diff) / (2.0 * std ** 2)) / (std * math.sqrt(2.0 * math.pi))
+        frames = tf.gather(base, g, batch_dims=1)  # [B, Td, W, V]
+        out = tf.einsum("btki,btkv->btiv", w, frames)  # [B, Td, I, V]
+        if inner is None:
+            out = out[:, :, 0]
+        if not dec:
+            out = out[:, 0]
+        return out

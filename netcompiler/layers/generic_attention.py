@@ -95,3 +95,26 @@ class GenericAttentionRule(LayerRule):
         if base is None or base.time is None or base.feature is None:
             return None
         return Shape(tuple(d for d in base.dims if d is not base.time))
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        from .dot import RuntimeShim
+
+        wshape, bshape = ctx.ref_shape("weights"), ctx.ref_shape("base")
+        plan = generic_plan(RuntimeShim(ctx), wshape, bshape, "weights", "base",
+                            bool(ctx.opt("auto_squeeze")))
+        w, base = ctx.ref("weights"), ctx.ref("base")
+        letters = iter("abcdefghijklmnopqrstuvwxyz")
+        lw = [next(letters) for _ in wshape.dims]
+        lb: list = [None] * bshape.ndim
+        lb[plan.b_time] = lw[plan.w_time]
+        for i, j in plan.matched.items():
+            lb[i] = lw[j]
+        feat = bshape.dims.index(bshape.feature)
+        lb[feat] = next(letters)
+        out = "".join(lw[j] for j in plan.kept) + lb[feat]
+        if plan.squeezed:
+            w = tf.squeeze(w, axis=plan.squeezed)
+            lw = [c for j, c in enumerate(lw) if j not in plan.squeezed]
+        return tf.einsum(f"{''.join(lw)},{''.join(lb)}->{out}", w, base)

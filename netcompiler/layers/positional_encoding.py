@@ -48,3 +48,41 @@ class PositionalEncodingRule(LayerRule):
         if ctx.opt("add_to_input"):
             return None
         return super().guess_step_shape(ctx)
+
+    def call(self, ctx):
+        import math
+
+        import tensorflow as tf
+
+        x = ctx.source
+        shape = ctx.source_shape
+        n_out = ctx.out_shape.feature_size
+        if shape.time is None and ctx.opt("constant") == -1:
+            raise NotImplementedError("positional_encoding inside a rec unit is run by the "
+                                      "decoder loop")
+        n_ts = n_out // 2
+        log_inc = math.log(1.0e4) / max(n_ts - 1, 1)
+        inv = tf.exp(tf.range(n_ts, dtype=tf.float32) * -log_inc)  # [n_ts]
+        rank = len(shape.non_feature_dims)
+        batch_axis = next(i for i, d in enumerate(shape.dims) if d.kind == BATCH)
+        if ctx.opt("constant") > -1:
+            pos = tf.reshape(tf.cast(ctx.opt("constant"), tf.float32), [1] * rank)
+        else:
+            t_axis = shape.index(shape.time)
+            new_shape = [1] * rank
+            new_shape[t_axis] = -1
+            pos = tf.reshape(tf.range(tf.shape(x)[t_axis], dtype=tf.float32), new_shape)
+        offset = ctx.ref("offset")
+        if offset is not None:
+            new_shape = [1] * rank
+            new_shape[batch_axis] = -1
+            pos = pos + tf.reshape(tf.cast(offset, tf.float32), new_shape)
+        scaled = pos[..., None] * inv
+        enc = tf.concat([tf.sin(scaled), tf.cos(scaled)], axis=-1)
+        if n_out % 2:
+            enc = tf.pad(enc, [[0, 0]] * rank + [[0, 1]])
+        target = tf.concat([tf.shape(x)[:rank], [n_out]], axis=0)
+        enc = tf.broadcast_to(enc, target)
+        if ctx.opt("add_to_input"):
+            return x + enc
+        return enc

@@ -38,3 +38,45 @@ class RelativePositionalEncodingRule(LayerRule):
 
     def guess_step_shape(self, ctx):
         return None
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        if ctx.source_shape.time is None:
+            raise NotImplementedError(
+                "relative_positional_encoding inside a rec unit is run by the decoder loop")
+        c = int(ctx.opt("clipping"))
+        n_out = ctx.out_shape.feature_size
+        if ctx.opt("fixed"):
+            matrix = tf.constant(fixed_encoding_matrix(c, n_out), tf.float32)
+        else:
+            matrix = ctx.params["encoding_matrix"]
+        shape = ctx.source_shape
+        length = tf.shape(ctx.source)[shape.index(shape.time)]
+        pos = tf.range(length)
+        rel = tf.clip_by_value(pos[None, :] - pos[:, None], -c, c) + c  # [Tq, Tk]: j - i
+        return tf.gather(matrix, rel)  # [T, T, n_out]
+
+
+def sinusoids(positions, n_out: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4):
+    """tensor2tensor layout: first half sin, second half cos, odd n_out: a last zero column.
+    `positions`: NumPy float64 array; returns float64 [..., n_out]."""
+    import math
+
+    import numpy as np
+
+    n_ts = n_out // 2
+    log_inc = math.log(max_timescale / min_timescale) / max(n_ts - 1, 1)
+    inv = min_timescale * np.exp(-np.arange(n_ts, dtype=np.float64) * log_inc)
+    scaled = np.asarray(positions, np.float64)[..., None] * inv
+    m = np.concatenate([np.sin(scaled), np.cos(scaled)], axis=-1)
+    if n_out % 2:
+        m = np.concatenate([m, np.zeros(m.shape[:-1] + (1,))], axis=-1)
+    return m
+
+
+def fixed_encoding_matrix(clipping: int, n_out: int):
+    """Rows p = 0 .. 2c: the sinusoids of the shifted clipped distance p (float64)."""
+    import numpy as np
+
+    return sinusoids(np.arange(2 * clipping + 1, dtype=np.float64), n_out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..dims import Shape
 from .base import LayerRule, ParamSpec
 from ._util import input_features
-from .rec import cell_params
+from .rec import cell_params, run_cell_over_time
 
 
 class RnnCellRule(LayerRule):
@@ -29,3 +29,17 @@ class RnnCellRule(LayerRule):
         n_in = input_features(ctx, ctx.source)
         return cell_params(ctx.opt("unit"), n_in, out.feature_size,
                            ctx.opt("forward_weights_init"))
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        shape = ctx.source_shape
+        if shape.time is None:
+            raise NotImplementedError("rnn_cell inside a rec unit (one step) is run by the "
+                                      "decoder loop")
+        x = ctx.source
+        if shape.sparse:
+            x = tf.one_hot(x, shape.sparse_dim, dtype=tf.float32)
+            shape = shape.dense()
+        return run_cell_over_time(ctx.opt("unit"), x, shape, ctx.lengths(shape.time),
+                                  ctx.params, 1)

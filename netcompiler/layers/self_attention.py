@@ -69,3 +69,49 @@ class SelfAttentionRule(LayerRule):
         n_in = input_features(ctx, ctx.source)
         width = 2 * ctx.opt("total_key_dim") + ctx.opt("n_out")
         return {"QKV": ParamSpec((n_in, width), ctx.opt("forward_weights_init"))}
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        shape = ctx.source_shape
+        time = shape.time
+        if time is None:
+            raise NotImplementedError("self_attention inside a rec unit (one step) is run by "
+                                      "the decoder loop")
+        if ctx.opt("initial_state") is not None or ctx.opts.get("state_var_lengths"):
+            raise NotImplementedError("self_attention state across calls (`initial_state`, "
+                                      "`state_var_lengths`) is not supported by the back end yet")
+        if [d.kind for d in shape.dims[:2]] != ["batch", "time"] or len(
+                shape.non_feature_dims) != 2:
+            raise NotImplementedError(f"self_attention over {shape}: expected [B, T, F]")
+        x = ctx.source
+        qkv = ctx.params["QKV"]
+        heads = int(ctx.opt("num_heads"))
+        key_dim, value_dim = int(ctx.opt("total_key_dim")), int(ctx.opt("n_out"))
+        dk, dv = key_dim // heads, value_dim // heads
+        if shape.sparse:
+            y = tf.gather(qkv, x)  # = one-hot(x) @ QKV
+        else:
+            y = tf.tensordot(x, qkv, axes=[[2], [0]])
+        batch, length = tf.shape(y)[0], tf.shape(y)[1]
+        # columns per head first: [q0 k0 v0 | q1 k1 v1 | ...]
+        y = tf.transpose(tf.reshape(y, [batch, length, heads, 2 * dk + dv]), [0, 2, 1, 3])
+        q, k, v = y[..., :dk], y[..., dk:2 * dk], y[..., 2 * dk:]  # [B, H, T, d]
+        q = q * (dk ** -0.5)
+        energy = tf.einsum("bhid,bhjd->bhij", q, k)
+        key_shift = ctx.ref("key_shift")
+        if key_shift is not None:
+            energy = energy + tf.einsum("bhid,ijd->bhij", q, key_shift)
+        if ctx.opt("attention_left_only"):
+            pos = tf.range(length)
+            mask = (pos[None, :] <= pos[:, None])[None, None]  # [1, 1, Tq, Tk]
+        else:
+            mask = tf.sequence_mask(ctx.lengths(time), maxlen=length)[:, None, None, :]
+        mask = tf.broadcast_to(mask, tf.shape(energy))
+        energy = tf.where(mask, energy, tf.constant(energy.dtype.min, energy.dtype))
+        weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
+        rate = float(ctx.opt("attention_dropout") or 0.0)
+        if ctx.training and rate > 0:
+            weights = tf.nn.dropout(weights, rate=rate, seed=ctx.seed)
+        out = tf.einsum("bhij,bhjd->bihd", weights, v)  # [B, T, H, dv]
+        return tf.reshape(out, [batch, length, value_dim])

@@ -61,3 +61,44 @@ class SoftmaxOverSpatialRule(LayerRule):
                             "shape.missing-option")
         return src
 
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        from .dot import RuntimeShim
+
+        x = ctx.source
+        shape = ctx.source_shape
+        axis = softmax_axis(RuntimeShim(ctx), shape)
+        dim = shape.dims[axis]
+        mask = None
+        if dim.kind == TIME and ctx.opt("use_time_mask") and ctx.has_lengths(dim):
+            mask = ctx.time_mask(shape, dim, x)
+        if ctx.opts.get("window_start") is not None:
+            start = ctx.ref("window_start")
+            if start is None:
+                start = tf.fill([tf.shape(x)[0]], int(ctx.opt("window_start")))
+            start = tf.reshape(tf.cast(start, tf.int32), [-1])  # floats truncate, as int()
+            size = int(ctx.opt("window_size"))
+            t = tf.range(tf.shape(x)[axis])[None, :]
+            win = (t >= start[:, None]) & (t < start[:, None] + size)  # [B, T]
+            batch_axis = next(i for i, d in enumerate(shape.dims) if d.kind == BATCH)
+            if batch_axis > axis:
+                win = tf.transpose(win)
+            new_shape = [1] * shape.ndim
+            new_shape[batch_axis] = -1
+            new_shape[axis] = tf.shape(x)[axis]
+            win = tf.reshape(win, tf.stack(new_shape))
+            mask = win if mask is None else tf.logical_and(mask, win)
+        factor = ctx.opt("energy_factor")
+        if factor is not None:
+            x = x * tf.cast(factor, x.dtype)
+        log_space = bool(ctx.opt("log_space"))
+        if mask is None:
+            return tf.nn.log_softmax(x, axis=axis) if log_space else tf.nn.softmax(x, axis=axis)
+        mask = tf.broadcast_to(mask, tf.shape(x))
+        lowest = tf.constant(x.dtype.min, x.dtype)
+        x = tf.where(mask, x, lowest)
+        if log_space:
+            return tf.where(mask, tf.nn.log_softmax(x, axis=axis), lowest)
+        return tf.where(mask, tf.nn.softmax(x, axis=axis), tf.zeros_like(x))

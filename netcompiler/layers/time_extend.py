@@ -8,6 +8,8 @@ Every element of an added frame (all features, all static axes) is the constant.
 """
 from __future__ import annotations
 
+import math
+
 from ..dims import Shape
 from .base import LayerRule
 from .reduce import check_n_out, src_desc
@@ -25,7 +27,7 @@ class _TimeExtendRule(LayerRule):
             raise ctx.error(f"`{ctx.layer.layer_class}` needs a batch axis, got "
                             f"{src_desc(ctx)}", "from", "shape.no-batch")
         value = ctx.opt(self.value_option)
-        if src.sparse and float(value) != int(value):
+        if src.sparse and not (math.isfinite(value) and float(value) == int(value)):
             raise ctx.error(f"`{self.value_option}: {value}` must be an integer label for sparse "
                             f"{src_desc(ctx)}", self.value_option, "shape.sparse-value")
         if src.sparse and not 0 <= int(value) < src.sparse_dim:
