@@ -190,8 +190,11 @@ class CompiledNetwork(tf.Module):
             needed.update(nx.ancestors(sg, name))
         return needed
 
+    @tf.autograph.experimental.do_not_convert
     def forward(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any], training: bool,
                 fetch: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """The forward pass, eager or inside the caller's `tf.function` (no AutoGraph needed:
+        loops are explicit `tf.while_loop`s)."""
         fetch = tuple(fetch)
         values: dict[str, Any] = {}
         dim_lengths: dict[Dim, Any] = {}

@@ -434,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(handler=_lazy("export", "cli_compile"))
 
-    p = sub.add_parser("train", help="train a config")
+    p = sub.add_parser("train", help="train a config (resumes from the newest checkpoint)")
     p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="checkpoints, scores.tsv and TensorBoard logs (sets train.model_dir)")
     _add_set(p)
     p.set_defaults(handler=_lazy("train", "cli_train"))
 
@@ -448,8 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("forward", help="run the network forward on data")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--checkpoint")
-    p.add_argument("--data")
+    p.add_argument("--checkpoint", help="a model dir (newest checkpoint), a ckpt-NNN dir or a "
+                                        "checkpoint prefix (default: train.model_dir)")
+    p.add_argument("--data", help="dataset spec: a built-in name or a YAML mapping, e.g. "
+                                  "\"{class: 12ax, num_seqs: 10}\" (default: train.dev_data)")
+    p.add_argument("--model-dir", metavar="DIR", help="sets train.model_dir")
+    p.add_argument("-o", "--output", metavar="FILE.hdf",
+                   help="output HDF file (default: MODEL_DIR/forward-LAYER.hdf)")
+    p.add_argument("--layer", default="output", help="the layer to write (default: output)")
     _add_set(p)
     p.set_defaults(handler=_lazy("train", "cli_forward"))
     return parser

@@ -244,7 +244,7 @@ class _Parser:
                 have = "no inputs" if self.n_sources == 0 else (
                     f"{self.n_sources} input{'s' if self.n_sources != 1 else ''}"
                     if self.n_sources is not None else "inputs from 0")
-                raise self.fail(node, f"`source({i})` is out of range", f"the layer has {have}")
+                raise self.fail(node, f"out of range, the layer has {have}", "")
             return Source(i)
         if name not in FUNCTIONS:
             if "__" in name:

@@ -175,50 +175,43 @@ def _scalar_key(key_node: yaml.Node, loader: _Loader, file: str | None) -> str:
     return str(key_node.value)
 
 
+def _compose(loader_cls, text: str, file: str | None) -> Config:
+    """Parse with one loader class; YAML errors propagate as raised by the parser."""
+    smap = SourceMap(file)
+    loader = loader_cls(text)
+    try:
+        node = loader.get_single_node()
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+                            and not node.value):
+            raise _error("the config is empty", file, None, "load.empty")
+        return Config(_convert(node, loader, (), smap, 0, set()), smap)
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, file: str | None = None) -> Config:
     """Parse YAML (or JSON) text into a `Config`; raises `ConfigError` for bad input."""
     if _FastLoader is not None:
-        smap = SourceMap(file)
-        loader = _FastLoader(text)
         try:
-            node = loader.get_single_node()
+            return _compose(_FastLoader, text, file)
         except yaml.YAMLError:
-            node = False  # report through the pure-Python parser below
-        if node is not False:
-            try:
-                if node is None:
-                    raise _error("the config is empty", file, None, "load.empty")
-                return Config(_convert(node, loader, (), smap, 0, set()), smap)
-            finally:
-                loader.dispose()
-        loader.dispose()
-    smap = SourceMap(file)
+            pass  # parse again below: the pure-Python parser's messages are the ones we report
     try:
-        # the reader checks for unprintable characters as soon as it is created
-        loader = _Loader(text)
+        return _compose(_Loader, text, file)
     except yaml.reader.ReaderError as exc:
+        # unprintable characters, found by the reader before any parsing
         before = text[: exc.position]
         line = before.count("\n") + 1
         col = exc.position - (before.rfind("\n") + 1) + 1
         raise ConfigError(Diagnostic(
             ERROR, f"YAML syntax error: character {exc.character:#06x} is not allowed",
             "load.syntax", (), file, line, col)) from None
-    try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            msg = "YAML syntax error: " + " ".join(
-                str(p) for p in (exc.context, exc.problem) if p)
-            raise _error(msg, file, mark, "load.syntax") from None
-        except yaml.YAMLError as exc:
-            raise _error(f"YAML error: {exc}", file, None, "load.syntax") from None
-        if node is None:
-            raise _error("the config is empty", file, None, "load.empty")
-        data = _convert(node, loader, (), smap, 0, set())
-    finally:
-        loader.dispose()
-    return Config(data, smap)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        msg = "YAML syntax error: " + " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise _error(msg, file, mark, "load.syntax") from None
+    except yaml.YAMLError as exc:
+        raise _error(f"YAML error: {exc}", file, None, "load.syntax") from None
 
 
 def load_file(path: str | os.PathLike) -> Config:

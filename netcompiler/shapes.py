@@ -48,6 +48,9 @@ def extern_shapes(extern: dict) -> tuple[dict[str, Shape], list[Diagnostic]]:
             spec = pending[key] if isinstance(pending[key], dict) else {}
             other = spec.get("same_time_as")
             if other is not None and other not in shapes:
+                if other in extern and other not in pending:
+                    pending.pop(key)  # `other` failed and was reported; nothing to add
+                    continue
                 if other not in extern:
                     diags.append(Diagnostic(ERROR, f"`same_time_as: {other}`: no such extern data",
                                             "shape.extern", ("extern_data", key, "same_time_as")))

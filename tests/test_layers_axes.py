@@ -89,6 +89,8 @@ def test_reduce_errors():
     assert e.rule == "shape.reduce-axes" and e.path == ("network", "x", "keep_dims")
     e = error({"x": {"class": "reduce", "mode": "sum", "axes": "T", "n_out": 3}})
     assert e.rule == "shape.n-out" and "[B, F=32]" in e.message and e.path[-1] == "n_out"
+    e = error({"x": {"class": "reduce", "mode": "sum", "axes": []}})
+    assert e.rule == "shape.axis" and e.path == ("network", "x", "axes")
     e = error({"x": {"class": "reduce", "mode": "median", "axes": "T"}})
     assert e.rule.startswith("schema.") and e.path == ("network", "x", "mode")
 
@@ -151,6 +153,8 @@ def test_merge_dims_errors():
     assert "T(data)" in e.message and "`data` [B, T(data), F=32]" in e.message
     e = error({"x": {"class": "merge_dims", "axes": "static"}})
     assert e.rule == "shape.axis" and e.path == ("network", "x", "axes")
+    e = error({"x": {"class": "merge_dims", "axes": []}})
+    assert e.rule == "shape.axis" and "`data` [B, T(data), F=32]" in e.message
 
 
 def test_combine_dims_shapes():

@@ -411,10 +411,13 @@ def test_directory(tmp_path):
     assert [x.rule for x in validate(tmp_path).diagnostics] == ["load.unreadable"]
 
 
-def test_empty_document_marker_is_a_null_config():
-    assert parse_yaml("---\n").data is None
-    [d] = validate("---\n").diagnostics
-    assert (d.rule, d.message) == ("schema.type", "the config must be a mapping, got null")
+def test_empty_document_marker_is_an_empty_config():
+    for text in ("---\n", "---\n...\n", "# only a comment\n---\n"):
+        [d] = validate(text).diagnostics
+        assert (d.rule, d.message) == ("load.empty", "the config is empty")
+    # an explicit null is data, not an empty file
+    [d] = validate("null\n").diagnostics
+    assert d.rule == "schema.type"
 
 
 def test_top_level_not_a_mapping():

@@ -136,6 +136,7 @@ class ArrayDataset(Dataset):
         keys = tuple(keys) if keys is not None else tuple(key_info)
         self.keys = keys
         self.key_info = {k: key_info[k] for k in keys}
+        self._all_info = dict(self.key_info)
         nums = {len(lengths[k]) for k in keys}
         if len(nums) > 1:
             raise DatasetError(f"{name} dataset{(' ' + source) if source else ''}: keys have "
@@ -189,6 +190,16 @@ class ArrayDataset(Dataset):
         if not self.keys:
             return np.zeros(self.num_seqs, dtype=np.int64)
         return np.max(np.stack([self._lengths[k] for k in self.keys]), axis=0)
+
+    def select_keys(self, keys) -> "ArrayDataset":
+        """Deliver only `keys` (a subset of the stored keys, in this order); returns self."""
+        keys = tuple(keys)
+        missing = [k for k in keys if k not in self._flat]
+        if missing:
+            raise DatasetError(f"{self.name} dataset has no key(s) {missing} (keys: {self.keys})")
+        self.keys = keys
+        self.key_info = {k: self._all_info[k] for k in keys}
+        return self
 
     def flat(self, key: str) -> np.ndarray:
         """All frames of `key` concatenated over sequences (read-only view)."""

@@ -242,12 +242,14 @@ class PoolRule(_SpatialRule):
                               padding="VALID", dilations=d)
 
         def op(x, mask, strides, dilations):
+            count = _strided(pool, mask, strides, dilations)  # fraction of valid frames
             if mode == "max":
                 low = tf.fill(tf.shape(x), tf.constant(x.dtype.min, x.dtype))
-                return _strided(pool, tf.where(mask > 0, x, low), strides, dilations)
-            total = _strided(pool, x * mask, strides, dilations)
-            count = _strided(pool, mask, strides, dilations)  # fraction of valid frames
-            return tf.where(count > 0, total / tf.where(count > 0, count, tf.ones_like(count)),
-                            tf.zeros_like(total))
+                y = _strided(pool, tf.where(mask > 0, x, low), strides, dilations)
+            else:
+                total = _strided(pool, x * mask, strides, dilations)
+                y = total / tf.where(count > 0, count, tf.ones_like(count))
+            # a window without any valid frame (possible with an even dilated window) gives 0
+            return tf.where(count > 0, y, tf.zeros_like(y))
 
         return self.run(ctx, op)

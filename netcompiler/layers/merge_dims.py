@@ -17,6 +17,8 @@ def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str
     """Output shape of merging `axes` (indices into src.dims) and the transpose permutation
     that makes them adjacent at the merged position (for the builder)."""
     axes = sorted(set(axes))
+    if not axes:
+        raise ctx.error(f"`{option}` names no axis of {src_desc(ctx)}", option, "shape.axis")
     for i in axes:
         d = src.dims[i]
         if d.kind in (BATCH, TIME):

@@ -51,7 +51,10 @@ class ReduceRule(LayerRule):
             raise ctx.error(f"`reduce` needs `axes` (the axes of {src_desc(ctx)} to reduce)",
                             None, "shape.missing-option")
         option = "axes" if axes is not None else "axis"
-        return sorted(resolve_axes(ctx, src, axes if axes is not None else axis, option))
+        found = sorted(resolve_axes(ctx, src, axes if axes is not None else axis, option))
+        if not found:
+            raise ctx.error(f"`{option}` names no axis of {src_desc(ctx)}", option, "shape.axis")
+        return found
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -97,10 +97,9 @@ class SplitDimsRule(LayerRule):
         x = tf.where(mask, x, tf.zeros_like(x))
         n = dyn[axis]
         groups = (n + k - 1) // k
-        pad = [[0, 0]] * len(shape.dims)
-        pad[axis] = [0, groups * k - n]
-        x = tf.pad(x, tf.stack([tf.stack([tf.constant(a) if isinstance(a, int) else a
-                                           for a in p]) for p in pad]))
+        paddings = tf.scatter_nd([[axis]], tf.reshape(tf.stack([0, groups * k - n]), [1, 2]),
+                                 [len(shape.dims), 2])
+        x = tf.pad(x, paddings)
         y = tf.reshape(x, tf.stack(before + [groups] + [tf.constant(p) for p in parts[1:]]
                                    + after))
         lengths = ctx.lengths(dim)

@@ -1,0 +1,240 @@
+"""RETURNN's HDF dataset layout: reader (`read_hdf`) and atomic writer (`write_hdf`), via h5py.
+
+Layout (as written by RETURNN's `SimpleHDFWriter` and read by its `HDFDataset`):
+
+- root attrs: `inputPattSize` (dim of `data`: features, or classes when sparse), `numSeqs`,
+  `numTimesteps` (total frames of `data`), `numDims` (1), `numLabels` (dim of `data`);
+- `inputs`: all frames of key `data` concatenated over sequences: float32 [N, dim] when dense,
+  int32 class indices [N] when sparse;
+- `seqLengths`: int32 [numSeqs, 1 + n_targets] (column 0: `data`, column 1 + i: the i-th
+  target key in sorted order; RETURNN writes [numSeqs, 2] with a zero column 1 when there are no
+  targets) or [numSeqs] (all keys share the length);
+- `seqTags`: the sequence names (variable-length strings);
+- `targets/data/<key>`: the concatenated frames of every other key ([N_key] sparse or
+  [N_key, dim] dense); `targets/size` attrs `<key>: [dim, ndim]` (ndim 1 = sparse, 2 = dense;
+  older files store just the dim, meaning sparse); `targets/labels/<key>`: label names;
+- `labels`: label names of `data` (may be empty).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .base import DatasetError, KeyInfo, as_frames, extern_key_info
+
+
+def _decode(t) -> str:
+    if isinstance(t, bytes):
+        t = t.decode("utf-8")
+    return str(t).split("\0")[0]
+
+
+def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str, np.ndarray],
+                            list[str]]:
+    """Read one RETURNN HDF file: (key_info, flat frames per key, lengths per key, seq tags)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"HDF file {str(path)!r} does not exist")
+    try:
+        fin = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"cannot read HDF file {str(path)!r}: {exc}") from None
+    where = f"HDF file {str(path)!r}"
+    try:
+        for name in ("inputs", "seqLengths"):
+            if name not in fin:
+                raise DatasetError(f"{where} is not in RETURNN's HDF layout: no {name!r} dataset")
+        inputs = fin["inputs"][...]
+        seq_lengths = np.asarray(fin["seqLengths"][...], dtype=np.int64)
+        if seq_lengths.ndim == 1:
+            seq_lengths = seq_lengths[:, None]
+        num_seqs = seq_lengths.shape[0]
+        if "seqTags" in fin:
+            tags = [_decode(t) for t in fin["seqTags"][...].tolist()]
+        else:
+            tags = [f"{path.stem}-{i}" for i in range(num_seqs)]
+        if len(tags) != num_seqs:
+            raise DatasetError(f"{where}: {len(tags)} seqTags but {num_seqs} rows in seqLengths")
+        if "numSeqs" in fin.attrs and int(fin.attrs["numSeqs"]) != num_seqs:
+            raise DatasetError(f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
+                               f"seqLengths has {num_seqs} rows")
+
+        # data (inputs)
+        if inputs.ndim == 1:
+            if "inputPattSize" not in fin.attrs:
+                raise DatasetError(f"{where}: sparse inputs but no inputPattSize attribute")
+            info = {"data": KeyInfo(int(fin.attrs["inputPattSize"]), True)}
+        elif inputs.ndim == 2:
+            info = {"data": KeyInfo(int(inputs.shape[1]), False)}
+            if "inputPattSize" in fin.attrs and int(fin.attrs["inputPattSize"]) != inputs.shape[1]:
+                raise DatasetError(f"{where}: inputPattSize={int(fin.attrs['inputPattSize'])} "
+                                   f"but inputs have {inputs.shape[1]} features")
+        else:
+            raise DatasetError(f"{where}: inputs have unsupported shape {inputs.shape}")
+        flat = {"data": inputs}
+        lengths = {"data": seq_lengths[:, 0]}
+
+        # targets
+        target_keys: list[str] = []
+        if "targets" in fin:
+            names = set()
+            for sub in ("data", "labels"):
+                if f"targets/{sub}" in fin:
+                    names |= set(fin[f"targets/{sub}"].keys())
+            target_keys = sorted(names)
+        size_attrs = fin["targets/size"].attrs if "targets/size" in fin else {}
+        for col, key in enumerate(target_keys, start=1):
+            if f"targets/data/{key}" not in fin:
+                continue  # labels only
+            arr = fin[f"targets/data/{key}"][...]
+            if seq_lengths.shape[1] == 1:
+                lens = seq_lengths[:, 0]
+            elif col < seq_lengths.shape[1]:
+                lens = seq_lengths[:, col]
+            else:
+                raise DatasetError(f"{where}: seqLengths has {seq_lengths.shape[1]} columns, "
+                                   f"no column for target {key!r} (targets: {target_keys})")
+            size = size_attrs.get(key) if key in size_attrs else None
+            if size is not None:
+                size = np.atleast_1d(np.asarray(size)).tolist()
+                dim = int(size[0])
+                sparse = (int(size[1]) if len(size) > 1 else 1) == 1
+            elif arr.ndim == 2:
+                dim, sparse = int(arr.shape[1]), False
+            else:
+                raise DatasetError(f"{where}: no targets/size attribute for sparse key {key!r}")
+            if sparse != (arr.ndim == 1) or (not sparse and arr.shape[1] != dim):
+                raise DatasetError(f"{where}: targets/data/{key} has shape {arr.shape} but "
+                                   f"targets/size says {'sparse' if sparse else 'dense'} dim {dim}")
+            info[key] = KeyInfo(dim, sparse)
+            flat[key] = arr
+            lengths[key] = lens
+    finally:
+        fin.close()
+    for key in info:
+        check_frames(where, key, info[key], flat[key], lengths[key])
+    return info, flat, lengths, tags
+
+
+def check_frames(where: str, key: str, info: KeyInfo, flat: np.ndarray, lengths: np.ndarray):
+    """Frame count matches the lengths; sparse labels lie in [0, dim)."""
+    total = int(np.sum(lengths))
+    if (np.asarray(lengths) < 0).any() or total != len(flat):
+        raise DatasetError(f"{where}: key {key!r} has {len(flat)} frames but its sequence "
+                           f"lengths sum to {total}")
+    if info.sparse and len(flat):
+        if not np.issubdtype(flat.dtype, np.integer):
+            if not np.all(np.equal(np.mod(flat, 1), 0)):
+                raise DatasetError(f"{where}: sparse key {key!r} holds non-integer values")
+        lo, hi = int(np.min(flat)), int(np.max(flat))
+        if lo < 0 or hi >= info.dim:
+            raise DatasetError(f"{where}: sparse key {key!r} has class indices {lo}..{hi}, "
+                               f"outside 0..{info.dim - 1} (dim {info.dim})")
+
+
+def infer_key_info(key: str, seqs: Sequence[Mapping], extern_data) -> KeyInfo:
+    """Key info from extern_data, else from the arrays (int [T] -> sparse with dim max+1,
+    [T, D] -> dense dim D)."""
+    if extern_data and key in extern_data:
+        info = extern_key_info(key, extern_data[key])
+        if info is not None:
+            return info
+    arrs = [np.asarray(s[key]) for s in seqs]
+    nd = {a.ndim for a in arrs if a.size} or {a.ndim for a in arrs}
+    if nd == {1} and all(np.issubdtype(a.dtype, np.integer) for a in arrs if a.size):
+        return KeyInfo(max((int(a.max()) + 1 for a in arrs if a.size), default=1), True)
+    if nd == {2}:
+        return KeyInfo(int(next(a for a in arrs if a.ndim == 2).shape[1]), False)
+    raise DatasetError(f"cannot tell the dim of key {key!r} (not in extern_data, arrays of "
+                       f"ndim {sorted(nd)})")
+
+
+def collect_seqs(seqs: Sequence[Mapping], extern_data, seq_tags=None, what="write"):
+    """Validate sequences for writing: (keys, key_info, flat, lengths, tags)."""
+    seqs = list(seqs)
+    if not seqs:
+        raise DatasetError(f"cannot {what} an empty list of sequences")
+    keys = [k for k in seqs[0] if k not in ("seq_tag", "tag")]
+    for i, s in enumerate(seqs):
+        ks = [k for k in s if k not in ("seq_tag", "tag")]
+        if set(ks) != set(keys):
+            raise DatasetError(f"sequence {i} has keys {sorted(ks)}, sequence 0 has {sorted(keys)}")
+    info = {k: infer_key_info(k, seqs, extern_data) for k in keys}
+    flat, lengths = {}, {}
+    for k in keys:
+        parts = [as_frames(k, s[k], info[k], where=f"sequence {i}") for i, s in enumerate(seqs)]
+        lengths[k] = np.array([len(p) for p in parts], dtype=np.int64)
+        flat[k] = np.concatenate(parts, axis=0)
+        check_frames("sequences to write", k, info[k], flat[k], lengths[k])
+    if seq_tags is None:
+        seq_tags = [str(s.get("seq_tag", s.get("tag", f"seq-{i}"))) for i, s in enumerate(seqs)]
+    seq_tags = [str(t) for t in seq_tags]
+    if len(seq_tags) != len(seqs):
+        raise DatasetError(f"{len(seq_tags)} seq tags for {len(seqs)} sequences")
+    return keys, info, flat, lengths, seq_tags
+
+
+def atomic_write(path, write_fn, suffix):
+    """Call write_fn(tmp_path) on a temp file in the target's directory, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_hdf(path, seqs: list[dict], extern_data=None, seq_tags: list[str] | None = None) -> Path:
+    """Write sequences (dicts key -> array; optional 'seq_tag' entry) in RETURNN's HDF layout.
+
+    `data` goes to `inputs`, every other key to `targets/data/<key>`. Dims/sparsity come from
+    `extern_data[key]` ({dim, sparse}) or are inferred from the arrays. Atomic: a temp file in
+    the same directory is renamed over `path`."""
+    import h5py
+
+    keys, info, flat, lengths, tags = collect_seqs(seqs, extern_data, seq_tags)
+    if "data" not in keys:
+        raise DatasetError(f"RETURNN's HDF layout needs a key 'data' (got keys {keys})")
+    extra = sorted(k for k in keys if k != "data")
+    n = len(tags)
+    cols = [lengths["data"]] + ([lengths[k] for k in extra] if extra else [np.zeros(n, np.int64)])
+    seq_len_arr = np.stack(cols, axis=1).astype(np.int32)
+    dinfo = info["data"]
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["inputPattSize"] = np.int64(dinfo.dim)
+            f.attrs["numDims"] = np.int64(1)
+            f.attrs["numLabels"] = np.int64(dinfo.dim)
+            f.attrs["numSeqs"] = np.int64(n)
+            f.attrs["numTimesteps"] = np.int64(len(flat["data"]))
+            f.create_dataset("inputs", data=flat["data"])
+            f.create_dataset("labels", shape=(0,), dtype="S5")
+            f.create_dataset("seqLengths", data=seq_len_arr)
+            f.create_dataset("seqTags", data=np.array(tags, dtype=object),
+                             dtype=h5py.string_dtype("utf-8"))
+            if extra:
+                grp_data = f.create_group("targets/data")
+                grp_size = f.create_group("targets/size")
+                grp_labels = f.create_group("targets/labels")
+                for k in extra:
+                    grp_data.create_dataset(k, data=flat[k])
+                    grp_size.attrs[k] = np.array([info[k].dim, 1 if info[k].sparse else 2],
+                                                 dtype=np.int64)
+                    grp_labels.create_dataset(k, data=np.array([b"dummy-label"]))
+
+    atomic_write(path, write, ".hdf.tmp")
+    return Path(path)

@@ -1,0 +1,778 @@
+"""Decoder loops: `rec` layers whose `unit` is a sub-network, run step by step.
+
+`run_rec` is called by `CompiledNetwork.forward` (inside its tf.function) for every rec layer
+with a unit dict. It
+
+1. plans the unit (`plan_unit`): which unit layers are needed (the unit's `output`, fetched
+   sub-layers, `end` when the loop length is not known), and which of them can be *moved out* of
+   the loop: a layer that is not on a recurrence (a cycle through `prev:`), not a search choice
+   and does not depend on one is computed once over the whole loop axis before the loop
+   (RETURNN's optimisation; `optimize_move_layers_out: false` turns it off). Its per-frame inputs
+   (`data:source`, `data:KEY`, `prev:` of another moved-out layer, a teacher-forced `choice`) then
+   carry the loop axis; layers that read nothing per frame are loop invariant (computed once,
+   no loop axis).
+2. runs the remaining layers in a `tf.while_loop` (none at all if nothing remains). Loop state:
+   `t`, the `prev:` values of in-loop layers read through `prev:`, the per-layer state of stateful
+   layers (`rnn_cell`: (c, h) / (h,), `self_attention`: preallocated key/value buffers
+   [B, T_max, H, d]), one TensorArray per stacked layer, and for search/end-driven loops
+   `ended`, `length` (and beam `scores`, and a TensorArray of beam back-pointers).
+3. stacks the results over the loop: [B, T_loop, ...] and registers the loop lengths.
+
+Loop length: the rec input's time axis, or the target's lengths (teacher forcing), or -- when the
+loop axis has no lengths (searching) -- until every hypothesis' `end` layer fired, at most
+`max_seq_len` steps.
+
+Search: the batch becomes B*K (K = beam size); encoder (`base:`) values and lengths are repeated
+K times. At the search `choice` every value computed so far in the step, every `prev:` value and
+every layer state is reordered by the beam back-pointers. Ended hypotheses are kept with a fixed
+score (one continuation with log-prob 0). Beam pruning ranks by the summed log-probabilities; the
+final ranking divides by the hypothesis length when `length_normalization` (default) is set.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import tensorflow as tf
+
+from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
+from .layers import get_rule
+from .network import Layer, Ref
+from .runtime import CallContext
+from .shapes import concat_features
+
+#: classes that carry a state from step to step (rule methods `initial_state`, `call_step`)
+STATEFUL = ("rnn_cell", "self_attention")
+#: classes whose per-step output depends on the step number
+STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
+#: classes that always stay inside the loop (their per-step form has no sequence equivalent here)
+LOOP_ONLY = ("relative_positional_encoding",)
+DEFAULT_MAX_SEQ_LEN = 256
+
+
+# -- shapes --------------------------------------------------------------------------------------
+def stacked_shape(shape: Shape, loop_dim: Dim) -> Shape:
+    """A per-step shape with the loop axis inserted after the batch axis."""
+    if shape.has(loop_dim):
+        return shape
+    dims = list(shape.dims)
+    at = 1 if dims and dims[0].kind == BATCH else 0
+    dims.insert(at, loop_dim)
+    return Shape(tuple(dims), shape.sparse_dim, shape.dtype)
+
+
+def _loop_axis(shape: Shape, loop_dim: Dim) -> int:
+    return shape.index(loop_dim)
+
+
+def _batch_axis(shape: Shape) -> int | None:
+    return next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
+
+
+def _spec(shape: Shape) -> list:
+    """Static shape of a tensor of `shape`: batch and time axes unknown."""
+    return [d.size if d.kind in (FEATURE, SPATIAL) else None for d in shape.dims]
+
+
+def _relax(x, spec):
+    """`x` with exactly the static shape `spec` (keeps while_loop shapes stable)."""
+    return tf.compat.v1.placeholder_with_default(x, spec)
+
+
+def _relax_like(x):
+    """Relax the first (batch) axis of a state tensor."""
+    spec = x.shape.as_list()
+    if spec:
+        spec[0] = None
+    return _relax(x, spec)
+
+
+# -- planning ------------------------------------------------------------------------------------
+@dataclass
+class UnitPlan:
+    rec: Layer
+    loop_dim: Dim
+    order: list[Layer]  # needed unit layers, dependency order
+    in_loop: list[Layer]
+    moved_out: list[Layer]
+    varying: set[str] = field(default_factory=set)  # moved-out layers that carry the loop axis
+    search_choice: Layer | None = None
+    prev_needed: set[str] = field(default_factory=set)  # in-loop layers read via prev: in loop
+
+    @property
+    def in_loop_names(self) -> set[str]:
+        return {l.name for l in self.in_loop}
+
+
+def plan_unit(net, rec: Layer, required_locals, search: bool) -> UnitPlan:
+    unit = rec.unit
+    names = {l.name for l in unit.layers.values()}
+    for l in unit.layers.values():
+        if l.unit is not None:
+            raise NotImplementedError(f"`{l.name}`: a rec unit inside a rec unit is not supported")
+        if l.layer_class == "rec":
+            raise NotImplementedError(
+                f"`{l.name}`: `rec` with a cell unit inside a rec unit is not supported; use "
+                f"`rnn_cell` for one step of a cell")
+    g = net.graph.g
+    loop_dim = net.inferred.loop_dims[rec.name]
+    required = {unit.layers[n].name for n in required_locals if n in unit.layers}
+    needed = set(required)
+    for n in required:
+        needed |= nx.ancestors(g, n) & names
+    order = [net.network.layers[n] for n in net._order if n in needed]
+    choices = [l for l in order if l.layer_class == "choice"]
+    search_choice = None
+    if search and choices:
+        if len(choices) > 1:
+            raise NotImplementedError(f"`{rec.name}`: more than one `choice` in one unit")
+        search_choice = choices[0]
+    sub = g.subgraph(needed)
+    if not rec.opts.get("optimize_move_layers_out", True):
+        in_loop = set(needed)
+    else:
+        seeds = set()
+        for comp in nx.strongly_connected_components(sub):
+            if len(comp) > 1 or any(sub.has_edge(n, n) for n in comp):
+                seeds |= comp  # a recurrence through prev:
+        if search_choice is not None:
+            seeds.add(search_choice.name)
+        for l in order:
+            if l.layer_class in LOOP_ONLY or net.inferred.shapes[l.name].has(loop_dim):
+                seeds.add(l.name)
+        in_loop = set(seeds)
+        for n in seeds:
+            in_loop |= nx.descendants(sub, n)
+    plan = UnitPlan(rec, loop_dim, order, [l for l in order if l.name in in_loop],
+                    [l for l in order if l.name not in in_loop], search_choice=search_choice)
+    for l in plan.moved_out:
+        varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
+        for _, ref in net.graph.refs.get(l.name, []):
+            if ref.kind in ("source", "extern"):
+                varying = True
+            elif ref.kind == "layer" and ref.target.name in names:
+                if ref.prev or ref.target.name in plan.varying:
+                    varying = True
+        if varying:
+            plan.varying.add(l.name)
+    for l in plan.in_loop:
+        for _, ref in net.graph.refs.get(l.name, []):
+            if ref.kind == "layer" and ref.prev and ref.target.name in in_loop:
+                plan.prev_needed.add(ref.target.name)
+    return plan
+
+
+def has_search_choice(rec: Layer) -> bool:
+    return rec.unit is not None and any(l.layer_class == "choice" for l in rec.unit.layers.values())
+
+
+def choice_targets(rec: Layer) -> set[str]:
+    return {l.opts.get("target") for l in rec.unit.layers.values() if l.layer_class == "choice"}
+
+
+# -- running -------------------------------------------------------------------------------------
+def run_rec(net, rec: Layer, values: dict, dim_lengths: dict, training: bool,
+            fetch_locals=(), search: dict | None = None):
+    """Run the unit of `rec`; returns its stacked output. Fetched sub-layers are put into
+    `values` under their full names, stacked [B, T_loop, ...]; the loop lengths go into
+    `dim_lengths[loop_dim]`. `search`: None (search iff a choice's target is not given) or
+    {"beam_size": K or None, "n_best": N, "results": {}} (forced search; the n-best labels,
+    lengths and scores go into results[rec name])."""
+    return _Runner(net, rec, values, dim_lengths, training, fetch_locals, search).run()
+
+
+class _Runner:
+    def __init__(self, net, rec, values, dim_lengths, training, fetch_locals, search):
+        self.net = net
+        self.rec = rec
+        self.values = values
+        self.dim_lengths = dim_lengths
+        self.training = training
+        self.inferred = net.inferred
+        self.loop_dim: Dim = net.inferred.loop_dims[rec.name]
+        self.unit = rec.unit
+        self.search_opts = search
+        targets = choice_targets(rec)
+        self.searching = has_search_choice(rec) and (
+            search is not None or any(f"data:{k}" not in values for k in targets))
+        self.known_length = self.loop_dim in dim_lengths and not (
+            self.searching and self.loop_dim not in self._own_time_dims())
+        required = {"output"} | set(fetch_locals)
+        if not self.known_length and "end" in self.unit.layers:
+            required.add("end")
+        self.fetch_locals = set(fetch_locals)
+        self.plan = plan_unit(net, rec, required, self.searching)
+        self.required = required
+
+    def _own_time_dims(self) -> set:
+        """Time axes given by the rec layer's own input (the loop over the input frames)."""
+        shape = self._source_shape()
+        return set(shape.time_dims) if shape is not None else set()
+
+    # -- inputs -----------------------------------------------------------------------------
+    def _source_refs(self):
+        return [ref for sub, ref in self.net.graph.refs.get(self.rec.name, []) if sub[0] == "from"]
+
+    def _source_shape(self) -> Shape | None:
+        refs = self._source_refs()
+        if not refs:
+            return None
+        shapes = [self._outer_shape(r) for r in refs]
+        return concat_features(shapes, [r.text for r in refs])
+
+    def _source_value(self):
+        refs = self._source_refs()
+        vals = [self.values[r.node] for r in refs]
+        return vals[0] if len(vals) == 1 else tf.concat(vals, axis=-1)
+
+    def _outer_shape(self, ref: Ref) -> Shape:
+        if ref.kind == "extern":
+            return self.inferred.extern[ref.target]
+        return self.inferred.shapes[ref.target.name]
+
+    def _batch_size(self):
+        for key, v in self.values.items():
+            shape = (self.inferred.extern.get(key[5:]) if key.startswith("data:")
+                     else self.inferred.shapes.get(key))
+            if shape is not None and shape.has_batch and hasattr(v, "shape"):
+                return tf.shape(v)[_batch_axis(shape)]
+        raise ValueError(f"`{self.rec.name}`: cannot tell the batch size (no batched input)")
+
+    def _dim_size(self, dim: Dim):
+        """Run-time size of a dynamic axis, from a value that has it."""
+        for key, v in self.values.items():
+            shape = (self.inferred.extern.get(key[5:]) if key.startswith("data:")
+                     else self.inferred.shapes.get(key))
+            if shape is not None and shape.has(dim) and hasattr(v, "shape"):
+                return tf.shape(v)[shape.index(dim)]
+        if dim in self.dim_lengths:
+            return tf.reduce_max(self.dim_lengths[dim])
+        raise ValueError(f"`{self.rec.name}`: unknown size of axis {dim}")
+
+    # -- main ---------------------------------------------------------------------------------
+    def run(self):
+        plan = self.plan
+        net = self.net
+        self.B = self._batch_size()
+        self.K = 1
+        if self.searching and plan.search_choice is not None:
+            k = (self.search_opts or {}).get("beam_size")
+            self.K = int(k if k is not None else plan.search_choice.opts.get("beam_size", 1))
+        if self.known_length:
+            self.lengths = self.dim_lengths[self.loop_dim]
+            self.T = self._dim_size(self.loop_dim)
+            self.max_len = self.T
+        else:
+            self.max_len = tf.constant(int(self.rec.opts.get("max_seq_len") or
+                                           DEFAULT_MAX_SEQ_LEN), tf.int32)
+            self.T = None
+        self.out_vals: dict[str, Any] = {}
+        self._prev_seqs: dict[str, Any] = {}
+        with tf.name_scope(self.rec.name.replace("/", "_") + "_moved_out"):
+            for layer in plan.moved_out:
+                self.out_vals[layer.name] = self._compute_moved_out(layer)
+        stacked: dict[str, Any] = {}
+        result_lengths = self.lengths if self.known_length else None
+        if plan.in_loop:
+            stacked, result_lengths = self._run_loop()
+        if result_lengths is not None and self.loop_dim not in self.dim_lengths:
+            self.dim_lengths[self.loop_dim] = result_lengths
+        for local in self.required:
+            if local not in self.unit.layers:
+                continue
+            name = self.unit.layers[local].name
+            if name in stacked:
+                continue
+            if name in self.out_vals:
+                v = self.out_vals[name]
+                if name not in plan.varying:
+                    v = self._broadcast_loop(v, self.inferred.shapes[name])
+                stacked[name] = v
+        for local in self.fetch_locals:
+            name = self.unit.layers[local].name
+            self.values[name] = stacked[name]
+        return stacked[self.unit.layers["output"].name]
+
+    # -- moved out ----------------------------------------------------------------------------
+    def _broadcast_loop(self, v, shape: Shape):
+        at = 1 if shape.dims and shape.dims[0].kind == BATCH else 0
+        T = self.T if self.T is not None else tf.reduce_max(self.dim_lengths[self.loop_dim])
+        return tf.repeat(tf.expand_dims(v, at), T, axis=at)
+
+    def _unit_seq(self, name: str):
+        """(value, shape) of a moved-out unit layer, with the loop axis if it varies."""
+        shape = self.inferred.shapes[name]
+        if name in self.plan.varying:
+            return self.out_vals[name], stacked_shape(shape, self.loop_dim)
+        return self.out_vals[name], shape
+
+    def _prev_seq(self, name: str):
+        """prev:x over the loop axis for a moved-out x: [init, x_0, ..., x_{T-2}]."""
+        if name not in self._prev_seqs:
+            shape = self.inferred.shapes[name]
+            v = self.out_vals[name]
+            if name not in self.plan.varying:
+                v = self._broadcast_loop(v, shape)
+            st = stacked_shape(shape, self.loop_dim)
+            axis = _loop_axis(st, self.loop_dim)
+            init = self._initial_output(self.net.network.layers[name], self.B)
+            init = tf.expand_dims(tf.cast(init, v.dtype), axis)
+            n = tf.shape(v)[axis]
+            body = tf.gather(v, tf.range(n - 1), axis=axis)
+            self._prev_seqs[name] = tf.concat([init, body], axis=axis)
+        shape = self.inferred.shapes[name]
+        return self._prev_seqs[name], stacked_shape(shape, self.loop_dim)
+
+    def _compute_moved_out(self, layer: Layer):
+        plan = self.plan
+        unit_names = {l.name for l in self.unit.layers.values()}
+        if layer.layer_class == "choice":  # teacher forcing: the target sequence
+            return self._target_value(layer)
+        varying = layer.name in plan.varying
+        inputs = []
+        for sub, ref in self.net.graph.refs.get(layer.name, []):
+            if ref.kind == "layer" and ref.target.name in unit_names:
+                if ref.prev:
+                    v, s = self._prev_seq(ref.target.name)
+                else:
+                    v, s = self._unit_seq(ref.target.name)
+                    if varying and ref.target.name not in plan.varying and s.has_batch:
+                        v, s = self._broadcast_loop(v, s), stacked_shape(s, self.loop_dim)
+            elif ref.kind == "source":
+                v, s = self._source_value(), self._source_shape()
+            else:
+                v, s = self.values[ref.node], self._outer_shape(ref)
+            inputs.append((sub, v, s))
+        shape = self.inferred.shapes[layer.name]
+        out_shape = stacked_shape(shape, self.loop_dim) if varying else shape
+        ctx, rule = _make_ctx(self.net, layer, inputs, out_shape, self.dim_lengths,
+                              self.training, in_rec=False, loop_dim=None)
+        with tf.name_scope(layer.local_name):
+            return rule.call(ctx)
+
+    def _target_value(self, layer: Layer):
+        key = layer.opts.get("target")
+        if f"data:{key}" not in self.values:
+            raise ValueError(f"`{layer.name}`: the target `{key}` is needed (teacher forcing)")
+        return self.values[f"data:{key}"]
+
+    # -- initial values -----------------------------------------------------------------------
+    def _initial_output(self, layer: Layer, batch):
+        shape = self.inferred.shapes[layer.name]
+        init = layer.opts.get("initial_output", 0)
+        if init is None or init == "zeros":
+            init = 0
+        elif init == "ones":
+            init = 1
+        elif not isinstance(init, (int, float)):
+            raise NotImplementedError(f"`{layer.name}`: `initial_output: {init}` is not "
+                                      f"supported (a number, zeros or ones)")
+        dims = []
+        for d in shape.dims:
+            if d.kind == BATCH:
+                dims.append(batch)
+            elif d.kind in (FEATURE, SPATIAL):
+                dims.append(d.size)
+            elif d is self.loop_dim:
+                dims.append(self.max_len)
+            else:
+                dims.append(self._dim_size(d))
+        dtype = tf.as_dtype(shape.dtype)
+        if dtype == tf.bool:
+            return tf.fill(tf.stack(dims) if dims else [], bool(init))
+        return tf.fill(tf.stack(dims) if dims else [], tf.cast(init, dtype))
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _tile(self, v, shape: Shape | None):
+        """Repeat the batch entries K times (beam search)."""
+        if self.K == 1 or shape is None or not shape.has_batch:
+            return v
+        return tf.repeat(v, self.K, axis=_batch_axis(shape))
+
+    def _run_loop(self):
+        plan, net = self.plan, self.net
+        K, B = self.K, self.B
+        BK = B * K
+        loop_dim = self.loop_dim
+        unit_names = {l.name for l in self.unit.layers.values()}
+        in_loop = plan.in_loop_names
+        end_driven = not self.known_length
+        searching = self.searching and plan.search_choice is not None
+        # lengths seen by in-loop layers (tiled for the beam)
+        step_lengths = {d: (tf.repeat(l, K, axis=0) if K > 1 else l)
+                        for d, l in self.dim_lengths.items()}
+        # per-frame sequences read inside the loop: name -> (tensor, loop axis), tiled
+        frames: dict[str, tuple[Any, int]] = {}
+        invariants: dict[str, Any] = {}
+
+        def seq(key, v, shape):
+            frames[key] = (self._tile(v, shape), _loop_axis(shape, loop_dim))
+
+        for layer in plan.in_loop:
+            for sub, ref in net.graph.refs.get(layer.name, []):
+                if ref.kind == "layer" and ref.target.name in unit_names:
+                    tname = ref.target.name
+                    if tname in in_loop:
+                        continue
+                    if ref.prev:
+                        if f"prev:{tname}" not in frames:
+                            v, s = self._prev_seq(tname)
+                            seq(f"prev:{tname}", v, s)
+                    elif tname in plan.varying:
+                        if tname not in frames:
+                            v, s = self._unit_seq(tname)
+                            seq(tname, v, s)
+                    else:
+                        invariants[tname] = self._tile(self.out_vals[tname],
+                                                       self.inferred.shapes[tname])
+                elif ref.kind == "source":
+                    if "source" not in frames:
+                        seq("source", self._source_value(), self._source_shape())
+                elif ref.kind == "extern":
+                    if ref.node not in frames:
+                        seq(ref.node, self.values[ref.node], self.inferred.extern[ref.target])
+                else:
+                    if ref.node not in invariants:
+                        invariants[ref.node] = self._tile(self.values[ref.node],
+                                                          self._outer_shape(ref))
+            if layer.layer_class == "choice" and layer is not plan.search_choice:
+                key = f"data:{layer.opts.get('target')}"
+                if key not in frames:
+                    seq(key, self._target_value(layer), self.inferred.extern[key[5:]])
+
+        def frame(key, t):
+            v, axis = frames[key]
+            return tf.gather(v, t, axis=axis)
+
+        # stacked layers: required in-loop layers (+ the search choice for the n-best labels)
+        stack_names = [self.unit.layers[n].name for n in sorted(self.required)
+                       if n in self.unit.layers and self.unit.layers[n].name in in_loop]
+        if searching and plan.search_choice.name not in stack_names:
+            stack_names.append(plan.search_choice.name)
+        specs = {l.name: _spec(self.inferred.shapes[l.name]) for l in plan.in_loop}
+
+        # initial loop state
+        prev0 = {n: _relax(self._initial_output(net.network.layers[n], BK), specs[n])
+                 for n in sorted(plan.prev_needed)}
+        state0 = {}
+        for layer in plan.in_loop:
+            if layer.layer_class in STATEFUL:
+                ctx, rule = _make_ctx(net, layer, [], self.inferred.shapes[layer.name],
+                                      step_lengths, self.training, in_rec=True,
+                                      loop_dim=loop_dim)
+                st = rule.initial_state(ctx, BK, self.max_len)
+                state0[layer.name] = tf.nest.map_structure(_relax_like, st)
+        ta_size = self.max_len if not end_driven else 0
+        tas0 = {n: tf.TensorArray(tf.as_dtype(self.inferred.shapes[n].dtype), size=ta_size,
+                                  dynamic_size=end_driven, element_shape=tf.TensorShape(specs[n]))
+                for n in stack_names}
+        lv0 = {"prev": prev0, "state": state0, "tas": tas0,
+               "ended": _relax(tf.zeros([BK], tf.bool), [None]),
+               "length": _relax(tf.zeros([BK], tf.int32), [None])}
+        if searching:
+            init_scores = tf.concat([[0.0], tf.fill([K - 1], -math.inf)], axis=0)
+            lv0["scores"] = _relax(tf.tile(init_scores, [B]), [None])
+            lv0["bp"] = tf.TensorArray(tf.int32, size=0, dynamic_size=True,
+                                       element_shape=tf.TensorShape([None]))
+        include_eos = bool(self.rec.opts.get("include_eos", False))
+        end_layer = self.unit.layers.get("end")
+
+        def cond(t, lv):
+            c = t < self.max_len
+            if end_driven and end_layer is not None:
+                c = tf.logical_and(c, tf.logical_not(tf.reduce_all(lv["ended"])))
+            return c
+
+        def body(t, lv):
+            prev = dict(lv["prev"])
+            states = dict(lv["state"])
+            ended, length = lv["ended"], lv["length"]
+            scores = lv.get("scores")
+            cur: dict[str, Any] = {}
+            flat_bp = None
+            for layer in plan.in_loop:
+                name = layer.name
+                shape = self.inferred.shapes[name]
+                if layer is plan.search_choice:
+                    src = cur_or_ref(layer, t, cur, prev, states, src_only=True)
+                    label, scores, flat_bp = self._beam_step(layer, src, scores, ended)
+                    g = lambda x: tf.gather(x, flat_bp, axis=0)  # noqa: E731
+                    cur = {k: (g(v) if self.inferred.shapes[k].has_batch else v)
+                           for k, v in cur.items()}
+                    prev = {k: (g(v) if self.inferred.shapes[k].has_batch else v)
+                            for k, v in prev.items()}
+                    states = {k: tf.nest.map_structure(g, v) for k, v in states.items()}
+                    ended, length = g(ended), g(length)
+                    cur[name] = _relax(label, specs[name])
+                    continue
+                if layer.layer_class == "choice":  # teacher forcing inside the loop
+                    cur[name] = _relax(frame(f"data:{layer.opts.get('target')}", t), specs[name])
+                    continue
+                inputs = []
+                for sub, ref in net.graph.refs.get(name, []):
+                    inputs.append((sub,) + step_ref(ref, t, cur, prev))
+                ctx, rule = _make_ctx(net, layer, inputs, shape, step_lengths, self.training,
+                                      in_rec=True, loop_dim=loop_dim)
+                ctx.step = t
+                ctx.max_steps = self.max_len
+                with tf.name_scope(layer.local_name):
+                    if layer.layer_class in STATEFUL:
+                        out, new_state = rule.call_step(ctx, states[name])
+                        states[name] = tf.nest.map_structure(_relax_like, new_state)
+                    elif layer.layer_class == "positional_encoding":
+                        out = _positional_encoding_step(ctx, t)
+                    elif layer.layer_class == "relative_positional_encoding":
+                        out = _relative_positional_encoding_step(ctx, t, self.max_len)
+                    else:
+                        out = rule.call(ctx)
+                cur[name] = _relax(out, specs[name])
+            new = {"prev": {n: cur[n] for n in prev}, "state": states,
+                   "tas": {n: ta.write(t, cur[n]) for n, ta in lv["tas"].items()}}
+            if end_driven and end_layer is not None and end_layer.name in cur:
+                end_now = tf.reshape(tf.cast(cur[end_layer.name], tf.bool), [-1])
+                fired = tf.logical_and(end_now, tf.logical_not(ended))
+                length = tf.where(ended, length,
+                                  tf.where(fired, t + (1 if include_eos else 0), t + 1))
+                ended = tf.logical_or(ended, end_now)
+            else:
+                length = tf.where(ended, length, t + 1)
+            new["ended"], new["length"] = _relax(ended, [None]), _relax(length, [None])
+            if searching:
+                new["scores"] = _relax(scores, [None])
+                if flat_bp is None:
+                    flat_bp = tf.range(BK)
+                new["bp"] = lv["bp"].write(t, flat_bp)
+            return t + 1, new
+
+        def step_ref(ref, t, cur, prev):
+            if ref.kind == "layer" and ref.target.name in unit_names:
+                tname = ref.target.name
+                s = self.inferred.shapes[tname]
+                if ref.prev:
+                    if tname in in_loop:
+                        return prev[tname], s
+                    return frame(f"prev:{tname}", t), s
+                if tname in in_loop:
+                    return cur[tname], s
+                if tname in plan.varying:
+                    return frame(tname, t), s
+                return invariants[tname], s
+            if ref.kind == "source":
+                return frame("source", t), self._source_shape().without(loop_dim)
+            if ref.kind == "extern":
+                shape = self.inferred.extern[ref.target]
+                return frame(ref.node, t), shape.without(loop_dim)
+            return invariants[ref.node], self._outer_shape(ref)
+
+        def cur_or_ref(layer, t, cur, prev, states, src_only=True):
+            srcs = [step_ref(ref, t, cur, prev) for sub, ref in net.graph.refs.get(layer.name, [])
+                    if sub[0] == "from"]
+            vals = [v for v, _ in srcs]
+            return vals[0] if len(vals) == 1 else tf.concat(vals, axis=-1)
+
+        with tf.name_scope(self.rec.name.replace("/", "_") + "_loop"):
+            t_final, lv = tf.while_loop(cond, body, (tf.constant(0), lv0),
+                                        maximum_iterations=self.max_len)
+        stacked = {}
+        if searching:
+            return self._finish_search(lv, t_final, stack_names, specs)
+        for n in stack_names:
+            stacked[n] = _to_batch_major(lv["tas"][n].stack(), self.inferred.shapes[n])
+        lengths = self.lengths if self.known_length else lv["length"]
+        return stacked, lengths
+
+    # -- beam search --------------------------------------------------------------------------
+    def _beam_step(self, layer: Layer, probs, scores, ended):
+        K, B = self.K, self.B
+        probs = tf.cast(probs, tf.float32)
+        if layer.opts.get("input_type", "prob") == "log_prob":
+            logp = probs
+        else:
+            logp = tf.math.log(tf.maximum(probs, 1e-30))
+        C = tf.shape(logp)[-1]
+        BK = tf.shape(logp)[0]
+        ended_row = tf.concat([tf.zeros([BK, 1]), tf.fill([BK, C - 1], -math.inf)], axis=1)
+        logp = tf.where(ended[:, None], ended_row, logp)
+        cand = tf.reshape(scores[:, None] + logp, [B, K * C])
+        top_scores, top_idx = tf.math.top_k(cand, k=K)
+        bp = top_idx // C
+        label = top_idx % C
+        flat_bp = tf.reshape(tf.range(B)[:, None] * K + bp, [-1])
+        return tf.reshape(label, [-1]), tf.reshape(top_scores, [-1]), flat_bp
+
+    def _finish_search(self, lv, t_final, stack_names, specs):
+        K, B = self.K, self.B
+        include_eos = bool(self.rec.opts.get("include_eos", False))
+        choice = self.plan.search_choice
+        n_best = int((self.search_opts or {}).get("n_best", 1) or 1)
+        n_best = max(1, min(n_best, K))
+        scores = tf.reshape(lv["scores"], [B, K])
+        lengths = tf.reshape(lv["length"], [B, K])
+        ended = tf.reshape(lv["ended"], [B, K])
+        rank = scores
+        if choice.opts.get("length_normalization", True):
+            norm_len = lengths + tf.cast(tf.logical_and(ended, not include_eos), tf.int32)
+            rank = scores / tf.cast(tf.maximum(norm_len, 1), tf.float32)
+        top_rank, top_k = tf.math.top_k(rank, k=n_best)  # [B, N]
+        sel = tf.reshape(tf.range(B)[:, None] * K + top_k, [-1])  # [B*N]
+        bps = lv["bp"].stack()  # [T, BK]
+        rev = tf.reverse(bps, [0])
+        after = tf.scan(lambda idx, bp_t: tf.gather(bp_t, idx), rev, initializer=sel)
+        idx = tf.reverse(tf.concat([sel[None], after[:-1]], axis=0), [0])  # [T, B*N]
+        sel_len = tf.gather(tf.reshape(lengths, [-1]), sel)
+        sel_scores = tf.reshape(top_rank, [-1])
+        raw_scores = tf.gather(tf.reshape(scores, [-1]), sel)
+        stacked_n = {}
+        for n in stack_names:
+            vals = lv["tas"][n].stack()  # [T, BK, ...]
+            picked = tf.gather(vals, idx, axis=1, batch_dims=1)  # [T, B*N, ...]
+            stacked_n[n] = _to_batch_major(picked, self.inferred.shapes[n])  # [B*N, T, ...]
+        best = {}
+        first = tf.reshape(tf.range(B) * n_best, [-1])
+        for n, v in stacked_n.items():
+            best[n] = tf.gather(v, first, axis=0)
+        best_len = tf.gather(sel_len, first)
+        if self.search_opts is not None:
+            labels = stacked_n[choice.name]
+            T = tf.shape(labels)[1]
+            self.search_opts.setdefault("results", {})[self.rec.name] = {
+                "labels": tf.reshape(labels, [B, n_best, T]),
+                "lengths": tf.reshape(sel_len, [B, n_best]),
+                "scores": tf.reshape(sel_scores, [B, n_best]),
+                "log_probs": tf.reshape(raw_scores, [B, n_best]),
+            }
+        return best, best_len
+
+
+def _to_batch_major(x, per_step: Shape):
+    """[T, B, ...] -> [B, T, ...] for per-step shapes with a batch axis first."""
+    if per_step.dims and per_step.dims[0].kind == BATCH:
+        rank = len(per_step.dims) + 1
+        return tf.transpose(x, [1, 0] + list(range(2, rank)))
+    return x
+
+
+def _make_ctx(net, layer: Layer, inputs, out_shape: Shape, lengths, training, in_rec, loop_dim):
+    """A CallContext from [(option sub-path, value, shape)] (as build._call_layer does)."""
+    from .build import _seed_for
+
+    rule = get_rule(layer.layer_class)
+    sources, shapes, refs = [], [], {}
+    for sub, v, s in inputs:
+        if sub[0] == "from":
+            sources.append(v)
+            shapes.append(s)
+        else:
+            refs[sub[0]] = (v, s)
+    dropout = layer.opts.get("dropout") or 0.0
+    if training and dropout:
+        sources = [tf.nn.dropout(s, rate=dropout) if s.dtype.is_floating else s for s in sources]
+    if rule.concat_sources and len(sources) > 1:
+        sources = [tf.concat(sources, axis=-1)]
+        shapes = [concat_features(shapes, [str(s) for s in shapes])]
+    ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
+                      refs, net.layer_params[layer.name], training, dict(lengths) if in_rec
+                      else lengths, in_rec=in_rec, loop_dim=loop_dim,
+                      seed=_seed_for(net.seed, layer.name))
+    return ctx, rule
+
+
+# -- per-step forms of step-indexed layers --------------------------------------------------------
+def _positional_encoding_step(ctx, t):
+    """positional_encoding inside the loop: the position is the step number (+ offset)."""
+    n_out = ctx.out_shape.feature_size
+    x = ctx.sources[0] if ctx.sources else None
+    n_ts = n_out // 2
+    log_inc = math.log(1.0e4) / max(n_ts - 1, 1)
+    inv = tf.exp(tf.range(n_ts, dtype=tf.float32) * -log_inc)
+    const = ctx.opt("constant")
+    pos = tf.cast(const if const is not None and const > -1 else t, tf.float32)
+    pos = tf.reshape(pos, [1, 1])
+    offset = ctx.ref("offset")
+    if offset is not None:
+        pos = pos + tf.reshape(tf.cast(offset, tf.float32), [-1, 1])
+    scaled = pos * inv  # [B or 1, n_ts]
+    enc = tf.concat([tf.sin(scaled), tf.cos(scaled)], axis=-1)
+    if n_out % 2:
+        enc = tf.pad(enc, [[0, 0], [0, 1]])
+    if ctx.opt("add_to_input"):
+        return x + enc
+    batch = tf.shape(x)[0] if x is not None else tf.shape(enc)[0]
+    return tf.broadcast_to(enc, tf.stack([batch, n_out]))
+
+
+def _relative_positional_encoding_step(ctx, t, max_steps):
+    """relative_positional_encoding inside the loop: [1, T_max, n_out], row i = t (keys j > t
+    are masked by the self-attention step)."""
+    from .layers.relative_positional_encoding import fixed_encoding_matrix
+
+    c = int(ctx.opt("clipping"))
+    n_out = ctx.out_shape.feature_size
+    if ctx.opt("fixed"):
+        matrix = tf.constant(fixed_encoding_matrix(c, n_out), tf.float32)
+    else:
+        matrix = ctx.params["encoding_matrix"]
+    rel = tf.clip_by_value(tf.range(max_steps) - t, -c, c) + c
+    return tf.gather(matrix, rel)[None]
+
+
+# -- search API -----------------------------------------------------------------------------------
+def search_rec_layer(net) -> Layer:
+    """The rec layer searched by `net.search`: the one the network's output depends on."""
+    import networkx as nx  # noqa: F811
+
+    sg = net.graph.static_graph()
+    out = net.output_name
+    cands = [l for l in net.network.layers.values()
+             if l.unit is not None and has_search_choice(l) and not l.scope.in_rec]
+    if not cands:
+        raise ValueError("the network has no rec unit with a `choice` layer to search")
+    for l in cands:
+        if l.name == out or l.name in nx.ancestors(sg, out):
+            return l
+    return cands[0]
+
+
+def search(net, inputs, lengths=None, beam_size=None, n_best=1):
+    """Beam search; per sequence the n best hypotheses, best first:
+    [[{"labels": int array [len], "length": int, "score": float, "log_prob": float}, ...], ...].
+    `score` is what hypotheses are ranked by (log-prob / length with length_normalization)."""
+    import numpy as np
+
+    rec = search_rec_layer(net)
+    targets = choice_targets(rec)
+    inputs = {k: v for k, v in inputs.items() if k not in targets}
+    lengths = {k: v for k, v in (lengths or {}).items() if k in inputs}
+    keys = tuple(sorted(inputs))
+    cache = net.__dict__.setdefault("_search_functions", {})
+    key = (keys, beam_size, int(n_best))
+    fn = cache.get(key)
+    if fn is None:
+        signature = [
+            {k: tf.TensorSpec([None] * len(net.inferred.extern[k].dims),
+                              tf.as_dtype(net.inferred.extern[k].dtype), name=k) for k in keys},
+            {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
+             for k in keys if net.inferred.extern[k].time is not None},
+        ]
+
+        def run(inp, lens):
+            opts = {"beam_size": beam_size, "n_best": int(n_best), "results": {}}
+            net.forward(inp, lens, training=False, fetch=(rec.name,), search=opts)
+            return opts["results"][rec.name]
+
+        fn = tf.function(run, input_signature=signature, autograph=False)
+        cache[key] = fn
+    tensors, lens = net._prepare_inputs(inputs, lengths)
+    res = {k: np.asarray(v) for k, v in fn(tensors, lens).items()}
+    out = []
+    for b in range(res["labels"].shape[0]):
+        hyps = []
+        for n in range(res["labels"].shape[1]):
+            L = int(res["lengths"][b, n])
+            hyps.append({"labels": res["labels"][b, n, :L], "length": L,
+                         "score": float(res["scores"][b, n]),
+                         "log_prob": float(res["log_probs"][b, n])})
+        out.append(hyps)
+    return out

@@ -1,0 +1,885 @@
+"""Training end to end: `netcompiler train`, `netcompiler forward` (and the `search` stub).
+
+    trainer = Trainer(validate("my.yaml"), model_dir="runs/a")
+    trainer.train()            # resumes from the newest checkpoint in model_dir
+
+The train step is one `tf.function` with dynamic batch/time sizes (one trace per run; see
+`Trainer.trace_counts`), run through a `tf.distribute` strategy (`train.distribution`: `default`,
+`mirrored` over all GPUs or else all logical CPUs, `multi_worker_mirrored`). Each replica gets
+its own slice of the global batch (a contiguous split of the batch's sequences); losses are
+summed over valid frames and divided by the global frame count, so the loss and the gradients
+are the same as on one device for the same global batch.
+
+Losses (`losses.py`): per loss layer `loss_scale * sum(loss over valid frames) / frames`, plus
+for every layer with `L2: f` the term `f * sum of squares of its trainable variables`. The
+reported scores (train/dev loss in `scores.tsv`, the summary line and TensorBoard) are the
+scaled per-frame losses without the L2 term, accumulated over the epoch; the error is the
+frame error rate of the main loss layer (`output` if it has a loss, else the first one; label
+error rate for ctc).
+
+Model directory (`train.model_dir` or `--model-dir`):
+    ckpt-NNN/          one checkpoint per saved epoch (`ckpt.index`, `ckpt.data-*`, `meta.json`)
+                       with the network variables (`network/<layer>/<param>`), the optimizer
+                       state, the epoch counter, the learning-rate control state and the data
+                       order seed. Written into `.tmp-ckpt-NNN-*` first and renamed when
+                       complete, so a crash never leaves a half-written newest checkpoint; only
+                       the newest `keep_last_n` are kept.
+    scores.tsv         epoch, learning_rate, train_loss, train_error, dev_loss, dev_error,
+                       wall_time (seconds of that epoch), rewritten atomically every epoch.
+    tensorboard/       tf.summary scalars per epoch.
+Running `netcompiler train` again on a model_dir resumes at the epoch after the newest checkpoint
+(with the data order, learning-rate state and optimizer state of an uninterrupted run).
+
+A non-finite training loss stops the run (exit code 1) with a message naming the epoch and step;
+the checkpoints written so far stay untouched.
+
+Test hook: the environment variable NETCOMPILER_TEST_DIE_AT="EPOCH:STEP" makes the process kill
+itself with SIGKILL just before step STEP (1-based) of epoch EPOCH, and "EPOCH:save" just after
+the checkpoint of that epoch was written to its temporary directory, before the rename (tests of
+resuming and atomic checkpoints use it). NETCOMPILER_TEST_NAN_AT="EPOCH:STEP" replaces the
+training loss of that step by NaN.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+DIE_ENV = "NETCOMPILER_TEST_DIE_AT"
+NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
+CKPT_RE = re.compile(r"^ckpt-(\d+)$")
+SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
+                 "wall_time")
+DEFAULTS = {"batch_size": 5000, "batching": "random", "num_epochs": 1, "learning_rate": 1e-3,
+            "learning_rate_control": "constant", "save_interval": 1, "keep_last_n": 2,
+            "random_seed": 42, "distribution": "default"}
+
+
+class TrainError(Exception):
+    """A user-facing problem (bad dataset, missing model dir, ...): printed, exit code 1."""
+
+
+class NonFiniteLoss(TrainError):
+    pass
+
+
+# -- options ---------------------------------------------------------------------------------------
+@dataclass
+class TrainOptions:
+    train_data: Any = None
+    dev_data: Any = None
+    batch_size: int = 5000
+    max_seqs: int | None = None
+    batching: str = "random"
+    num_epochs: int = 1
+    optimizer: dict | None = None
+    learning_rate: float = 1e-3
+    learning_rate_control: str = "constant"
+    learning_rate_control_opts: dict | None = None
+    gradient_clip: float | None = None
+    model_dir: str | None = None
+    save_interval: int = 1
+    keep_last_n: int = 2
+    random_seed: int = 42
+    distribution: str = "default"
+
+    @classmethod
+    def from_config(cls, data: dict) -> "TrainOptions":
+        train = data.get("train") if isinstance(data, dict) else None
+        train = dict(train) if isinstance(train, dict) else {}
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in train.items() if k in known})
+
+
+# -- strategies and optimizers ---------------------------------------------------------------------
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name in (None, "default"):
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TrainError(f"unknown train.distribution `{name}` (default, mirrored, "
+                     f"multi_worker_mirrored)")
+
+
+def make_optimizer(spec: dict | None, learning_rate: float):
+    import tensorflow as tf
+
+    spec = dict(spec or {"class": "adam"})
+    cls = spec.pop("class", "adam")
+    kwargs: dict[str, Any] = {"learning_rate": float(learning_rate)}
+    for key in ("epsilon", "beta_1", "beta_2", "weight_decay"):
+        if key in spec and spec[key] is not None:
+            kwargs[key] = float(spec[key])
+    momentum = spec.get("momentum")
+    if cls == "adam":
+        return tf.keras.optimizers.Adam(**kwargs)
+    if cls == "nadam":
+        return tf.keras.optimizers.Nadam(**kwargs)
+    if cls == "adamw":
+        kwargs.setdefault("weight_decay", 0.004)
+        return tf.keras.optimizers.AdamW(**kwargs)
+    if cls == "sgd":
+        for key in ("epsilon", "beta_1", "beta_2"):
+            kwargs.pop(key, None)
+        return tf.keras.optimizers.SGD(momentum=float(momentum or 0.0), **kwargs)
+    raise TrainError(f"unknown optimizer class `{cls}` (adam, nadam, sgd, adamw)")
+
+
+# -- checkpoints in a model directory --------------------------------------------------------------
+def list_checkpoints(model_dir) -> list[tuple[int, Path]]:
+    """Complete checkpoints (epoch, directory), oldest first."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    found = []
+    for p in model_dir.iterdir():
+        m = CKPT_RE.match(p.name)
+        if m and p.is_dir() and (p / "meta.json").is_file() and (p / "ckpt.index").is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def newest_checkpoint(model_dir) -> Path | None:
+    found = list_checkpoints(model_dir)
+    return found[-1][1] if found else None
+
+
+def checkpoint_prefix(path) -> str:
+    """The checkpoint prefix for a model dir (newest), a ckpt-NNN dir or a prefix; TrainError if
+    there is none."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "ckpt.index").is_file():
+            return str(path / "ckpt")
+        newest = newest_checkpoint(path)
+        if newest is None:
+            raise TrainError(f"{path}: no checkpoint in this directory (expected ckpt-NNN/ "
+                             f"directories written by `netcompiler train`)")
+        return str(newest / "ckpt")
+    if Path(str(path) + ".index").is_file():
+        return str(path)
+    raise TrainError(f"{path}: no such checkpoint or model directory")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _test_hook(env: str, epoch: int, step) -> bool:
+    spec = os.environ.get(env)
+    if not spec:
+        return False
+    e, _, s = spec.partition(":")
+    try:
+        return int(e) == epoch and s.strip() == str(step)
+    except ValueError:
+        return False
+
+
+def _die_if(epoch: int, step) -> None:
+    if _test_hook(DIE_ENV, epoch, step):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar (what `tf.summary.scalar` writes, without needing the tensorboard
+    package installed)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=meta)
+
+
+# -- progress --------------------------------------------------------------------------------------
+class Progress:
+    """A rich progress bar per epoch on a terminal, plain lines otherwise."""
+
+    def __init__(self, out=None, enabled: bool | None = None):
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty() if enabled is None else enabled
+        self._bar = None
+        self._task = None
+        self._every = 1
+
+    def start(self, epoch: int, total: int) -> None:
+        if self.tty:
+            try:
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar,
+                                           TextColumn, TimeElapsedColumn)
+                self._bar = Bar(TextColumn(f"epoch {epoch}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task("train", total=total, info="")
+                return
+            except ImportError:
+                self._bar = None
+        self._epoch, self._total = epoch, total
+        self._every = max(1, total // 5)
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, info=f"loss {loss:.4f}")
+        elif step % self._every == 0 or step == self._total:
+            print(f"epoch {self._epoch} step {step}/{self._total} loss {loss:.4f} lr {lr:.3g}",
+                  file=self.out, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+# -- the trainer -----------------------------------------------------------------------------------
+@dataclass
+class LossSpec:
+    layer: str
+    kind: str
+    target: str
+    scale: float
+    opts: dict
+    target_sparse: bool
+
+
+class Accumulator:
+    def __init__(self, losses: list[LossSpec]):
+        self.losses = losses
+        self.stats = np.zeros((len(losses), 4), np.float64)
+
+    def add(self, stats) -> None:
+        self.stats += np.asarray(stats, np.float64)
+
+    def loss(self) -> float:
+        if not self.losses:
+            return float("nan")
+        total = 0.0
+        for spec, (s, n, _, _) in zip(self.losses, self.stats):
+            total += spec.scale * (s / n if n else 0.0)
+        return float(total)
+
+    def error(self, main: int) -> float:
+        _, _, e, n = self.stats[main]
+        return float(e / n) if n else float("nan")
+
+    def per_layer(self) -> dict[str, tuple[float, float]]:
+        return {spec.layer: (float(s / n) if n else float("nan"), float(e / en) if en else
+                             float("nan"))
+                for spec, (s, n, e, en) in zip(self.losses, self.stats)}
+
+
+def step_loss(losses: list[LossSpec], stats) -> float:
+    total = 0.0
+    for spec, (s, n, _, _) in zip(losses, np.asarray(stats, np.float64)):
+        total += spec.scale * (s / n if n else 0.0)
+    return float(total)
+
+
+class Trainer:
+    """Builds the network, optimizer and strategy from a validated config and trains it."""
+
+    def __init__(self, result, model_dir: str | os.PathLike | None = None, strategy=None,
+                 out=None, progress: Progress | None = None):
+        import tensorflow as tf
+
+        from .build import CompiledNetwork
+        from .export import checkpoint
+        from .lr_control import LearningRateControl, LearningRateError
+
+        result.raise_for_errors()
+        self.result = result
+        self.config = result.config.data
+        self.opts = TrainOptions.from_config(self.config)
+        if model_dir is not None:
+            self.opts.model_dir = str(model_dir)
+        self.out = out or sys.stdout
+        self.progress = progress or Progress(self.out)
+        self.strategy = strategy or make_strategy(self.opts.distribution)
+        self.num_replicas = int(self.strategy.num_replicas_in_sync)
+        self.seed = int(self.opts.random_seed)
+        try:
+            self.lr_control = LearningRateControl(self.opts.learning_rate_control,
+                                                  float(self.opts.learning_rate),
+                                                  dict(self.opts.learning_rate_control_opts or {}))
+        except LearningRateError as exc:
+            raise TrainError(str(exc)) from None
+        with self.strategy.scope():
+            self.net = CompiledNetwork(result, seed=self.seed)
+            self.optimizer = make_optimizer(self.opts.optimizer, self.lr_control.rate(0))
+            self.trainable = [v for v in self.net.variables_by_name.values() if v.trainable]
+            self.optimizer.build(self.trainable)
+            self.state = tf.Module(name="train_state")
+            self.state.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.state.seed = tf.Variable(self.seed, dtype=tf.int64, trainable=False, name="seed")
+            self.state.lr_current = tf.Variable(float(self.lr_control.current), dtype=tf.float64,
+                                                trainable=False, name="lr_current")
+            self.state.lr_previous_score = tf.Variable(float("nan"), dtype=tf.float64,
+                                                       trainable=False, name="lr_prev_score")
+        self.ckpt = checkpoint(self.net, optimizer=self.optimizer, train_state=self.state)
+        self.losses = self._loss_specs()
+        self.main_loss = next((i for i, s in enumerate(self.losses) if s.layer == "output"), 0)
+        self.l2 = [(name, float(layer.opts["L2"]))
+                   for name, layer in self.net.network.layers.items()
+                   if layer.opts.get("L2") and name in self.net.layer_params]
+        fetch = tuple(s.layer for s in self.losses)
+        needed = self.net.needed_layers(fetch)
+        self.input_keys = tuple(sorted(
+            k for k in self.net.extern_shapes
+            if f"data:{k}" in needed or any(s.target == k for s in self.losses)))
+        self.trace_counts = {"train": 0, "eval": 0}
+        self._train_fn = self._make_step(training=True)
+        self._eval_fn = self._make_step(training=False)
+        self.scores: list[dict] = []
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _loss_specs(self) -> list[LossSpec]:
+        from .losses import LOSSES
+
+        specs = []
+        for name, layer in self.net.network.layers.items():
+            kind = layer.opts.get("loss")
+            if not kind:
+                continue
+            if kind not in LOSSES:
+                raise TrainError(f"layer `{name}`: loss `{kind}` is not supported by the trainer "
+                                 f"yet (supported: {', '.join(LOSSES)})")
+            target = layer.opts.get("target") or "classes"
+            if target not in self.net.extern_shapes:
+                raise TrainError(f"layer `{name}`: target `{target}` is not an extern_data key")
+            specs.append(LossSpec(name, kind, target, float(layer.opts.get("loss_scale", 1.0)),
+                                  dict(layer.opts.get("loss_opts") or {}),
+                                  bool(self.net.extern_shapes[target].sparse)))
+        if not specs:
+            raise TrainError("no layer has a `loss`: nothing to train (set e.g. `loss: ce` and "
+                             "`target: classes` on the output layer)")
+        return specs
+
+    def _signature(self):
+        import tensorflow as tf
+
+        ext = self.net.extern_shapes
+        inputs = {k: tf.TensorSpec([None] * len(ext[k].dims), tf.as_dtype(ext[k].dtype), name=k)
+                  for k in self.input_keys}
+        lengths = {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
+                   for k in self.input_keys if ext[k].time is not None}
+        return (inputs, lengths, tf.TensorSpec([], tf.float32, name="weight"))
+
+    def _replica_losses(self, inputs, lengths, weight, training: bool):
+        """[L, 4] stats (loss sum, frames, errors, error frames) of this replica's batch."""
+        import tensorflow as tf
+
+        from .losses import compute_loss
+
+        out = self.net.forward(inputs, lengths, training=training,
+                               fetch=tuple(s.layer for s in self.losses))
+        rows = []
+        for spec in self.losses:
+            values, lens = out[spec.layer]
+            lv = compute_loss(spec.kind, values, lens, inputs[spec.target],
+                              lengths.get(spec.target), spec.opts, spec.target_sparse)
+            rows.append(tf.stack([lv.loss, lv.frames, lv.errors, lv.error_frames]))
+        return tf.stack(rows) * weight
+
+    def _make_step(self, training: bool):
+        import tensorflow as tf
+
+        strategy, n = self.strategy, self.num_replicas
+        kind = "train" if training else "eval"
+        scales = tf.constant([s.scale for s in self.losses], tf.float32)
+        clip = self.opts.gradient_clip
+
+        def replica_fn(inputs, lengths, weight):
+            ctx = tf.distribute.get_replica_context()
+            if not training:
+                return self._replica_losses(inputs, lengths, weight, False)
+            with tf.GradientTape() as tape:
+                stats = self._replica_losses(inputs, lengths, weight, True)
+                frames = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats[:, 1])
+                objective = tf.reduce_sum(scales * stats[:, 0] / tf.maximum(frames, 1.0))
+                for name, factor in self.l2:
+                    params = [v for v in self.net.layer_params[name].values() if v.trainable]
+                    if params:
+                        from .losses import l2_penalty
+                        objective += factor * l2_penalty(params) / n
+            grads = tape.gradient(objective, self.trainable)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(grads, self.trainable)]
+            if clip:
+                if n > 1:  # clip the global (summed) gradient, exactly as on one device
+                    grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                    grads, _ = tf.clip_by_global_norm(grads, float(clip))
+                    grads = [g / n for g in grads]  # the optimizer sums over replicas again
+                else:
+                    grads, _ = tf.clip_by_global_norm(grads, float(clip))
+            self.optimizer.apply_gradients(zip(grads, self.trainable))
+            return stats
+
+        def step(per_replica):
+            self.trace_counts[kind] += 1
+            if n == 1:
+                result = strategy.run(replica_fn, args=tuple(per_replica[0]))
+            else:
+                values = strategy.experimental_distribute_values_from_function(
+                    lambda ctx: tuple(per_replica[ctx.replica_id_in_sync_group]))
+                result = strategy.run(replica_fn, args=tuple(values))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, result, axis=None)
+
+        sig = self._signature()
+        return tf.function(step, input_signature=[[sig] * n], autograph=False)
+
+    # -- data -------------------------------------------------------------------------------------
+    def load_data(self):
+        from .datasets import DatasetError, make_dataset
+
+        extern = self.config.get("extern_data") or {}
+        if self.opts.train_data is None:
+            raise TrainError("train.train_data is not set (e.g. `train_data: 12ax`)")
+        try:
+            self.train_data = make_dataset(self.opts.train_data, extern, default_seed=self.seed,
+                                           name="train")
+            self.dev_data = (make_dataset(self.opts.dev_data, extern, default_seed=self.seed,
+                                          name="dev") if self.opts.dev_data is not None else None)
+        except DatasetError as exc:
+            raise TrainError(f"bad dataset: {exc}") from None
+        for ds, what in ((self.train_data, "train_data"), (self.dev_data, "dev_data")):
+            if ds is None:
+                continue
+            missing = [k for k in self.input_keys if k not in ds.keys]
+            if missing:
+                raise TrainError(f"train.{what}: the dataset has no key(s) "
+                                 f"{', '.join(missing)} needed for training (it has "
+                                 f"{', '.join(ds.keys)})")
+
+    def _groups(self, dataset, epoch: int, batching: str | None = None) -> list[list[int]]:
+        from .datasets import batches
+
+        return batches(dataset, int(self.opts.batch_size), self.opts.max_seqs,
+                       batching or self.opts.batching, self.seed, epoch)
+
+    def _pad(self, dataset, indices: list[int]):
+        """Inputs/lengths of these sequences as padded numpy arrays (used for replica slices)."""
+        from .datasets import padded_batch
+
+        inputs, lengths = padded_batch(dataset, indices)
+        return ({k: inputs[k] for k in self.input_keys},
+                {k: lengths[k] for k in self.input_keys
+                 if self.net.extern_shapes[k].time is not None})
+
+    def _iterate(self, dataset, groups: list[list[int]]):
+        """Per step: a list (one entry per replica) of (inputs, lengths, weight)."""
+        import tensorflow as tf
+
+        n = self.num_replicas
+        if n == 1:
+            from .datasets import tf_dataset
+
+            for inputs, lengths in tf_dataset(dataset, groups):
+                ins = {k: inputs[k] for k in self.input_keys}
+                lens = {k: tf.cast(lengths[k], tf.int32) for k in self.input_keys
+                        if self.net.extern_shapes[k].time is not None}
+                yield [(ins, lens, tf.constant(1.0))]
+            return
+        for group in groups:
+            parts = np.array_split(np.asarray(group), n)
+            per = []
+            for part in parts:
+                if len(part):
+                    ins, lens = self._pad(dataset, [int(i) for i in part])
+                    per.append((ins, lens, np.float32(1.0)))
+                else:  # fewer sequences than replicas: a dummy sequence with weight 0
+                    ins, lens = self._pad(dataset, [int(group[0])])
+                    per.append((ins, lens, np.float32(0.0)))
+            yield per
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        if not self.opts.model_dir:
+            raise TrainError("train.model_dir is not set (use --model-dir DIR or "
+                             "--set train.model_dir=DIR)")
+        return Path(self.opts.model_dir)
+
+    def _is_chief(self) -> bool:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not getattr(resolver, "task_type", None):
+            return True
+        return resolver.task_type in ("chief",) or (resolver.task_type == "worker"
+                                                     and resolver.task_id == 0)
+
+    def save(self, epoch: int) -> Path | None:
+        """Write the checkpoint of `epoch` atomically; prune to keep_last_n."""
+        if not self._is_chief():
+            return None
+        model_dir = self.model_dir
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.state.epoch.assign(epoch)
+        self.state.seed.assign(self.seed)
+        lr_state = self.lr_control.state()
+        self.state.lr_current.assign(float(lr_state["current"]))
+        prev = lr_state["previous_score"]
+        self.state.lr_previous_score.assign(float("nan") if prev is None else float(prev))
+        final = model_dir / f"ckpt-{epoch:03d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=model_dir))
+        try:
+            self.ckpt.write(str(tmp / "ckpt"))
+            meta = {"epoch": epoch, "seed": self.seed, "learning_rate_control": lr_state,
+                    "global_step": int(self.optimizer.iterations.numpy()),
+                    "time": time.time()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+            _die_if(epoch, "save")
+            os.chmod(tmp, 0o755)
+            if final.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=model_dir))
+                os.replace(final, old / "x")
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for _, path in list_checkpoints(model_dir)[:-int(self.opts.keep_last_n)]:
+            shutil.rmtree(path, ignore_errors=True)
+        return final
+
+    def restore(self, path=None) -> int:
+        """Restore the newest (or given) checkpoint; returns its epoch (0 if none)."""
+        if path is None:
+            if not self.opts.model_dir:
+                return 0
+            newest = newest_checkpoint(self.model_dir)
+            if newest is None:
+                return 0
+            path = newest
+        prefix = checkpoint_prefix(path)
+        status = self.ckpt.read(prefix)
+        status.assert_existing_objects_matched()
+        epoch = int(self.state.epoch.numpy())
+        self.seed = int(self.state.seed.numpy())
+        prev = float(self.state.lr_previous_score.numpy())
+        self.lr_control.load_state({"current": float(self.state.lr_current.numpy()),
+                                    "previous_score": None if math.isnan(prev) else prev})
+        return epoch
+
+    def _cleanup_tmp(self) -> None:
+        for p in self.model_dir.glob(".tmp-ckpt-*"):
+            shutil.rmtree(p, ignore_errors=True)
+        for p in self.model_dir.glob(".old-ckpt-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+    # -- scores -----------------------------------------------------------------------------------
+    def _load_scores(self, up_to_epoch: int) -> None:
+        path = self.model_dir / "scores.tsv"
+        self.scores = []
+        if not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for line in lines[1:]:
+            cells = line.split("\t")
+            if len(cells) != len(SCORE_COLUMNS):
+                continue
+            row = dict(zip(SCORE_COLUMNS, cells))
+            try:
+                if int(row["epoch"]) <= up_to_epoch:
+                    self.scores.append(row)
+            except ValueError:
+                continue
+
+    def _write_scores(self) -> None:
+        if not self._is_chief():
+            return
+        lines = ["\t".join(SCORE_COLUMNS)]
+        lines += ["\t".join(str(row[c]) for c in SCORE_COLUMNS) for row in self.scores]
+        _atomic_text(self.model_dir / "scores.tsv", "\n".join(lines) + "\n")
+
+    # -- running ----------------------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> Accumulator:
+        acc = Accumulator(self.losses)
+        groups = self._groups(self.train_data, epoch)
+        self.progress.start(epoch, len(groups))
+        try:
+            for step, batch in enumerate(self._iterate(self.train_data, groups), start=1):
+                _die_if(epoch, step)
+                lr = self.lr_control.rate(int(self.optimizer.iterations.numpy()))
+                self.optimizer.learning_rate = lr
+                stats = self._train_fn(batch).numpy()
+                loss = step_loss(self.losses, stats)
+                if _test_hook(NAN_ENV, epoch, step):
+                    loss = float("nan")
+                if not (np.all(np.isfinite(stats)) and math.isfinite(loss)):
+                    raise NonFiniteLoss(
+                        f"the training loss is {loss} at epoch {epoch}, step {step} (global step "
+                        f"{int(self.optimizer.iterations.numpy())})")
+                acc.add(stats)
+                self.progress.update(step, acc.loss(), lr)
+        finally:
+            self.progress.stop()
+        return acc
+
+    def evaluate(self, dataset, epoch: int = 0) -> Accumulator:
+        acc = Accumulator(self.losses)
+        groups = self._groups(dataset, 0, batching="sorted")
+        for batch in self._iterate(dataset, groups):
+            acc.add(self._eval_fn(batch).numpy())
+        return acc
+
+    def train(self) -> int:
+        """Train (resuming if model_dir has checkpoints); returns the last epoch trained."""
+        import tensorflow as tf
+
+        self.load_data()
+        model_dir = self.model_dir
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self._cleanup_tmp()
+        start = self.restore() + 1
+        self._load_scores(start - 1)
+        num_epochs = int(self.opts.num_epochs)
+        if start > 1:
+            print(f"resuming from {model_dir / f'ckpt-{start - 1:03d}'} at epoch {start}",
+                  file=self.out, flush=True)
+        if start > num_epochs:
+            print(f"already trained {start - 1} epochs (num_epochs {num_epochs}): nothing to do",
+                  file=self.out, flush=True)
+            return start - 1
+        print(f"train: {self.train_data.describe()}" + (
+            f"\ndev: {self.dev_data.describe()}" if self.dev_data is not None else ""),
+            file=self.out, flush=True)
+        writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) \
+            if self._is_chief() else tf.summary.create_noop_writer()
+        last_saved = start - 1
+        try:
+            for epoch in range(start, num_epochs + 1):
+                t0 = time.time()
+                lr = self.lr_control.rate(int(self.optimizer.iterations.numpy()))
+                try:
+                    train_acc = self.run_epoch(epoch)
+                except NonFiniteLoss as exc:
+                    kept = newest_checkpoint(model_dir)
+                    raise NonFiniteLoss(
+                        f"{exc}; stopping. " + (f"The last good checkpoint {kept} is kept."
+                                                if kept else "No checkpoint was written yet.")
+                    ) from None
+                dev_loss = dev_err = float("nan")
+                if self.dev_data is not None:
+                    dev_acc = self.evaluate(self.dev_data, epoch)
+                    dev_loss, dev_err = dev_acc.loss(), dev_acc.error(self.main_loss)
+                train_loss, train_err = train_acc.loss(), train_acc.error(self.main_loss)
+                self.lr_control.end_epoch(dev_loss if self.dev_data is not None else train_loss)
+                wall = time.time() - t0
+                self.scores.append({"epoch": epoch, "learning_rate": f"{lr:.6g}",
+                                    "train_loss": f"{train_loss:.6f}",
+                                    "train_error": f"{train_err:.6f}",
+                                    "dev_loss": f"{dev_loss:.6f}", "dev_error": f"{dev_err:.6f}",
+                                    "wall_time": f"{wall:.2f}"})
+                if epoch % int(self.opts.save_interval) == 0 or epoch == num_epochs:
+                    self.save(epoch)
+                    last_saved = epoch
+                self._write_scores()
+                scalars = {"learning_rate": lr, "train/loss": train_loss,
+                           "train/error": train_err}
+                if len(self.losses) > 1:
+                    for layer, (l, e) in train_acc.per_layer().items():
+                        scalars[f"train/{layer}/loss"] = l
+                        scalars[f"train/{layer}/error"] = e
+                if self.dev_data is not None:
+                    scalars.update({"dev/loss": dev_loss, "dev/error": dev_err})
+                with writer.as_default(step=epoch):
+                    for tag, value in scalars.items():
+                        write_scalar(tag, value, epoch)
+                writer.flush()
+                dev_text = (f", dev loss {dev_loss:.4f} error {dev_err:.2%}"
+                            if self.dev_data is not None else "")
+                print(f"epoch {epoch}/{num_epochs}: lr {lr:.3g}, train loss {train_loss:.4f} "
+                      f"error {train_err:.2%}{dev_text} ({wall:.1f}s)", file=self.out, flush=True)
+        finally:
+            writer.close()
+        del last_saved
+        return num_epochs
+
+
+# -- the command line ------------------------------------------------------------------------------
+def _validated(args):
+    """Validate the config with overrides; print diagnostics; None on errors."""
+    from .diagnostics import format_text
+    from .validate import validate
+
+    overrides = list(getattr(args, "set", None) or [])
+    if getattr(args, "model_dir", None):
+        overrides.append(f"train.model_dir={args.model_dir}")
+    result = validate(args.config, overrides)
+    for d in result.diagnostics:
+        if not d.file:
+            d = d.located(args.config, d.line, d.col)
+        print(format_text(d), file=sys.stderr)
+    return None if result.errors else result
+
+
+def _user_error(command: str, exc: BaseException) -> int:
+    print(f"netcompiler {command}: error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cli_train(args) -> int:
+    """`netcompiler train CONFIG [--model-dir DIR] [--set K=V]`."""
+    result = _validated(args)
+    if result is None:
+        return EXIT_ERROR
+    try:
+        trainer = Trainer(result)
+        trainer.model_dir  # noqa: B018  (fail early without a model dir)
+        trainer.train()
+    except TrainError as exc:
+        return _user_error("train", exc)
+    except NotImplementedError as exc:
+        return _user_error("train", exc)
+    except KeyboardInterrupt:
+        print("netcompiler train: interrupted; the checkpoints written so far are kept",
+              file=sys.stderr)
+        return 130
+    return EXIT_OK
+
+
+def _parse_data_spec(text: str | None, fallback):
+    if text is None:
+        return fallback
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TrainError(f"--data: not a dataset name or YAML mapping: {exc}") from None
+
+
+def cli_forward(args) -> int:
+    """`netcompiler forward CONFIG [--checkpoint CKPT] [--data SPEC] [--output OUT.hdf]
+    [--layer NAME]`: run the network (inference mode) over a dataset and write the layer's output
+    to a RETURNN-style HDF file (atomically)."""
+    result = _validated(args)
+    if result is None:
+        return EXIT_ERROR
+    try:
+        return _forward(args, result)
+    except TrainError as exc:
+        return _user_error("forward", exc)
+    except NotImplementedError as exc:
+        return _user_error("forward", exc)
+
+
+def _forward(args, result) -> int:
+    import tensorflow as tf
+
+    from .build import CompiledNetwork
+    from .datasets import DatasetError, batches, make_dataset
+    from .export import checkpoint as make_checkpoint
+
+    opts = TrainOptions.from_config(result.config.data)
+    ckpt_path = getattr(args, "checkpoint", None) or opts.model_dir
+    if not ckpt_path:
+        raise TrainError("no --checkpoint given and train.model_dir is not set")
+    prefix = checkpoint_prefix(ckpt_path)
+    net = CompiledNetwork(result, seed=int(opts.random_seed))
+    make_checkpoint(net).read(prefix).expect_partial()
+    layer = getattr(args, "layer", None) or "output"
+    try:
+        fetch = net._normalise_fetch(layer)
+    except KeyError as exc:
+        raise TrainError(str(exc.args[0])) from None
+    from .export import inference_inputs
+
+    keys = inference_inputs(net, fetch)
+    extern = result.config.data.get("extern_data") or {}
+    spec = _parse_data_spec(getattr(args, "data", None), opts.dev_data or opts.train_data)
+    if spec is None:
+        raise TrainError("no --data given and the config has no train.dev_data/train_data")
+    try:
+        dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name="forward")
+    except DatasetError as exc:
+        raise TrainError(f"bad dataset: {exc}") from None
+    missing = [k for k in keys if k not in dataset.keys]
+    if missing:
+        raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by `{layer}`")
+    fn = net.get_function(keys, fetch, False)
+    out_path = getattr(args, "output", None) or str(
+        Path(opts.model_dir or ".") / f"forward-{layer.replace('/', '_')}.hdf")
+    shape = net.shape(layer)
+    seqs: list[dict] = []
+    order: list[int] = []
+    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
+                         int(opts.random_seed), 0):
+        seq_list = [dataset.get_seq(i) for i in group]
+        inputs, lens = {}, {}
+        for k in keys:
+            arrs = [np.asarray(s[k]) for s in seq_list]
+            ln = np.array([len(a) for a in arrs], np.int32)
+            buf = np.zeros((len(arrs), int(ln.max())) + arrs[0].shape[1:], arrs[0].dtype)
+            for j, a in enumerate(arrs):
+                buf[j, :len(a)] = a
+            inputs[k] = tf.constant(buf)
+            if net.extern_shapes[k].time is not None:
+                lens[k] = tf.constant(ln)
+        values, out_lens = fn(inputs, lens)[layer]
+        values = values.numpy()
+        out_lens = None if out_lens is None else out_lens.numpy()
+        for j, i in enumerate(group):
+            v = values[j]
+            if out_lens is not None:
+                v = v[: int(out_lens[j])]
+            if v.ndim == 1:
+                v = v[:, None] if shape.time is not None else v[None, :]
+            elif v.ndim == 0:
+                v = v.reshape(1, 1)
+            elif v.ndim > 2:
+                v = v.reshape(v.shape[0], -1)
+            seqs.append({"data": v.astype(np.float32)})
+            order.append(int(i))
+    by_index = sorted(zip(order, seqs), key=lambda t: t[0])
+    tags = [dataset.seq_tags[i] for i, _ in by_index] if hasattr(dataset, "seq_tags") else None
+    try:
+        from .datasets import write_hdf
+    except ImportError:
+        from .datasets.hdf import write_hdf
+    write_hdf(out_path, [s for _, s in by_index], None, tags)
+    print(f"wrote {len(by_index)} sequences of `{layer}` to {out_path}")
+    return EXIT_OK
+
+
+def cli_search(args) -> int:
+    print("netcompiler search: not available yet (beam search needs the decoder loop support "
+          "of the back end)", file=sys.stderr)
+    return EXIT_USAGE
