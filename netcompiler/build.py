@@ -81,12 +81,8 @@ class CompiledNetwork(tf.Module):
         train = data.get("train") if isinstance(data.get("train"), dict) else {}
         self.seed = int(seed if seed is not None else train.get("random_seed", 42))
         self._order = [n for n in self.graph.order()]
-        for name in self._order:
-            layer = self.network.layers[name]
-            if layer.unit is not None:
-                raise NotImplementedError(
-                    f"rec layer `{name}` with a sub-network unit: decoder loops are not "
-                    f"supported by this version of the back end yet")
+        # rec layers with a unit dict run their unit in a loop (netcompiler.loop); the unit's
+        # layers are skipped by the top-level walk of `forward`
         # variables, created once, named <layer>/<param>
         self.variables_by_name: dict[str, tf.Variable] = {}
         self.layer_params: dict[str, dict[str, tf.Variable]] = {}
@@ -96,8 +92,12 @@ class CompiledNetwork(tf.Module):
             params = {}
             for pname, spec in self.inferred.params.get(name, {}).items():
                 full = f"{name}/{pname}"
-                var = tf.Variable(initial_value(spec, full, self.seed), name=full,
-                                  trainable=trainable and spec.trainable)
+                if spec.dynamic:  # state kept across calls, its shape changes
+                    var = tf.Variable(tf.zeros(spec.shape, spec.dtype), name=full,
+                                      trainable=False, shape=tf.TensorShape(None))
+                else:
+                    var = tf.Variable(initial_value(spec, full, self.seed, tf.as_dtype(spec.dtype)),
+                                      name=full, trainable=trainable and spec.trainable)
                 params[pname] = var
                 self.variables_by_name[full] = var
             self.layer_params[name] = params
@@ -125,13 +125,32 @@ class CompiledNetwork(tf.Module):
             raise KeyError(f"no variable `{name}`" + (f"; did you mean {close}?" if close else "")
                            ) from None
 
+    def reset_state(self) -> None:
+        """Forget the state layers keep across calls (`initial_state: keep_over_epoch`)."""
+        for name, specs in self.inferred.params.items():
+            for pname, spec in specs.items():
+                if spec.dynamic:
+                    self.variables_by_name[f"{name}/{pname}"].assign(tf.zeros(spec.shape, spec.dtype))
+
     def __call__(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
                  training: bool = False, fetch: Iterable[str] | str | None = None
                  ) -> dict[str, tuple[tf.Tensor, tf.Tensor | None]]:
         fetch = self._normalise_fetch(fetch)
         keys = tuple(sorted(inputs))
-        lengths = dict(lengths or {})
         fn = self.get_function(keys, fetch, bool(training))
+        return fn(*self._prepare_inputs(inputs, lengths))
+
+    def search(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
+               beam_size: int | None = None, n_best: int = 1) -> list[list[dict]]:
+        """Beam search over the rec unit with a `choice` (the target inputs are ignored).
+        Per sequence the `n_best` hypotheses, best first: dicts with `labels` (int array of
+        `length` labels), `length`, `score` (ranking score), `log_prob`. See netcompiler.loop."""
+        from . import loop
+        return loop.search(self, inputs, lengths, beam_size=beam_size, n_best=n_best)
+
+    def _prepare_inputs(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None):
+        keys = tuple(sorted(inputs))
+        lengths = dict(lengths or {})
         tensors = {}
         for key in keys:
             shape = self.inferred.extern[key]
@@ -145,7 +164,7 @@ class CompiledNetwork(tf.Module):
                     t = tensors[key]
                     axis = self.inferred.extern[key].index(self.inferred.extern[key].time)
                     lens[key] = tf.fill([tf.shape(t)[0]], tf.shape(t)[axis])
-        return fn(tensors, lens)
+        return tensors, lens
 
     def get_function(self, keys: tuple[str, ...], fetch: tuple[str, ...], training: bool):
         """The traced forward function for these input keys, fetched layers and mode."""
@@ -192,7 +211,7 @@ class CompiledNetwork(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def forward(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any], training: bool,
-                fetch: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+                fetch: Iterable[str], search: dict | None = None) -> dict[str, tuple[Any, Any]]:
         """The forward pass, eager or inside the caller's `tf.function` (no AutoGraph needed:
         loops are explicit `tf.while_loop`s)."""
         fetch = tuple(fetch)
@@ -205,17 +224,38 @@ class CompiledNetwork(tf.Module):
                 if key in lengths and d not in dim_lengths:
                     dim_lengths[d] = tf.cast(lengths[key], tf.int32)
         needed = self.needed_layers(fetch)
+        # fetched sub-layers of rec units (`rec/sub`) come from their rec layer's loop;
+        # `search`: None (a decoder searches when its choice's target is not an input) or
+        # options forcing beam search (netcompiler.loop.run_rec)
+        unit_fetch: dict[str, set[str]] = {}
+        for name in fetch:
+            layer = self.network.layers[name]
+            if layer.scope.in_rec:
+                rec = layer.scope.rec_layer
+                unit_fetch.setdefault(rec.name, set()).add(layer.local_name)
+                needed |= self.needed_layers([rec.name])
         for node in needed:
             if node.startswith("data:") and node not in values:
                 raise ValueError(f"input `{node[5:]}` is needed for {list(fetch)} but was not given")
         for name in self._order:
-            if name in needed:
-                values[name] = self._call_layer(self.network.layers[name], values, dim_lengths,
-                                                training)
+            if name not in needed:
+                continue
+            layer = self.network.layers[name]
+            if layer.scope.in_rec:
+                continue  # run by its rec layer's loop
+            if layer.unit is not None:
+                from . import loop
+                values[name] = loop.run_rec(self, layer, values, dim_lengths, training,
+                                            unit_fetch.get(name, ()), search=search)
+            else:
+                values[name] = self._call_layer(layer, values, dim_lengths, training)
         out = {}
         for name in fetch:
-            shape = self.inferred.shapes[name]
-            t = shape.time
+            layer = self.network.layers[name]
+            if layer.scope.in_rec:  # stacked over the loop, with the loop lengths
+                t = self.inferred.loop_dims[layer.scope.rec_layer.name]
+            else:
+                t = self.inferred.shapes[name].time
             out[name] = (values[name], dim_lengths.get(t) if t is not None else None)
         return out
 

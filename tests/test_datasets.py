@@ -113,7 +113,8 @@ def reference_12ax(symbols):
     for s in symbols:
         if s == "1" or s == "2":
             digit = s
-        hit = (digit == "1" and last == "A" and s == "X") or (digit == "2" and last == "B" and s == "Y")
+        hit = ((digit == "1" and last == "A" and s == "X")
+               or (digit == "2" and last == "B" and s == "Y"))
         out.append(1 if hit else 0)
         last = s
     return out
@@ -354,7 +355,8 @@ def test_writer_reader_round_trip(fmt, tmp_path):
 
 def test_writer_errors(tmp_path):
     with pytest.raises(DatasetError, match="shape"):
-        write_hdf(tmp_path / "x.hdf", [{"data": np.zeros((3, 2), np.float32)}], {"data": {"dim": 4}})
+        write_hdf(tmp_path / "x.hdf", [{"data": np.zeros((3, 2), np.float32)}],
+                  {"data": {"dim": 4}})
     with pytest.raises(DatasetError, match="outside"):
         write_hdf(tmp_path / "x.hdf", [{"data": np.array([1, 9])}],
                   {"data": {"dim": 4, "sparse": True}})

@@ -30,7 +30,7 @@ from __future__ import annotations
 import glob as _glob
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -45,6 +45,7 @@ __all__ = [
     "ArrayDataset", "Dataset", "DatasetError", "GeneratedDataset", "KeyInfo", "TASKS",
     "batches", "element_signature", "make_dataset", "padded_batch", "read_hdf", "read_npz",
     "tf_dataset", "write_hdf", "write_npz", "DEV_SEED_OFFSET", "FILE_CLASSES",
+    "check_against_extern_data", "extern_key_info", "targets_12ax",
 ]
 
 DEV_SEED_OFFSET = 1_000_003

@@ -201,6 +201,10 @@ class ArrayDataset(Dataset):
         self.key_info = {k: self._all_info[k] for k in keys}
         return self
 
+    def describe(self) -> str:
+        text = super().describe()
+        return f"{text}; from {self.source}" if self.source else text
+
     def flat(self, key: str) -> np.ndarray:
         """All frames of `key` concatenated over sequences (read-only view)."""
         return self._flat[key]

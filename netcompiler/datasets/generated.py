@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArrayDataset, DatasetError, KeyInfo
+from .base import ArrayDataset, Dataset, DatasetError, KeyInfo
 
 SYMBOLS_12AX = ("1", "2", "A", "B", "C", "X", "Y", "Z", "3")
 ID_12AX = {s: i for i, s in enumerate(SYMBOLS_12AX)}
@@ -180,7 +180,8 @@ class GeneratedDataset(ArrayDataset):
         opts.update(options)
         n = _int_opt(task, {"num_seqs": num_seqs}, "num_seqs", 0)
         for k in opts:
-            opts[k] = _int_opt(task, opts, k, 2 if k in ("num_symbols", "base_in", "base_out") else 1)
+            minimum = 2 if k in ("num_symbols", "base_in", "base_out") else 1
+            opts[k] = _int_opt(task, opts, k, minimum)
         if opts["min_len"] > opts["max_len"]:
             raise DatasetError(f"dataset {task!r}: min_len {opts['min_len']} > max_len "
                                f"{opts['max_len']}")
@@ -212,4 +213,4 @@ class GeneratedDataset(ArrayDataset):
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"{super().describe()}; task {self.task} (seed {self.seed}, {opts})"
+        return f"{Dataset.describe(self)}; task {self.task} (seed {self.seed}, {opts})"

@@ -180,7 +180,8 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
     groups = [np.asarray(g, dtype=np.int64).reshape(-1) for g in batch_groups]
     for g in groups:
         if len(g) and (g.min() < 0 or g.max() >= dataset.num_seqs):
-            raise DatasetError(f"batch group has sequence index out of range 0..{dataset.num_seqs - 1}")
+            raise DatasetError(f"batch group has a sequence index outside "
+                               f"0..{dataset.num_seqs - 1}")
     signature = element_signature(dataset)
     total = sum(_flat_and_lengths(dataset, k)[0].nbytes for k in dataset.keys) \
         if hasattr(dataset, "flat") else IN_GRAPH_MAX_BYTES + 1

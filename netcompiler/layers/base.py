@@ -23,9 +23,15 @@ class ParamSpec:
     shape: tuple[int, ...]
     init: Any = "glorot_uniform"
     trainable: bool = True
+    dtype: str = "float32"
+    #: a state variable whose shape changes between calls (`shape` is its initial shape);
+    #: never trained, not counted as a parameter
+    dynamic: bool = False
 
     @property
     def size(self) -> int:
+        if self.dynamic:
+            return 0
         n = 1
         for s in self.shape:
             n *= int(s)

@@ -12,6 +12,54 @@ from .rec import cell_params, run_cell_over_time
 class RnnCellRule(LayerRule):
     layer_class = "rnn_cell"
 
+    # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    def initial_state(self, ctx, batch_size, max_steps=None):
+        """The cell state at step 0: (c, h) for the LSTM family, (h,) for GRU, [B, n_out]."""
+        import tensorflow as tf
+
+        from .rec import GRU_UNITS
+
+        n = ctx.out_shape.feature_size
+        init = ctx.opt("initial_state", None)
+        if init is None or init == "zeros":
+            value = 0.0
+        elif init == "ones":
+            value = 1.0
+        elif isinstance(init, (int, float)) and not isinstance(init, bool):
+            value = float(init)
+        else:
+            raise NotImplementedError(f"{ctx.name}: `initial_state: {init}` inside a rec unit")
+        h = tf.fill(tf.stack([batch_size, n]), value)
+        return (h,) if str(ctx.opt("unit")).lower() in GRU_UNITS else (h, h)
+
+    def call_step(self, ctx, state):
+        """One step: x [B, n_in] (sparse: [B] labels) -> (h [B, n_out], new state); the same
+        gate layout as `rec.run_cell_over_time`."""
+        import tensorflow as tf
+
+        from .rec import GRU_UNITS
+
+        W, W_re, b = ctx.params["W"], ctx.params["W_re"], ctx.params["b"]
+        x = ctx.source
+        if ctx.source_shape.sparse:
+            xp = tf.gather(W, x) + b
+        else:
+            xp = tf.matmul(x, W) + b
+        if str(ctx.opt("unit")).lower() in GRU_UNITS:
+            (h,) = state
+            xz, xr, xh = tf.split(xp, 3, axis=-1)
+            uz, ur, uh = tf.split(W_re, 3, axis=-1)
+            z = tf.sigmoid(xz + tf.matmul(h, uz))
+            r = tf.sigmoid(xr + tf.matmul(h, ur))
+            cand = tf.tanh(xh + tf.matmul(r * h, uh))
+            h_new = z * h + (1 - z) * cand
+            return h_new, (h_new,)
+        c, h = state
+        i, j, f, o = tf.split(xp + tf.matmul(h, W_re), 4, axis=-1)
+        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
+        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        return h_new, (c_new, h_new)
+
     def infer(self, ctx) -> Shape:
         src = ctx.source
         input_features(ctx, src)

@@ -15,6 +15,51 @@ class SelfAttentionRule(LayerRule):
     layer_class = "self_attention"
     layer_options = ("key_shift",)
 
+    # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    def initial_state(self, ctx, batch_size, max_steps):
+        """Preallocated key/value buffers [B, T_max, H, dk] / [B, T_max, H, dv] (memory linear
+        in the number of steps); step t writes row t."""
+        import tensorflow as tf
+
+        heads = int(ctx.opt("num_heads"))
+        dk = int(ctx.opt("total_key_dim")) // heads
+        dv = int(ctx.opt("n_out")) // heads
+        k = tf.zeros(tf.stack([batch_size, max_steps, heads, dk]), tf.float32)
+        v = tf.zeros(tf.stack([batch_size, max_steps, heads, dv]), tf.float32)
+        return (k, v)
+
+    def call_step(self, ctx, state):
+        """Step t (`ctx.step`): x [B, n_in] -> ([B, Dv], state with k_t, v_t written at row t);
+        attends to keys 0..t (= the full-sequence causal layer, frame by frame). `key_shift`
+        inside the loop: [1, T_k, dk] with T_k >= t + 1 (row i = t)."""
+        import tensorflow as tf
+
+        t = ctx.step
+        x = ctx.source
+        qkv = ctx.params["QKV"]
+        heads = int(ctx.opt("num_heads"))
+        key_dim, value_dim = int(ctx.opt("total_key_dim")), int(ctx.opt("n_out"))
+        dk, dv = key_dim // heads, value_dim // heads
+        y = tf.gather(qkv, x) if ctx.source_shape.sparse else tf.matmul(x, qkv)
+        batch = tf.shape(y)[0]
+        y = tf.reshape(y, [batch, heads, 2 * dk + dv])
+        q, k, v = y[..., :dk] * (dk ** -0.5), y[..., dk:2 * dk], y[..., 2 * dk:]  # [B, H, d]
+        k_buf, v_buf = state
+        idx = tf.stack([tf.range(batch), tf.fill([batch], t)], axis=1)  # [B, 2]
+        k_buf = tf.tensor_scatter_nd_update(k_buf, idx, k)
+        v_buf = tf.tensor_scatter_nd_update(v_buf, idx, v)
+        keys, values = k_buf[:, :t + 1], v_buf[:, :t + 1]  # [B, t+1, H, d]
+        energy = tf.einsum("bhd,bjhd->bhj", q, keys)
+        key_shift = ctx.ref("key_shift")
+        if key_shift is not None:
+            energy = energy + tf.einsum("bhd,jd->bhj", q, key_shift[0, :t + 1])
+        weights = tf.nn.softmax(energy, axis=-1)
+        rate = float(ctx.opt("attention_dropout") or 0.0)
+        if ctx.training and rate > 0:
+            weights = tf.nn.dropout(weights, rate=rate, seed=ctx.seed)
+        out = tf.einsum("bhj,bjhd->bhd", weights, values)
+        return tf.reshape(out, [batch, value_dim]), (k_buf, v_buf)
+
     def infer(self, ctx) -> Shape:
         src = ctx.source
         input_features(ctx, src)
@@ -46,6 +91,15 @@ class SelfAttentionRule(LayerRule):
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
             self._check_key_shift(ctx, key_shift, time, key_dim // heads)
+            if ctx.opt("initial_state") == "keep_over_epoch":
+                raise ctx.error("`key_shift` together with a state kept across calls "
+                                "(`initial_state: keep_over_epoch`) is not supported",
+                                "key_shift", "shape.key-shift")
+        counts = ctx.ref("state_var_lengths")
+        if counts is not None and (counts.dims != (src.dims[0],) or counts.feature is not None):
+            raise ctx.error(f"`state_var_lengths` `{ctx.ref_name('state_var_lengths')}` is "
+                            f"{counts}, but must be one number per sequence: [B]",
+                            "state_var_lengths", "shape.state-lengths")
         return src.with_feature(n_out)
 
     @staticmethod
@@ -67,8 +121,73 @@ class SelfAttentionRule(LayerRule):
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         n_in = input_features(ctx, ctx.source)
-        width = 2 * ctx.opt("total_key_dim") + ctx.opt("n_out")
-        return {"QKV": ParamSpec((n_in, width), ctx.opt("forward_weights_init"))}
+        key_dim, value_dim, heads = ctx.opt("total_key_dim"), ctx.opt("n_out"), ctx.opt("num_heads")
+        params = {"QKV": ParamSpec((n_in, 2 * key_dim + value_dim), ctx.opt("forward_weights_init"))}
+        if ctx.opt("initial_state") == "keep_over_epoch" and not ctx.in_rec:
+            # keys/values (per head, unscaled) of earlier calls and how many are valid per
+            # sequence: the state a streaming call starts from
+            params["keys_state"] = ParamSpec((0, heads, 0, key_dim // heads), 0.0, False,
+                                             dynamic=True)
+            params["values_state"] = ParamSpec((0, heads, 0, value_dim // heads), 0.0, False,
+                                               dynamic=True)
+            params["state_lengths"] = ParamSpec((0,), 0, False, dtype="int32", dynamic=True)
+        return params
+
+    @staticmethod
+    def _with_carried_state(ctx, k, v, mask, lengths, batch, length):
+        """Prepend the carried keys/values; update the state for the next call.
+
+        Carried key p of sequence b is valid when p < n_carried[b] (`state_var_lengths` if
+        given, else the count kept with the state); carried keys are all in the past, so the
+        causal mask only applies to this call's keys. The next state is the valid carried keys
+        followed by this call's valid keys, packed to the left (with
+        `restrict_state_to_last_seq`: this call's keys only).
+        """
+        import tensorflow as tf
+
+        keys_var, values_var = ctx.params["keys_state"], ctx.params["values_state"]
+        lengths_var = ctx.params["state_lengths"]
+        heads, dk, dv = k.shape[1], k.shape[3], v.shape[3]
+        # a state kept for another batch size (or none yet) counts as empty
+        same_batch = tf.equal(tf.shape(keys_var)[0], batch)
+        prev_k = tf.cond(same_batch, lambda: tf.convert_to_tensor(keys_var),
+                         lambda: tf.zeros([batch, heads, 0, dk], k.dtype))
+        prev_v = tf.cond(same_batch, lambda: tf.convert_to_tensor(values_var),
+                         lambda: tf.zeros([batch, heads, 0, dv], v.dtype))
+        prev_k = tf.reshape(prev_k, [batch, heads, -1, dk])
+        prev_v = tf.reshape(prev_v, [batch, heads, -1, dv])
+        carried = tf.shape(prev_k)[2]
+        n_carried = tf.cond(same_batch, lambda: tf.convert_to_tensor(lengths_var),
+                            lambda: tf.zeros([batch], tf.int32))
+        n_carried = tf.reshape(n_carried, [batch])
+        given = ctx.ref("state_var_lengths")
+        if given is not None:
+            n_carried = tf.reshape(tf.cast(given, tf.int32), [batch])
+        n_carried = tf.minimum(n_carried, carried)
+        carried_valid = tf.sequence_mask(n_carried, maxlen=carried)  # [B, Tp]
+        carried_mask = tf.broadcast_to(carried_valid[:, None, None, :], [batch, 1, length, carried])
+        new_mask = tf.broadcast_to(mask, [batch, 1, length, length])
+        full_mask = tf.concat([carried_mask, new_mask], axis=-1)
+        full_k = tf.concat([prev_k, k], axis=2)
+        full_v = tf.concat([prev_v, v], axis=2)
+        new_valid = tf.sequence_mask(lengths, maxlen=length)  # [B, T]
+        if ctx.opt("restrict_state_to_last_seq"):
+            keep = tf.cast(new_valid, k.dtype)[:, None, :, None]
+            next_k, next_v, next_len = k * keep, v * keep, lengths
+        else:
+            valid = tf.concat([carried_valid, new_valid], axis=1)  # [B, Tp + T]
+            index = tf.range(carried + length)[None, :]
+            order = tf.argsort(tf.where(valid, index, index + carried + length), axis=1,
+                               stable=True)
+            next_len = n_carried + lengths
+            keep = tf.cast(tf.sequence_mask(next_len, maxlen=carried + length),
+                           k.dtype)[:, None, :, None]
+            next_k = tf.gather(full_k, order, axis=2, batch_dims=1) * keep
+            next_v = tf.gather(full_v, order, axis=2, batch_dims=1) * keep
+        keys_var.assign(next_k)
+        values_var.assign(next_v)
+        lengths_var.assign(tf.cast(next_len, tf.int32))
+        return full_k, full_v, full_mask
 
     def call(self, ctx):
         import tensorflow as tf
@@ -78,9 +197,6 @@ class SelfAttentionRule(LayerRule):
         if time is None:
             raise NotImplementedError("self_attention inside a rec unit (one step) is run by "
                                       "the decoder loop")
-        if ctx.opt("initial_state") is not None or ctx.opts.get("state_var_lengths"):
-            raise NotImplementedError("self_attention state across calls (`initial_state`, "
-                                      "`state_var_lengths`) is not supported by the back end yet")
         if [d.kind for d in shape.dims[:2]] != ["batch", "time"] or len(
                 shape.non_feature_dims) != 2:
             raise NotImplementedError(f"self_attention over {shape}: expected [B, T, F]")
@@ -98,15 +214,19 @@ class SelfAttentionRule(LayerRule):
         y = tf.transpose(tf.reshape(y, [batch, length, heads, 2 * dk + dv]), [0, 2, 1, 3])
         q, k, v = y[..., :dk], y[..., dk:2 * dk], y[..., 2 * dk:]  # [B, H, T, d]
         q = q * (dk ** -0.5)
-        energy = tf.einsum("bhid,bhjd->bhij", q, k)
-        key_shift = ctx.ref("key_shift")
-        if key_shift is not None:
-            energy = energy + tf.einsum("bhid,ijd->bhij", q, key_shift)
+        lengths = ctx.lengths(time)
         if ctx.opt("attention_left_only"):
             pos = tf.range(length)
             mask = (pos[None, :] <= pos[:, None])[None, None]  # [1, 1, Tq, Tk]
         else:
-            mask = tf.sequence_mask(ctx.lengths(time), maxlen=length)[:, None, None, :]
+            mask = tf.sequence_mask(lengths, maxlen=length)[:, None, None, :]
+        if "keys_state" in ctx.params:
+            # streaming: also attend to the keys/values kept from earlier calls
+            k, v, mask = self._with_carried_state(ctx, k, v, mask, lengths, batch, length)
+        energy = tf.einsum("bhid,bhjd->bhij", q, k)
+        key_shift = ctx.ref("key_shift")
+        if key_shift is not None:
+            energy = energy + tf.einsum("bhid,ijd->bhij", q, key_shift)
         mask = tf.broadcast_to(mask, tf.shape(energy))
         energy = tf.where(mask, energy, tf.constant(energy.dtype.min, energy.dtype))
         weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))

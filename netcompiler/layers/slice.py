@@ -32,6 +32,9 @@ class SliceRule(LayerRule):
         if step is not None and step < 1:
             raise ctx.error(f"`slice_step: {step}` must be positive", "slice_step", "shape.slice")
         if dim.kind == TIME:
+            if not src.has_batch:
+                raise ctx.error(f"`slice` over a time axis needs a batch axis, got "
+                                f"{src_desc(ctx)}", "from", "shape.no-batch")
             new = ctx.new_time_dim()
         else:
             size = len(range(dim.size)[slice(start, end, step)])
