@@ -25,3 +25,45 @@ def input_features(ctx, shape: Shape, name: str = "from") -> int:
         raise ctx.error(f"input `{', '.join(ctx.source_names)}` {shape} has no feature axis",
                         name, "shape.no-feature")
     return int(size)
+
+
+def src_desc(ctx) -> str:
+    """"`name` shape" of the (single) input, for error messages."""
+    return ctx.describe(", ".join(ctx.source_names), ctx.source)
+
+
+def check_n_out(ctx, out: Shape) -> None:
+    """A given `n_out` must equal the output's feature size (as RETURNN checks it)."""
+    n_out = ctx.opts.get("n_out")
+    if n_out is None:
+        return
+    if out.feature_size != n_out:
+        raise ctx.error(
+            f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} (input "
+            f"{src_desc(ctx)})", "n_out", "shape.n-out",
+            hint="remove `n_out`; the output size follows from the input")
+
+
+class CallShim:
+    """Lets a shape-time helper run at call time (errors cannot happen after validation)."""
+
+    def __init__(self, ctx):
+        self.opts = ctx.opts
+        self.source_names = ["input"]
+        self._ctx = ctx
+
+    def opt(self, name, *default):
+        return self._ctx.opt(name, *default)
+
+    @property
+    def source(self):
+        return self._ctx.source_shape
+
+    @staticmethod
+    def describe(name, shape):
+        return f"`{name}` {shape}"
+
+    @staticmethod
+    def error(message, option=None, rule="shape", hint=None):
+        from .base import ShapeError
+        return ShapeError(message, option, rule, hint)

@@ -10,7 +10,7 @@ from ..dims import FEATURE, SPATIAL, Shape
 from .base import LayerRule
 from ._axes import resolve_axes
 from .merge_dims import merge_call, merged_shape
-from .reduce import _CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, src_desc
 
 
 class CombineDimsRule(LayerRule):
@@ -40,7 +40,7 @@ class CombineDimsRule(LayerRule):
         return None
 
     def call(self, ctx):
-        shim = _CallShim(ctx)
+        shim = CallShim(ctx)
         shape = ctx.source_shape
         _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes", "combine_dims")
         return merge_call(ctx.source, shape, perm, ctx.out_shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
-from .reduce import _CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, src_desc
 
 
 def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str = "merge_dims"
@@ -77,7 +77,7 @@ class MergeDimsRule(LayerRule):
         return None
 
     def call(self, ctx):
-        shim = _CallShim(ctx)
+        shim = CallShim(ctx)
         shape = ctx.source_shape
         _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes")
         return merge_call(ctx.source, shape, perm, ctx.out_shape)

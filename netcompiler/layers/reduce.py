@@ -3,33 +3,15 @@
 Padded frames never count: `mean` over a time axis divides by each sequence's length, `max`
 ignores padded frames. Reduced axes disappear (`keep_dims`: they become static size-1 axes;
 the feature axis stays a feature axis `F=1`).
-
-Also holds two small helpers the other axis layers of this family share.
 """
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
+from ._util import CallShim, check_n_out, src_desc
 
 MODES = ("sum", "max", "min", "mean", "logsumexp")
-
-
-def src_desc(ctx) -> str:
-    """"`name` shape" of the (single) input, for error messages."""
-    return ctx.describe(", ".join(ctx.source_names), ctx.source)
-
-
-def check_n_out(ctx, out: Shape) -> None:
-    """A given `n_out` must equal the output's feature size (as RETURNN checks it)."""
-    n_out = ctx.opts.get("n_out")
-    if n_out is None:
-        return
-    if out.feature_size != n_out:
-        raise ctx.error(
-            f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} (input "
-            f"{src_desc(ctx)})", "n_out", "shape.n-out",
-            hint="remove `n_out`; the output size follows from the input")
 
 
 def _batch_index(shape: Shape) -> int | None:
@@ -90,7 +72,7 @@ class ReduceRule(LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axes = self.reduce_axes(_CallShim(ctx), shape)
+        axes = self.reduce_axes(CallShim(ctx), shape)
         mode = ctx.opt("mode")
         keep = bool(ctx.opt("keep_dims"))
         mask = ctx.valid_mask(shape, x) if ctx.opt("use_time_mask") else None
@@ -129,28 +111,3 @@ class ReduceRule(LayerRule):
         if not keep:
             y = tf.squeeze(y, axis=axes)
         return tf.where(some, y, zero)
-
-
-class _CallShim:
-    """Lets a shape-time helper run at call time (errors cannot happen after validation)."""
-
-    def __init__(self, ctx):
-        self.opts = ctx.opts
-        self.source_names = ["input"]
-        self._ctx = ctx
-
-    def opt(self, name, *default):
-        return self._ctx.opt(name, *default)
-
-    @property
-    def source(self):
-        return self._ctx.source_shape
-
-    @staticmethod
-    def describe(name, shape):
-        return f"`{name}` {shape}"
-
-    @staticmethod
-    def error(message, option=None, rule="shape", hint=None):
-        from .base import ShapeError
-        return ShapeError(message, option, rule, hint)

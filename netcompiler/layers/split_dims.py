@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axis
-from .reduce import _CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, src_desc
 
 
 def _prod(values) -> int:
@@ -85,7 +85,7 @@ class SplitDimsRule(LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axis, parts = self.plan(_CallShim(ctx), shape)
+        axis, parts = self.plan(CallShim(ctx), shape)
         dim = shape.dims[axis]
         dyn = tf.shape(x)
         before = [dyn[i] for i in range(axis)]

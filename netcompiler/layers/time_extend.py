@@ -12,7 +12,7 @@ import math
 
 from ..dims import Shape
 from .base import LayerRule
-from .reduce import check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 
 class _TimeExtendRule(LayerRule):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axis
-from .reduce import _CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, src_desc
 
 
 class WindowRule(LayerRule):
@@ -74,7 +74,7 @@ class WindowRule(LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axis, size, left, right, padding = self.plan(_CallShim(ctx), shape)
+        axis, size, left, right, padding = self.plan(CallShim(ctx), shape)
         dim = shape.dims[axis]
         if dim.kind == TIME:
             x = tf.where(ctx.time_mask(shape, dim, x), x, tf.zeros_like(x))
