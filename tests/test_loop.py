@@ -184,7 +184,7 @@ def test_in_loop_self_attention_equals_full_sequence_causal():
     b = step(inputs, lengths, fetch=fetch)
     for name in fetch:
         va, vb = a[name][0].numpy(), b[name][0].numpy()
-        assert va.shape == vb.shape == (B, T, 16 if name.endswith("att") else 8)
+        assert va.shape == vb.shape == (B, T, 16 if name.endswith("/att") else 8)
         np.testing.assert_array_equal(b[name][1].numpy(), xl)
         for i in range(B):
             np.testing.assert_allclose(va[i, :xl[i]], vb[i, :xl[i]], rtol=1e-4, atol=1e-5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule
-from .combine import GuessFromInputs, align, broadcast_shape, check_n_out
+from .combine import GuessFromInputs, _dim_size, align, broadcast_shape, check_n_out
 
 COMPARE_KINDS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
 
@@ -57,8 +57,6 @@ class CompareRule(GuessFromInputs, LayerRule):
         for a, b in zip(xs[:-1], xs[1:]):
             r = op(a, b)
             y = r if y is None else tf.logical_and(y, r)
-        target = []
-        from .combine import _dim_size
         target = [_dim_size(ctx, d) for d in out.dims]
         y = tf.broadcast_to(y, tf.stack(target)) if target and None not in target else y
         mask = ctx.valid_mask(out, y) if out.time_dims else None
