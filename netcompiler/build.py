@@ -266,12 +266,13 @@ class CompiledNetwork(tf.Module):
 
     def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool):
         rule = get_rule(layer.layer_class)
-        sources, shapes, refs = [], [], {}
+        sources, shapes, refs, source_opts = [], [], {}, []
         for sub, ref in self.graph.refs.get(layer.name, []):
             value, shape = values[ref.node], self._input_shape(ref)
             if sub[0] == "from":
                 sources.append(value)
                 shapes.append(shape)
+                source_opts.append(ref.target.opts if ref.kind == "layer" else {})
             else:
                 refs[sub[0]] = (value, shape)
         dropout = layer.opts.get("dropout") or 0.0
@@ -283,7 +284,8 @@ class CompiledNetwork(tf.Module):
             shapes = [self.inferred.shapes.get(layer.name) and _concat_shape(shapes)]
         ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes,
                           self.inferred.shapes[layer.name], refs, self.layer_params[layer.name],
-                          training, dim_lengths, seed=_seed_for(self.seed, layer.name))
+                          training, dim_lengths, seed=_seed_for(self.seed, layer.name),
+                          source_opts=source_opts)
         with tf.name_scope(layer.name.replace("/", "_")):
             return rule.call(ctx)
 

@@ -31,7 +31,7 @@ class CallContext:
                  list[Shape], out_shape: Shape, refs: dict[str, tuple[Any, Shape]],
                  params: dict[str, tf.Variable], training: bool, lengths: dict[Dim, Any],
                  in_rec: bool = False, loop_dim: Dim | None = None, state: dict | None = None,
-                 seed: int | None = None):
+                 seed: int | None = None, source_opts: list[dict] | None = None):
         self.name = name
         self.layer_class = layer_class
         self.opts = opts
@@ -46,6 +46,8 @@ class CallContext:
         self.loop_dim = loop_dim
         self.state = state if state is not None else {}
         self.seed = seed
+        #: the options of each `from` input's layer ({} for extern data)
+        self.source_opts = source_opts if source_opts is not None else [{} for _ in sources]
 
     # -- options and inputs ---------------------------------------------------------------------
     def opt(self, name: str, default: Any = _MISSING) -> Any:
@@ -80,6 +82,16 @@ class CallContext:
             return self._lengths[dim]
         except KeyError:
             raise KeyError(f"{self.name}: no lengths known for axis {dim}") from None
+
+    def batch_size(self):
+        """The run-time batch size (from an input with a batch axis, else any known lengths)."""
+        for x, shape in zip(self.sources, self.source_shapes):
+            for i, d in enumerate(shape.dims):
+                if d.kind == BATCH:
+                    return tf.shape(x)[i]
+        for lengths in self._lengths.values():
+            return tf.shape(lengths)[0]
+        raise ValueError(f"{self.name}: no input with a batch axis to take the batch size from")
 
     def has_lengths(self, dim: Dim) -> bool:
         return dim in self._lengths

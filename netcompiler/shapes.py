@@ -106,6 +106,7 @@ def _extern_shape(key: str, spec: dict, same_as: Shape | None) -> Shape:
 
 
 _MISSING = object()
+_GUESSING: set[str] = set()  # layers whose shape is being guessed (guards against recursion)
 
 
 class ShapeContext:
@@ -168,6 +169,65 @@ class ShapeContext:
     def rec_loop_dim(self) -> Dim | None:
         """Inside the rule of a rec layer: the axis its loop runs over."""
         return self._inferred.loop_dims.get(self.name)
+
+    # -- guessing shapes (to break `prev:` cycles) ----------------------------------------------
+    def known_ref(self, option: str) -> Shape | None:
+        """The shape of a layer-valued option if that layer is already inferred (or extern
+        data), without inputs being gathered; for `guess_step_shape`."""
+        got = self.ref(option)
+        if got is not None:
+            return got
+        for sub, ref in self._inferred.graph.refs.get(self.name, []):
+            if sub[0] == option and not ref.prev:
+                return self._known_shape(ref)
+        return None
+
+    def guess_from_inputs(self, rule) -> Shape | None:
+        """`rule.infer` run on the input shapes known so far (inferred, or guessed in turn),
+        skipping the layer's own `prev:` output; None when some input is unknown."""
+        layer = self.layer
+        if layer.name in _GUESSING:
+            return None
+        _GUESSING.add(layer.name)
+        try:
+            shapes, names = [], []
+            for sub, ref in self._inferred.graph.refs.get(layer.name, []):
+                if sub[0] != "from" or (ref.kind == "layer" and ref.target is layer):
+                    continue
+                shape = self._known_shape(ref)
+                if shape is None:
+                    return None
+                shapes.append(shape)
+                names.append(ref.text)
+            try:
+                if rule.concat_sources and len(shapes) > 1:
+                    shapes, names = [concat_features(shapes, names)], ["+".join(names)]
+                return rule.infer(ShapeContext(self._inferred, layer, shapes, names, {}))
+            except ShapeError:
+                return None
+        finally:
+            _GUESSING.discard(layer.name)
+
+    def _known_shape(self, ref: Ref) -> Shape | None:
+        inferred = self._inferred
+        if ref.kind == "extern":
+            shape = inferred.extern.get(ref.target)
+            if shape is not None and ref.frame:
+                loop = inferred.loop_dims.get(self.layer.scope.rec_layer.name)
+                return shape.without(loop) if loop is not None and shape.has(loop) else None
+            return shape
+        if ref.kind != "layer":
+            return None
+        target = ref.target
+        if target.name in inferred.shapes:
+            return inferred.shapes[target.name]
+        rule = get_rule(target.layer_class)
+        if rule is None:
+            return None
+        try:
+            return rule.guess_step_shape(ShapeContext(inferred, target, [], [], {}))
+        except ShapeError:
+            return None
 
     # -- building shapes ------------------------------------------------------------------------
     def batch_shape(self, n_out: int) -> Shape:

@@ -198,6 +198,34 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
+def check_checkpoint_fits(prefix: str, net) -> None:
+    """TrainError naming the variables a checkpoint lacks or holds with another shape."""
+    import tensorflow as tf
+
+    try:
+        stored = dict(tf.train.list_variables(prefix))
+    except (tf.errors.OpError, ValueError) as exc:
+        raise TrainError(f"cannot read checkpoint {prefix}: {exc}") from None
+    problems = []
+    for name, var in net.variables_by_name.items():
+        key = f"network/{name}/.ATTRIBUTES/VARIABLE_VALUE"
+        if key not in stored:
+            problems.append(f"`{name}` is missing")
+        elif tuple(stored[key]) != tuple(var.shape):
+            problems.append(f"`{name}` has shape {list(stored[key])} in the checkpoint but "
+                            f"{list(var.shape)} in this network")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TrainError(f"checkpoint {prefix} does not fit this network: "
+                         f"{'; '.join(problems[:5])}{more}")
+
+
+def tf_errors():
+    import tensorflow as tf
+
+    return tf.errors.OpError
+
+
 def _test_hook(env: str, epoch: int, step) -> bool:
     spec = os.environ.get(env)
     if not spec:
@@ -588,8 +616,13 @@ class Trainer:
                 return 0
             path = newest
         prefix = checkpoint_prefix(path)
-        status = self.ckpt.read(prefix)
-        status.assert_existing_objects_matched()
+        check_checkpoint_fits(prefix, self.net)
+        try:
+            status = self.ckpt.read(prefix)
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf_errors()) as exc:
+            raise TrainError(f"checkpoint {prefix} does not fit this config (was it written "
+                             f"for another network or optimizer?): {exc}") from None
         epoch = int(self.state.epoch.numpy())
         self.seed = int(self.state.seed.numpy())
         prev = float(self.state.lr_previous_score.numpy())
@@ -814,7 +847,13 @@ def _forward(args, result) -> int:
         raise TrainError("no --checkpoint given and train.model_dir is not set")
     prefix = checkpoint_prefix(ckpt_path)
     net = CompiledNetwork(result, seed=int(opts.random_seed))
-    make_checkpoint(net).read(prefix).expect_partial()
+    check_checkpoint_fits(prefix, net)
+    try:
+        status = make_checkpoint(net).read(prefix)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf_errors()) as exc:
+        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
     layer = getattr(args, "layer", None) or "output"
     try:
         fetch = net._normalise_fetch(layer)

@@ -123,12 +123,20 @@ def test_self_attention_dropout_only_when_training():
     assert np.max(np.abs(trained - want)[valid]) > 1e-3
 
 
-def test_self_attention_state_options_not_yet_built():
-    with pytest.raises(NotImplementedError):
-        net = build({"att": {"class": "self_attention", "from": "data", **SA,
-                             "initial_state": "zeros", "attention_left_only": True}},
-                    {"data": {"dim": 5}})
-        fetch(net, "att", {"data": floats(rng(), B, T, 5)}, {"data": LENS})
+def test_self_attention_initial_state_zeros_starts_every_call_empty():
+    """`initial_state: zeros`: no keys are carried between calls (keep_over_epoch carries them,
+    see test_self_attention_state.py)."""
+    net = build({"att": {"class": "self_attention", "from": "data", **SA,
+                         "initial_state": "zeros", "attention_left_only": True}},
+                {"data": {"dim": 5}})
+    x = floats(rng(), B, T, 5)
+    first = fetch(net, "att", {"data": x}, {"data": LENS})
+    second = fetch(net, "att", {"data": x}, {"data": LENS})
+    np.testing.assert_array_equal(first, second)
+    want = ref.self_attention(x, LENS, net.variable("att/QKV").numpy(), SA["num_heads"],
+                              SA["total_key_dim"], SA["n_out"], left_only=True)
+    for b, n in enumerate(LENS):
+        np.testing.assert_allclose(first[b, :n], want[b, :n], atol=ATOL, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,3 +401,22 @@ def test_concat_attention_gradients():
     np.testing.assert_allclose(g_dec.numpy(), central_diff(lambda d: loss_ref(v0, dec=d),
                                                            inputs["dec"]), atol=1e-4, rtol=1e-3)
     assert np.all(g_ctx.numpy()[~ref.valid_mask(LENS, T)] == 0.0)
+
+
+def test_get_last_hidden_state_takes_the_last_processed_frame():
+    net = build({"fw": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 3},
+                 "bw": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 3,
+                        "direction": -1},
+                 "last": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 6},
+                 "sum": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 3,
+                         "combine": "add"}},
+                {"data": {"dim": 5}})
+    x = floats(rng(), B, T, 5)
+    fw = fetch(net, "fw", {"data": x}, {"data": LENS})
+    bw = fetch(net, "bw", {"data": x}, {"data": LENS})
+    last = fetch(net, "last", {"data": x}, {"data": LENS})
+    total = fetch(net, "sum", {"data": x}, {"data": LENS})
+    for b, n in enumerate(LENS):
+        # forward: the state after the last valid frame; backward: after frame 0
+        np.testing.assert_allclose(last[b], np.concatenate([fw[b, n - 1], bw[b, 0]]), atol=ATOL)
+        np.testing.assert_allclose(total[b], fw[b, n - 1] + bw[b, 0], atol=ATOL)

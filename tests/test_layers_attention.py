@@ -124,7 +124,8 @@ def test_softmax_over_spatial_errors():
 
 
 def test_softmax_over_spatial_no_time_axis():
-    r = run({"g": {"class": "get_last_hidden_state", "from": "data", "n_out": 3},
+    r = run({"g0": {"class": "reduce", "mode": "mean", "axes": "T", "from": "data"},
+             "g": {"class": "linear", "from": "g0", "n_out": 3},
              "s": {"class": "softmax_over_spatial", "from": "g"}})
     msg = one_error(r, "shape.no-time", "network.s.from")
     assert "`g` [B, F=3]" in msg
@@ -423,7 +424,8 @@ def test_relative_positional_encoding_in_rec():
 
 
 def test_relative_positional_encoding_errors():
-    r = run({"g": {"class": "get_last_hidden_state", "from": "data", "n_out": 3},
+    r = run({"g0": {"class": "reduce", "mode": "mean", "axes": "T", "from": "data"},
+             "g": {"class": "linear", "from": "g0", "n_out": 3},
              "rel": {"class": "relative_positional_encoding", "from": "g", "n_out": 2}})
     assert "`g` [B, F=3]" in one_error(r, "shape.no-time", "network.rel.from")
     r = run({"rel": {"class": "relative_positional_encoding", "from": "data"}})
@@ -436,7 +438,8 @@ def test_relative_positional_encoding_errors():
 
 def test_positional_encoding():
     r = ok({"emb": {"class": "linear", "from": "data:words", "n_out": 8},
-            "off": {"class": "get_last_hidden_state", "from": "emb", "n_out": 1},
+            "off0": {"class": "reduce", "mode": "mean", "axes": "T", "from": "emb"},
+            "off": {"class": "linear", "from": "off0", "n_out": 1},
             "p_add": {"class": "positional_encoding", "from": "emb", "add_to_input": True},
             "p_new": {"class": "positional_encoding", "from": "data:words", "n_out": 6},
             "p_off": {"class": "positional_encoding", "from": "emb", "n_out": 4,
@@ -487,7 +490,8 @@ def test_rnn_cell():
 
 
 def test_rnn_cell_errors():
-    r = run({"g": {"class": "get_last_hidden_state", "from": "data", "n_out": 3},
+    r = run({"g0": {"class": "reduce", "mode": "mean", "axes": "T", "from": "data"},
+             "g": {"class": "linear", "from": "g0", "n_out": 3},
              "s": {"class": "rnn_cell", "unit": "lstm", "from": "g", "n_out": 4}})
     assert "`g` [B, F=3]" in one_error(r, "shape.no-time", "network.s.from")
     r = run({"s": {"class": "rnn_cell", "unit": "lstm", "from": "data"}})
@@ -501,11 +505,17 @@ def test_get_last_hidden_state():
     r = ok({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
             "m": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
             "h": {"class": "get_last_hidden_state", "from": ["l", "m"], "n_out": 8},
-            "h2": {"class": "get_last_hidden_state", "from": "l", "n_out": 4, "key": "c",
-                   "combine": "add"}})
+            "h2": {"class": "get_last_hidden_state", "from": ["l", "m"], "n_out": 4,
+                   "key": "h", "combine": "add"}})
     assert shape(r, "h") == "[B, F=8]"
     assert shape(r, "h2") == "[B, F=4]"
     assert params(r, "h") == {}
+    r = run({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
+             "h": {"class": "get_last_hidden_state", "from": "l", "n_out": 4, "key": "c"}})
+    one_error(r, "shape.state-key", "network.h.key")
+    r = run({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
+             "h": {"class": "get_last_hidden_state", "from": "l", "n_out": 8}})
+    assert "state size 4" in one_error(r, "shape.n-out", "network.h.n_out")
     r = run({"h": {"class": "get_last_hidden_state", "from": "data", "n_out": 4,
                    "combine": "mul"}})
     assert any(d.dotted_path == "network.h.combine" for d in r.errors)

@@ -197,7 +197,7 @@ def test_nan_loss_stops_with_message(tmp_path, capsys, monkeypatch):
 def test_huge_learning_rate_stops(tmp_path, capsys):
     cfg = write_config(tmp_path)
     code = cli.main(["train", cfg, "--model-dir", str(tmp_path / "m"), "--set",
-                     "train.learning_rate=1e30", "--set", "train.optimizer={class: sgd}",
+                     "train.learning_rate=1.0e+30", "--set", "train.optimizer={class: sgd}",
                      "--set", "train.num_epochs=2"])
     err = capsys.readouterr().err
     assert code == 1, err
@@ -266,7 +266,14 @@ def test_cli_user_mistakes(tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
     assert cli.main(["search", cfg, "--checkpoint", "x", "--data", "y"]) == 2
     assert "not available yet" in capsys.readouterr().err
-    bad = CONFIG.replace("loss: ce, target: classes", "")
+    # a model dir written for another network
+    make_trainer(tmp_path, ["train.num_epochs=1"]).train()
+    for cmd in (["train"], ["forward", "--checkpoint", str(tmp_path / "model")]):
+        assert cli.main([cmd[0], cfg, "--model-dir", str(tmp_path / "model"), *cmd[1:],
+                         "--set", "network.lstm.n_out=8", "--set", "train.num_epochs=2"]) == 1
+        err = capsys.readouterr().err
+        assert "does not fit this network" in err and "`lstm/W` has shape" in err
+    bad = CONFIG.replace("loss: ce, target: classes", "n_out: 2")
     assert cli.main(["train", write_config(tmp_path, bad, "b.yaml"), "--model-dir",
                      str(tmp_path / "m")]) == 1
     assert "no layer has a `loss`" in capsys.readouterr().err

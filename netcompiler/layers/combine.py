@@ -149,68 +149,10 @@ def _dim_size(ctx, d):
 
 
 class GuessFromInputs:
-    """Mixin: the shape guess for `prev:` of a layer whose shape follows from its inputs.
-
-    Runs the rule's own `infer` on its inputs' shapes (inferred, or guessed in turn), skipping
-    the layer's own `prev:` output. Returns None when an input's shape is unknown.
-    """
-
-    _guessing: set = set()
+    """Mixin: the `prev:` shape guess of a layer whose shape follows from its inputs."""
 
     def guess_step_shape(self, ctx):
-        from ..shapes import ShapeContext, concat_features
-        from . import get_rule
-
-        inferred = ctx._inferred
-        layer = ctx.layer
-        if layer.name in GuessFromInputs._guessing:
-            return None
-        GuessFromInputs._guessing.add(layer.name)
-        try:
-            shapes, names = [], []
-            for sub, ref in inferred.graph.refs.get(layer.name, []):
-                if sub[0] != "from":
-                    continue
-                if ref.kind == "layer" and ref.target is layer:
-                    continue  # its own previous output: the shape we are guessing
-                s = _known_shape(inferred, layer, ref, get_rule, ShapeContext)
-                if s is None:
-                    return None
-                shapes.append(s)
-                names.append(ref.text)
-            if self.concat_sources and len(shapes) > 1:
-                shapes, names = [concat_features(shapes, names)], ["+".join(names)]
-            try:
-                return self.infer(ShapeContext(inferred, layer, shapes, names, {}))
-            except ShapeError:
-                return None
-        finally:
-            GuessFromInputs._guessing.discard(layer.name)
-
-
-def _known_shape(inferred, layer, ref, get_rule, ShapeContext):
-    if ref.kind == "extern":
-        shape = inferred.extern.get(ref.target)
-        if shape is None:
-            return None
-        if ref.frame:
-            loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
-            if loop is None or not shape.has(loop):
-                return None
-            return shape.without(loop)
-        return shape
-    if ref.kind != "layer":
-        return None
-    target = ref.target
-    if target.name in inferred.shapes:
-        return inferred.shapes[target.name]
-    rule = get_rule(target.layer_class)
-    if rule is None:
-        return None
-    try:
-        return rule.guess_step_shape(ShapeContext(inferred, target, [], [], {}))
-    except ShapeError:
-        return None
+        return ctx.guess_from_inputs(self)
 
 
 # -- combine ----------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def value_dtype(leaves: list) -> str:
 
 class ConstantRule(LayerRule):
     layer_class = "constant"
+    default_from = None  # as in RETURNN: a constant has no input unless `from` says so
 
     def infer(self, ctx) -> Shape:
         value = ctx.opt("value")
@@ -83,14 +84,9 @@ class ConstantRule(LayerRule):
 
 
 def _batch_size(ctx):
-    """The run-time batch size: from an input with a batch axis, else from any known lengths."""
-    import tensorflow as tf
-
-    for x, s in zip(ctx.sources, ctx.source_shapes):
-        for i, d in enumerate(s.dims):
-            if d.kind == "batch":
-                return tf.shape(x)[i]
-    for lengths in ctx._lengths.values():
-        return tf.shape(lengths)[0]
-    raise ValueError(f"{ctx.name}: `with_batch_dim: true` needs an input or extern data with a "
-                     f"batch axis to take the batch size from")
+    """The run-time batch size (see `CallContext.batch_size`)."""
+    try:
+        return ctx.batch_size()
+    except ValueError:
+        raise ValueError(f"{ctx.name}: `with_batch_dim: true` needs an input or extern data "
+                         f"with a batch axis to take the batch size from") from None

@@ -25,26 +25,9 @@ GAUSS_FORMULATION = (
     "`{class: generic_attention, weights: ..., base: ...}`")
 
 
-def known_ref_shape(ctx, option: str) -> Shape | None:
-    """In `guess_step_shape` (no inputs gathered): the shape of a layer-valued option if that
-    layer was already inferred (e.g. `base:enc` of a decoder unit), else None."""
-    got = ctx.ref(option)
-    if got is not None:
-        return got
-    inferred = getattr(ctx, "_inferred", None)
-    if inferred is None:
-        return None
-    for sub, ref in inferred.graph.refs.get(ctx.name, []):
-        if sub[0] == option and ref.kind == "layer" and not ref.prev:
-            return inferred.shapes.get(ref.target.name)
-        if sub[0] == option and ref.kind == "extern":
-            return inferred.extern.get(ref.target)
-    return None
-
-
 def guess_attention_step(ctx, inner: int | None = None) -> Shape | None:
     """Per-step shape from `base`'s features: `[B, F=V]` (`[B, S=I, F=V]`)."""
-    base = known_ref_shape(ctx, "base")
+    base = ctx.known_ref("base")
     v = base.feature_size if base is not None else ctx.opts.get("n_out")
     if not isinstance(v, int) or isinstance(v, bool):
         return None

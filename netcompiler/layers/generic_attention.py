@@ -89,9 +89,8 @@ class GenericAttentionRule(LayerRule):
         return Shape(plan.out_dims)
 
     def guess_step_shape(self, ctx):
-        from .dot_attention import known_ref_shape
 
-        base = known_ref_shape(ctx, "base")
+        base = ctx.known_ref("base")
         if base is None or base.time is None or base.feature is None:
             return None
         return Shape(tuple(d for d in base.dims if d is not base.time))

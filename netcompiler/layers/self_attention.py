@@ -17,16 +17,14 @@ class SelfAttentionRule(LayerRule):
 
     # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps):
-        """Preallocated key/value buffers [B, T_max, H, dk] / [B, T_max, H, dv] (memory linear
-        in the number of steps); step t writes row t."""
+        """Preallocated key/value buffers [B, T_max, H, dk + dv] (keys and values side by side;
+        memory linear in the number of steps); step t writes row t."""
         import tensorflow as tf
 
         heads = int(ctx.opt("num_heads"))
         dk = int(ctx.opt("total_key_dim")) // heads
         dv = int(ctx.opt("n_out")) // heads
-        k = tf.zeros(tf.stack([batch_size, max_steps, heads, dk]), tf.float32)
-        v = tf.zeros(tf.stack([batch_size, max_steps, heads, dv]), tf.float32)
-        return (k, v)
+        return (tf.zeros(tf.stack([batch_size, max_steps, heads, dk + dv]), tf.float32),)
 
     def call_step(self, ctx, state):
         """Step t (`ctx.step`): x [B, n_in] -> ([B, Dv], state with k_t, v_t written at row t);
@@ -43,12 +41,12 @@ class SelfAttentionRule(LayerRule):
         y = tf.gather(qkv, x) if ctx.source_shape.sparse else tf.matmul(x, qkv)
         batch = tf.shape(y)[0]
         y = tf.reshape(y, [batch, heads, 2 * dk + dv])
-        q, k, v = y[..., :dk] * (dk ** -0.5), y[..., dk:2 * dk], y[..., 2 * dk:]  # [B, H, d]
-        k_buf, v_buf = state
+        q = y[..., :dk] * (dk ** -0.5)  # [B, H, dk]
+        (kv_buf,) = state
         idx = tf.stack([tf.range(batch), tf.fill([batch], t)], axis=1)  # [B, 2]
-        k_buf = tf.tensor_scatter_nd_update(k_buf, idx, k)
-        v_buf = tf.tensor_scatter_nd_update(v_buf, idx, v)
-        keys, values = k_buf[:, :t + 1], v_buf[:, :t + 1]  # [B, t+1, H, d]
+        kv_buf = tf.tensor_scatter_nd_update(kv_buf, idx, y[..., dk:])  # row t = [k_t v_t]
+        kv = kv_buf[:, :t + 1]  # [B, t+1, H, dk + dv]
+        keys, values = kv[..., :dk], kv[..., dk:]
         energy = tf.einsum("bhd,bjhd->bhj", q, keys)
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
@@ -58,7 +56,7 @@ class SelfAttentionRule(LayerRule):
         if ctx.training and rate > 0:
             weights = tf.nn.dropout(weights, rate=rate, seed=ctx.seed)
         out = tf.einsum("bhj,bjhd->bhd", weights, values)
-        return tf.reshape(out, [batch, value_dim]), (k_buf, v_buf)
+        return tf.reshape(out, [batch, value_dim]), (kv_buf,)
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
