@@ -105,8 +105,6 @@ def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
     node = data
     layer_class, layer_path = None, None
     for i, part in enumerate(path):
-        if i >= 1 and isinstance(node, dict) and _is_layer_container(path[:i]):
-            pass
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):

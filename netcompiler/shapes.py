@@ -263,17 +263,12 @@ def concat_features(shapes: list[Shape], names: list[str]) -> Shape:
                              f"feature axis", "from", "shape.concat")
     total = 0
     for name, s in zip(names, shapes):
-        if not _axes_equal(s.non_feature_dims, first.non_feature_dims):
+        if not same_axes(s.non_feature_dims, first.non_feature_dims):
             raise ShapeError(
                 f"cannot concatenate inputs whose axes differ: `{names[0]}` {first} and "
                 f"`{name}` {s}", "from", "shape.concat")
         total += s.feature.size
     return Shape(first.non_feature_dims + (feature_dim(total),))
-
-
-def _axes_equal(a, b) -> bool:
-    """Same axes in the same order (dynamic axes by identity)."""
-    return same_axes(a, b)
 
 
 def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str] = frozenset()
@@ -290,15 +285,10 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
         layer = network.layers[name]
         if name in failed:
             continue
-        if layer.unit is not None or layer.scope.in_rec:
-            pass
         rule = get_rule(layer.layer_class)
         if rule is None:
             failed.add(name)
             continue
-        # the loop axis of a rec layer must be known before its unit's layers
-        if layer.unit is not None and name not in inferred.loop_dims:
-            pass  # set when the first unit layer is reached (see _loop_dim)
         try:
             sources, names, refs = _gather_inputs(inferred, layer, failed, guesses)
         except _Skip:
@@ -396,8 +386,6 @@ def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str]) -> Dim:
     if rec.name in inferred.loop_dims:
         return inferred.loop_dims[rec.name]
     dim = None
-    for _, ref in inferred.graph.refs.get(rec.name, []):
-        pass
     src = _rec_input_shape(inferred, rec, failed)
     if src is not None and src.time is not None:
         dim = src.time

@@ -351,3 +351,38 @@ def test_fetch_attention_weights_stacked_base_convert():
     w = w.numpy()
     np.testing.assert_allclose(w[1, :2, :3].sum(-1), 1.0, rtol=1e-5)
     assert np.all(w[1, :2, 3:] == 0)
+
+
+def test_move_out_plan():
+    from netcompiler.loop import plan_unit
+
+    net = compile_network(ATT_DEC)
+    rec = net.network.layers["output"]
+    names = lambda ls: sorted(l.local_name for l in ls)  # noqa: E731
+    train = plan_unit(net, rec, {"output", "output_prob"}, search=False)
+    # teacher forcing: the choice (= the target) and its embedding leave the loop
+    assert names(train.moved_out) == ["emb", "output"]
+    assert names(train.in_loop) == ["att", "att_weights", "energy", "output_prob", "s"]
+    assert train.prev_needed == {"output/att", "output/s"} - {"output/s"} | {"output/att"}
+    search = plan_unit(net, rec, {"output", "end"}, search=True)
+    assert search.moved_out == [] and search.search_choice.local_name == "output"
+    off = compile_cfg(ATT_DEC, move_out=False)
+    assert plan_unit(off, off.network.layers["output"], {"output"}, search=False).moved_out == []
+
+
+def test_search_fetches_sub_layers_backtracked():
+    net = compile_network(ATT_DEC)
+    x, xl, _, _ = att_batch()
+    out = net({"data": x}, {"data": xl}, fetch=["output", "output/att_weights",
+                                                "output/output_prob"])
+    labels, lens = out["output"]
+    w, wl = out["output/att_weights"]
+    p, _ = out["output/output_prob"]
+    np.testing.assert_array_equal(lens.numpy(), wl.numpy())
+    T = labels.shape[1]
+    assert w.shape == (3, T, 6) and p.shape == (3, T, 6)
+    lab, pn = labels.numpy(), p.numpy()
+    for b in range(3):
+        for t in range(int(lens[b])):
+            # the chosen label of the best hypothesis is scored by its own (backtracked) step
+            assert pn[b, t, lab[b, t]] > 0
