@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .diagnostics import ERROR, Diagnostic, format_github, format_text
+from .diagnostics import ERROR, Diagnostic, Report, format_github, format_text
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # load problems that mean "could not read the file" (exit 2), not "the config is invalid" (1)
@@ -82,18 +82,11 @@ def check_overrides(overrides: list[str]) -> None:
 
 # -- validating ------------------------------------------------------------------------------------
 @dataclass
-class Checked:
-    path: str
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+class Checked(Report):
+    """One config's diagnostics (located in its file) and its ValidationResult."""
+
+    path: str = ""
     result: object = None  # ValidationResult, when validation ran
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity != ERROR]
 
     @property
     def valid(self) -> bool:
@@ -117,10 +110,10 @@ def check_config(path: str, overrides: list[str], strict: bool) -> Checked:
     try:
         result = validate(path, overrides, strict=strict)
     except Exception as exc:  # a bug, not a user mistake: report it and go on
-        return Checked(path, [_internal(path, exc)])
+        return Checked([_internal(path, exc)], path=path)
     # diagnostics without a file (e.g. a failed `--set`) belong to this config
     diags = [d if d.file else d.located(path, d.line, d.col) for d in result.diagnostics]
-    return Checked(path, diags, result)
+    return Checked(diags, path=path, result=result)
 
 
 # -- the --shapes table ----------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def format_github(d: Diagnostic) -> str:
 
 @dataclass
 class Report:
-    """Diagnostics collected while processing one config."""
+    """Diagnostics collected while processing one config (errors and warnings)."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -143,4 +143,4 @@ class Report:
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == WARNING]
+        return [d for d in self.diagnostics if d.severity != ERROR]

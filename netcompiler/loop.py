@@ -116,12 +116,18 @@ def plan_unit(net, rec: Layer, required_locals, search: bool) -> UnitPlan:
             raise NotImplementedError(
                 f"`{l.name}`: `rec` with a cell unit inside a rec unit is not supported; use "
                 f"`rnn_cell` for one step of a cell")
-    g = net.graph.g
     loop_dim = net.inferred.loop_dims[rec.name]
+    # the unit's dependency graph (prev: edges included); a teacher-forced choice is the target
+    # frame and does not read its input, so its incoming edges are cut
+    g = nx.DiGraph(net.graph.g.subgraph(names))
+    if not search:
+        for l in unit.layers.values():
+            if l.layer_class == "choice":
+                g.remove_edges_from(list(g.in_edges(l.name)))
     required = {unit.layers[n].name for n in required_locals if n in unit.layers}
     needed = set(required)
     for n in required:
-        needed |= nx.ancestors(g, n) & names
+        needed |= nx.ancestors(g, n)
     order = [net.network.layers[n] for n in net._order if n in needed]
     choices = [l for l in order if l.layer_class == "choice"]
     search_choice = None
@@ -145,8 +151,12 @@ def plan_unit(net, rec: Layer, required_locals, search: bool) -> UnitPlan:
         in_loop = set(seeds)
         for n in seeds:
             in_loop |= nx.descendants(sub, n)
+    # moved-out layers have no cycle through prev:, so they can be ordered with prev: edges
+    out_names = [l.name for l in order if l.name not in in_loop]
+    rank = {n: i for i, n in enumerate(out_names)}
+    out_order = nx.lexicographical_topological_sort(g.subgraph(out_names), key=rank.get)
     plan = UnitPlan(rec, loop_dim, order, [l for l in order if l.name in in_loop],
-                    [l for l in order if l.name not in in_loop], search_choice=search_choice)
+                    [net.network.layers[n] for n in out_order], search_choice=search_choice)
     for l in plan.moved_out:
         varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
         for _, ref in net.graph.refs.get(l.name, []):
@@ -411,6 +421,11 @@ class _Runner:
             frames[key] = (self._tile(v, shape), _loop_axis(shape, loop_dim))
 
         for layer in plan.in_loop:
+            if layer.layer_class == "choice" and layer is not plan.search_choice:
+                key = f"data:{layer.opts.get('target')}"  # teacher forcing: the target frame
+                if key not in frames:
+                    seq(key, self._target_value(layer), self.inferred.extern[key[5:]])
+                continue
             for sub, ref in net.graph.refs.get(layer.name, []):
                 if ref.kind == "layer" and ref.target.name in unit_names:
                     tname = ref.target.name
@@ -437,10 +452,6 @@ class _Runner:
                     if ref.node not in invariants:
                         invariants[ref.node] = self._tile(self.values[ref.node],
                                                           self._outer_shape(ref))
-            if layer.layer_class == "choice" and layer is not plan.search_choice:
-                key = f"data:{layer.opts.get('target')}"
-                if key not in frames:
-                    seq(key, self._target_value(layer), self.inferred.extern[key[5:]])
 
         def frame(key, t):
             v, axis = frames[key]

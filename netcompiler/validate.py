@@ -1,7 +1,7 @@
 """The front end as one call: load -> overrides -> schema -> graph -> shapes, all errors at once."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .diagnostics import ERROR, ConfigError, Diagnostic, Report
@@ -13,19 +13,12 @@ from .shapes import InferredNetwork, extern_shapes, infer_shapes
 
 
 @dataclass
-class ValidationResult:
-    config: Config | None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+class ValidationResult(Report):
+    """Diagnostics of one config, and what the front end built from it."""
+
+    config: Config | None = None
     graph: Graph | None = None
     inferred: InferredNetwork | None = None
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity != ERROR]
 
     @property
     def ok(self) -> bool:
@@ -49,21 +42,20 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
         if overrides:
             apply_overrides(config, overrides)
     except ConfigError as exc:
-        return ValidationResult(None, exc.diagnostics)
+        return ValidationResult(exc.diagnostics)
     except ValueError as exc:
-        return ValidationResult(None, [Diagnostic(ERROR, str(exc), "load.override")])
-    result = ValidationResult(config)
-    report = Report()
+        return ValidationResult([Diagnostic(ERROR, str(exc), "load.override")])
+    result = ValidationResult(config=config)
     data = config.data
     schema_diags = validate_config(data)
-    report.extend(schema_diags)
+    result.extend(schema_diags)
     if isinstance(data, dict):
         network = build_network(data)
         graph = build_graph(network)
         result.graph = graph
-        report.extend(graph.diagnostics)
+        result.extend(graph.diagnostics)
         if isinstance(data.get("network"), dict):  # else the schema error says it all
-            report.extend(check_outputs(graph))
+            result.extend(check_outputs(graph))
         bad_paths = failed_layer_paths(schema_diags, data)
         failed = {layer.name for layer in network.layers.values()
                   if any(layer.path[: len(p)] == p for p in bad_paths)}
@@ -76,13 +68,13 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
             extern_ok = isinstance(data.get("extern_data", {}), dict) and not any(
                 d.path[:1] == ("extern_data",) for d in schema_diags)
             ext, ext_diags = extern_shapes(network.extern if extern_ok else {})
-            report.extend(ext_diags)
+            result.extend(ext_diags)
             if not extern_ok:
                 failed.update(network.layers)
             inferred = infer_shapes(graph, ext, failed)
-            report.extend(inferred.diagnostics)
+            result.extend(inferred.diagnostics)
             result.inferred = inferred
-    diags = [config.locate(d) for d in report.diagnostics]
+    diags = [config.locate(d) for d in result.diagnostics]
     if strict:
         diags = [d.as_error() for d in diags]
     result.diagnostics = _sorted(diags)

@@ -1,11 +1,18 @@
 """The conformance registry: one small example network per layer class (Sonnet style).
 
-Every layer class of the registry must appear here (`test_conformance.py` fails otherwise);
-each example runs through one battery: inferred shape == run-time shape, padding invariance, no
-retracing, SavedModel round trip, XLA compilation (where `xla`), golden checkpoint.
+Every layer class of the registry must appear here (`test_conformance.py` fails otherwise, except
+for the classes in its `EXEMPT` list); each example runs through one battery: inferred shape ==
+run-time shape, padding invariance, no retracing, SavedModel round trip, XLA compilation (where
+`xla`), golden checkpoint.
 
 An example is a config whose layer under test is `output` (fetched); its inputs are generated
-from `extern_data`: dense -> normal noise, sparse -> random class indices.
+from `extern_data`: dense -> normal noise, sparse -> random class indices. `classes` (sparse, its
+own time axis) is the usual second input: its time axis is a different axis from `data`'s with
+other lengths (see `make_inputs`), so it plays a decoder's time axis outside a loop.
+
+The output may have several time axes, a time axis other than the input's, no batch axis, or a
+bool/int dtype: the battery masks every time axis with the lengths of that axis (from the network
+run: the fetched layer's first time axis, or the extern data / a layer the axis comes from).
 """
 from __future__ import annotations
 
@@ -30,7 +37,20 @@ def _cfg(network: dict, data: dict | None = None, **extern) -> dict:
     return {"extern_data": ext, "network": network}
 
 
+#: the second input: labels over their own time axis `T(classes)` (a "decoder" axis)
+CLASSES = {"dim": 6, "sparse": True}
+
+
+def _cls(network: dict, data: dict | None = None) -> dict:
+    return _cfg(network, data, classes=dict(CLASSES))
+
+
+# why examples are not XLA-compiled (a layer whose output size depends on the *values* of the
+# lengths: XLA needs every shape to be a compile-time function of the input shapes)
+_XLA_DYNAMIC = "output time size = max(new lengths): a value-dependent shape XLA rejects"
+
 EXAMPLES: list[Example] = [
+    # -- the first examples (golden files pin them) -------------------------------------------
     Example("linear", _cfg({"output": {"class": "linear", "n_out": 6, "activation": "tanh"}}),
             ("linear",)),
     Example("linear_sparse", _cfg({"output": {"class": "linear", "n_out": 4}},
@@ -48,22 +68,293 @@ EXAMPLES: list[Example] = [
         "output": {"class": "self_attention", "n_out": 6, "num_heads": 2, "total_key_dim": 4,
                    "attention_left_only": True, "key_shift": "rel"}}),
             ("self_attention", "relative_positional_encoding")),
+
+    # -- element-wise ---------------------------------------------------------------------------
+    Example("activation_2sigmoid", _cfg({"output": {"class": "activation",
+                                                    "activation": "2*sigmoid"}}),
+            ("activation",)),
+    Example("copy_concat", _cfg({
+        "lin": {"class": "linear", "n_out": 2},
+        "output": {"class": "copy", "from": ["data", "lin"]}}), ("copy",)),
+    Example("dropout", _cfg({"output": {"class": "dropout", "dropout": 0.3}}), ("dropout",)),
+    Example("layer_norm", _cfg({"output": {"class": "layer_norm"}}), ("layer_norm",)),
+    # [B, T, F] + [B, F] (a reduce over T: mean, masked): broadcast over the time axis
+    Example("combine_broadcast_time", _cfg({
+        "mean": {"class": "reduce", "mode": "mean", "axes": "T"},
+        "output": {"class": "combine", "kind": "sub", "from": ["data", "mean"],
+                   "activation": "tanh"}}), ("combine", "reduce")),
+    # two different time axes broadcast: [B, T(data), F] * [B, T(classes), F]
+    Example("combine_two_time_axes", _cls({
+        "enc": {"class": "linear", "n_out": 3},
+        "dec": {"class": "linear", "n_out": 3, "from": "data:classes"},
+        "output": {"class": "combine", "kind": "mul", "from": ["enc", "dec"]}}),
+            ("combine", "linear"), inputs=("data", "classes")),
+    # [B, T, F] with [B, T] (a reduce max over F) in an expression
+    Example("eval_expression", _cfg({
+        "mx": {"class": "reduce", "mode": "max", "axes": "F"},
+        "output": {"class": "eval", "from": ["data", "mx"],
+                   "eval": "tf.tanh(source(0)) * source(1) + 0.5"}}), ("eval", "reduce")),
+    Example("combine_kind_eval", _cfg({
+        "lin": {"class": "linear", "n_out": 5},
+        "output": {"class": "combine", "kind": "eval", "from": ["data", "lin"],
+                   "eval": "tf.maximum(source(0), source(1)) - tf.nn.relu(source(0))"}}),
+            ("combine",)),
+    # int output, sparse, from `classes` only (the serving signature takes only `classes`)
+    Example("eval_sparse_int", _cls({
+        "output": {"class": "eval", "from": "data:classes", "eval": "source(0) + 1"}}),
+            ("eval",), inputs=("classes",)),
+    Example("compare_value", _cfg({"output": {"class": "compare", "kind": "greater",
+                                              "value": 0.0}}), ("compare",)),
+    # int scalar constant [] against sparse labels [B, T(classes)] -> bool
+    Example("compare_constant_labels", _cls({
+        "two": {"class": "constant", "value": 2},
+        "output": {"class": "compare", "kind": "less", "from": ["data:classes", "two"]}}),
+            ("compare", "constant"), inputs=("classes",)),
+    Example("constant_broadcast", _cfg({
+        "c": {"class": "constant", "value": [0.5, -1.0, 2.0, 0.0, 1.5]},
+        "output": {"class": "combine", "kind": "add", "from": ["data", "c"]}}),
+            ("constant", "combine")),
+
+    # -- reductions and normalisation over time -------------------------------------------------
+    Example("reduce_mean_time", _cfg({"output": {"class": "reduce", "mode": "mean",
+                                                 "axes": "T"}}), ("reduce",)),
+    Example("reduce_max_feature", _cfg({"output": {"class": "reduce", "mode": "max",
+                                                   "axes": "F"}}), ("reduce",)),
+    Example("reduce_logsumexp_time_keep", _cfg({"output": {"class": "reduce",
+                                                           "mode": "logsumexp", "axis": "T",
+                                                           "keep_dims": True}}), ("reduce",)),
+    Example("softmax_over_spatial_window", _cfg({
+        "e": {"class": "linear", "n_out": 1},
+        "output": {"class": "softmax_over_spatial", "from": "e", "window_start": 1,
+                   "window_size": 3}}), ("softmax_over_spatial",)),
+    # a per-sequence window start from a layer, energy factor, log space
+    Example("softmax_over_spatial_log_window_layer", _cfg({
+        "e": {"class": "linear", "n_out": 2},
+        "len": {"class": "length"},
+        "start": {"class": "eval", "from": "len", "eval": "source(0) - 2"},
+        "output": {"class": "softmax_over_spatial", "from": "e", "window_start": "start",
+                   "window_size": 2, "energy_factor": 0.5, "log_space": True}}),
+            ("softmax_over_spatial", "length", "eval")),
+    Example("length", _cfg({"output": {"class": "length"}}), ("length",)),
+    Example("length_classes", _cls({"output": {"class": "length", "from": "data:classes"}}),
+            ("length",), inputs=("classes",)),
+
+    # -- dot and attention ----------------------------------------------------------------------
+    # red/var over T: [B, T, F=5] x [B, T, F=3] summed over T -> [B, S=5, F=3]
+    Example("dot_reduce_time", _cfg({
+        "lin": {"class": "linear", "n_out": 3},
+        "output": {"class": "dot", "from": ["data", "lin"], "red1": "T", "red2": "T",
+                   "var1": "F", "var2": "F"}}), ("dot",)),
+    # energies over two time axes [B, T(data), T(classes)], softmax over T(data), attention:
+    # the output's time axis is T(classes), not the input's
+    Example("generic_attention_decoder_axis", _cls({
+        "enc": {"class": "linear", "n_out": 4},
+        "query": {"class": "linear", "n_out": 4, "from": "data:classes"},
+        "energy": {"class": "dot", "from": ["enc", "query"], "red1": "F", "red2": "F",
+                   "var1": "T", "var2": "T"},
+        "weights": {"class": "softmax_over_spatial", "from": "energy", "axis": "stag:data"},
+        "output": {"class": "generic_attention", "weights": "weights", "base": "enc"}}),
+            ("generic_attention", "dot", "softmax_over_spatial"), inputs=("data", "classes")),
+    # weights [B, T, F=1] (auto-squeezed) -> [B, F=V]
+    Example("generic_attention_pooling", _cfg({
+        "e": {"class": "linear", "n_out": 1},
+        "weights": {"class": "softmax_over_spatial", "from": "e"},
+        "output": {"class": "generic_attention", "weights": "weights", "base": "data"}}),
+            ("generic_attention", "softmax_over_spatial")),
+    # source without the encoder's time axis (a reduce over T): [B, D] -> [B, V]
+    Example("dot_attention_reduced_source", _cfg({
+        "base": {"class": "linear", "n_out": 4},
+        "ctx": {"class": "linear", "n_out": 3},
+        "s": {"class": "reduce", "mode": "mean", "axes": "T", "from": "ctx"},
+        "output": {"class": "dot_attention", "from": "s", "base": "base", "base_ctx": "ctx",
+                   "energy_factor": 0.5}}), ("dot_attention",)),
+    # source over a decoder time axis: [B, T(classes), D] -> [B, T(classes), V]
+    Example("dot_attention_decoder_axis", _cls({
+        "base": {"class": "linear", "n_out": 4},
+        "ctx": {"class": "linear", "n_out": 3},
+        "s": {"class": "linear", "n_out": 3, "from": "data:classes"},
+        "output": {"class": "dot_attention", "from": "s", "base": "base", "base_ctx": "ctx"}}),
+            ("dot_attention",), inputs=("data", "classes")),
+    Example("concat_attention_reduced_source", _cfg({
+        "base": {"class": "linear", "n_out": 4},
+        "ctx": {"class": "linear", "n_out": 3},
+        "s": {"class": "reduce", "mode": "max", "axes": "T", "from": "ctx"},
+        "output": {"class": "concat_attention", "from": "s", "base": "base",
+                   "base_ctx": "ctx"}}), ("concat_attention",)),
+    Example("concat_attention_decoder_axis", _cls({
+        "base": {"class": "linear", "n_out": 4},
+        "ctx": {"class": "linear", "n_out": 3},
+        "s": {"class": "linear", "n_out": 3, "from": "data:classes"},
+        "output": {"class": "concat_attention", "from": "s", "base": "base",
+                   "base_ctx": "ctx"}}), ("concat_attention",), inputs=("data", "classes")),
+    # one location per sequence [B] (from the lengths)
+    Example("gauss_window_attention_reduced_source", _cfg({
+        "base": {"class": "linear", "n_out": 3},
+        "len": {"class": "length"},
+        "loc": {"class": "eval", "from": "len", "eval": "tf.cast(source(0), tf.float32) * 0.6"},
+        "output": {"class": "gauss_window_attention", "from": "loc", "base": "base",
+                   "window_size": 3}}), ("gauss_window_attention",)),
+    # a location per decoder frame [B, T(classes)], with an inner window
+    Example("gauss_window_attention_decoder_axis", _cls({
+        "base": {"class": "linear", "n_out": 3},
+        "loc": {"class": "eval", "from": "data:classes",
+                "eval": "tf.cast(source(0), tf.float32) * 0.7"},
+        "output": {"class": "gauss_window_attention", "from": "loc", "base": "base",
+                   "window_size": 4, "inner_size": 2, "std": 1.5}}),
+            ("gauss_window_attention",), inputs=("data", "classes")),
+    # [T, T, F] without a batch axis
+    Example("relative_positional_encoding", _cfg({
+        "output": {"class": "relative_positional_encoding", "n_out": 3, "clipping": 2}}),
+            ("relative_positional_encoding",)),
+    Example("relative_positional_encoding_fixed", _cfg({
+        "output": {"class": "relative_positional_encoding", "n_out": 5, "clipping": 3,
+                   "fixed": True}}), ("relative_positional_encoding",)),
+    Example("self_attention_key_shift", _cfg({
+        "rel": {"class": "relative_positional_encoding", "n_out": 3, "clipping": 2},
+        "output": {"class": "self_attention", "n_out": 4, "num_heads": 2, "total_key_dim": 6,
+                   "key_shift": "rel"}}), ("self_attention", "relative_positional_encoding")),
+    Example("positional_encoding", _cfg({"output": {"class": "positional_encoding",
+                                                    "n_out": 7}}), ("positional_encoding",)),
+    # added to the input, positions shifted by each sequence's length
+    Example("positional_encoding_add_offset", _cfg({
+        "len": {"class": "length"},
+        "output": {"class": "positional_encoding", "add_to_input": True, "offset": "len"}}),
+            ("positional_encoding", "length")),
+
+    # -- recurrent ------------------------------------------------------------------------------
+    Example("get_last_hidden_state_fw_bw", _cfg({
+        "fw": {"class": "rec", "unit": "lstm", "n_out": 3},
+        "bw": {"class": "rec", "unit": "lstm", "n_out": 2, "direction": -1},
+        "output": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 5}}),
+            ("get_last_hidden_state", "rec")),
+    Example("get_last_hidden_state_add", _cfg({
+        "fw": {"class": "rec", "unit": "gru", "n_out": 3},
+        "bw": {"class": "rec", "unit": "gru", "n_out": 3, "direction": -1},
+        "output": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 3,
+                   "combine": "add", "key": "h"}}), ("get_last_hidden_state", "rec")),
+    Example("rnn_cell_lstm_over_time", _cfg({"output": {"class": "rnn_cell", "unit": "lstm",
+                                                        "n_out": 3}}), ("rnn_cell",)),
+    # sparse input (one-hot), from `classes` only
+    Example("rnn_cell_gru_sparse", _cls({"output": {"class": "rnn_cell", "unit": "gru",
+                                                    "n_out": 3, "from": "data:classes"}}),
+            ("rnn_cell",), inputs=("classes",)),
+
+    # -- conv / pool ----------------------------------------------------------------------------
+    # stride 2: a new time axis T(output) with lengths ceil(len / 2)
+    Example("conv_stride", _cfg({"output": {"class": "conv", "filter_size": [3], "n_out": 4,
+                                            "strides": 2, "padding": "same",
+                                            "activation": "relu"}}), ("conv",)),
+    Example("conv_valid_dilated", _cfg({"output": {"class": "conv", "filter_size": [2],
+                                                   "n_out": 3, "dilation_rate": 2,
+                                                   "padding": "valid", "with_bias": False}}),
+            ("conv",)),
+    # 2-D over [B, T, S=3, F=2] (stride 2 over time: new time axis)
+    Example("conv_2d", _cfg({
+        "split": {"class": "split_dims", "axis": "F", "dims": [3, 2], "from": "lin"},
+        "lin": {"class": "linear", "n_out": 6},
+        "output": {"class": "conv", "from": "split", "filter_size": [3, 2], "n_out": 2,
+                   "strides": [2, 1]}}), ("conv", "split_dims")),
+    Example("pool_max_stride", _cfg({"output": {"class": "pool", "mode": "max",
+                                                "pool_size": [2]}}), ("pool",)),
+    Example("pool_avg_same", _cfg({"output": {"class": "pool", "mode": "avg", "pool_size": [3],
+                                              "strides": 1, "padding": "same"}}), ("pool",)),
+
+    # -- axes -----------------------------------------------------------------------------------
+    Example("slice_time", _cfg({"output": {"class": "slice", "axis": "T", "slice_start": 1,
+                                           "slice_step": 2}}), ("slice",), xla=False),
+    # xla=False above and below: _XLA_DYNAMIC (slice over time gathers max(new lengths) frames)
+    Example("slice_time_negative", _cfg({"output": {"class": "slice", "axis": "T",
+                                                    "slice_start": -3}}), ("slice",), xla=False),
+    Example("slice_feature", _cfg({"output": {"class": "slice", "axis": "F", "slice_start": 1,
+                                              "slice_end": 5, "slice_step": 2}}), ("slice",)),
+    Example("window_same", _cfg({"output": {"class": "window", "window_size": 3}}),
+            ("window",)),
+    Example("window_valid", _cfg({"output": {"class": "window", "window_size": 2,
+                                             "padding": "valid"}}), ("window",)),
+    Example("split_dims_feature", _cfg({"output": {"class": "split_dims", "axis": "F",
+                                                   "dims": [-1, 2]}},
+                                       {"dim": 6}), ("split_dims",)),
+    # the time axis into (new time axis, S=2)
+    Example("split_dims_time", _cfg({"output": {"class": "split_dims", "axis": "T",
+                                                "dims": [-1, 2]}}), ("split_dims",)),
+    Example("merge_dims", _cfg({
+        "split": {"class": "split_dims", "axis": "F", "dims": [2, 3, 2]},
+        "output": {"class": "merge_dims", "from": "split", "axes": "static"}}, {"dim": 12}),
+            ("merge_dims", "split_dims")),
+    Example("combine_dims", _cfg({
+        "split": {"class": "split_dims", "axis": "F", "dims": [2, 3]},
+        "output": {"class": "combine_dims", "from": "split", "axes": "static"}}, {"dim": 6}),
+            ("combine_dims", "split_dims")),
+    Example("expand_dims_feature", _cfg({"output": {"class": "expand_dims", "axis": "F"}}),
+            ("expand_dims",)),
+    Example("expand_dims_int_tiled", _cfg({"output": {"class": "expand_dims", "axis": 1,
+                                                      "dim": 2}}), ("expand_dims",)),
+    Example("squeeze", _cfg({
+        "r": {"class": "reduce", "mode": "sum", "axes": "F", "keep_dims": True},
+        "output": {"class": "squeeze", "from": "r", "axis": "F"}}), ("squeeze", "reduce")),
+    Example("postfix_in_time", _cfg({"output": {"class": "postfix_in_time", "postfix": 0.5,
+                                                "repeat": 2}}), ("postfix_in_time",)),
+    # sparse labels (int output), from `classes` only
+    Example("prefix_in_time_labels", _cls({"output": {"class": "prefix_in_time",
+                                                      "from": "data:classes", "prefix": 0,
+                                                      "repeat": 1}}),
+            ("prefix_in_time",), inputs=("classes",)),
+    # class indices -> plain int32 data
+    Example("reinterpret_data_unsparse", _cls({"output": {"class": "reinterpret_data",
+                                                          "from": "data:classes",
+                                                          "set_sparse": False}}),
+            ("reinterpret_data",), inputs=("classes",)),
+    # a static axis made the first time axis: [B, T(new), T(data), F=2] (all 3 frames valid)
+    Example("reinterpret_data_set_time_axis", _cfg({
+        "split": {"class": "split_dims", "axis": "F", "dims": [3, 2]},
+        "output": {"class": "reinterpret_data", "from": "split", "set_axes": {"T": "dim:3"}}},
+        {"dim": 6}), ("reinterpret_data", "split_dims")),
+    # a sliced time axis (new axis, same lengths) given back the data's time axis
+    Example("reinterpret_data_size_base", _cfg({
+        "sl": {"class": "slice", "axis": "T", "slice_start": 0},
+        "output": {"class": "reinterpret_data", "from": "sl", "size_base": "data"}}),
+            ("reinterpret_data", "slice"), xla=False),  # the slice: _XLA_DYNAMIC
 ]
 
 
 def make_inputs(example_shapes: dict, batch: int, time: int, rng: np.random.Generator,
                 lengths: list[int] | None = None):
-    """Random inputs for the extern data shapes: (values by key, lengths by key)."""
+    """Random inputs for the extern data shapes: (values by key, lengths by key).
+
+    The first time axis gets `time` frames and `lengths`; every other time axis (e.g. the own
+    time axis of `classes`) gets other lengths, derived from these without drawing random
+    numbers (`time + 2 - len`, so long sequences of one axis are short on the other), and as
+    many frames as its longest sequence. Keys declared `same_time_as` share their axis.
+    """
     values, lens = {}, {}
     if lengths is None:
         lengths = [time] + list(rng.integers(1, time + 1, size=batch - 1))
+    lengths = [int(v) for v in lengths]
+    by_dim: list[tuple[object, int, list[int]]] = []  # (time Dim, frames, lengths)
+
+    def frames_of(dim):
+        for d, n, ls in by_dim:
+            if d is dim:
+                return n, ls
+        if not by_dim:
+            n, ls = time, lengths
+        else:
+            ls = [time + 2 - v for v in lengths]
+            n = max(ls)
+        by_dim.append((dim, n, ls))
+        return n, ls
+
     for key, shape in example_shapes.items():
         dims = []
+        key_lengths = None
         for d in shape.dims:
             if d.kind == "batch":
                 dims.append(batch)
             elif d.kind == "time":
-                dims.append(time)
+                n, ls = frames_of(d)
+                dims.append(n)
+                if key_lengths is None:
+                    key_lengths = ls
             else:
                 dims.append(d.size)
         if shape.sparse:
@@ -71,5 +362,5 @@ def make_inputs(example_shapes: dict, batch: int, time: int, rng: np.random.Gene
         else:
             values[key] = rng.standard_normal(dims).astype(np.float32)
         if shape.time is not None:
-            lens[key] = np.asarray(lengths, np.int32)
+            lens[key] = np.asarray(key_lengths, np.int32)
     return values, lens

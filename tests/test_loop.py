@@ -363,7 +363,7 @@ def test_move_out_plan():
     # teacher forcing: the choice (= the target) and its embedding leave the loop
     assert names(train.moved_out) == ["emb", "output"]
     assert names(train.in_loop) == ["att", "att_weights", "energy", "output_prob", "s"]
-    assert train.prev_needed == {"output/att", "output/s"} - {"output/s"} | {"output/att"}
+    assert train.prev_needed == {"output/att"}  # prev:output is the shifted target, outside
     search = plan_unit(net, rec, {"output", "end"}, search=True)
     assert search.moved_out == [] and search.search_choice.local_name == "output"
     off = compile_cfg(ATT_DEC, move_out=False)
