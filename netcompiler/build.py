@@ -211,9 +211,12 @@ class CompiledNetwork(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def forward(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any], training: bool,
-                fetch: Iterable[str], search: dict | None = None) -> dict[str, tuple[Any, Any]]:
+                fetch: Iterable[str], search: dict | None = None, step_seed=None
+                ) -> dict[str, tuple[Any, Any]]:
         """The forward pass, eager or inside the caller's `tf.function` (no AutoGraph needed:
-        loops are explicit `tf.while_loop`s)."""
+        loops are explicit `tf.while_loop`s). `step_seed` (an int scalar tensor that changes
+        every training step, e.g. the optimizer's iteration count) makes dropout
+        reproducible."""
         fetch = tuple(fetch)
         values: dict[str, Any] = {}
         dim_lengths: dict[Dim, Any] = {}
@@ -246,9 +249,10 @@ class CompiledNetwork(tf.Module):
             if layer.unit is not None:
                 from . import loop
                 values[name] = loop.run_rec(self, layer, values, dim_lengths, training,
-                                            unit_fetch.get(name, ()), search=search)
+                                            unit_fetch.get(name, ()), search=search,
+                                            step_seed=step_seed)
             else:
-                values[name] = self._call_layer(layer, values, dim_lengths, training)
+                values[name] = self._call_layer(layer, values, dim_lengths, training, step_seed)
         out = {}
         for name in fetch:
             layer = self.network.layers[name]
@@ -264,30 +268,42 @@ class CompiledNetwork(tf.Module):
             return self.inferred.extern[ref.target]
         return self.inferred.shapes[ref.target.name]
 
-    def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool):
+    def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool,
+                    step_seed=None):
+        inputs = [(sub, values[ref.node], self._input_shape(ref))
+                  for sub, ref in self.graph.refs.get(layer.name, [])]
+        ctx, rule = self.make_context(layer, inputs, self.inferred.shapes[layer.name],
+                                      dim_lengths, training, step_seed=step_seed)
+        with tf.name_scope(layer.name.replace("/", "_")):
+            return rule.call(ctx)
+
+    def make_context(self, layer: Layer, inputs: list, out_shape: Shape, lengths: dict,
+                     training: bool, in_rec: bool = False, loop_dim: Dim | None = None,
+                     step_seed=None):
+        """The CallContext of one layer call from its inputs [(option sub-path, value, shape)]:
+        the `dropout` option applied to the inputs while training, a `from` list concatenated
+        on the feature axis (unless the rule takes its inputs apart). Returns (ctx, rule)."""
         rule = get_rule(layer.layer_class)
-        sources, shapes, refs, source_opts = [], [], {}, []
-        for sub, ref in self.graph.refs.get(layer.name, []):
-            value, shape = values[ref.node], self._input_shape(ref)
+        sources, shapes, refs = [], [], {}
+        for sub, value, shape in inputs:
             if sub[0] == "from":
                 sources.append(value)
                 shapes.append(shape)
-                source_opts.append(ref.target.opts if ref.kind == "layer" else {})
             else:
                 refs[sub[0]] = (value, shape)
+        source_opts = [ref.target.opts if ref.kind == "layer" else {}
+                       for sub, ref in self.graph.refs.get(layer.name, []) if sub[0] == "from"]
+        ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
+                          refs, self.layer_params[layer.name], training, lengths, in_rec=in_rec,
+                          loop_dim=loop_dim, seed=_seed_for(self.seed, layer.name),
+                          source_opts=source_opts, step_seed=step_seed)
         dropout = layer.opts.get("dropout") or 0.0
         if training and dropout:
-            sources = [tf.nn.dropout(s, rate=dropout) if s.dtype.is_floating else s
-                       for s in sources]
-        if rule.concat_sources and len(sources) > 1:
-            sources = [tf.concat(sources, axis=-1)]
-            shapes = [self.inferred.shapes.get(layer.name) and _concat_shape(shapes)]
-        ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes,
-                          self.inferred.shapes[layer.name], refs, self.layer_params[layer.name],
-                          training, dim_lengths, seed=_seed_for(self.seed, layer.name),
-                          source_opts=source_opts)
-        with tf.name_scope(layer.name.replace("/", "_")):
-            return rule.call(ctx)
+            ctx.sources = [ctx.dropout(x, dropout) for x in ctx.sources]
+        if rule.concat_sources and len(ctx.sources) > 1:
+            ctx.sources = [tf.concat(ctx.sources, axis=-1)]
+            ctx.source_shapes = [_concat_shape(shapes)]
+        return ctx, rule
 
 
 def _concat_shape(shapes: list[Shape]) -> Shape:

@@ -40,7 +40,6 @@ import tensorflow as tf
 from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
 from .layers import get_rule
 from .network import Layer, Ref
-from .runtime import CallContext
 from .shapes import concat_features
 
 #: classes that carry a state from step to step (rule methods `initial_state`, `call_step`)
@@ -184,18 +183,21 @@ def choice_targets(rec: Layer) -> set[str]:
 
 # -- running -------------------------------------------------------------------------------------
 def run_rec(net, rec: Layer, values: dict, dim_lengths: dict, training: bool,
-            fetch_locals=(), search: dict | None = None):
+            fetch_locals=(), search: dict | None = None, step_seed=None):
     """Run the unit of `rec`; returns its stacked output. Fetched sub-layers are put into
     `values` under their full names, stacked [B, T_loop, ...]; the loop lengths go into
     `dim_lengths[loop_dim]`. `search`: None (search iff a choice's target is not given) or
     {"beam_size": K or None, "n_best": N, "results": {}} (forced search; the n-best labels,
     lengths and scores go into results[rec name])."""
-    return _Runner(net, rec, values, dim_lengths, training, fetch_locals, search).run()
+    return _Runner(net, rec, values, dim_lengths, training, fetch_locals, search,
+                   step_seed).run()
 
 
 class _Runner:
-    def __init__(self, net, rec, values, dim_lengths, training, fetch_locals, search):
+    def __init__(self, net, rec, values, dim_lengths, training, fetch_locals, search,
+                 step_seed=None):
         self.net = net
+        self.step_seed = step_seed
         self.rec = rec
         self.values = values
         self.dim_lengths = dim_lengths
@@ -357,8 +359,8 @@ class _Runner:
             inputs.append((sub, v, s))
         shape = self.inferred.shapes[layer.name]
         out_shape = stacked_shape(shape, self.loop_dim) if varying else shape
-        ctx, rule = _make_ctx(self.net, layer, inputs, out_shape, self.dim_lengths,
-                              self.training, in_rec=False, loop_dim=None)
+        ctx, rule = self.net.make_context(layer, inputs, out_shape, self.dim_lengths,
+                                          self.training, step_seed=self.step_seed)
         with tf.name_scope(layer.local_name):
             return rule.call(ctx)
 
@@ -470,9 +472,9 @@ class _Runner:
         state0 = {}
         for layer in plan.in_loop:
             if layer.layer_class in STATEFUL:
-                ctx, rule = _make_ctx(net, layer, [], self.inferred.shapes[layer.name],
-                                      step_lengths, self.training, in_rec=True,
-                                      loop_dim=loop_dim)
+                ctx, rule = net.make_context(layer, [], self.inferred.shapes[layer.name],
+                                             dict(step_lengths), self.training, in_rec=True,
+                                             loop_dim=loop_dim)
                 st = rule.initial_state(ctx, BK, self.max_len)
                 state0[layer.name] = tf.nest.map_structure(_relax_like, st)
         ta_size = self.max_len if not end_driven else 0
@@ -524,8 +526,10 @@ class _Runner:
                 inputs = []
                 for sub, ref in net.graph.refs.get(name, []):
                     inputs.append((sub,) + step_ref(ref, t, cur, prev))
-                ctx, rule = _make_ctx(net, layer, inputs, shape, step_lengths, self.training,
-                                      in_rec=True, loop_dim=loop_dim)
+                ctx, rule = net.make_context(
+                    layer, inputs, shape, dict(step_lengths), self.training, in_rec=True,
+                    loop_dim=loop_dim, step_seed=None if self.step_seed is None else
+                    tf.cast(self.step_seed, tf.int64) * 1000003 + tf.cast(t, tf.int64))
                 ctx.step = t
                 ctx.max_steps = self.max_len
                 with tf.name_scope(layer.local_name):
@@ -663,31 +667,6 @@ def _to_batch_major(x, per_step: Shape):
         rank = len(per_step.dims) + 1
         return tf.transpose(x, [1, 0] + list(range(2, rank)))
     return x
-
-
-def _make_ctx(net, layer: Layer, inputs, out_shape: Shape, lengths, training, in_rec, loop_dim):
-    """A CallContext from [(option sub-path, value, shape)] (as build._call_layer does)."""
-    from .build import _seed_for
-
-    rule = get_rule(layer.layer_class)
-    sources, shapes, refs = [], [], {}
-    for sub, v, s in inputs:
-        if sub[0] == "from":
-            sources.append(v)
-            shapes.append(s)
-        else:
-            refs[sub[0]] = (v, s)
-    dropout = layer.opts.get("dropout") or 0.0
-    if training and dropout:
-        sources = [tf.nn.dropout(s, rate=dropout) if s.dtype.is_floating else s for s in sources]
-    if rule.concat_sources and len(sources) > 1:
-        sources = [tf.concat(sources, axis=-1)]
-        shapes = [concat_features(shapes, [str(s) for s in shapes])]
-    ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
-                      refs, net.layer_params[layer.name], training, dict(lengths) if in_rec
-                      else lengths, in_rec=in_rec, loop_dim=loop_dim,
-                      seed=_seed_for(net.seed, layer.name))
-    return ctx, rule
 
 
 # -- per-step forms of step-indexed layers --------------------------------------------------------

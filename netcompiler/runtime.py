@@ -31,7 +31,8 @@ class CallContext:
                  list[Shape], out_shape: Shape, refs: dict[str, tuple[Any, Shape]],
                  params: dict[str, tf.Variable], training: bool, lengths: dict[Dim, Any],
                  in_rec: bool = False, loop_dim: Dim | None = None, state: dict | None = None,
-                 seed: int | None = None, source_opts: list[dict] | None = None):
+                 seed: int | None = None, source_opts: list[dict] | None = None,
+                 step_seed=None):
         self.name = name
         self.layer_class = layer_class
         self.opts = opts
@@ -46,6 +47,9 @@ class CallContext:
         self.loop_dim = loop_dim
         self.state = state if state is not None else {}
         self.seed = seed
+        #: int64 scalar tensor that changes every training step (None: draw dropout masks
+        #: from the global RNG); with the layer's `seed` it makes dropout reproducible
+        self.step_seed = step_seed
         #: the options of each `from` input's layer ({} for extern data)
         self.source_opts = source_opts if source_opts is not None else [{} for _ in sources]
 
@@ -74,6 +78,17 @@ class CallContext:
     def ref_shape(self, option: str) -> Shape | None:
         got = self._refs.get(option)
         return None if got is None else got[1]
+
+    def dropout(self, x, rate: float, salt: int = 0):
+        """Dropout while training (identity otherwise). With a `step_seed` the mask is a pure
+        function of (layer seed, salt, step seed): a resumed run draws the same masks."""
+        if not self.training or not rate or not x.dtype.is_floating:
+            return x
+        if self.step_seed is None:
+            return tf.nn.dropout(x, rate=rate)
+        seed = tf.stack([tf.constant((self.seed or 0) + 7919 * salt, tf.int64),
+                         tf.cast(self.step_seed, tf.int64)])
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
 
     # -- lengths and masks ----------------------------------------------------------------------
     def lengths(self, dim: Dim):

@@ -1,4 +1,4 @@
-"""Training end to end: `netcompiler train`, `netcompiler forward` (and the `search` stub).
+"""Training end to end: `netcompiler train`, `netcompiler forward`, `netcompiler search`.
 
     trainer = Trainer(validate("my.yaml"), model_dir="runs/a")
     trainer.train()            # resumes from the newest checkpoint in model_dir
@@ -198,17 +198,51 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
+def _network_variable_keys(prefix: str) -> dict[str, str]:
+    """`<layer>/<param>` (the path under `network` in the object graph) -> checkpoint key.
+
+    A variable reachable on several paths is stored once, under its *shortest* path: in a
+    trainer checkpoint the variables of a rec unit (`network/dec/s/W`, depth 4) are stored as
+    `optimizer/_trainable_variables/N/...` (depth 3), so the key cannot be derived from the name;
+    the checkpoint's object graph still has the `network/dec/s/W` edge, which is followed here."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(prefix)
+    if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
+        return {}
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    root = next((c.node_id for c in graph.nodes[0].children if c.local_name == "network"), None)
+    out: dict[str, str] = {}
+    if root is None:
+        return out
+    stack = [(root, "")]
+    while stack:
+        node_id, path = stack.pop()
+        node = graph.nodes[node_id]
+        for attr in node.attributes:
+            if attr.name == "VARIABLE_VALUE" and path:
+                out[path] = attr.checkpoint_key
+        if path.count("/") < 8:
+            for child in node.children:
+                stack.append((child.node_id, f"{path}/{child.local_name}" if path
+                              else child.local_name))
+    return out
+
+
 def check_checkpoint_fits(prefix: str, net) -> None:
     """TrainError naming the variables a checkpoint lacks or holds with another shape."""
     import tensorflow as tf
 
     try:
         stored = dict(tf.train.list_variables(prefix))
+        keys = _network_variable_keys(prefix)
     except (tf.errors.OpError, ValueError) as exc:
         raise TrainError(f"cannot read checkpoint {prefix}: {exc}") from None
     problems = []
     for name, var in net.variables_by_name.items():
-        key = f"network/{name}/.ATTRIBUTES/VARIABLE_VALUE"
+        key = keys.get(name, f"network/{name}/.ATTRIBUTES/VARIABLE_VALUE")
         if key not in stored:
             problems.append(f"`{name}` is missing")
         elif tuple(stored[key]) != tuple(var.shape):
@@ -434,8 +468,14 @@ class Trainer:
 
         from .losses import compute_loss
 
+        step_seed = None
+        if training:
+            # dropout masks: a function of (step, replica), so a resumed run draws the same
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            step_seed = (tf.cast(self.optimizer.iterations, tf.int64) * self.num_replicas
+                         + tf.cast(replica, tf.int64))
         out = self.net.forward(inputs, lengths, training=training,
-                               fetch=tuple(s.layer for s in self.losses))
+                               fetch=tuple(s.layer for s in self.losses), step_seed=step_seed)
         rows = []
         for spec in self.losses:
             values, lens = out[spec.layer]
@@ -918,7 +958,173 @@ def _forward(args, result) -> int:
     return EXIT_OK
 
 
+# -- search ----------------------------------------------------------------------------------------
+EOS = 0
+
+
+def strip_eos(labels) -> list[int]:
+    """The labels up to (excluding) the first EOS (0); all of them if there is none.
+
+    Applied to hypotheses and targets alike: the built-in decoder tasks end every target with one
+    EOS (`reverse`: x_T..x_1, 0; `number_base_convert`: digits + 1, 0) and never use 0 inside; a
+    search hypothesis has `length` labels, which excludes the EOS step unless the rec layer sets
+    `include_eos: true` (then the EOS is its last label) -- cutting both at the first 0 compares
+    the same thing either way. A hypothesis that never emitted EOS (it ran into max_seq_len) keeps
+    all its labels."""
+    out = []
+    for x in np.asarray(labels).reshape(-1).tolist():
+        if int(x) == EOS:
+            break
+        out.append(int(x))
+    return out
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two label sequences (substitutions, insertions, deletions)."""
+    a, b = list(a), list(b)
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def _search_dataset_spec(text: str, opts: TrainOptions):
+    """(spec, name) for `--data`: `dev`/`train` (the config's train.dev_data/train_data, with the
+    trainer's seeds), a built-in task name, a YAML flow mapping, or an .hdf/.h5/.npz path."""
+    if text in ("dev", "train"):
+        spec = opts.dev_data if text == "dev" else opts.train_data
+        if spec is None:
+            raise TrainError(f"--data {text}: the config has no train.{text}_data")
+        return spec, text
+    stripped = text.strip()
+    lower = stripped.lower()
+    if lower.endswith((".hdf", ".h5", ".hdf5", ".npz")) and not stripped.startswith("{"):
+        if not Path(stripped).is_file():
+            raise TrainError(f"--data: no such file: {stripped}")
+        return {"class": "npz" if lower.endswith(".npz") else "hdf", "files": stripped}, "search"
+    return _parse_data_spec(text, None), "search"
+
+
 def cli_search(args) -> int:
-    print("netcompiler search: not available yet (beam search needs the decoder loop support "
-          "of the back end)", file=sys.stderr)
-    return EXIT_USAGE
+    """`netcompiler search CONFIG --checkpoint CKPT --data DATA [-o OUT] [--beam-size K]
+    [--n-best N] [--set K=V]`: beam search with the decoder (the rec unit with a `choice`) over a
+    dataset; writes the n best hypotheses per sequence as TSV (atomically) or to stdout, and --
+    when the data has the choice's target -- prints the sequence and label error rates of the
+    best hypotheses (see `strip_eos` for how EOS is treated)."""
+    from .datasets import DatasetError
+
+    result = _validated(args)
+    if result is None:
+        return EXIT_ERROR
+    beam = getattr(args, "beam_size", None)
+    n_best = getattr(args, "n_best", None)
+    if beam is not None and beam < 1:
+        print("netcompiler search: error: --beam-size must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    if n_best is not None and n_best < 1:
+        print("netcompiler search: error: --n-best must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _search(args, result)
+    except (TrainError, DatasetError, NotImplementedError) as exc:
+        return _user_error("search", exc)
+    except OSError as exc:
+        return _user_error("search", f"cannot write the output: {exc}")
+
+
+def _search(args, result) -> int:
+    from .build import CompiledNetwork
+    from .datasets import DatasetError, batches, make_dataset, padded_batch
+    from .export import checkpoint as make_checkpoint
+    from .loop import choice_targets, has_search_choice, search_rec_layer
+
+    config = result.config.data
+    opts = TrainOptions.from_config(config)
+    recs = [l for l in result.inferred.network.layers.values()
+            if l.unit is not None and not l.scope.in_rec and has_search_choice(l)]
+    if not recs:
+        raise TrainError("the network has no decoder to search: no `rec` layer with a `unit` "
+                         "containing a `choice` layer")
+    # data first (cheap, the most common mistake), then the checkpoint
+    extern = dict(config.get("extern_data") or {})
+    spec, name = _search_dataset_spec(args.data, opts)
+    prefix = checkpoint_prefix(args.checkpoint)
+    net = CompiledNetwork(result, seed=int(opts.random_seed))
+    rec = search_rec_layer(net)
+    targets = sorted(k for k in choice_targets(rec) if k)
+    for k in targets:  # the targets are optional in the data (plain inference data)
+        if isinstance(extern.get(k), dict):
+            extern[k] = dict(extern[k], available_for_inference=False)
+    try:
+        dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name=name)
+    except DatasetError as exc:
+        raise TrainError(f"bad dataset: {exc}") from None
+    choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")
+    beam = int(args.beam_size if getattr(args, "beam_size", None) is not None
+               else choice.opts.get("beam_size", 1) or 1)
+    n_best = int(getattr(args, "n_best", None) or 1)
+    if n_best > beam:
+        print(f"netcompiler search: error: --n-best {n_best} is larger than the beam size "
+              f"{beam}", file=sys.stderr)
+        return EXIT_USAGE
+    check_checkpoint_fits(prefix, net)
+    try:
+        status = make_checkpoint(net).read(prefix)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf_errors()) as exc:
+        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
+    inputs_needed = [k for k in net.extern_shapes if k not in targets
+                     and f"data:{k}" in net.needed_layers([rec.name])]
+    missing = [k for k in inputs_needed if k not in dataset.keys]
+    if missing:
+        raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
+    target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
+    hyps_by_index: dict[int, list[dict]] = {}
+    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
+                         int(opts.random_seed), 0):
+        inputs, lengths = padded_batch(dataset, group)
+        ins = {k: inputs[k] for k in inputs_needed}
+        lens = {k: lengths[k] for k in inputs_needed if net.extern_shapes[k].time is not None}
+        try:
+            res = net.search(ins, lens, beam_size=beam, n_best=n_best)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        for i, hyps in zip(group, res):
+            hyps_by_index[int(i)] = hyps
+    lines = ["seq_tag\trank\tscore\tlength\tlabels"]
+    n_seqs = seq_errors = label_errors = ref_labels = 0
+    for i in sorted(hyps_by_index):
+        tag = dataset.seq_tags[i]
+        for rank, h in enumerate(hyps_by_index[i], start=1):
+            labels = " ".join(str(int(x)) for x in h["labels"])
+            lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")
+        if target is not None:
+            hyp = strip_eos(hyps_by_index[i][0]["labels"])
+            ref = strip_eos(dataset.get_seq(i)[target])
+            n_seqs += 1
+            seq_errors += int(hyp != ref)
+            label_errors += edit_distance(hyp, ref)
+            ref_labels += len(ref)
+    text = "\n".join(lines) + "\n"
+    out = getattr(args, "output", None)
+    to_stdout = out in (None, "-")
+    if to_stdout:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        _atomic_text(Path(out), text)
+    info = sys.stderr if to_stdout else sys.stdout
+    where = "" if to_stdout else f" -> {out}"
+    summary = (f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}"
+               f"{where}")
+    if target is not None:
+        ser = seq_errors / n_seqs if n_seqs else float("nan")
+        ler = label_errors / ref_labels if ref_labels else float("nan")
+        summary += (f"; sequence error {ser:.2%} ({seq_errors}/{n_seqs}), label error "
+                    f"{ler:.2%} ({label_errors}/{ref_labels})")
+    print(summary, file=info, flush=True)
+    return EXIT_OK

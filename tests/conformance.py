@@ -16,7 +16,7 @@ run: the fetched layer's first time axis, or the extern data / a layer the axis 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,7 +26,8 @@ class Example:
     name: str
     config: dict
     classes: tuple[str, ...]  # layer classes this example covers
-    xla: bool = True
+    xla: bool = True  # also compiled with XLA (`jit_compile`)
+    # the extern data the output depends on: the inputs of the SavedModel's serving signature
     inputs: tuple[str, ...] = ("data",)
     rtol: float = 1e-5
 
@@ -44,10 +45,6 @@ CLASSES = {"dim": 6, "sparse": True}
 def _cls(network: dict, data: dict | None = None) -> dict:
     return _cfg(network, data, classes=dict(CLASSES))
 
-
-# why examples are not XLA-compiled (a layer whose output size depends on the *values* of the
-# lengths: XLA needs every shape to be a compile-time function of the input shapes)
-_XLA_DYNAMIC = "output time size = max(new lengths): a value-dependent shape XLA rejects"
 
 EXAMPLES: list[Example] = [
     # -- the first examples (golden files pin them) -------------------------------------------
@@ -261,10 +258,10 @@ EXAMPLES: list[Example] = [
 
     # -- axes -----------------------------------------------------------------------------------
     Example("slice_time", _cfg({"output": {"class": "slice", "axis": "T", "slice_start": 1,
-                                           "slice_step": 2}}), ("slice",), xla=False),
-    # xla=False above and below: _XLA_DYNAMIC (slice over time gathers max(new lengths) frames)
+                                           "slice_step": 2}}), ("slice",)),
     Example("slice_time_negative", _cfg({"output": {"class": "slice", "axis": "T",
-                                                    "slice_start": -3}}), ("slice",), xla=False),
+                                                    "slice_start": -3, "slice_end": -1}}),
+            ("slice",)),
     Example("slice_feature", _cfg({"output": {"class": "slice", "axis": "F", "slice_start": 1,
                                               "slice_end": 5, "slice_step": 2}}), ("slice",)),
     Example("window_same", _cfg({"output": {"class": "window", "window_size": 3}}),
@@ -313,7 +310,50 @@ EXAMPLES: list[Example] = [
     Example("reinterpret_data_size_base", _cfg({
         "sl": {"class": "slice", "axis": "T", "slice_start": 0},
         "output": {"class": "reinterpret_data", "from": "sl", "size_base": "data"}}),
-            ("reinterpret_data", "slice"), xla=False),  # the slice: _XLA_DYNAMIC
+            ("reinterpret_data", "slice")),
+    Example("reinterpret_data_set_sparse", _cls({
+        "twice": {"class": "eval", "from": "data:classes", "eval": "source(0) * 2"},
+        "plain": {"class": "reinterpret_data", "from": "twice", "set_sparse": False},
+        "output": {"class": "reinterpret_data", "from": "plain", "set_sparse": True,
+                   "set_sparse_dim": 11, "increase_sparse_dim": 1}}),
+            ("reinterpret_data", "eval"), inputs=("classes",)),
+    Example("expand_dims_sparse", _cls({"output": {"class": "expand_dims",
+                                                   "from": "data:classes", "axis": "spatial",
+                                                   "dim": 2}}),
+            ("expand_dims",), inputs=("classes",)),
+
+    # -- layers over an axis other than the first time axis, and over repeated axes ------------
+    # window over the second time axis of [B, T(data), T(classes), F]
+    Example("window_second_time_axis", _cls({
+        "both": {"class": "combine", "kind": "add", "from": ["data", "dec"]},
+        "dec": {"class": "linear", "n_out": 5, "from": "data:classes"},
+        "output": {"class": "window", "from": "both", "axis": "stag:classes",
+                   "window_size": 2}}), ("window", "combine"), inputs=("data", "classes")),
+    # 2-D pooling over two time axes (both kept)
+    Example("pool_two_time_axes", _cls({
+        "both": {"class": "combine", "kind": "add", "from": ["data", "dec"]},
+        "dec": {"class": "linear", "n_out": 5, "from": "data:classes"},
+        "output": {"class": "pool", "from": "both", "mode": "max", "pool_size": [2, 2],
+                   "strides": 1, "padding": "same"}}), ("pool",), inputs=("data", "classes")),
+    # softmax over the *second* T(data) of a [T, T, F] table (no batch axis)
+    Example("softmax_over_spatial_repeated_axis", _cfg({
+        "r": {"class": "relative_positional_encoding", "n_out": 2, "clipping": 2},
+        "output": {"class": "softmax_over_spatial", "from": "r", "axis": 1}}),
+            ("softmax_over_spatial", "relative_positional_encoding")),
+    Example("reduce_repeated_axis", _cfg({
+        "r": {"class": "relative_positional_encoding", "n_out": 2, "clipping": 2},
+        "output": {"class": "reduce", "from": "r", "mode": "mean", "axes": 1}}),
+            ("reduce", "relative_positional_encoding")),
+    # the last valid frame of a non-recurrent input
+    Example("get_last_hidden_state_linear", _cfg({
+        "lin": {"class": "linear", "n_out": 3},
+        "output": {"class": "get_last_hidden_state", "from": "lin", "n_out": 3}}),
+            ("get_last_hidden_state",)),
+    # over [B, T, S=3, F] (time axis not last-but-one)
+    Example("postfix_in_time_4d", _cfg({
+        "w": {"class": "window", "window_size": 3},
+        "output": {"class": "postfix_in_time", "from": "w", "postfix": 1.0, "repeat": 2}}),
+            ("postfix_in_time", "window")),
 ]
 
 

@@ -3,7 +3,9 @@
     python tests/make_golden.py [--force NAME ...]
 
 Existing golden files are never overwritten unless named with --force: they pin the behaviour
-(and the checkpoint layout) of earlier versions.
+(and the checkpoint layout) of earlier versions. `io.npz` holds the inputs (`in_<key>`), their
+lengths (`len_<key>`), the output (`out`) and, for an output with a time axis, the lengths of its
+first time axis (`out_lengths`; not in the oldest golden files).
 """
 from __future__ import annotations
 
@@ -35,9 +37,12 @@ def main() -> int:
         net = netcompiler.compile(example.config, seed=7)
         rng = np.random.default_rng(11)
         inputs, lengths = make_inputs(net.extern_shapes, 3, 6, rng, [6, 4, 2])
-        out = net(inputs=inputs, lengths=lengths)["output"][0].numpy()
+        out, out_lengths = net(inputs=inputs, lengths=lengths)["output"]
         checkpoint(net).write(str(path / "ckpt"))
-        np.savez(path / "io.npz", out=out, **{f"in_{k}": v for k, v in inputs.items()},
+        # the lengths of the output's first time axis too (it may be a new axis)
+        extra = {} if out_lengths is None else {"out_lengths": out_lengths.numpy()}
+        np.savez(path / "io.npz", out=out.numpy(), **extra,
+                 **{f"in_{k}": v for k, v in inputs.items()},
                  **{f"len_{k}": v for k, v in lengths.items()})
         print(f"wrote {path}")
     return 0

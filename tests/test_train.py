@@ -29,7 +29,8 @@ extern_data:
   classes: {dim: 2, sparse: true, same_time_as: data}
 network:
   embed: {class: linear, from: data, n_out: 16, with_bias: false, L2: 0.0001}
-  lstm: {class: rec, unit: lstm, from: embed, n_out: 32}
+  # dropout: the resume test then also proves that dropout masks are reproducible
+  lstm: {class: rec, unit: lstm, from: embed, n_out: 32, dropout: 0.1}
   output: {class: softmax, from: lstm, loss: ce, target: classes}
 train:
   train_data: {class: 12ax, num_seqs: 200}
@@ -230,8 +231,10 @@ json.dump(res, open(f"{out}/res.json", "w"))
 
 def test_mirrored_two_cpus_same_loss_curve(tmp_path):
     # 7 sequences in batches of at most 3: a replica sometimes gets no sequence of its own
+    # (no dropout: its masks depend on the replica, so they differ from one device's)
     text = CONFIG.replace("num_seqs: 200}", "num_seqs: 61}").replace("num_epochs: 4",
                                                                      "num_epochs: 2")
+    text = text.replace(", dropout: 0.1}", "}")
     text += "  max_seqs: 3\n  gradient_clip: 1.0\n"
     cfg = write_config(tmp_path, text)
     script = tmp_path / "m.py"
@@ -264,8 +267,6 @@ def test_cli_user_mistakes(tmp_path, capsys):
     assert "num_epochs" in capsys.readouterr().err
     assert cli.main(["forward", cfg, "--checkpoint", str(tmp_path / "nope")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
-    assert cli.main(["search", cfg, "--checkpoint", "x", "--data", "y"]) == 2
-    assert "not available yet" in capsys.readouterr().err
     # a model dir written for another network
     make_trainer(tmp_path, ["train.num_epochs=1"]).train()
     for cmd in (["train"], ["forward", "--checkpoint", str(tmp_path / "model")]):

@@ -6,10 +6,10 @@ the feature axis stays a feature axis `F=1`).
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, Shape, feature_dim, spatial_dim
+from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
-from ._util import CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, src_desc, time_mask_at
 
 MODES = ("sum", "max", "min", "mean", "logsumexp")
 
@@ -75,7 +75,14 @@ class ReduceRule(LayerRule):
         axes = self.reduce_axes(CallShim(ctx), shape)
         mode = ctx.opt("mode")
         keep = bool(ctx.opt("keep_dims"))
-        mask = ctx.valid_mask(shape, x) if ctx.opt("use_time_mask") else None
+        mask = None
+        if ctx.opt("use_time_mask"):
+            # every time axis by position (ctx.valid_mask finds axes by `Dim`, so of a repeated
+            # axis, e.g. [T, T, F], it would mask the first occurrence only)
+            for i, d in enumerate(shape.dims):
+                if d.kind == TIME and ctx.has_lengths(d):
+                    m = time_mask_at(shape, i, ctx.lengths(d), x)
+                    mask = m if mask is None else tf.logical_and(mask, m)
         if mask is not None:
             mask = tf.broadcast_to(mask, tf.shape(x))
         dtype = x.dtype

@@ -54,7 +54,7 @@ class SelfAttentionRule(LayerRule):
         weights = tf.nn.softmax(energy, axis=-1)
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
-            weights = tf.nn.dropout(weights, rate=rate, seed=ctx.seed)
+            weights = ctx.dropout(weights, rate, salt=1)
         out = tf.einsum("bhj,bjhd->bhd", weights, values)
         return tf.reshape(out, [batch, value_dim]), (kv_buf,)
 
@@ -230,6 +230,6 @@ class SelfAttentionRule(LayerRule):
         weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
-            weights = tf.nn.dropout(weights, rate=rate, seed=ctx.seed)
+            weights = ctx.dropout(weights, rate, salt=1)
         out = tf.einsum("bhij,bhjd->bihd", weights, v)  # [B, T, H, dv]
         return tf.reshape(out, [batch, length, value_dim])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, TIME, Shape
 from .base import LayerRule
 from ._axes import resolve_axis
+from ._util import time_mask_at
 
 
 def softmax_axis(ctx, shape: Shape) -> int:
@@ -73,7 +74,9 @@ class SoftmaxOverSpatialRule(LayerRule):
         dim = shape.dims[axis]
         mask = None
         if dim.kind == TIME and ctx.opt("use_time_mask") and ctx.has_lengths(dim):
-            mask = ctx.time_mask(shape, dim, x)
+            # by position: `dim` may occur twice (a [T, T, F] table), ctx.time_mask would mask
+            # the first occurrence
+            mask = time_mask_at(shape, axis, ctx.lengths(dim), x)
         if ctx.opts.get("window_start") is not None:
             start = ctx.ref("window_start")
             if start is None:
