@@ -1082,6 +1082,8 @@ def _search(args, result) -> int:
     missing = [k for k in inputs_needed if k not in dataset.keys]
     if missing:
         raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
+    # every non-target key goes in (the loop takes its batch size from any batched input)
+    inputs_needed = [k for k in dataset.keys if k in net.extern_shapes and k not in targets]
     target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
     hyps_by_index: dict[int, list[dict]] = {}
     for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
