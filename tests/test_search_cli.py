@@ -223,7 +223,7 @@ def test_user_mistakes(trained, tmp_path, capsys):
     assert code == 1 and "cannot write" in err
     # a checkpoint of another network
     code, _, err = run(capsys, cfg, "--checkpoint", model, "--data", SPEC, "--set",
-                       "network.enc.n_out=8")
+                       "network.src_embed.n_out=4")
     assert code == 1 and "does not fit this network" in err
     # no decoder: a frame-wise network has no choice layer to search
     plain = tmp_path / "plain.yaml"
