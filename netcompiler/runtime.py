@@ -115,41 +115,37 @@ class CallContext:
         """Register the lengths of a time axis this layer creates."""
         self._lengths[dim] = tf.cast(lengths, tf.int32)
 
-    def time_mask(self, shape: Shape, dim: Dim, tensor=None):
+    def time_mask(self, shape: Shape, dim: Dim, tensor=None, axis: int | None = None):
         """bool mask, rank len(shape.dims): True at valid frames of `dim`; size 1 on all axes
-        except batch and `dim` (broadcasts against a tensor of that shape)."""
-        return time_mask(shape, dim, self.lengths(dim), tensor)
+        except batch and `dim` (broadcasts against a tensor of that shape). `axis` picks one
+        of repeated axes (e.g. the second T of a [T, T, F] table); default the first."""
+        return time_mask(shape, dim, self.lengths(dim), tensor, axis)
 
     def valid_mask(self, shape: Shape, tensor=None):
         """bool mask of the frames valid on every dynamic time axis of `shape` (or None)."""
         mask = None
-        for d in shape.time_dims:
-            if d not in self._lengths:
+        for axis, d in enumerate(shape.dims):
+            if d.kind != "time" or d not in self._lengths:
                 continue
-            m = self.time_mask(shape, d, tensor)
+            m = self.time_mask(shape, d, tensor, axis)
             mask = m if mask is None else tf.logical_and(mask, m)
         return mask
 
 
-def time_mask(shape: Shape, dim: Dim, lengths, tensor=None):
-    """See `CallContext.time_mask`. `tensor` (optional) gives the run-time size of `dim`."""
-    axis = shape.index(dim)
-    if tensor is not None:
-        maxlen = tf.shape(tensor)[axis]
-    else:
-        maxlen = tf.reduce_max(lengths)
+def time_mask(shape: Shape, dim: Dim, lengths, tensor=None, axis: int | None = None):
+    """See `CallContext.time_mask`. `tensor` (optional) gives the run-time size of the axis."""
+    if axis is None:
+        axis = shape.index(dim)
+    maxlen = tf.shape(tensor)[axis] if tensor is not None else tf.reduce_max(lengths)
     mask = tf.sequence_mask(lengths, maxlen=maxlen)  # [B, T]
     batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
-    rank = len(shape.dims)
+    new_shape = [1] * len(shape.dims)
     if batch_axis is None:
         # no batch axis (e.g. a [T, T, F] table): valid where any sequence is valid
-        mask = tf.reduce_any(mask, axis=0)
-        new_shape = [1] * rank
         new_shape[axis] = -1
-        return tf.reshape(mask, new_shape)
-    new_shape = [1] * rank
-    new_shape[batch_axis] = -1
-    new_shape[axis] = tf.shape(mask)[1]
+        return tf.reshape(tf.reduce_any(mask, axis=0), new_shape)
     if batch_axis > axis:
         mask = tf.transpose(mask)
-    return tf.reshape(mask, new_shape)
+    new_shape[batch_axis] = -1
+    new_shape[axis] = maxlen
+    return tf.reshape(mask, tf.stack(new_shape))

@@ -67,27 +67,3 @@ class CallShim:
     def error(message, option=None, rule="shape", hint=None):
         from .base import ShapeError
         return ShapeError(message, option, rule, hint)
-
-
-def time_mask_at(shape: Shape, axis: int, lengths, tensor):
-    """bool mask, rank len(shape.dims): True at the valid frames of the time axis at position
-    `axis` of `tensor` (size 1 on all other axes except batch; without a batch axis: valid for
-    some sequence). Unlike `CallContext.time_mask`, which finds the axis by its `Dim` and so
-    always takes the first of repeated axes (`[T, T, F]`), this masks exactly `axis`."""
-    import tensorflow as tf
-
-    from ..dims import BATCH
-
-    maxlen = tf.shape(tensor)[axis]
-    mask = tf.sequence_mask(lengths, maxlen=maxlen)  # [B, T]
-    rank = len(shape.dims)
-    new_shape = [1] * rank
-    batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
-    if batch_axis is None:
-        new_shape[axis] = -1
-        return tf.reshape(tf.reduce_any(mask, axis=0), new_shape)
-    if batch_axis > axis:
-        mask = tf.transpose(mask)
-    new_shape[batch_axis] = -1
-    new_shape[axis] = maxlen
-    return tf.reshape(mask, tf.stack(new_shape))

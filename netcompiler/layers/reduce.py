@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
-from ._util import CallShim, check_n_out, src_desc, time_mask_at
+from ._util import CallShim, check_n_out, src_desc
 
 MODES = ("sum", "max", "min", "mean", "logsumexp")
 
@@ -81,7 +81,7 @@ class ReduceRule(LayerRule):
             # axis, e.g. [T, T, F], it would mask the first occurrence only)
             for i, d in enumerate(shape.dims):
                 if d.kind == TIME and ctx.has_lengths(d):
-                    m = time_mask_at(shape, i, ctx.lengths(d), x)
+                    m = ctx.time_mask(shape, d, x, axis=i)
                     mask = m if mask is None else tf.logical_and(mask, m)
         if mask is not None:
             mask = tf.broadcast_to(mask, tf.shape(x))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..dims import BATCH, TIME, Shape
 from .base import LayerRule
 from ._axes import resolve_axis
-from ._util import time_mask_at
 
 
 def softmax_axis(ctx, shape: Shape) -> int:
@@ -76,7 +75,7 @@ class SoftmaxOverSpatialRule(LayerRule):
         if dim.kind == TIME and ctx.opt("use_time_mask") and ctx.has_lengths(dim):
             # by position: `dim` may occur twice (a [T, T, F] table), ctx.time_mask would mask
             # the first occurrence
-            mask = time_mask_at(shape, axis, ctx.lengths(dim), x)
+            mask = ctx.time_mask(shape, dim, x, axis=axis)
         if ctx.opts.get("window_start") is not None:
             start = ctx.ref("window_start")
             if start is None:
