@@ -103,11 +103,11 @@ def apply_activation(name: str | None, x):
     return y
 
 
-def _np_sigmoid(x):
+def np_sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
 
 
-def _np_softplus(x):
+def np_softplus(x):
     return np.logaddexp(0.0, x)
 
 
@@ -132,13 +132,13 @@ def apply_activation_numpy(name: str | None, x: np.ndarray) -> np.ndarray:
         elif base == "gelu":
             y = 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
         elif base in ("swish", "silu"):
-            y = x * _np_sigmoid(x)
+            y = x * np_sigmoid(x)
         elif base == "tanh":
             y = np.tanh(x)
         elif base == "sigmoid":
-            y = _np_sigmoid(x)
+            y = np_sigmoid(x)
         elif base == "log_sigmoid":
-            y = -_np_softplus(-x)
+            y = -np_softplus(-x)
         elif base == "hard_sigmoid":
             y = np.clip(x + 3.0, 0, 6) / 6.0
         elif base in ("softmax", "log_softmax"):
@@ -146,7 +146,7 @@ def apply_activation_numpy(name: str | None, x: np.ndarray) -> np.ndarray:
             lse = np.log(np.exp(z).sum(axis=-1, keepdims=True))
             y = np.exp(z - lse) if base == "softmax" else z - lse
         elif base == "softplus":
-            y = _np_softplus(x)
+            y = np_softplus(x)
         elif base == "softsign":
             y = x / (1.0 + np.abs(x))
         elif base == "abs":

@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .activations import np_sigmoid, np_softplus
+
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
 
@@ -400,6 +402,14 @@ def _unify(types: list[_Type], args, what: str) -> _Type:
 
 # -- evaluation ------------------------------------------------------------------------------------
 
+def _operand_dtype(node: BinOp | Call, dtype: str) -> str:
+    """The dtype the operands of `node` are evaluated in, for a result of `dtype`: float32 for
+    `/` and the float functions, else the result's dtype."""
+    if isinstance(node, BinOp):
+        return "float32" if node.op == "/" else dtype
+    return "float32" if node.func in FLOAT_FUNCTIONS else dtype
+
+
 def to_numpy(node: Node, sources: Sequence[np.ndarray]) -> np.ndarray:
     """Evaluate with NumPy (sources already broadcast-compatible); dtypes as `infer_dtype`."""
     dts = [_np_dtype_name(s) for s in sources]
@@ -429,7 +439,7 @@ def _np_eval(node: Node, sources, memo, want: str | None):
         if isinstance(node, Neg):
             return -_np_eval(node.operand, sources, memo, dtype)
         if isinstance(node, BinOp):
-            inner = dtype if node.op != "/" else "float32"
+            inner = _operand_dtype(node, dtype)
             a = _np_eval(node.left, sources, memo, inner)
             b = _np_eval(node.right, sources, memo, inner)
             if node.op == "+":
@@ -443,11 +453,10 @@ def _np_eval(node: Node, sources, memo, want: str | None):
             else:
                 r = np.power(a, b)
             return np.asarray(r).astype(npd)
-        args = [_np_eval(a, sources, memo, dtype if node.func not in FLOAT_FUNCTIONS
-                         else "float32") for a in node.args]
+        args = [_np_eval(a, sources, memo, _operand_dtype(node, dtype)) for a in node.args]
         f = node.func
         if f == "sigmoid":
-            r = 0.5 * (np.tanh(0.5 * args[0]) + 1.0)
+            r = np_sigmoid(args[0])
         elif f == "tanh":
             r = np.tanh(args[0])
         elif f == "relu":
@@ -463,7 +472,7 @@ def _np_eval(node: Node, sources, memo, want: str | None):
         elif f == "square":
             r = args[0] * args[0]
         elif f == "softplus":
-            r = np.logaddexp(0.0, args[0])
+            r = np_softplus(args[0])
         elif f == "minimum":
             r = np.minimum(args[0], args[1])
         elif f == "maximum":
@@ -509,7 +518,7 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None):
     if isinstance(node, Neg):
         return -_tf_eval(tf, node.operand, sources, memo, dtype)
     if isinstance(node, BinOp):
-        inner = dtype if node.op != "/" else "float32"
+        inner = _operand_dtype(node, dtype)
         a = _tf_eval(tf, node.left, sources, memo, inner)
         b = _tf_eval(tf, node.right, sources, memo, inner)
         if node.op == "+":
@@ -523,8 +532,7 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None):
         else:
             r = tf.pow(a, b)
         return conv(r)
-    args = [_tf_eval(tf, a, sources, memo, dtype if node.func not in FLOAT_FUNCTIONS
-                     else "float32") for a in node.args]
+    args = [_tf_eval(tf, a, sources, memo, _operand_dtype(node, dtype)) for a in node.args]
     f = node.func
     fn = {
         "sigmoid": tf.sigmoid, "tanh": tf.tanh, "relu": tf.nn.relu, "exp": tf.exp,

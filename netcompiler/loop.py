@@ -378,9 +378,13 @@ class _Runner:
             init = 0
         elif init == "ones":
             init = 1
-        elif not isinstance(init, (int, float)):
-            raise NotImplementedError(f"`{layer.name}`: `initial_output: {init}` is not "
-                                      f"supported (a number, zeros or ones)")
+        elif init == "var":  # a trained variable, the same for every sequence
+            var = self.net.layer_params[layer.name]["initial_output"]
+            return tf.broadcast_to(var, tf.concat([[batch], tf.shape(var)], axis=0))
+        elif isinstance(init, str):  # a layer of the enclosing network (`base:x`)
+            ref = next(r for sub, r in self.net.graph.refs[layer.name]
+                       if sub[0] == "initial_output")
+            return self._tile(self.values[ref.node], self._outer_shape(ref))
         dims = []
         for d in shape.dims:
             if d.kind == BATCH:

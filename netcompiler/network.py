@@ -5,13 +5,16 @@ the unit of the `rec` layer `rec` (nested units: `outer/inner/name`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from .diagnostics import ERROR, Diagnostic, did_you_mean
 
 # Options that may name layers (besides `from`). `target` names extern data.
-LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset")
+LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
+                 "initial_output")
+# values of `initial_output` that are keywords, not layer references
+INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var")
 
 
 @dataclass
@@ -107,6 +110,8 @@ def build_network(data: dict) -> Network:
 def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
     """The reference strings of a layer option with their sub-paths: [((option, i), text)]."""
     value = opts.get(option)
+    if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
+        return []
     if isinstance(value, str):
         return [((option,), value)]
     if isinstance(value, list):
@@ -154,7 +159,8 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
             return err(f"`{text}`: `base:` is only valid inside a rec unit", "graph.base-outside-rec")
         if prev:
             return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
-        return resolve(rest[len("base:"):], scope.parent, network, path)
+        ref, diag = resolve(rest[len("base:"):], scope.parent, network, path)
+        return (replace(ref, text=text) if ref is not None else None), diag
     if rest == "data" or rest.startswith("data:"):
         key = rest[len("data:"):] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
         if prev:

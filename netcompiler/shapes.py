@@ -308,6 +308,8 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             inferred.params[name] = rule.params(ctx, shape)
             if layer.opts.get("loss"):
                 _check_loss(inferred, layer, shape)
+            if "initial_output" in layer.opts:
+                _check_initial_output(ctx, shape, inferred.params[name])
             inferred.diagnostics.extend(ctx.warnings)
             if rule.deprecated:
                 inferred.diagnostics.append(Diagnostic(
@@ -324,6 +326,27 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
     return inferred
+
+
+def _check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
+    """`initial_output` (what `prev:` reads at step 0) must fit the layer's per-step shape."""
+    value = ctx.opts["initial_output"]
+    if not ctx.in_rec:
+        raise ShapeError("`initial_output` only applies inside a rec unit", "initial_output",
+                         "shape.initial-output")
+    init = ctx.ref("initial_output")
+    if init is not None and (not same_axes(init.dims, step.dims)
+                             or init.sparse_dim != step.sparse_dim):
+        raise ShapeError(f"`initial_output` `{ctx.ref_name('initial_output')}` is {init}, but "
+                         f"`{ctx.name}` is {step} per step", "initial_output",
+                         "shape.initial-output")
+    if value == "var":
+        if any(d.size is None for d in step.dims if d.kind != "batch") or step.sparse:
+            raise ShapeError(f"`initial_output: var` needs a dense per-step shape with static "
+                             f"axes besides the batch, `{ctx.name}` is {step}",
+                             "initial_output", "shape.initial-output")
+        params["initial_output"] = ParamSpec(
+            tuple(d.size for d in step.dims if d.kind != "batch"), 0.0)
 
 
 def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:

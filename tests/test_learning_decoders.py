@@ -24,12 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # config stem -> (--set overrides of the fast run, bound on its final dev frame error)
 FAST = {
     "reverse_dot_attention": ([
-        "train.train_data={class: reverse, num_seqs: 1500}",
+        "train.train_data={class: reverse, num_seqs: 3000}",
         "train.dev_data={class: reverse, num_seqs: 100}",
+        "train.batch_size=500",
         "train.num_epochs=3"], 0.25),
     "reverse_concat_attention": ([
-        "train.train_data={class: reverse, num_seqs: 1500}",
+        "train.train_data={class: reverse, num_seqs: 3000}",
         "train.dev_data={class: reverse, num_seqs: 100}",
+        "train.batch_size=500",
         "train.num_epochs=3"], 0.25),
     "base_convert_attention": ([
         "train.train_data={class: number_base_convert, num_seqs: 2000}",

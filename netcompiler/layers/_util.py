@@ -44,6 +44,22 @@ def check_n_out(ctx, out: Shape) -> None:
             hint="remove `n_out`; the output size follows from the input")
 
 
+def zero_padded(ctx, x, shape: Shape, dim):
+    """TensorFlow (call time): `x` with the padded frames of its time axis `dim` set to 0."""
+    import tensorflow as tf
+
+    return tf.where(ctx.time_mask(shape, dim, x), x, tf.zeros_like(x))
+
+
+def pad_axis(x, axis: int, rank: int, before, after):
+    """TensorFlow: `x` (of `rank` axes) zero-padded on `axis` by `before`/`after` entries
+    (ints or scalar int32 tensors)."""
+    import tensorflow as tf
+
+    paddings = tf.scatter_nd([[axis]], tf.reshape(tf.stack([before, after]), [1, 2]), [rank, 2])
+    return tf.pad(x, paddings)
+
+
 class CallShim:
     """Lets a shape-time helper run at call time (errors cannot happen after validation)."""
 

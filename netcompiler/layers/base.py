@@ -80,3 +80,11 @@ class LayerRule:
         if isinstance(n_out, int) and not isinstance(n_out, bool):
             return ctx.batch_shape(n_out)
         return None
+
+
+class NoStepGuess:
+    """Mixin: no `prev:` shape guess (an `n_out` option only checks the output's feature size,
+    it does not give the shape of a step); put it before `LayerRule` in the bases."""
+
+    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+        return None

@@ -161,6 +161,29 @@ def _input_dtype(shape: Shape) -> str:
     return "int32" if shape.sparse else shape.dtype
 
 
+def _checked_output(ctx, out: Shape) -> Shape:
+    """`out` after the checks of `combine`/`eval` output: `activation` (float32 only) and
+    `n_out`."""
+    if ctx.opt("activation") is not None and out.dtype != "float32":
+        raise ctx.error(f"`activation` on {out.dtype} output {out}", "activation",
+                        "shape.activation")
+    check_activation(ctx, out)
+    check_n_out(ctx, out)
+    return out
+
+
+def _activate_and_mask(ctx, y):
+    """`activation` applied to the `combine`/`eval` result, padded frames of a float result
+    set to 0."""
+    from ..activations import apply_activation
+
+    if ctx.opt("activation") is not None:
+        y = apply_activation(ctx.opt("activation"), y)
+    if y.dtype.is_floating:
+        y = mask_padding(ctx, y)
+    return y
+
+
 class CombineRule(GuessFromInputs, LayerRule):
     """Element-wise `kind` of all inputs; the output is their broadcast."""
 
@@ -194,17 +217,10 @@ class CombineRule(GuessFromInputs, LayerRule):
         if kind in ("truediv", "average"):
             dtype = "float32"
         dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
-        out = Shape(dims, None, dtype)
-        if ctx.opt("activation") is not None and dtype != "float32":
-            raise ctx.error(f"`activation` on {dtype} output {out}", "activation",
-                            "shape.activation")
-        check_activation(ctx, out)
-        check_n_out(ctx, out)
-        return out
+        return _checked_output(ctx, Shape(dims, None, dtype))
 
     def call(self, ctx):
         import tensorflow as tf
-        from ..activations import apply_activation
 
         kind = ctx.opt("kind")
         out = ctx.out_shape
@@ -229,11 +245,7 @@ class CombineRule(GuessFromInputs, LayerRule):
                 y = tf.minimum(y, x)
         if kind == "average":
             y = y / float(len(xs))
-        if ctx.opt("activation") is not None:
-            y = apply_activation(ctx.opt("activation"), y)
-        if y.dtype.is_floating:
-            y = mask_padding(ctx, y)
-        return y
+        return _activate_and_mask(ctx, y)
 
 
 # -- eval -----------------------------------------------------------------------------------------
@@ -266,18 +278,11 @@ def _infer_eval(ctx, option: str = "eval") -> Shape:
         sparse = [s for s in ctx.sources if s.sparse]
         if sparse:
             sparse_dim = sparse[0].sparse_dim
-    out = Shape(dims, sparse_dim, dtype)
-    if ctx.opt("activation") is not None and dtype != "float32":
-        raise ctx.error(f"`activation` on {dtype} output {out}", "activation",
-                        "shape.activation")
-    check_activation(ctx, out)
-    check_n_out(ctx, out)
-    return out
+    return _checked_output(ctx, Shape(dims, sparse_dim, dtype))
 
 
 def _call_eval(ctx, option: str = "eval"):
     import tensorflow as tf
-    from ..activations import apply_activation
 
     out = ctx.out_shape
     tree = _expr.parse_expression(ctx.opt(option), len(ctx.sources))
@@ -287,11 +292,7 @@ def _call_eval(ctx, option: str = "eval"):
     want = tf.as_dtype(out.dtype)
     if y.dtype != want:
         y = tf.cast(y, want)
-    if ctx.opt("activation") is not None:
-        y = apply_activation(ctx.opt("activation"), y)
-    if y.dtype.is_floating:
-        y = mask_padding(ctx, y)
-    return y
+    return _activate_and_mask(ctx, y)
 
 
 class EvalRule(GuessFromInputs, LayerRule):

@@ -7,13 +7,14 @@ part of the merge, in input order (the first axis outermost): `[B, S=3, F=32]` w
 from __future__ import annotations
 
 from ..dims import FEATURE, SPATIAL, Shape
-from .base import LayerRule
 from ._axes import resolve_axes
-from .merge_dims import merge_call, merged_shape
-from ._util import CallShim, check_n_out, src_desc
+from .merge_dims import MergeDimsRule
+from ._util import src_desc
 
 
-class CombineDimsRule(LayerRule):
+class CombineDimsRule(MergeDimsRule):
+    """`merge_dims` whose axes always include the feature axis."""
+
     layer_class = "combine_dims"
 
     @staticmethod
@@ -29,18 +30,3 @@ class CombineDimsRule(LayerRule):
             found = resolve_axes(ctx, src, desc, "axes")
         feat = next(i for i, d in enumerate(src.dims) if d.kind == FEATURE)
         return sorted(set(found) | {feat})
-
-    def infer(self, ctx) -> Shape:
-        src = ctx.source
-        out, _ = merged_shape(ctx, src, self.axes(ctx, src), "axes", "combine_dims")
-        check_n_out(ctx, out)
-        return out
-
-    def guess_step_shape(self, ctx):
-        return None
-
-    def call(self, ctx):
-        shim = CallShim(ctx)
-        shape = ctx.source_shape
-        _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes", "combine_dims")
-        return merge_call(ctx.source, shape, perm, ctx.out_shape)

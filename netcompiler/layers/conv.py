@@ -18,7 +18,7 @@ never count in an average.
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule, ParamSpec
+from .base import LayerRule, NoStepGuess, ParamSpec
 from ._util import CallShim, src_desc
 
 
@@ -44,7 +44,7 @@ def out_size(n: int, f: int, d: int, s: int, padding: str) -> int:
     return max(0, -(-(n - e + 1) // s))
 
 
-class _SpatialRule(LayerRule):
+class _SpatialRule(NoStepGuess, LayerRule):
     """What conv and pool share: the spatial axes and their sizes/lengths."""
 
     size_option = ""
@@ -99,9 +99,6 @@ class _SpatialRule(LayerRule):
                 dims[i] = spatial_dim(size)
         dims[-1] = feature_dim(n_features)
         return Shape(tuple(dims))
-
-    def guess_step_shape(self, ctx):
-        return None
 
     # -- builder (shared) -----------------------------------------------------------------------
     def run(self, ctx, op):

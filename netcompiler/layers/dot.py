@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
+from ._util import zero_padded
 
 
 def static(d: Dim) -> bool:
@@ -154,8 +155,8 @@ class DotRule(LayerRule):
         for i1, i2 in plan.red:
             d = s1.dims[i1]
             if d.kind == TIME and ctx.has_lengths(d):
-                a = tf.where(ctx.time_mask(s1, d, a), a, tf.zeros_like(a))
-                b = tf.where(ctx.time_mask(s2, s2.dims[i2], b), b, tf.zeros_like(b))
+                a = zero_padded(ctx, a, s1, d)
+                b = zero_padded(ctx, b, s2, s2.dims[i2])
         letters = iter("abcdefghijklmnopqrstuvwxyz")
         l1: list = [None] * s1.ndim
         l2: list = [None] * s2.ndim

@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 from ..dims import FEATURE, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._util import CallShim, check_n_out, src_desc
 
 
-class ExpandDimsRule(LayerRule):
+class ExpandDimsRule(NoStepGuess, LayerRule):
     layer_class = "expand_dims"
 
     @staticmethod
@@ -58,9 +58,6 @@ class ExpandDimsRule(LayerRule):
         out = Shape(tuple(dims), src.sparse_dim, src.dtype)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        return None
 
     def call(self, ctx):
         import tensorflow as tf

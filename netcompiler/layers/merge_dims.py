@@ -7,7 +7,7 @@ axis is among the merged axes the result is the feature axis: `[B, S=3, F=8]` wi
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axes
 from ._util import CallShim, check_n_out, src_desc
 
@@ -60,7 +60,7 @@ def merge_call(x, shape: Shape, perm: list[int], out: Shape):
     return tf.reshape(x, tf.stack(sizes))
 
 
-class MergeDimsRule(LayerRule):
+class MergeDimsRule(NoStepGuess, LayerRule):
     layer_class = "merge_dims"
 
     @staticmethod
@@ -69,15 +69,12 @@ class MergeDimsRule(LayerRule):
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
-        out, _ = merged_shape(ctx, src, self.axes(ctx, src), "axes")
+        out, _ = merged_shape(ctx, src, self.axes(ctx, src), "axes", self.layer_class)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        return None
 
     def call(self, ctx):
         shim = CallShim(ctx)
         shape = ctx.source_shape
-        _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes")
+        _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes", self.layer_class)
         return merge_call(ctx.source, shape, perm, ctx.out_shape)

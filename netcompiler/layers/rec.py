@@ -7,8 +7,8 @@ the unit's `output` layer stacked over the loop: [B, T_loop, ...].
 """
 from __future__ import annotations
 
-from ..dims import BATCH, Shape
-from .base import LayerRule, ParamSpec
+from ..dims import BATCH, Dim, Shape
+from .base import LayerRule, NoStepGuess, ParamSpec
 from ._util import input_features
 
 LSTM_UNITS = ("lstm", "lstmp", "nativelstm", "nativelstm2", "standardlstm", "basiclstm",
@@ -16,9 +16,47 @@ LSTM_UNITS = ("lstm", "lstmp", "nativelstm", "nativelstm2", "standardlstm", "bas
 GRU_UNITS = ("gru",)
 
 
+def is_gru(unit) -> bool:
+    """True for a GRU cell unit, False for the LSTM family."""
+    return str(unit).lower() in GRU_UNITS
+
+
+def stacked_shape(shape: Shape, loop_dim: Dim) -> Shape:
+    """A per-step shape with the loop axis inserted after the batch axis (unchanged if it
+    already has the loop axis, e.g. an output layer moved out of the loop)."""
+    if shape.has(loop_dim):
+        return shape
+    dims = list(shape.dims)
+    at = 1 if dims and dims[0].kind == BATCH else 0
+    dims.insert(at, loop_dim)
+    return Shape(tuple(dims), shape.sparse_dim, shape.dtype)
+
+
 def cell_gates(unit: str) -> int:
     """Gate blocks of a cell's weight matrices: 4 for the LSTM family, 3 for GRU."""
-    return 3 if unit.lower() in GRU_UNITS else 4
+    return 3 if is_gru(unit) else 4
+
+
+def lstm_step(xp, c, h, W_re):
+    """One LSTM step from the projected input xp = x W + b: (c', h'); gate blocks (i, j, f, o)."""
+    import tensorflow as tf
+
+    i, j, f, o = tf.split(xp + tf.matmul(h, W_re), 4, axis=-1)
+    c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
+    h_new = tf.sigmoid(o) * tf.tanh(c_new)
+    return c_new, h_new
+
+
+def gru_step(xp, h, W_re):
+    """One GRU step from the projected input xp = x W + b: h'; gate blocks (z, r, h)."""
+    import tensorflow as tf
+
+    xz, xr, xh = tf.split(xp, 3, axis=-1)
+    uz, ur, uh = tf.split(W_re, 3, axis=-1)
+    z = tf.sigmoid(xz + tf.matmul(h, uz))
+    r = tf.sigmoid(xr + tf.matmul(h, ur))
+    cand = tf.tanh(xh + tf.matmul(r * h, uh))
+    return z * h + (1 - z) * cand
 
 
 def cell_params(unit: str, n_in: int, n_out: int, init, bias_init=0.0) -> dict[str, ParamSpec]:
@@ -31,7 +69,7 @@ def cell_params(unit: str, n_in: int, n_out: int, init, bias_init=0.0) -> dict[s
     }
 
 
-class RecRule(LayerRule):
+class RecRule(NoStepGuess, LayerRule):
     layer_class = "rec"
 
     def infer(self, ctx) -> Shape:
@@ -54,14 +92,7 @@ class RecRule(LayerRule):
         if step is None:
             raise ctx.error(f"the unit of `{ctx.name}` has no usable `output` layer", "unit",
                             "shape.rec-output")
-        loop = ctx.rec_loop_dim
-        if step.has(loop):
-            # the output layer was already over the whole loop axis (moved out of the loop)
-            return step
-        dims = list(step.dims)
-        at = 1 if dims and dims[0].kind == BATCH else 0
-        dims.insert(at, loop)
-        return Shape(tuple(dims), step.sparse_dim, step.dtype)
+        return stacked_shape(step, ctx.rec_loop_dim)
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         unit = ctx.opt("unit")
@@ -69,9 +100,6 @@ class RecRule(LayerRule):
             return {}
         n_in = input_features(ctx, ctx.source)
         return cell_params(unit, n_in, out.feature_size, ctx.opt("forward_weights_init"))
-
-    def guess_step_shape(self, ctx):
-        return None
 
     def call(self, ctx):
         unit = ctx.opt("unit")
@@ -107,32 +135,23 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1)
     ms = tf.transpose(mask, [1, 0])[:, :, None]
     batch = tf.shape(x)[0]
     zeros = tf.zeros([batch, n], x_proj.dtype)
-    is_gru = unit.lower() in GRU_UNITS
 
-    def lstm_step(carry, inp):
+    def masked_lstm_step(carry, inp):
         c, h, _ = carry
         xp, m = inp
-        gates = xp + tf.matmul(h, W_re)
-        i, j, f, o = tf.split(gates, 4, axis=-1)
-        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
-        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        c_new, h_new = lstm_step(xp, c, h, W_re)
         c = m * c_new + (1 - m) * c
         h = m * h_new + (1 - m) * h
         return c, h, h_new * m
 
-    def gru_step(carry, inp):
+    def masked_gru_step(carry, inp):
         _, h, _ = carry
         xp, m = inp
-        xz, xr, xh = tf.split(xp, 3, axis=-1)
-        uz, ur, uh = tf.split(W_re, 3, axis=-1)
-        z = tf.sigmoid(xz + tf.matmul(h, uz))
-        r = tf.sigmoid(xr + tf.matmul(h, ur))
-        cand = tf.tanh(xh + tf.matmul(r * h, uh))
-        h_new = z * h + (1 - z) * cand
+        h_new = gru_step(xp, h, W_re)
         h = m * h_new + (1 - m) * h
         return h, h, h_new * m
 
-    step = gru_step if is_gru else lstm_step
+    step = masked_gru_step if is_gru(unit) else masked_lstm_step
     _, _, ys = tf.scan(step, (xs, ms), initializer=(zeros, zeros, zeros))
     y = tf.transpose(ys, [1, 0, 2])
     if direction == -1:

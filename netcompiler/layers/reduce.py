@@ -7,7 +7,7 @@ the feature axis stays a feature axis `F=1`).
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axes
 from ._util import CallShim, check_n_out, src_desc
 
@@ -18,7 +18,7 @@ def _batch_index(shape: Shape) -> int | None:
     return next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
 
 
-class ReduceRule(LayerRule):
+class ReduceRule(NoStepGuess, LayerRule):
     """Reduces the axes named by `axes` (or `axis`) with `mode`."""
 
     layer_class = "reduce"
@@ -62,9 +62,6 @@ class ReduceRule(LayerRule):
         out = Shape(tuple(dims), None, src.dtype)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        return None
 
     # -- builder ----------------------------------------------------------------------------------
     def call(self, ctx):

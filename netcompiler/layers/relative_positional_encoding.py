@@ -8,10 +8,10 @@ F=n_out]` (query i = t, keys 0..t). Variable `encoding_matrix: [2c+1, n_out]` un
 from __future__ import annotations
 
 from ..dims import Shape, feature_dim, spatial_dim
-from .base import LayerRule, ParamSpec
+from .base import LayerRule, NoStepGuess, ParamSpec
 
 
-class RelativePositionalEncodingRule(LayerRule):
+class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
     layer_class = "relative_positional_encoding"
 
     def infer(self, ctx) -> Shape:
@@ -36,9 +36,6 @@ class RelativePositionalEncodingRule(LayerRule):
         return {"encoding_matrix": ParamSpec((2 * c + 1, out.feature_size),
                                              ctx.opt("forward_weights_init"))}
 
-    def guess_step_shape(self, ctx):
-        return None
-
     def call(self, ctx):
         import tensorflow as tf
 
@@ -46,16 +43,22 @@ class RelativePositionalEncodingRule(LayerRule):
             raise NotImplementedError(
                 "relative_positional_encoding inside a rec unit is run by the decoder loop")
         c = int(ctx.opt("clipping"))
-        n_out = ctx.out_shape.feature_size
-        if ctx.opt("fixed"):
-            matrix = tf.constant(fixed_encoding_matrix(c, n_out), tf.float32)
-        else:
-            matrix = ctx.params["encoding_matrix"]
+        matrix = encoding_matrix(ctx)
         shape = ctx.source_shape
         length = tf.shape(ctx.source)[shape.index(shape.time)]
         pos = tf.range(length)
         rel = tf.clip_by_value(pos[None, :] - pos[:, None], -c, c) + c  # [Tq, Tk]: j - i
         return tf.gather(matrix, rel)  # [T, T, n_out]
+
+
+def encoding_matrix(ctx):
+    """The table `[2c+1, n_out]` at call time: fixed sinusoids (`fixed`) or the variable."""
+    import tensorflow as tf
+
+    if ctx.opt("fixed"):
+        c = int(ctx.opt("clipping"))
+        return tf.constant(fixed_encoding_matrix(c, ctx.out_shape.feature_size), tf.float32)
+    return ctx.params["encoding_matrix"]
 
 
 def sinusoids(positions, n_out: int, min_timescale: float = 1.0, max_timescale: float = 1.0e4):

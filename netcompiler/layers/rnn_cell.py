@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..dims import Shape
 from .base import LayerRule, ParamSpec
 from ._util import input_features
-from .rec import cell_params, run_cell_over_time
+from .rec import cell_params, gru_step, is_gru, lstm_step, run_cell_over_time
 
 
 class RnnCellRule(LayerRule):
@@ -16,8 +16,6 @@ class RnnCellRule(LayerRule):
     def initial_state(self, ctx, batch_size, max_steps=None):
         """The cell state at step 0: (c, h) for the LSTM family, (h,) for GRU, [B, n_out]."""
         import tensorflow as tf
-
-        from .rec import GRU_UNITS
 
         n = ctx.out_shape.feature_size
         init = ctx.opt("initial_state", None)
@@ -30,14 +28,12 @@ class RnnCellRule(LayerRule):
         else:
             raise NotImplementedError(f"{ctx.name}: `initial_state: {init}` inside a rec unit")
         h = tf.fill(tf.stack([batch_size, n]), value)
-        return (h,) if str(ctx.opt("unit")).lower() in GRU_UNITS else (h, h)
+        return (h,) if is_gru(ctx.opt("unit")) else (h, h)
 
     def call_step(self, ctx, state):
         """One step: x [B, n_in] (sparse: [B] labels) -> (h [B, n_out], new state); the same
         gate layout as `rec.run_cell_over_time`."""
         import tensorflow as tf
-
-        from .rec import GRU_UNITS
 
         W, W_re, b = ctx.params["W"], ctx.params["W_re"], ctx.params["b"]
         x = ctx.source
@@ -45,19 +41,12 @@ class RnnCellRule(LayerRule):
             xp = tf.gather(W, x) + b
         else:
             xp = tf.matmul(x, W) + b
-        if str(ctx.opt("unit")).lower() in GRU_UNITS:
+        if is_gru(ctx.opt("unit")):
             (h,) = state
-            xz, xr, xh = tf.split(xp, 3, axis=-1)
-            uz, ur, uh = tf.split(W_re, 3, axis=-1)
-            z = tf.sigmoid(xz + tf.matmul(h, uz))
-            r = tf.sigmoid(xr + tf.matmul(h, ur))
-            cand = tf.tanh(xh + tf.matmul(r * h, uh))
-            h_new = z * h + (1 - z) * cand
+            h_new = gru_step(xp, h, W_re)
             return h_new, (h_new,)
         c, h = state
-        i, j, f, o = tf.split(xp + tf.matmul(h, W_re), 4, axis=-1)
-        c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
-        h_new = tf.sigmoid(o) * tf.tanh(c_new)
+        c_new, h_new = lstm_step(xp, c, h, W_re)
         return h_new, (c_new, h_new)
 
     def infer(self, ctx) -> Shape:

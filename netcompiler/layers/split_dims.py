@@ -10,9 +10,9 @@ One entry of `dims` may be -1 (computed from the axis size).
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axis
-from ._util import CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, pad_axis, src_desc, zero_padded
 
 
 def _prod(values) -> int:
@@ -22,7 +22,7 @@ def _prod(values) -> int:
     return n
 
 
-class SplitDimsRule(LayerRule):
+class SplitDimsRule(NoStepGuess, LayerRule):
     layer_class = "split_dims"
 
     @staticmethod
@@ -76,9 +76,6 @@ class SplitDimsRule(LayerRule):
         check_n_out(ctx, out)
         return out
 
-    def guess_step_shape(self, ctx):
-        return None
-
     # -- builder ----------------------------------------------------------------------------------
     def call(self, ctx):
         import tensorflow as tf
@@ -93,13 +90,10 @@ class SplitDimsRule(LayerRule):
         if dim.kind != TIME:
             return tf.reshape(x, tf.stack(before + [tf.constant(p) for p in parts] + after))
         k = _prod(parts[1:])
-        mask = ctx.time_mask(shape, dim, x)
-        x = tf.where(mask, x, tf.zeros_like(x))
+        x = zero_padded(ctx, x, shape, dim)
         n = dyn[axis]
         groups = (n + k - 1) // k
-        paddings = tf.scatter_nd([[axis]], tf.reshape(tf.stack([0, groups * k - n]), [1, 2]),
-                                 [len(shape.dims), 2])
-        x = tf.pad(x, paddings)
+        x = pad_axis(x, axis, len(shape.dims), 0, groups * k - n)
         y = tf.reshape(x, tf.stack(before + [groups] + [tf.constant(p) for p in parts[1:]]
                                    + after))
         lengths = ctx.lengths(dim)

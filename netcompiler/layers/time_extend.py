@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 from ..dims import Shape
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._util import check_n_out, src_desc
 
 
-class _TimeExtendRule(LayerRule):
+class _TimeExtendRule(NoStepGuess, LayerRule):
     value_option = ""
 
     def infer(self, ctx) -> Shape:
@@ -38,9 +38,6 @@ class _TimeExtendRule(LayerRule):
         out = Shape(dims, src.sparse_dim, src.dtype)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        return None
 
     def call(self, ctx):
         import tensorflow as tf

@@ -10,12 +10,12 @@ it. `[B, T, F]` -> `[B, T, S=w, F]`.
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, spatial_dim
-from .base import LayerRule
+from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axis
-from ._util import CallShim, check_n_out, src_desc
+from ._util import CallShim, check_n_out, pad_axis, src_desc, zero_padded
 
 
-class WindowRule(LayerRule):
+class WindowRule(NoStepGuess, LayerRule):
     layer_class = "window"
 
     @staticmethod
@@ -66,9 +66,6 @@ class WindowRule(LayerRule):
         check_n_out(ctx, out)
         return out
 
-    def guess_step_shape(self, ctx):
-        return None
-
     def call(self, ctx):
         import tensorflow as tf
 
@@ -77,7 +74,7 @@ class WindowRule(LayerRule):
         axis, size, left, right, padding = self.plan(CallShim(ctx), shape)
         dim = shape.dims[axis]
         if dim.kind == TIME:
-            x = tf.where(ctx.time_mask(shape, dim, x), x, tf.zeros_like(x))
+            x = zero_padded(ctx, x, shape, dim)
         n = tf.shape(x)[axis]
         if padding == "valid":
             out_n = tf.maximum(n - size + 1, 0)
@@ -85,9 +82,7 @@ class WindowRule(LayerRule):
         else:
             out_n = n
             pad_l, pad_r = left, right
-        paddings = tf.scatter_nd([[axis]], tf.reshape(tf.stack([pad_l, pad_r]), [1, 2]),
-                                 [len(shape.dims), 2])
-        xp = tf.pad(x, paddings)
+        xp = pad_axis(x, axis, len(shape.dims), pad_l, pad_r)
         frames = [tf.gather(xp, tf.range(out_n) + k, axis=axis) for k in range(size)]
         y = tf.stack(frames, axis=axis + 1)
         if dim.kind == TIME and padding == "valid":
