@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
 from .layers import get_rule
+from .layers.rec import stacked_shape
 from .network import Layer, Ref
 from .shapes import concat_features
 
@@ -52,16 +53,6 @@ DEFAULT_MAX_SEQ_LEN = 256
 
 
 # -- shapes --------------------------------------------------------------------------------------
-def stacked_shape(shape: Shape, loop_dim: Dim) -> Shape:
-    """A per-step shape with the loop axis inserted after the batch axis."""
-    if shape.has(loop_dim):
-        return shape
-    dims = list(shape.dims)
-    at = 1 if dims and dims[0].kind == BATCH else 0
-    dims.insert(at, loop_dim)
-    return Shape(tuple(dims), shape.sparse_dim, shape.dtype)
-
-
 def _loop_axis(shape: Shape, loop_dim: Dim) -> int:
     return shape.index(loop_dim)
 
@@ -540,10 +531,6 @@ class _Runner:
                     if layer.layer_class in STATEFUL:
                         out, new_state = rule.call_step(ctx, states[name])
                         states[name] = tf.nest.map_structure(_relax_like, new_state)
-                    elif layer.layer_class == "positional_encoding":
-                        out = _positional_encoding_step(ctx, t)
-                    elif layer.layer_class == "relative_positional_encoding":
-                        out = _relative_positional_encoding_step(ctx, t, self.max_len)
                     else:
                         out = rule.call(ctx)
                 cur[name] = _relax(out, specs[name])
@@ -671,45 +658,6 @@ def _to_batch_major(x, per_step: Shape):
         rank = len(per_step.dims) + 1
         return tf.transpose(x, [1, 0] + list(range(2, rank)))
     return x
-
-
-# -- per-step forms of step-indexed layers --------------------------------------------------------
-def _positional_encoding_step(ctx, t):
-    """positional_encoding inside the loop: the position is the step number (+ offset)."""
-    n_out = ctx.out_shape.feature_size
-    x = ctx.sources[0] if ctx.sources else None
-    n_ts = n_out // 2
-    log_inc = math.log(1.0e4) / max(n_ts - 1, 1)
-    inv = tf.exp(tf.range(n_ts, dtype=tf.float32) * -log_inc)
-    const = ctx.opt("constant")
-    pos = tf.cast(const if const is not None and const > -1 else t, tf.float32)
-    pos = tf.reshape(pos, [1, 1])
-    offset = ctx.ref("offset")
-    if offset is not None:
-        pos = pos + tf.reshape(tf.cast(offset, tf.float32), [-1, 1])
-    scaled = pos * inv  # [B or 1, n_ts]
-    enc = tf.concat([tf.sin(scaled), tf.cos(scaled)], axis=-1)
-    if n_out % 2:
-        enc = tf.pad(enc, [[0, 0], [0, 1]])
-    if ctx.opt("add_to_input"):
-        return x + enc
-    batch = tf.shape(x)[0] if x is not None else tf.shape(enc)[0]
-    return tf.broadcast_to(enc, tf.stack([batch, n_out]))
-
-
-def _relative_positional_encoding_step(ctx, t, max_steps):
-    """relative_positional_encoding inside the loop: [1, T_max, n_out], row i = t (keys j > t
-    are masked by the self-attention step)."""
-    from .layers.relative_positional_encoding import fixed_encoding_matrix
-
-    c = int(ctx.opt("clipping"))
-    n_out = ctx.out_shape.feature_size
-    if ctx.opt("fixed"):
-        matrix = tf.constant(fixed_encoding_matrix(c, n_out), tf.float32)
-    else:
-        matrix = ctx.params["encoding_matrix"]
-    rel = tf.clip_by_value(tf.range(max_steps) - t, -c, c) + c
-    return tf.gather(matrix, rel)[None]
 
 
 # -- search API -----------------------------------------------------------------------------------

@@ -46,6 +46,10 @@ class CallContext:
         self.in_rec = in_rec
         self.loop_dim = loop_dim
         self.state = state if state is not None else {}
+        #: inside a decoder loop: the step index (int32 scalar tensor) and the loop's maximum
+        #: number of steps (the size of preallocated buffers); None elsewhere
+        self.step = None
+        self.max_steps = None
         self.seed = seed
         #: int64 scalar tensor that changes every training step (None: draw dropout masks
         #: from the global RNG); with the layer's `seed` it makes dropout reproducible

@@ -57,9 +57,6 @@ class PositionalEncodingRule(LayerRule):
         x = ctx.source
         shape = ctx.source_shape
         n_out = ctx.out_shape.feature_size
-        if shape.time is None and ctx.opt("constant") == -1:
-            raise NotImplementedError("positional_encoding inside a rec unit is run by the "
-                                      "decoder loop")
         n_ts = n_out // 2
         log_inc = math.log(1.0e4) / max(n_ts - 1, 1)
         inv = tf.exp(tf.range(n_ts, dtype=tf.float32) * -log_inc)  # [n_ts]
@@ -67,6 +64,11 @@ class PositionalEncodingRule(LayerRule):
         batch_axis = next(i for i, d in enumerate(shape.dims) if d.kind == BATCH)
         if ctx.opt("constant") > -1:
             pos = tf.reshape(tf.cast(ctx.opt("constant"), tf.float32), [1] * rank)
+        elif shape.time is None:  # one decoder step: the position is the step number
+            if ctx.step is None:
+                raise ValueError(f"{ctx.name}: a per-step positional_encoding runs inside a "
+                                 f"decoder loop")
+            pos = tf.reshape(tf.cast(ctx.step, tf.float32), [1] * rank)
         else:
             t_axis = shape.index(shape.time)
             new_shape = [1] * rank

@@ -39,11 +39,16 @@ class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        if ctx.source_shape.time is None:
-            raise NotImplementedError(
-                "relative_positional_encoding inside a rec unit is run by the decoder loop")
         c = int(ctx.opt("clipping"))
         matrix = encoding_matrix(ctx)
+        if ctx.source_shape.time is None:
+            # one decoder step t: [1, T_max, n_out], row i = t (keys j > t are masked by the
+            # self-attention step that reads it)
+            if ctx.step is None:
+                raise ValueError(f"{ctx.name}: a per-step relative_positional_encoding runs "
+                                 f"inside a decoder loop")
+            rel = tf.clip_by_value(tf.range(ctx.max_steps) - ctx.step, -c, c) + c
+            return tf.gather(matrix, rel)[None]
         shape = ctx.source_shape
         length = tf.shape(ctx.source)[shape.index(shape.time)]
         pos = tf.range(length)
