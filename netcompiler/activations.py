@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover - NumPy is imported where it is used
+    import numpy as np
+
 
 #: activation names without scale; the schema pattern of `activation` lists the same names.
 ACTIVATIONS = (
@@ -104,15 +107,18 @@ def apply_activation(name: str | None, x):
 
 
 def np_sigmoid(x):
+    import numpy as np  # lazy: validation does not need NumPy
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
 
 
 def np_softplus(x):
+    import numpy as np  # lazy: validation does not need NumPy
     return np.logaddexp(0.0, x)
 
 
 def apply_activation_numpy(name: str | None, x: np.ndarray) -> np.ndarray:
     """NumPy version of `apply_activation` (same definitions)."""
+    import numpy as np  # lazy: validation does not need NumPy
     scale, base = parse_activation(name)
     x = np.asarray(x)
     with np.errstate(all="ignore"):

@@ -21,9 +21,12 @@ import ast
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 
 from .activations import np_sigmoid, np_softplus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - NumPy is imported where it is used
+    import numpy as np
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
@@ -183,6 +186,7 @@ class _Parser:
         return ExprError(msg, token, col, ALLOWED_TEXT if hint is None else (hint or None))
 
     def walk(self, node: ast.AST, depth: int = 0) -> Node:
+        import numpy as np  # lazy: validation does not need NumPy
         if depth > MAX_DEPTH:
             raise self.fail(node, f"expression nested deeper than {MAX_DEPTH} levels", "")
         d = depth + 1
@@ -412,6 +416,7 @@ def _operand_dtype(node: BinOp | Call, dtype: str) -> str:
 
 def to_numpy(node: Node, sources: Sequence[np.ndarray]) -> np.ndarray:
     """Evaluate with NumPy (sources already broadcast-compatible); dtypes as `infer_dtype`."""
+    import numpy as np  # lazy: validation does not need NumPy
     dts = [_np_dtype_name(s) for s in sources]
     memo: dict = {}
     _infer(node, dts, memo)
@@ -419,6 +424,7 @@ def to_numpy(node: Node, sources: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _np_dtype_name(x) -> str:
+    import numpy as np  # lazy: validation does not need NumPy
     x = np.asarray(x)
     if x.dtype == np.bool_:
         return "bool"
@@ -426,6 +432,7 @@ def _np_dtype_name(x) -> str:
 
 
 def _np_eval(node: Node, sources, memo, want: str | None):
+    import numpy as np  # lazy: validation does not need NumPy
     t = memo[id(node)]
     dtype = want or t.dtype
     npd = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}[dtype]
