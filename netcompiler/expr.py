@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Sequence
-
+from typing import TYPE_CHECKING, Sequence
 
 from .activations import np_sigmoid, np_softplus
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - NumPy is imported where it is used
     import numpy as np
