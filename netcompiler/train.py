@@ -64,9 +64,7 @@ NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
 CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
                  "wall_time")
-DEFAULTS = {"batch_size": 5000, "batching": "random", "num_epochs": 1, "learning_rate": 1e-3,
-            "learning_rate_control": "constant", "save_interval": 1, "keep_last_n": 2,
-            "random_seed": 42, "distribution": "default"}
+
 
 
 class TrainError(Exception):
@@ -102,7 +100,13 @@ class TrainOptions:
         train = data.get("train") if isinstance(data, dict) else None
         train = dict(train) if isinstance(train, dict) else {}
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in train.items() if k in known})
+        # defaults come from schemas/train.schema.json, the single source of truth
+        from .schema import load_schema
+
+        props = load_schema("train.schema.json")["properties"]
+        values = {k: p["default"] for k, p in props.items() if "default" in p}
+        values.update(train)
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 # -- strategies and optimizers ---------------------------------------------------------------------
