@@ -166,18 +166,21 @@ class CompiledNetwork(tf.Module):
                     lens[key] = tf.fill([tf.shape(t)[0]], tf.shape(t)[axis])
         return tensors, lens
 
+    def input_signature(self, keys) -> tuple[dict, dict]:
+        """TensorSpecs of these extern inputs and of their lengths, every axis dynamic (so a
+        function traced with them serves any batch size and length)."""
+        ext = self.inferred.extern
+        return ({k: tf.TensorSpec([None] * len(ext[k].dims), tf.as_dtype(ext[k].dtype), name=k)
+                 for k in keys},
+                {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
+                 for k in keys if ext[k].time is not None})
+
     def get_function(self, keys: tuple[str, ...], fetch: tuple[str, ...], training: bool):
         """The traced forward function for these input keys, fetched layers and mode."""
         cache_key = (keys, fetch, training)
         fn = self._functions.get(cache_key)
         if fn is None:
-            signature = [
-                {k: tf.TensorSpec([None] * len(self.inferred.extern[k].dims),
-                                  tf.as_dtype(self.inferred.extern[k].dtype), name=k)
-                 for k in keys},
-                {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
-                 for k in keys if self.inferred.extern[k].time is not None},
-            ]
+            signature = list(self.input_signature(keys))
 
             def forward(inputs, lengths, _fetch=fetch, _training=training):
                 return self.forward(inputs, lengths, training=_training, fetch=_fetch)

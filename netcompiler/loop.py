@@ -663,8 +663,6 @@ def _to_batch_major(x, per_step: Shape):
 # -- search API -----------------------------------------------------------------------------------
 def search_rec_layer(net) -> Layer:
     """The rec layer searched by `net.search`: the one the network's output depends on."""
-    import networkx as nx  # noqa: F811
-
     sg = net.graph.static_graph()
     out = net.output_name
     cands = [l for l in net.network.layers.values()
@@ -692,12 +690,7 @@ def search(net, inputs, lengths=None, beam_size=None, n_best=1):
     key = (keys, beam_size, int(n_best))
     fn = cache.get(key)
     if fn is None:
-        signature = [
-            {k: tf.TensorSpec([None] * len(net.inferred.extern[k].dims),
-                              tf.as_dtype(net.inferred.extern[k].dtype), name=k) for k in keys},
-            {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
-             for k in keys if net.inferred.extern[k].time is not None},
-        ]
+        signature = list(net.input_signature(keys))
 
         def run(inp, lens):
             opts = {"beam_size": beam_size, "n_best": int(n_best), "results": {}}
