@@ -25,6 +25,7 @@ Model directory (`train.model_dir` or `--model-dir`):
                        complete, so a crash never leaves a half-written newest checkpoint; only
                        the newest `keep_last_n` are kept.
     scores.tsv         epoch, learning_rate, train_loss, train_error, dev_loss, dev_error,
+                       dev_seq_error (beam search on dev, for networks that search),
                        wall_time (seconds of that epoch), rewritten atomically every epoch.
     tensorboard/       tf.summary scalars per epoch.
 Running `netcompiler train` again on a model_dir resumes at the epoch after the newest checkpoint
@@ -63,7 +64,7 @@ DIE_ENV = "NETCOMPILER_TEST_DIE_AT"
 NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
 CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
-                 "wall_time")
+                 "dev_seq_error", "wall_time")
 
 
 
@@ -729,6 +730,20 @@ class Trainer:
             self.progress.stop()
         return acc
 
+    def dev_search_error(self) -> float:
+        """For a network that searches (a rec unit with a `choice`): the sequence error of beam
+        search on the dev data (the best hypothesis against the target); else NaN."""
+        from .loop import has_search_choice, search_rec_layer
+
+        if self.dev_data is None or not any(
+                l.unit is not None and has_search_choice(l) for l in self.net.network.layers.values()):
+            return float("nan")
+        rec = search_rec_layer(self.net)
+        choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")
+        beam = int(choice.opts.get("beam_size", 1) or 1)
+        _, errors = search_dataset(self.net, rec, self.dev_data, beam, 1, self.opts)
+        return errors.sequence_error
+
     def evaluate(self, dataset, epoch: int = 0) -> Accumulator:
         acc = Accumulator(self.losses)
         groups = self._groups(dataset, 0, batching="sorted")
@@ -772,10 +787,11 @@ class Trainer:
                         f"{exc}; stopping. " + (f"The last good checkpoint {kept} is kept."
                                                 if kept else "No checkpoint was written yet.")
                     ) from None
-                dev_loss = dev_err = float("nan")
+                dev_loss = dev_err = dev_seq_err = float("nan")
                 if self.dev_data is not None:
                     dev_acc = self.evaluate(self.dev_data, epoch)
                     dev_loss, dev_err = dev_acc.loss(), dev_acc.error(self.main_loss)
+                    dev_seq_err = self.dev_search_error()
                 train_loss, train_err = train_acc.loss(), train_acc.error(self.main_loss)
                 self.lr_control.end_epoch(dev_loss if self.dev_data is not None else train_loss)
                 wall = time.time() - t0
@@ -783,6 +799,7 @@ class Trainer:
                                     "train_loss": f"{train_loss:.6f}",
                                     "train_error": f"{train_err:.6f}",
                                     "dev_loss": f"{dev_loss:.6f}", "dev_error": f"{dev_err:.6f}",
+                                    "dev_seq_error": f"{dev_seq_err:.6f}",
                                     "wall_time": f"{wall:.2f}"})
                 if epoch % int(self.opts.save_interval) == 0 or epoch == num_epochs:
                     self.save(epoch)
@@ -796,12 +813,16 @@ class Trainer:
                         scalars[f"train/{layer}/error"] = e
                 if self.dev_data is not None:
                     scalars.update({"dev/loss": dev_loss, "dev/error": dev_err})
+                    if not math.isnan(dev_seq_err):
+                        scalars["dev/sequence_error"] = dev_seq_err
                 with writer.as_default(step=epoch):
                     for tag, value in scalars.items():
                         write_scalar(tag, value, epoch)
                 writer.flush()
                 dev_text = (f", dev loss {dev_loss:.4f} error {dev_err:.2%}"
                             if self.dev_data is not None else "")
+                if not math.isnan(dev_seq_err):
+                    dev_text += f", dev sequence error {dev_seq_err:.2%} (search)"
                 print(f"epoch {epoch}/{num_epochs}: lr {lr:.3g}, train loss {train_loss:.4f} "
                       f"error {train_err:.2%}{dev_text} ({wall:.1f}s)", file=self.out, flush=True)
         finally:
@@ -995,6 +1016,58 @@ def edit_distance(a, b) -> int:
     return prev[-1]
 
 
+@dataclass
+class SearchErrors:
+    """Errors of the best hypotheses against the target (`target` None: the data has none)."""
+
+    target: str | None
+    seqs: int = 0
+    seq_errors: int = 0
+    label_errors: int = 0
+    ref_labels: int = 0
+
+    @property
+    def sequence_error(self) -> float:
+        return self.seq_errors / self.seqs if self.seqs else float("nan")
+
+    @property
+    def label_error(self) -> float:
+        return self.label_errors / self.ref_labels if self.ref_labels else float("nan")
+
+
+def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions):
+    """Beam search over a dataset in batches: ({seq index: n-best hypotheses}, SearchErrors)
+    (see `strip_eos` for how EOS is treated)."""
+    from .datasets import batches, padded_batch
+    from .loop import choice_targets
+
+    targets = sorted(k for k in choice_targets(rec) if k)
+    # every non-target key goes in (the loop takes its batch size from any batched input)
+    inputs_needed = [k for k in dataset.keys if k in net.extern_shapes and k not in targets]
+    target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
+    errors = SearchErrors(target)
+    hyps_by_index: dict[int, list[dict]] = {}
+    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
+                         int(opts.random_seed), 0):
+        inputs, lengths = padded_batch(dataset, group)
+        ins = {k: inputs[k] for k in inputs_needed}
+        lens = {k: lengths[k] for k in inputs_needed if net.extern_shapes[k].time is not None}
+        try:
+            res = net.search(ins, lens, beam_size=beam, n_best=n_best)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        for i, hyps in zip(group, res):
+            hyps_by_index[int(i)] = hyps
+            if target is not None:
+                hyp = strip_eos(hyps[0]["labels"])
+                ref = strip_eos(dataset.get_seq(int(i))[target])
+                errors.seqs += 1
+                errors.seq_errors += int(hyp != ref)
+                errors.label_errors += edit_distance(hyp, ref)
+                errors.ref_labels += len(ref)
+    return hyps_by_index, errors
+
+
 def _search_dataset_spec(text: str, opts: TrainOptions):
     """(spec, name) for `--data`: `dev`/`train` (the config's train.dev_data/train_data, with the
     trainer's seeds), a built-in task name, a YAML flow mapping, or an .hdf/.h5/.npz path."""
@@ -1086,35 +1159,16 @@ def _search(args, result) -> int:
     missing = [k for k in inputs_needed if k not in dataset.keys]
     if missing:
         raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
-    # every non-target key goes in (the loop takes its batch size from any batched input)
-    inputs_needed = [k for k in dataset.keys if k in net.extern_shapes and k not in targets]
-    target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
-    hyps_by_index: dict[int, list[dict]] = {}
-    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
-                         int(opts.random_seed), 0):
-        inputs, lengths = padded_batch(dataset, group)
-        ins = {k: inputs[k] for k in inputs_needed}
-        lens = {k: lengths[k] for k in inputs_needed if net.extern_shapes[k].time is not None}
-        try:
-            res = net.search(ins, lens, beam_size=beam, n_best=n_best)
-        except ValueError as exc:
-            raise TrainError(str(exc)) from None
-        for i, hyps in zip(group, res):
-            hyps_by_index[int(i)] = hyps
+    hyps_by_index, errors = search_dataset(net, rec, dataset, beam, n_best, opts)
+    target = errors.target
     lines = ["seq_tag\trank\tscore\tlength\tlabels"]
-    n_seqs = seq_errors = label_errors = ref_labels = 0
     for i in sorted(hyps_by_index):
         tag = dataset.seq_tags[i]
         for rank, h in enumerate(hyps_by_index[i], start=1):
             labels = " ".join(str(int(x)) for x in h["labels"])
             lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")
-        if target is not None:
-            hyp = strip_eos(hyps_by_index[i][0]["labels"])
-            ref = strip_eos(dataset.get_seq(i)[target])
-            n_seqs += 1
-            seq_errors += int(hyp != ref)
-            label_errors += edit_distance(hyp, ref)
-            ref_labels += len(ref)
+    n_seqs, seq_errors = errors.seqs, errors.seq_errors
+    label_errors, ref_labels = errors.label_errors, errors.ref_labels
     text = "\n".join(lines) + "\n"
     out = getattr(args, "output", None)
     to_stdout = out in (None, "-")

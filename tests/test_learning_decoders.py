@@ -103,3 +103,25 @@ def test_full_config_reaches_goal(stem, tmp_path, capsys):
     errors = train(stem, tmp_path / "m")
     assert errors[-1] < GOAL_FRAME_ERROR[stem], errors
     assert search_seq_error(stem, tmp_path / "m", capsys) < GOAL_SEQ_ERROR[stem]
+
+
+def test_dev_sequence_error_is_reported_per_epoch(tmp_path, capsys):
+    """Networks that search report the dev sequence error of beam search every epoch; it equals
+    what `netcompiler search` computes from the saved checkpoint."""
+    stem = "reverse_dot_attention"
+    overrides = ["train.train_data={class: reverse, num_seqs: 1500}",
+                 "train.dev_data={class: reverse, num_seqs: 60}", "train.batch_size=500",
+                 "train.num_epochs=2"]
+    train(stem, tmp_path / "m", overrides)
+    lines = (tmp_path / "m" / "scores.tsv").read_text().splitlines()
+    col = lines[0].split("\t").index("dev_seq_error")
+    seq_errors = [float(line.split("\t")[col]) for line in lines[1:]]
+    assert len(seq_errors) == 2 and all(0.0 <= e <= 1.0 for e in seq_errors)
+    capsys.readouterr()
+    code = cli.main(["search", str(ROOT / "configs" / f"{stem}.yaml"), "--checkpoint",
+                     str(tmp_path / "m"), "--data", "dev", "-o", str(tmp_path / "s.tsv")]
+                    + [a for o in overrides for a in ("--set", o)])
+    out = capsys.readouterr().out
+    assert code == 0
+    n_err, n = map(int, re.search(r"sequence error [0-9.]+% \((\d+)/(\d+)\)", out).groups())
+    assert n == 60 and abs(seq_errors[-1] - n_err / n) < 1e-6
