@@ -17,7 +17,6 @@ from typing import Any, Iterable, Mapping
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 import networkx as nx
-import numpy as np
 import tensorflow as tf
 
 from .diagnostics import ConfigError

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-best", type=int, default=1, metavar="N",
                    help="hypotheses per sequence, best first (default 1; at most K)")
     _add_set(p)
-    p.set_defaults(handler=_lazy("train", "cli_search"))
+    p.set_defaults(handler=_lazy("search", "cli_search"))
 
     p = sub.add_parser("forward", help="run the network forward on data")
     p.add_argument("config", metavar="CONFIG")

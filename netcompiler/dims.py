@@ -10,7 +10,7 @@ lengths of each dynamic axis are looked up by its `Dim`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 BATCH = "batch"

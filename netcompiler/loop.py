@@ -38,7 +38,6 @@ import networkx as nx
 import tensorflow as tf
 
 from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
-from .layers import get_rule
 from .layers.rec import stacked_shape
 from .network import Layer, Ref
 from .shapes import concat_features
@@ -257,7 +256,6 @@ class _Runner:
     # -- main ---------------------------------------------------------------------------------
     def run(self):
         plan = self.plan
-        net = self.net
         self.B = self._batch_size()
         self.K = 1
         if self.searching and plan.search_choice is not None:

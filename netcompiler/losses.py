@@ -89,13 +89,11 @@ def ce_loss(probs, targets, lengths, label_smoothing: float = 0.0,
     logp = log_probs(probs, from_logits)
     targets = _fit_time(tf.cast(targets, tf.int32), logp)
     mask = sequence_mask(lengths, logp)
-    num_classes = tf.shape(logp)[-1]
     nll = -tf.gather(logp, tf.maximum(targets, 0), axis=-1, batch_dims=2)
     if label_smoothing:
         ls = tf.cast(label_smoothing, tf.float32)
         smooth = -tf.reduce_mean(logp, axis=-1)  # -sum_k (1/K) log p_k
         nll = (1.0 - ls) * nll + ls * smooth
-        del num_classes
     maskf = tf.cast(mask, tf.float32)
     frames = tf.reduce_sum(maskf)
     loss = tf.reduce_sum(tf.where(mask, nll, 0.0))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import ERROR, WARNING, Diagnostic
-from .dims import BATCH_DIM, FEATURE, TIME, Dim, Shape, feature_dim, same_axes, spatial_dim, time_dim
+from .dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, spatial_dim, time_dim
 from .graph import Graph
 from .layers import ParamSpec, ShapeError, get_rule
 from .network import Layer, Network, Ref

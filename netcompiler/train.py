@@ -53,7 +53,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -234,6 +234,20 @@ def _network_variable_keys(prefix: str) -> dict[str, str]:
                 stack.append((child.node_id, f"{path}/{child.local_name}" if path
                               else child.local_name))
     return out
+
+
+def restore_network(net, prefix) -> None:
+    """Load a network's variables from a checkpoint (a trainer's or `export.checkpoint`'s);
+    a TrainError naming the problem if it was written for another network."""
+    from .export import checkpoint as make_checkpoint
+
+    check_checkpoint_fits(prefix, net)
+    try:
+        status = make_checkpoint(net).read(prefix)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf_errors()) as exc:
+        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
 
 
 def check_checkpoint_fits(prefix: str, net) -> None:
@@ -734,6 +748,7 @@ class Trainer:
         """For a network that searches (a rec unit with a `choice`): the sequence error of beam
         search on the dev data (the best hypothesis against the target); else NaN."""
         from .loop import has_search_choice, search_rec_layer
+        from .search import search_dataset
 
         if self.dev_data is None or not any(
                 l.unit is not None and has_search_choice(l) for l in self.net.network.layers.values()):
@@ -904,21 +919,13 @@ def _forward(args, result) -> int:
 
     from .build import CompiledNetwork
     from .datasets import DatasetError, batches, make_dataset
-    from .export import checkpoint as make_checkpoint
-
     opts = TrainOptions.from_config(result.config.data)
     ckpt_path = getattr(args, "checkpoint", None) or opts.model_dir
     if not ckpt_path:
         raise TrainError("no --checkpoint given and train.model_dir is not set")
     prefix = checkpoint_prefix(ckpt_path)
     net = CompiledNetwork(result, seed=int(opts.random_seed))
-    check_checkpoint_fits(prefix, net)
-    try:
-        status = make_checkpoint(net).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf_errors()) as exc:
-        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
+    restore_network(net, prefix)
     layer = getattr(args, "layer", None) or "output"
     try:
         fetch = net._normalise_fetch(layer)
@@ -980,211 +987,4 @@ def _forward(args, result) -> int:
         from .datasets.hdf import write_hdf
     write_hdf(out_path, [s for _, s in by_index], None, tags)
     print(f"wrote {len(by_index)} sequences of `{layer}` to {out_path}")
-    return EXIT_OK
-
-
-# -- search ----------------------------------------------------------------------------------------
-EOS = 0
-
-
-def strip_eos(labels) -> list[int]:
-    """The labels up to (excluding) the first EOS (0); all of them if there is none.
-
-    Applied to hypotheses and targets alike: the built-in decoder tasks end every target with one
-    EOS (`reverse`: x_T..x_1, 0; `number_base_convert`: digits + 1, 0) and never use 0 inside; a
-    search hypothesis has `length` labels, which excludes the EOS step unless the rec layer sets
-    `include_eos: true` (then the EOS is its last label) -- cutting both at the first 0 compares
-    the same thing either way. A hypothesis that never emitted EOS (it ran into max_seq_len) keeps
-    all its labels."""
-    out = []
-    for x in np.asarray(labels).reshape(-1).tolist():
-        if int(x) == EOS:
-            break
-        out.append(int(x))
-    return out
-
-
-def edit_distance(a, b) -> int:
-    """Levenshtein distance between two label sequences (substitutions, insertions, deletions)."""
-    a, b = list(a), list(b)
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
-
-
-@dataclass
-class SearchErrors:
-    """Errors of the best hypotheses against the target (`target` None: the data has none)."""
-
-    target: str | None
-    seqs: int = 0
-    seq_errors: int = 0
-    label_errors: int = 0
-    ref_labels: int = 0
-
-    @property
-    def sequence_error(self) -> float:
-        return self.seq_errors / self.seqs if self.seqs else float("nan")
-
-    @property
-    def label_error(self) -> float:
-        return self.label_errors / self.ref_labels if self.ref_labels else float("nan")
-
-
-def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions):
-    """Beam search over a dataset in batches: ({seq index: n-best hypotheses}, SearchErrors)
-    (see `strip_eos` for how EOS is treated)."""
-    from .datasets import batches, padded_batch
-    from .loop import choice_targets
-
-    targets = sorted(k for k in choice_targets(rec) if k)
-    # every non-target key goes in (the loop takes its batch size from any batched input)
-    inputs_needed = [k for k in dataset.keys if k in net.extern_shapes and k not in targets]
-    target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
-    errors = SearchErrors(target)
-    hyps_by_index: dict[int, list[dict]] = {}
-    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
-                         int(opts.random_seed), 0):
-        inputs, lengths = padded_batch(dataset, group)
-        ins = {k: inputs[k] for k in inputs_needed}
-        lens = {k: lengths[k] for k in inputs_needed if net.extern_shapes[k].time is not None}
-        try:
-            res = net.search(ins, lens, beam_size=beam, n_best=n_best)
-        except ValueError as exc:
-            raise TrainError(str(exc)) from None
-        for i, hyps in zip(group, res):
-            hyps_by_index[int(i)] = hyps
-            if target is not None:
-                hyp = strip_eos(hyps[0]["labels"])
-                ref = strip_eos(dataset.get_seq(int(i))[target])
-                errors.seqs += 1
-                errors.seq_errors += int(hyp != ref)
-                errors.label_errors += edit_distance(hyp, ref)
-                errors.ref_labels += len(ref)
-    return hyps_by_index, errors
-
-
-def _search_dataset_spec(text: str, opts: TrainOptions):
-    """(spec, name) for `--data`: `dev`/`train` (the config's train.dev_data/train_data, with the
-    trainer's seeds), a built-in task name, a YAML flow mapping, or an .hdf/.h5/.npz path."""
-    if text in ("dev", "train"):
-        spec = opts.dev_data if text == "dev" else opts.train_data
-        if spec is None:
-            raise TrainError(f"--data {text}: the config has no train.{text}_data")
-        return spec, text
-    stripped = text.strip()
-    lower = stripped.lower()
-    if lower.endswith((".hdf", ".h5", ".hdf5", ".npz")) and not stripped.startswith("{"):
-        if not Path(stripped).is_file():
-            raise TrainError(f"--data: no such file: {stripped}")
-        return {"class": "npz" if lower.endswith(".npz") else "hdf", "files": stripped}, "search"
-    return _parse_data_spec(text, None), "search"
-
-
-def cli_search(args) -> int:
-    """`netcompiler search CONFIG --checkpoint CKPT --data DATA [-o OUT] [--beam-size K]
-    [--n-best N] [--set K=V]`: beam search with the decoder (the rec unit with a `choice`) over a
-    dataset; writes the n best hypotheses per sequence as TSV (atomically) or to stdout, and --
-    when the data has the choice's target -- prints the sequence and label error rates of the
-    best hypotheses (see `strip_eos` for how EOS is treated)."""
-    from .datasets import DatasetError
-
-    result = _validated(args)
-    if result is None:
-        return EXIT_ERROR
-    beam = getattr(args, "beam_size", None)
-    n_best = getattr(args, "n_best", None)
-    if beam is not None and beam < 1:
-        print("netcompiler search: error: --beam-size must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
-    if n_best is not None and n_best < 1:
-        print("netcompiler search: error: --n-best must be >= 1", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return _search(args, result)
-    except (TrainError, DatasetError, NotImplementedError) as exc:
-        return _user_error("search", exc)
-    except OSError as exc:
-        return _user_error("search", f"cannot write the output: {exc}")
-
-
-def _search(args, result) -> int:
-    from .build import CompiledNetwork
-    from .datasets import DatasetError, batches, make_dataset, padded_batch
-    from .export import checkpoint as make_checkpoint
-    from .loop import choice_targets, has_search_choice, search_rec_layer
-
-    config = result.config.data
-    opts = TrainOptions.from_config(config)
-    recs = [l for l in result.inferred.network.layers.values()
-            if l.unit is not None and not l.scope.in_rec and has_search_choice(l)]
-    if not recs:
-        raise TrainError("the network has no decoder to search: no `rec` layer with a `unit` "
-                         "containing a `choice` layer")
-    # data first (cheap, the most common mistake), then the checkpoint
-    extern = dict(config.get("extern_data") or {})
-    spec, name = _search_dataset_spec(args.data, opts)
-    prefix = checkpoint_prefix(args.checkpoint)
-    net = CompiledNetwork(result, seed=int(opts.random_seed))
-    rec = search_rec_layer(net)
-    targets = sorted(k for k in choice_targets(rec) if k)
-    for k in targets:  # the targets are optional in the data (plain inference data)
-        if isinstance(extern.get(k), dict):
-            extern[k] = dict(extern[k], available_for_inference=False)
-    try:
-        dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name=name)
-    except DatasetError as exc:
-        raise TrainError(f"bad dataset: {exc}") from None
-    choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")
-    beam = int(args.beam_size if getattr(args, "beam_size", None) is not None
-               else choice.opts.get("beam_size", 1) or 1)
-    n_best = int(getattr(args, "n_best", None) or 1)
-    if n_best > beam:
-        print(f"netcompiler search: error: --n-best {n_best} is larger than the beam size "
-              f"{beam}", file=sys.stderr)
-        return EXIT_USAGE
-    check_checkpoint_fits(prefix, net)
-    try:
-        status = make_checkpoint(net).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf_errors()) as exc:
-        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
-    inputs_needed = [k for k in net.extern_shapes if k not in targets
-                     and f"data:{k}" in net.needed_layers([rec.name])]
-    missing = [k for k in inputs_needed if k not in dataset.keys]
-    if missing:
-        raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
-    hyps_by_index, errors = search_dataset(net, rec, dataset, beam, n_best, opts)
-    target = errors.target
-    lines = ["seq_tag\trank\tscore\tlength\tlabels"]
-    for i in sorted(hyps_by_index):
-        tag = dataset.seq_tags[i]
-        for rank, h in enumerate(hyps_by_index[i], start=1):
-            labels = " ".join(str(int(x)) for x in h["labels"])
-            lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")
-    n_seqs, seq_errors = errors.seqs, errors.seq_errors
-    label_errors, ref_labels = errors.label_errors, errors.ref_labels
-    text = "\n".join(lines) + "\n"
-    out = getattr(args, "output", None)
-    to_stdout = out in (None, "-")
-    if to_stdout:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        _atomic_text(Path(out), text)
-    info = sys.stderr if to_stdout else sys.stdout
-    where = "" if to_stdout else f" -> {out}"
-    summary = (f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}"
-               f"{where}")
-    if target is not None:
-        ser = seq_errors / n_seqs if n_seqs else float("nan")
-        ler = label_errors / ref_labels if ref_labels else float("nan")
-        summary += (f"; sequence error {ser:.2%} ({seq_errors}/{n_seqs}), label error "
-                    f"{ler:.2%} ({label_errors}/{ref_labels})")
-    print(summary, file=info, flush=True)
     return EXIT_OK

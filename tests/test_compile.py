@@ -1,6 +1,4 @@
 """The compile API, `netcompiler compile`, checkpoints by `<layer>/<param>` name."""
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netcompiler.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
-                                  padded_batch, read_hdf, tf_dataset, write_hdf, write_npz)
+                                  padded_batch, tf_dataset, write_hdf, write_npz)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "returnn-hdf"
 FIXTURE_FILES = ["dense_features_sparse_classes", "sparse_inputs"]

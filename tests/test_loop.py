@@ -229,7 +229,7 @@ def test_rnn_cell_steps_equal_rec_over_time(unit):
     for p in ("W", "W_re", "b"):
         net.variable(f"loop/output/{p}").assign(net.variable(f"whole/{p}"))
     net.variable("whole/b").assign(RNG.normal(size=net.variable("whole/b").shape))
-    net.variable(f"loop/output/b").assign(net.variable("whole/b"))
+    net.variable("loop/output/b").assign(net.variable("whole/b"))
     x = RNG.normal(size=(3, 6, 3)).astype(np.float32)
     xl = np.array([6, 4, 1])
     out = net({"data": x}, {"data": xl}, fetch=["whole", "loop"])

@@ -17,7 +17,7 @@ class ActivationRule(GuessFromInputs, LayerRule):
         src = ctx.source
         name = ctx.opt("activation")
         if src.sparse or src.dtype != "float32":
-            what = f"sparse input (class indices)" if src.sparse else f"{src.dtype} input"
+            what = "sparse input (class indices)" if src.sparse else f"{src.dtype} input"
             raise ctx.error(f"`activation: {name}` of {what} `{', '.join(ctx.source_names)}` "
                             f"{src}", "from", "shape.dtype",
                             hint="activations need float input; embed class indices with "

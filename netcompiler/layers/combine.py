@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, Shape, broadcast_dims
 from .. import expr as _expr
 from ..activations import parse_activation
-from .base import LayerRule, ShapeError
+from .base import LayerRule
 
 COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average", "eval")
 
