@@ -49,7 +49,7 @@ def run(network: dict, fetch: list[str]):
     return net, values
 
 
-def close(actual, expected, what=""):
+def assert_close(actual, expected, what=""):
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
@@ -85,13 +85,13 @@ def test_reduce_over_time_is_masked(mode):
                  ["t", "tk", "f", "b"])
     fn = NP_REDUCE[mode]
     for b in range(B):
-        close(out["t"][0][b], fn(valid("data", b), axis=0), f"{mode} over T, seq {b}")
-        close(out["tk"][0][b, 0], fn(valid("data", b), axis=0), f"{mode} keep_dims, seq {b}")
-        close(out["f"][0][b, : LENS[b]], fn(valid("data", b), axis=1), f"{mode} over F")
+        assert_close(out["t"][0][b], fn(valid("data", b), axis=0), f"{mode} over T, seq {b}")
+        assert_close(out["tk"][0][b, 0], fn(valid("data", b), axis=0), f"{mode} keep_dims, seq {b}")
+        assert_close(out["f"][0][b, : LENS[b]], fn(valid("data", b), axis=1), f"{mode} over F")
     assert out["tk"][0].shape == (B, 1, 6)
     for t in range(T):
         seqs = [b for b in range(B) if t < LENS[b]]
-        close(out["b"][0][t], fn(X["data"][seqs, t], axis=0), f"{mode} over B, frame {t}")
+        assert_close(out["b"][0][t], fn(X["data"][seqs, t], axis=0), f"{mode} over B, frame {t}")
 
 
 def test_reduce_over_static_axes_and_several_axes():
@@ -99,14 +99,14 @@ def test_reduce_over_static_axes_and_several_axes():
                   "tf": {"class": "reduce", "mode": "max", "axes": ["T", "F"]}},
                  ["s", "tf"])
     for b in range(B):
-        close(out["s"][0][b, : LENS[b]], valid("grid", b).mean(axis=(1, 2)))
-        close(out["tf"][0][b], valid("data", b).max())
+        assert_close(out["s"][0][b, : LENS[b]], valid("grid", b).mean(axis=(1, 2)))
+        assert_close(out["tf"][0][b], valid("data", b).max())
 
 
 def test_reduce_without_time_mask_counts_padding():
     _, out = run({"x": {"class": "reduce", "mode": "sum", "axes": "T", "use_time_mask": False}},
                  ["x"])
-    close(out["x"][0], X["data"].sum(axis=1))
+    assert_close(out["x"][0], X["data"].sum(axis=1))
 
 
 # -- split_dims / merge_dims / combine_dims ----------------------------------------------------
@@ -118,8 +118,8 @@ def test_split_dims_feature_and_static():
                  ["f", "s"])
     for b in range(B):
         n = LENS[b]
-        close(out["f"][0][b, :n], valid("data", b).reshape(n, 2, 3))
-        close(out["s"][0][b, :n], valid("grid", b).reshape(n, 3, 2, 2, 2))
+        assert_close(out["f"][0][b, :n], valid("data", b).reshape(n, 2, 3))
+        assert_close(out["s"][0][b, :n], valid("grid", b).reshape(n, 3, 2, 2, 2))
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -133,7 +133,7 @@ def test_split_dims_time_groups_frames(k):
         groups = -(-n // k)
         padded = np.zeros((groups * k, 6), np.float32)
         padded[:n] = valid("data", b)  # the last group is zero-filled, never padding values
-        close(out["x"][0][b, :groups], padded.reshape(groups, k, 6), f"seq {b}")
+        assert_close(out["x"][0][b, :groups], padded.reshape(groups, k, 6), f"seq {b}")
         labels = np.zeros(groups * k, np.int32)
         labels[:n] = valid("cls", b)
         np.testing.assert_array_equal(out["c"][0][b, :groups], labels.reshape(groups, k))
@@ -149,12 +149,12 @@ def test_merge_and_combine_dims():
     for b in range(B):
         n = LENS[b]
         g = valid("grid", b)                     # [n, 3, 4, 2]
-        close(out["m1"][0][b, :n], g.reshape(n, 3, 8))
-        close(out["m2"][0][b, :n], g.reshape(n, 12, 2))
-        close(out["c1"][0][b, :n], g.reshape(n, 24))
+        assert_close(out["m1"][0][b, :n], g.reshape(n, 3, 8))
+        assert_close(out["m2"][0][b, :n], g.reshape(n, 12, 2))
+        assert_close(out["c1"][0][b, :n], g.reshape(n, 24))
         s = valid("st", b)                       # [n, 3, 4] (the S=3 axis came before T)
-        close(out["m3"][0][b, :n], s.reshape(n, 12))
-        close(out["c2"][0][b, :n], s.reshape(n, 12))
+        assert_close(out["m3"][0][b, :n], s.reshape(n, 12))
+        assert_close(out["c2"][0][b, :n], s.reshape(n, 12))
 
 
 # -- expand_dims / squeeze ---------------------------------------------------------------------
@@ -171,11 +171,11 @@ def test_expand_dims_and_squeeze():
     assert out["sqf"][0].shape == (B, T, 6)
     for b in range(B):
         n = LENS[b]
-        close(out["ef"][0][b, :n], x[b, :n, :, None])
-        close(out["et"][0][b, :n], np.repeat(x[b, :n, None], 3, axis=1))
+        assert_close(out["ef"][0][b, :n], x[b, :n, :, None])
+        assert_close(out["et"][0][b, :n], np.repeat(x[b, :n, None], 3, axis=1))
         np.testing.assert_array_equal(out["e0"][0][b, 0, :n], X["cls"][b, :n])
         np.testing.assert_array_equal(out["sq"][0][b, :n], X["cls"][b, :n])
-        close(out["sqf"][0][b, :n], x[b, :n])
+        assert_close(out["sqf"][0][b, :n], x[b, :n])
 
 
 # -- slice -------------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def test_slice_time_per_sequence(start, end, step):
     for b in range(B):
         expected = valid("data", b)[slice(start, end, step)]
         assert out["x"][1][b] == len(expected)
-        close(out["x"][0][b, : len(expected)], expected, f"seq {b}")
+        assert_close(out["x"][0][b, : len(expected)], expected, f"seq {b}")
         np.testing.assert_array_equal(out["c"][0][b, : len(expected)],
                                       valid("cls", b)[slice(start, end, step)])
 
@@ -202,8 +202,8 @@ def test_slice_static_axes():
                  ["f", "s"])
     for b in range(B):
         n = LENS[b]
-        close(out["f"][0][b, :n], X["data"][b, :n, 1:-1])
-        close(out["s"][0][b, :n], X["img"][b, :n, ::2])
+        assert_close(out["f"][0][b, :n], X["data"][b, :n, 1:-1])
+        assert_close(out["s"][0][b, :n], X["img"][b, :n, ::2])
     np.testing.assert_array_equal(out["f"][1], LENS)
 
 
@@ -231,7 +231,7 @@ def test_window_same(opts, left):
     np.testing.assert_array_equal(out["x"][1], LENS)
     for b in range(B):
         n = LENS[b]
-        close(out["x"][0][b, :n], np_window(valid("data", b), opts["window_size"], left, "same"))
+        assert_close(out["x"][0][b, :n], np_window(valid("data", b), opts["window_size"], left, "same"))
 
 
 def test_window_valid_and_static_axis():
@@ -244,10 +244,10 @@ def test_window_valid_and_static_axis():
     for b in range(B):
         n = LENS[b]
         ref = np_window(valid("data", b), 3, 0, "valid")
-        close(out["v"][0][b, : len(ref)], ref)
+        assert_close(out["v"][0][b, : len(ref)], ref)
         np.testing.assert_array_equal(out["c"][0][b, :n], np_window(valid("cls", b), 2, 0, "same"))
         img = X["img"][b, :n]   # window over the static axis S=5 -> S=4, window S=2
-        close(out["s"][0][b, :n], np.stack([img[:, i:i + 2] for i in range(4)], axis=1))
+        assert_close(out["s"][0][b, :n], np.stack([img[:, i:i + 2] for i in range(4)], axis=1))
 
 
 # -- postfix_in_time / prefix_in_time ----------------------------------------------------------
@@ -265,13 +265,13 @@ def test_postfix_and_prefix_in_time():
     for b in range(B):
         n = LENS[b]
         v = valid("data", b)
-        close(out["post"][0][b, : n + 2], np.concatenate([v, np.full((2, 6), 2.5)]))
-        close(out["pre"][0][b, : n + 3], np.concatenate([np.full((3, 6), -1.0), v]))
+        assert_close(out["post"][0][b, : n + 2], np.concatenate([v, np.full((2, 6), 2.5)]))
+        assert_close(out["pre"][0][b, : n + 3], np.concatenate([np.full((3, 6), -1.0), v]))
         c = valid("cls", b)
         np.testing.assert_array_equal(out["cpost"][0][b, : n + 1], np.append(c, 4))
         np.testing.assert_array_equal(out["cpre"][0][b, : n + 1], np.insert(c, 0, 0))
         s = X["st"][b][:, :n]                # [3, n, 4], time is axis 1
-        close(out["gpre"][0][b][:, : n + 1], np.concatenate([np.ones((3, 1, 4)), s], axis=1))
+        assert_close(out["gpre"][0][b][:, : n + 1], np.concatenate([np.ones((3, 1, 4)), s], axis=1))
 
 
 # -- conv / pool -------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_conv_1d(opts):
         if padding == "same" and strides == [1]:
             assert lens[b] == LENS[b]
         assert lens[b] == len(ref), (b, lens[b], len(ref))
-        close(values[b, : len(ref)], ref, f"seq {b}")
+        assert_close(values[b, : len(ref)], ref, f"seq {b}")
 
 
 @pytest.mark.parametrize("opts", [
@@ -361,7 +361,7 @@ def test_conv_2d_over_time_and_static_axis(opts):
                           opts.get("padding", "same"), conv_reduce(W), W.shape[-1]) + bias
         assert lens[b] == len(ref)
         assert values.shape[2:] == ref.shape[1:]
-        close(values[b, : len(ref)], ref, f"seq {b}")
+        assert_close(values[b, : len(ref)], ref, f"seq {b}")
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -382,7 +382,7 @@ def test_pool_1d_padding_never_counts(mode, opts):
                           [opts.get("dilation_rate", 1)], opts.get("padding", "valid"),
                           max_reduce if mode == "max" else avg_reduce)
         assert lens[b] == len(ref)
-        close(values[b, : len(ref)], ref, f"seq {b}")
+        assert_close(values[b, : len(ref)], ref, f"seq {b}")
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -394,7 +394,7 @@ def test_pool_2d(mode):
         ref = spatial_ref(valid("img", b).astype(np.float64), [2, 2], [2, 2], [1, 1], "same",
                           max_reduce if mode == "max" else avg_reduce)
         assert lens[b] == len(ref) and values.shape[2] == 3
-        close(values[b, : len(ref)], ref, f"seq {b}")
+        assert_close(values[b, : len(ref)], ref, f"seq {b}")
 
 
 def test_padding_values_do_not_leak():
@@ -422,7 +422,7 @@ def test_padding_values_do_not_leak():
         va, la = a[name][0].numpy(), a[name][1]
         vc = c[name][0].numpy()
         if la is None:
-            close(vc, va, name)
+            assert_close(vc, va, name)
             continue
         for b, n in enumerate(la.numpy()):
-            close(vc[b, :n], va[b, :n], f"{name} seq {b}")
+            assert_close(vc[b, :n], va[b, :n], f"{name} seq {b}")
