@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .diagnostics import ERROR, WARNING, Diagnostic
+from .diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
 from .network import Layer, Network, Ref, layer_references, resolve
 
 
@@ -81,6 +81,11 @@ def build_graph(network: Network) -> Graph:
                         _add_edge(g, rec_ref.node, layer.name, False, "from")
             else:
                 _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
+        target = layer.opts.get("target")
+        if isinstance(target, str) and target not in network.extern:
+            graph.diagnostics.append(Diagnostic(
+                ERROR, f"`target: {target}`: no such extern data", "graph.unknown-data",
+                layer.path + ("target",), hint=did_you_mean(target, network.extern)))
         graph.refs[layer.name] = resolved
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
@@ -157,7 +162,15 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
         if s in graph.g:
             needed.add(s)
             needed.update(nx.ancestors(graph.g, s))
-    # a used rec layer needs its unit (handled by unit edges); prev: edges count as use too
+    # a used rec layer needs its unit (unit edges); a rec layer whose unit has a used layer
+    # (e.g. a loss inside the unit) is used itself: it runs that unit's loop
+    for name in list(needed):
+        layer = network.layers.get(name)
+        while layer is not None and layer.scope.in_rec and layer.scope.rec_layer.name not in needed:
+            rec = layer.scope.rec_layer
+            needed.add(rec.name)
+            needed.update(nx.ancestors(graph.g, rec.name))
+            layer = rec
     for layer in network.layers.values():
         if layer.name not in needed:
             diags.append(Diagnostic(WARNING, f"layer `{layer.name}` feeds no output or loss",

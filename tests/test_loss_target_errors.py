@@ -59,8 +59,40 @@ def test_loss_without_target_and_unknown_target():
     assert (d.rule, d.dotted_path) == ("shape.loss-target", "network.output.loss")
     assert "needs a `target`" in d.message
     [d] = check("output: {class: softmax, from: data, n_out: 4, loss: ce, target: aligne}\n").errors
-    assert (d.rule, d.dotted_path, d.hint) == ("shape.loss-target", "network.output.target",
+    assert (d.rule, d.dotted_path, d.hint) == ("graph.unknown-data", "network.output.target",
                                                "did you mean `aligned`?")
+
+
+def test_unknown_target_inside_a_rec_unit_is_reported_even_if_shapes_cannot_be_inferred():
+    """A misspelt target is a reference error: found even when the layer's inputs failed."""
+    body = """\
+        dec:
+          class: rec
+          from: []
+          target: classes
+          unit:
+            s: {class: linear, from: [prev:s, prev:nope], n_out: 4}
+            output: {class: softmax, from: s, loss: ce, target: clases}
+        output: {class: copy, from: dec}
+        """
+    rules = {(d.rule, d.dotted_path, d.hint) for d in check(body).errors}
+    assert ("graph.unknown-data", "network.dec.unit.output.target",
+            "did you mean `classes`?") in rules
+    assert any(r[0] == "graph.unknown-layer" for r in rules)
+
+
+def test_a_rec_layer_whose_unit_has_a_loss_is_used():
+    body = """\
+        dec:
+          class: rec
+          from: []
+          target: classes
+          unit:
+            s: {class: linear, from: prev:s, n_out: 4}
+            output: {class: softmax, from: s, loss: ce, target: classes}
+        """
+    result = check(body)
+    assert not [d for d in result.diagnostics if d.rule == "graph.unused"]
 
 
 def test_deprecated_layers_warn_with_the_explicit_formulation():
