@@ -375,9 +375,38 @@ def cmd_graph(args, out: TextIO, err: TextIO) -> int:
 
 
 # -- subcommands that need TensorFlow (implemented in other modules) ------------------------------
+TF_LOGS_ENV = "NETCOMPILER_TF_LOGS"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (oneDNN notes, CUDA probing on machines
+    without a GPU) kept off the terminal: those lines are written before TensorFlow's own log
+    level applies. Python errors still propagate. NETCOMPILER_TF_LOGS=1 keeps the chatter."""
+    if "tensorflow" in sys.modules or os.environ.get(TF_LOGS_ENV):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. embedded): nothing to hide
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # device probing logs happen here
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _lazy(module: str, func: str) -> Callable:
     def handler(args, out: TextIO, err: TextIO) -> int:
         try:
+            _import_tensorflow_quietly()
             fn = getattr(importlib.import_module(f"netcompiler.{module}"), func)
         except (ImportError, AttributeError) as exc:
             print(f"netcompiler {args.command}: not available yet ({exc})", file=err)

@@ -784,8 +784,9 @@ class Trainer:
             print(f"already trained {start - 1} epochs (num_epochs {num_epochs}): nothing to do",
                   file=self.out, flush=True)
             return start - 1
-        print(f"train: {self.train_data.describe()}" + (
-            f"\ndev: {self.dev_data.describe()}" if self.dev_data is not None else ""),
+        # describe() starts with the dataset's role ("train: ...", "dev: ...")
+        print(self.train_data.describe() + (
+            f"\n{self.dev_data.describe()}" if self.dev_data is not None else ""),
             file=self.out, flush=True)
         writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) \
             if self._is_chief() else tf.summary.create_noop_writer()

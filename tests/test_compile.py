@@ -135,3 +135,18 @@ def test_compile_cli_invalid_config_exits_1_and_leaves_no_output(tmp_path, capsy
     assert "n_out" in capsys.readouterr().err
     assert not out_dir.exists()
     assert main(["compile", str(tmp_path / "missing.yaml"), "-o", str(out_dir)]) == 2
+
+
+def test_cli_keeps_tensorflow_start_up_chatter_off_the_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    cfg_path = tmp_path / "net.yaml"
+    cfg_path.write_text(yaml.safe_dump(CONFIG))
+    proc = subprocess.run([sys.executable, "-m", "netcompiler", "compile", str(cfg_path), "-o",
+                           str(tmp_path / "m")], capture_output=True, text=True,
+                          env={k: v for k, v in __import__("os").environ.items()
+                               if k != "NETCOMPILER_TF_LOGS"})
+    assert proc.returncode == 0, proc.stderr
+    assert "absl::InitializeLog" not in proc.stderr and "I0000" not in proc.stderr, proc.stderr
+    assert "SavedModel written to" in proc.stdout
