@@ -48,6 +48,11 @@ STATEFUL = ("rnn_cell", "self_attention")
 STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
 #: classes that always stay inside the loop (their per-step form has no sequence equivalent here)
 LOOP_ONLY = ("relative_positional_encoding",)
+#: classes that may be moved out *after* the loop: position-wise over every axis but the feature
+#: axis (or element-wise), no options naming axes, no per-step state -- so their output over the
+#: stacked [B, T_loop, ...] inputs is, frame by frame, their per-step output
+AFTER_LOOP_CLASSES = ("linear", "softmax", "activation", "copy", "combine", "eval", "compare",
+                      "dropout", "layer_norm")
 DEFAULT_MAX_SEQ_LEN = 256
 
 
@@ -79,23 +84,48 @@ def _relax_like(x):
 
 
 # -- planning ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Placement:
+    """Where the needed layers of a unit run (full layer names): `before` the loop (moved out,
+    computed once over the loop axis or loop invariant), `in_loop` (step by step) and `after`
+    the loop (computed once over the stacked outputs of the in-loop layers they read)."""
+    before: frozenset[str]
+    in_loop: frozenset[str]
+    after: frozenset[str]
+
+
 @dataclass
 class UnitPlan:
     rec: Layer
     loop_dim: Dim
     order: list[Layer]  # needed unit layers, dependency order
     in_loop: list[Layer]
-    moved_out: list[Layer]
+    moved_out: list[Layer]  # computed before the loop, dependency order
     varying: set[str] = field(default_factory=set)  # moved-out layers that carry the loop axis
     search_choice: Layer | None = None
     prev_needed: set[str] = field(default_factory=set)  # in-loop layers read via prev: in loop
+    #: computed after the loop over the stacked in-loop outputs (dependency order, prev: edges
+    #: included); every one of them carries the loop axis
+    after: list[Layer] = field(default_factory=list)
+    #: in-loop layers read by after-loop layers (stacked over the loop for them)
+    after_inputs: set[str] = field(default_factory=set)
 
     @property
     def in_loop_names(self) -> set[str]:
         return {l.name for l in self.in_loop}
 
+    @property
+    def placement(self) -> Placement:
+        return Placement(frozenset(l.name for l in self.moved_out),
+                         frozenset(l.name for l in self.in_loop),
+                         frozenset(l.name for l in self.after))
 
-def plan_unit(net, rec: Layer, required_locals, search: bool) -> UnitPlan:
+
+def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool = True
+              ) -> UnitPlan:
+    """Which needed unit layers run before, inside and after the loop. Moving layers out after
+    the loop needs the whole loop run first: only without search (the choice needs its inputs
+    step by step) and with a known loop length (no `end` decides it step by step)."""
     unit = rec.unit
     names = {l.name for l in unit.layers.values()}
     for l in unit.layers.values():
@@ -156,11 +186,42 @@ def plan_unit(net, rec: Layer, required_locals, search: bool) -> UnitPlan:
                     varying = True
         if varying:
             plan.varying.add(l.name)
+    if rec.opts.get("optimize_move_layers_out", True) and not search and known_length:
+        after = _after_loop_layers(net, sub, order, in_loop, loop_dim)
+        if after:
+            rank = {l.name: i for i, l in enumerate(order)}
+            after_order = nx.lexicographical_topological_sort(g.subgraph(after), key=rank.get)
+            plan.after = [net.network.layers[n] for n in after_order]
+            plan.in_loop = [l for l in plan.in_loop if l.name not in after]
+            in_loop = plan.in_loop_names
+            for l in plan.after:
+                for _, ref in net.graph.refs.get(l.name, []):
+                    if ref.kind == "layer" and ref.target.name in in_loop:
+                        plan.after_inputs.add(ref.target.name)
     for l in plan.in_loop:
         for _, ref in net.graph.refs.get(l.name, []):
             if ref.kind == "layer" and ref.prev and ref.target.name in in_loop:
                 plan.prev_needed.add(ref.target.name)
     return plan
+
+
+def _after_loop_layers(net, sub, order: list[Layer], in_loop: set[str], loop_dim: Dim) -> set[str]:
+    """In-loop layers that the loop itself does not need: not on a recurrence, no per-step state,
+    not step indexed, position-wise (`AFTER_LOOP_CLASSES`), and no layer that stays in the loop
+    reads them (directly or through `prev:`). They are computed after the loop."""
+    loop_sub = sub.subgraph(in_loop)
+    pinned = set()
+    for comp in nx.strongly_connected_components(loop_sub):
+        if len(comp) > 1 or any(loop_sub.has_edge(n, n) for n in comp):
+            pinned |= comp  # a recurrence through prev:
+    for l in order:
+        if l.name in in_loop and (l.layer_class not in AFTER_LOOP_CLASSES
+                                  or net.inferred.shapes[l.name].has(loop_dim)):
+            pinned.add(l.name)
+    core = set(pinned)
+    for n in pinned:
+        core |= nx.ancestors(loop_sub, n)  # what the pinned layers read (prev: included)
+    return set(in_loop) - core
 
 
 def has_search_choice(rec: Layer) -> bool:
@@ -205,7 +266,7 @@ class _Runner:
         if not self.known_length and "end" in self.unit.layers:
             required.add("end")
         self.fetch_locals = set(fetch_locals)
-        self.plan = plan_unit(net, rec, required, self.searching)
+        self.plan = plan_unit(net, rec, required, self.searching, self.known_length)
         self.required = required
 
     def _own_time_dims(self) -> set:
@@ -271,6 +332,9 @@ class _Runner:
             self.T = None
         self.out_vals: dict[str, Any] = {}
         self._prev_seqs: dict[str, Any] = {}
+        #: layers whose value in `out_vals` carries the loop axis (moved out before or after the
+        #: loop, or stacked in-loop layers read after the loop)
+        self.varying: set[str] = set(plan.varying)
         with tf.name_scope(self.rec.name.replace("/", "_") + "_moved_out"):
             for layer in plan.moved_out:
                 self.out_vals[layer.name] = self._compute_moved_out(layer)
@@ -280,6 +344,14 @@ class _Runner:
             stacked, result_lengths = self._run_loop()
         if result_lengths is not None and self.loop_dim not in self.dim_lengths:
             self.dim_lengths[self.loop_dim] = result_lengths
+        if plan.after:
+            for name in plan.after_inputs:
+                self.out_vals[name] = stacked[name]
+                self.varying.add(name)
+            with tf.name_scope(self.rec.name.replace("/", "_") + "_after_loop"):
+                for layer in plan.after:
+                    self.varying.add(layer.name)
+                    self.out_vals[layer.name] = self._compute_moved_out(layer)
         for local in self.required:
             if local not in self.unit.layers:
                 continue
@@ -288,7 +360,7 @@ class _Runner:
                 continue
             if name in self.out_vals:
                 v = self.out_vals[name]
-                if name not in plan.varying:
+                if name not in self.varying:
                     v = self._broadcast_loop(v, self.inferred.shapes[name])
                 stacked[name] = v
         for local in self.fetch_locals:
@@ -305,7 +377,7 @@ class _Runner:
     def _unit_seq(self, name: str):
         """(value, shape) of a moved-out unit layer, with the loop axis if it varies."""
         shape = self.inferred.shapes[name]
-        if name in self.plan.varying:
+        if name in self.varying:
             return self.out_vals[name], stacked_shape(shape, self.loop_dim)
         return self.out_vals[name], shape
 
@@ -314,7 +386,7 @@ class _Runner:
         if name not in self._prev_seqs:
             shape = self.inferred.shapes[name]
             v = self.out_vals[name]
-            if name not in self.plan.varying:
+            if name not in self.varying:
                 v = self._broadcast_loop(v, shape)
             st = stacked_shape(shape, self.loop_dim)
             axis = _loop_axis(st, self.loop_dim)
@@ -331,7 +403,7 @@ class _Runner:
         unit_names = {l.name for l in self.unit.layers.values()}
         if layer.layer_class == "choice":  # teacher forcing: the target sequence
             return self._target_value(layer)
-        varying = layer.name in plan.varying
+        varying = layer.name in self.varying
         inputs = []
         for sub, ref in self.net.graph.refs.get(layer.name, []):
             if ref.kind == "layer" and ref.target.name in unit_names:
@@ -339,7 +411,7 @@ class _Runner:
                     v, s = self._prev_seq(ref.target.name)
                 else:
                     v, s = self._unit_seq(ref.target.name)
-                    if varying and ref.target.name not in plan.varying and s.has_batch:
+                    if varying and ref.target.name not in self.varying and s.has_batch:
                         v, s = self._broadcast_loop(v, s), stacked_shape(s, self.loop_dim)
             elif ref.kind == "source":
                 v, s = self._source_value(), self._source_shape()
@@ -455,6 +527,8 @@ class _Runner:
         # stacked layers: required in-loop layers (+ the search choice for the n-best labels)
         stack_names = [self.unit.layers[n].name for n in sorted(self.required)
                        if n in self.unit.layers and self.unit.layers[n].name in in_loop]
+        # in-loop layers read by layers computed after the loop
+        stack_names += sorted(plan.after_inputs - set(stack_names))
         if searching and plan.search_choice.name not in stack_names:
             stack_names.append(plan.search_choice.name)
         specs = {l.name: _spec(self.inferred.shapes[l.name]) for l in plan.in_loop}

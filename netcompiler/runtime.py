@@ -10,7 +10,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from .dims import BATCH, Dim, Shape
+from .dims import BATCH, Dim, Shape, time_dim
+from .layers.base import ShapeError
 from .schema import option_default
 
 _MISSING = object()
@@ -74,6 +75,25 @@ class CallContext:
     @property
     def source_shape(self) -> Shape:
         return self.source_shapes[0]
+
+    # what shape-time helpers (plans a builder re-runs, e.g. resolving `axis`) use of a
+    # ShapeContext; the layer was validated, so their errors are not expected here
+    @property
+    def source_names(self) -> list[str]:
+        return ["input"] * len(self.source_shapes)
+
+    @staticmethod
+    def describe(name: str, shape: Shape) -> str:
+        return f"`{name}` {shape}"
+
+    @staticmethod
+    def error(message: str, option: str | None = None, rule: str = "shape",
+              hint: str | None = None) -> ShapeError:
+        return ShapeError(message, option, rule, hint)
+
+    def new_time_dim(self, tag: str | None = None) -> Dim:
+        """A fresh time axis (for a re-run plan; the layer's real output axes are `out_shape`)."""
+        return time_dim(tag or self.name)
 
     def ref(self, option: str):
         got = self._refs.get(option)

@@ -142,6 +142,11 @@ class ShapeContext:
                              f"{len(self.sources)}", "from", "shape.inputs")
         return self.sources[0]
 
+    @property
+    def source_shape(self) -> Shape:
+        """`source`, under the name a builder's CallContext gives it (for shared helpers)."""
+        return self.source
+
     def ref(self, option: str) -> Shape | None:
         """Shape of the layer named by a layer-valued option, or None if the option is absent."""
         got = self._refs.get(option)

@@ -29,7 +29,7 @@ def input_features(ctx, shape: Shape, name: str = "from") -> int:
 
 def src_desc(ctx) -> str:
     """"`name` shape" of the (single) input, for error messages."""
-    return ctx.describe(", ".join(ctx.source_names), ctx.source)
+    return ctx.describe(", ".join(ctx.source_names), ctx.source_shape)
 
 
 def check_n_out(ctx, out: Shape) -> None:
@@ -58,28 +58,3 @@ def pad_axis(x, axis: int, rank: int, before, after):
 
     paddings = tf.scatter_nd([[axis]], tf.reshape(tf.stack([before, after]), [1, 2]), [rank, 2])
     return tf.pad(x, paddings)
-
-
-class CallShim:
-    """Lets a shape-time helper run at call time (errors cannot happen after validation)."""
-
-    def __init__(self, ctx):
-        self.opts = ctx.opts
-        self.source_names = ["input"]
-        self._ctx = ctx
-
-    def opt(self, name, *default):
-        return self._ctx.opt(name, *default)
-
-    @property
-    def source(self):
-        return self._ctx.source_shape
-
-    @staticmethod
-    def describe(name, shape):
-        return f"`{name}` {shape}"
-
-    @staticmethod
-    def error(message, option=None, rule="shape", hint=None):
-        from .base import ShapeError
-        return ShapeError(message, option, rule, hint)

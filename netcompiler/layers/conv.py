@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess, ParamSpec
-from ._util import CallShim, src_desc
+from ._util import src_desc
 
 
 def _per_axis(ctx, option: str, value, n: int, default) -> list[int]:
@@ -108,7 +108,7 @@ class _SpatialRule(NoStepGuess, LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        spatial, sizes, dilation, strides, padding = self.plan(CallShim(ctx), shape)
+        spatial, sizes, dilation, strides, padding = self.plan(ctx, shape)
         mask = ctx.valid_mask(shape, x)
         if mask is None:
             mask = tf.ones([1] * len(shape.dims), tf.bool)

@@ -55,7 +55,7 @@ class DotPlan:
 
 
 def dot_plan(ctx, shapes, names) -> DotPlan:
-    """`ctx` needs `opt` and `error` (a ShapeContext, or the builder's shim)."""
+    """`ctx` needs `opt` and `error` (a ShapeContext, or the builder's CallContext)."""
     if len(shapes) != 2:
         raise ctx.error(f"`dot` needs exactly two inputs in `from`, got {len(shapes)}",
                         "from", "shape.inputs")
@@ -147,9 +147,8 @@ class DotRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        shim = RuntimeShim(ctx)
         s1, s2 = ctx.source_shapes
-        plan = dot_plan(shim, ctx.source_shapes, [str(s) for s in ctx.source_shapes])
+        plan = dot_plan(ctx, ctx.source_shapes, ctx.source_names)
         a, b = ctx.sources
         # padded frames of a reduced time axis contribute 0 (zeroed on both sides)
         for i1, i2 in plan.red:
@@ -169,19 +168,3 @@ class DotRule(LayerRule):
         out = "".join(l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
                       for k, i in plan.out_origin)
         return tf.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
-
-
-class RuntimeShim:
-    """What the plan functions need of a ShapeContext, for use inside a builder."""
-
-    def __init__(self, ctx):
-        self._ctx = ctx
-        self.source_names = [str(s) for s in getattr(ctx, "source_shapes", [])]
-        self.name = ctx.name
-
-    def opt(self, name, *default):
-        return self._ctx.opt(name, *default)
-
-    @staticmethod
-    def error(message, option=None, rule="shape", hint=None):
-        return ValueError(message)

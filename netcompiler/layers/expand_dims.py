@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..dims import FEATURE, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess
-from ._util import CallShim, check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 
 class ExpandDimsRule(NoStepGuess, LayerRule):
@@ -62,7 +62,7 @@ class ExpandDimsRule(NoStepGuess, LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        pos, _ = self.plan(CallShim(ctx), ctx.source_shape)
+        pos, _ = self.plan(ctx, ctx.source_shape)
         y = tf.expand_dims(ctx.source, pos)
         size = int(ctx.opt("dim"))
         if size != 1:

@@ -98,10 +98,8 @@ class GenericAttentionRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from .dot import RuntimeShim
-
         wshape, bshape = ctx.ref_shape("weights"), ctx.ref_shape("base")
-        plan = generic_plan(RuntimeShim(ctx), wshape, bshape, "weights", "base",
+        plan = generic_plan(ctx, wshape, bshape, "weights", "base",
                             bool(ctx.opt("auto_squeeze")))
         w, base = ctx.ref("weights"), ctx.ref("base")
         letters = iter("abcdefghijklmnopqrstuvwxyz")

@@ -28,16 +28,6 @@ class LengthRule(LayerRule):
         return Shape((BATCH_DIM,), None, "int32")
 
     def call(self, ctx):
-        from ._axes import resolve_axis as _resolve
-
         src = ctx.source_shape
-        dim = src.dims[_resolve(_CallErrors(), src, ctx.opt("axis"), "axis")]
+        dim = src.dims[resolve_axis(ctx, src, ctx.opt("axis"), "axis")]
         return ctx.lengths(dim)
-
-
-class _CallErrors:
-    """Stand-in for a ShapeContext when resolving axes at call time (already validated)."""
-
-    @staticmethod
-    def error(message, option=None, rule="shape", hint=None):
-        return ValueError(message)

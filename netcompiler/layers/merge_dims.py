@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axes
-from ._util import CallShim, check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 
 def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str = "merge_dims"
@@ -74,7 +74,6 @@ class MergeDimsRule(NoStepGuess, LayerRule):
         return out
 
     def call(self, ctx):
-        shim = CallShim(ctx)
         shape = ctx.source_shape
-        _, perm = merged_shape(shim, shape, self.axes(shim, shape), "axes", self.layer_class)
+        _, perm = merged_shape(ctx, shape, self.axes(ctx, shape), "axes", self.layer_class)
         return merge_call(ctx.source, shape, perm, ctx.out_shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axes
-from ._util import CallShim, check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 MODES = ("sum", "max", "min", "mean", "logsumexp")
 
@@ -69,7 +69,7 @@ class ReduceRule(NoStepGuess, LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axes = self.reduce_axes(CallShim(ctx), shape)
+        axes = self.reduce_axes(ctx, shape)
         mode = ctx.opt("mode")
         keep = bool(ctx.opt("keep_dims"))
         mask = None

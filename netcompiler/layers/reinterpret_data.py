@@ -93,7 +93,7 @@ class ReinterpretDataRule(LayerRule):
         out = ctx.out_shape
         set_axes = ctx.opt("set_axes") or {}
         if set_axes:
-            _, perm = plan_axes(_CallContextErrors(), src, set_axes, ctx.name)
+            _, perm = plan_axes(ctx, src, set_axes, ctx.name)
             if perm != list(range(len(perm))):
                 x = tf.transpose(x, perm)
             for j, d in enumerate(out.dims):
@@ -161,16 +161,3 @@ def plan_axes(ctx, shape: Shape, set_axes: dict, names: str) -> tuple[list[Dim],
         dims.insert(at, d)
         idx.insert(at, j)
     return dims, idx
-
-
-class _CallContextErrors:
-    """Stand-in for a ShapeContext when re-planning the axes at call time (already valid)."""
-
-    @staticmethod
-    def error(message, option=None, rule="shape", hint=None):
-        return ValueError(message)
-
-    @staticmethod
-    def new_time_dim(tag=None):
-        from ..dims import time_dim
-        return time_dim(tag or "call")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axis
-from ._util import CallShim, check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 
 class SliceRule(LayerRule):
@@ -53,7 +53,7 @@ class SliceRule(LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axis = self.axis(CallShim(ctx), shape)
+        axis = self.axis(ctx, shape)
         dim = shape.dims[axis]
         start, end, step = ctx.opt("slice_start"), ctx.opt("slice_end"), ctx.opt("slice_step")
         step = 1 if step is None else int(step)

@@ -65,11 +65,9 @@ class SoftmaxOverSpatialRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from .dot import RuntimeShim
-
         x = ctx.source
         shape = ctx.source_shape
-        axis = softmax_axis(RuntimeShim(ctx), shape)
+        axis = softmax_axis(ctx, shape)
         dim = shape.dims[axis]
         mask = None
         if dim.kind == TIME and ctx.opt("use_time_mask") and ctx.has_lengths(dim):

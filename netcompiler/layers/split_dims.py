@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axis
-from ._util import CallShim, check_n_out, pad_axis, src_desc, zero_padded
+from ._util import check_n_out, pad_axis, src_desc, zero_padded
 
 
 def _prod(values) -> int:
@@ -82,7 +82,7 @@ class SplitDimsRule(NoStepGuess, LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axis, parts = self.plan(CallShim(ctx), shape)
+        axis, parts = self.plan(ctx, shape)
         dim = shape.dims[axis]
         dyn = tf.shape(x)
         before = [dyn[i] for i in range(axis)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..dims import BATCH, TIME, Shape
 from .base import LayerRule
 from ._axes import resolve_axes
-from ._util import CallShim, check_n_out, src_desc
+from ._util import check_n_out, src_desc
 
 
 class SqueezeRule(LayerRule):
@@ -44,5 +44,5 @@ class SqueezeRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        axes = self.axes(CallShim(ctx), ctx.source_shape)
+        axes = self.axes(ctx, ctx.source_shape)
         return tf.squeeze(ctx.source, axis=axes) if axes else ctx.source

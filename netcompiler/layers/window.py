@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, TIME, Shape, spatial_dim
 from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axis
-from ._util import CallShim, check_n_out, pad_axis, src_desc, zero_padded
+from ._util import check_n_out, pad_axis, src_desc, zero_padded
 
 
 class WindowRule(NoStepGuess, LayerRule):
@@ -71,7 +71,7 @@ class WindowRule(NoStepGuess, LayerRule):
 
         x = ctx.source
         shape = ctx.source_shape
-        axis, size, left, right, padding = self.plan(CallShim(ctx), shape)
+        axis, size, left, right, padding = self.plan(ctx, shape)
         dim = shape.dims[axis]
         if dim.kind == TIME:
             x = zero_padded(ctx, x, shape, dim)
