@@ -11,12 +11,20 @@ with a unit dict. It
    (`data:source`, `data:KEY`, `prev:` of another moved-out layer, a teacher-forced `choice`) then
    carry the loop axis; layers that read nothing per frame are loop invariant (computed once,
    no loop axis).
+   Without search and with a known loop length, in-loop layers the loop itself does not need
+   (nothing that stays in the loop reads them, directly or through `prev:`; no per-step state;
+   position-wise classes of `AFTER_LOOP_CLASSES`) are moved out *after* the loop: computed once
+   over the stacked outputs of the in-loop layers they read, e.g. the `output_prob` softmax of a
+   teacher-forced attention decoder. While searching, the choice needs them step by step.
+   `unit_placement` tells where each layer runs.
 2. runs the remaining layers in a `tf.while_loop` (none at all if nothing remains). Loop state:
    `t`, the `prev:` values of in-loop layers read through `prev:`, the per-layer state of stateful
    layers (`rnn_cell`: (c, h) / (h,), `self_attention`: preallocated key/value buffers
-   [B, T_max, H, d]), one TensorArray per stacked layer, and for search/end-driven loops
+   [B, T_max, H, d]), one TensorArray per stacked layer (required in-loop layers and those read
+   after the loop), and for search/end-driven loops
    `ended`, `length` (and beam `scores`, and a TensorArray of beam back-pointers).
-3. stacks the results over the loop: [B, T_loop, ...] and registers the loop lengths.
+3. stacks the results over the loop: [B, T_loop, ...], registers the loop lengths and computes
+   the layers moved out after the loop.
 
 Loop length: the rec input's time axis, or the target's lengths (teacher forcing), or -- when the
 loop axis has no lengths (searching) -- until every hypothesis' `end` layer fired, at most
@@ -38,6 +46,7 @@ import networkx as nx
 import tensorflow as tf
 
 from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
+from .layers import get_rule
 from .layers.rec import stacked_shape
 from .network import Layer, Ref
 from .shapes import concat_features
@@ -99,6 +108,8 @@ class UnitPlan:
     rec: Layer
     loop_dim: Dim
     order: list[Layer]  # needed unit layers, dependency order
+    #: the layers not moved out before the loop: run step by step (`steps`) or after the loop
+    #: over the stacked steps (`after`)
     in_loop: list[Layer]
     moved_out: list[Layer]  # computed before the loop, dependency order
     varying: set[str] = field(default_factory=set)  # moved-out layers that carry the loop axis
@@ -115,9 +126,19 @@ class UnitPlan:
         return {l.name for l in self.in_loop}
 
     @property
+    def steps(self) -> list[Layer]:
+        """The layers run step by step inside the tf.while_loop, dependency order."""
+        after = {l.name for l in self.after}
+        return [l for l in self.in_loop if l.name not in after]
+
+    @property
+    def step_names(self) -> set[str]:
+        return {l.name for l in self.steps}
+
+    @property
     def placement(self) -> Placement:
         return Placement(frozenset(l.name for l in self.moved_out),
-                         frozenset(l.name for l in self.in_loop),
+                         frozenset(self.step_names),
                          frozenset(l.name for l in self.after))
 
 
@@ -192,15 +213,15 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
             rank = {l.name: i for i, l in enumerate(order)}
             after_order = nx.lexicographical_topological_sort(g.subgraph(after), key=rank.get)
             plan.after = [net.network.layers[n] for n in after_order]
-            plan.in_loop = [l for l in plan.in_loop if l.name not in after]
-            in_loop = plan.in_loop_names
+            steps = plan.step_names
             for l in plan.after:
                 for _, ref in net.graph.refs.get(l.name, []):
-                    if ref.kind == "layer" and ref.target.name in in_loop:
+                    if ref.kind == "layer" and ref.target.name in steps:
                         plan.after_inputs.add(ref.target.name)
-    for l in plan.in_loop:
+    steps = plan.step_names
+    for l in plan.steps:
         for _, ref in net.graph.refs.get(l.name, []):
-            if ref.kind == "layer" and ref.prev and ref.target.name in in_loop:
+            if ref.kind == "layer" and ref.prev and ref.target.name in steps:
                 plan.prev_needed.add(ref.target.name)
     return plan
 
@@ -222,6 +243,26 @@ def _after_loop_layers(net, sub, order: list[Layer], in_loop: set[str], loop_dim
     for n in pinned:
         core |= nx.ancestors(loop_sub, n)  # what the pinned layers read (prev: included)
     return set(in_loop) - core
+
+
+def unit_placement(net, rec_name: str, search: bool = False, fetch=()) -> Placement:
+    """Where the needed layers of the unit of `rec_name` run (`Placement`), for fetching its
+    output and the unit layers `fetch` (local names): with the choice's target given (teacher
+    forcing, `search=False`) or while searching."""
+    rec = net.network.layers[rec_name]
+    searching = bool(search) and has_search_choice(rec)
+    loop_dim = net.inferred.loop_dims[rec.name]
+    own = set()
+    for sub, ref in net.graph.refs.get(rec.name, []):
+        if sub[0] == "from":
+            shape = (net.inferred.extern[ref.target] if ref.kind == "extern"
+                     else net.inferred.shapes[ref.target.name])
+            own |= set(shape.time_dims)
+    known_length = not searching or loop_dim in own
+    required = {"output"} | set(fetch)
+    if not known_length and "end" in rec.unit.layers:
+        required.add("end")
+    return plan_unit(net, rec, required, searching, known_length).placement
 
 
 def has_search_choice(rec: Layer) -> bool:
@@ -340,7 +381,7 @@ class _Runner:
                 self.out_vals[layer.name] = self._compute_moved_out(layer)
         stacked: dict[str, Any] = {}
         result_lengths = self.lengths if self.known_length else None
-        if plan.in_loop:
+        if plan.steps:
             stacked, result_lengths = self._run_loop()
         if result_lengths is not None and self.loop_dim not in self.dim_lengths:
             self.dim_lengths[self.loop_dim] = result_lengths
@@ -382,7 +423,8 @@ class _Runner:
         return self.out_vals[name], shape
 
     def _prev_seq(self, name: str):
-        """prev:x over the loop axis for a moved-out x: [init, x_0, ..., x_{T-2}]."""
+        """prev:x over the loop axis for an x computed outside the loop (or stacked after
+        it): [init, x_0, ..., x_{T-2}]."""
         if name not in self._prev_seqs:
             shape = self.inferred.shapes[name]
             v = self.out_vals[name]
@@ -399,7 +441,8 @@ class _Runner:
         return self._prev_seqs[name], stacked_shape(shape, self.loop_dim)
 
     def _compute_moved_out(self, layer: Layer):
-        plan = self.plan
+        """A layer computed once outside the loop: moved out before it, or after it (then its
+        in-loop inputs are stacked over the loop)."""
         unit_names = {l.name for l in self.unit.layers.values()}
         if layer.layer_class == "choice":  # teacher forcing: the target sequence
             return self._target_value(layer)
@@ -418,6 +461,14 @@ class _Runner:
             else:
                 v, s = self.values[ref.node], self._outer_shape(ref)
             inputs.append((sub, v, s))
+        if varying and get_rule(layer.layer_class).concat_sources:
+            # a `from` list is concatenated on the feature axis: an input of the enclosing
+            # network without the loop axis (`base:x`) is repeated over it, as in every step
+            n_from = sum(1 for sub, _, _ in inputs if sub[0] == "from")
+            if n_from > 1:
+                inputs = [(sub, self._broadcast_loop(v, s), stacked_shape(s, self.loop_dim))
+                          if sub[0] == "from" and s.has_batch and not s.has(self.loop_dim)
+                          else (sub, v, s) for sub, v, s in inputs]
         shape = self.inferred.shapes[layer.name]
         out_shape = stacked_shape(shape, self.loop_dim) if varying else shape
         ctx, rule = self.net.make_context(layer, inputs, out_shape, self.dim_lengths,
@@ -474,7 +525,8 @@ class _Runner:
         BK = B * K
         loop_dim = self.loop_dim
         unit_names = {l.name for l in self.unit.layers.values()}
-        in_loop = plan.in_loop_names
+        steps = plan.steps
+        in_loop = plan.step_names  # run step by step (not moved out before or after the loop)
         end_driven = not self.known_length
         searching = self.searching and plan.search_choice is not None
         # lengths seen by in-loop layers (tiled for the beam)
@@ -487,7 +539,7 @@ class _Runner:
         def seq(key, v, shape):
             frames[key] = (self._tile(v, shape), _loop_axis(shape, loop_dim))
 
-        for layer in plan.in_loop:
+        for layer in steps:
             if layer.layer_class == "choice" and layer is not plan.search_choice:
                 key = f"data:{layer.opts.get('target')}"  # teacher forcing: the target frame
                 if key not in frames:
@@ -531,13 +583,13 @@ class _Runner:
         stack_names += sorted(plan.after_inputs - set(stack_names))
         if searching and plan.search_choice.name not in stack_names:
             stack_names.append(plan.search_choice.name)
-        specs = {l.name: _spec(self.inferred.shapes[l.name]) for l in plan.in_loop}
+        specs = {l.name: _spec(self.inferred.shapes[l.name]) for l in steps}
 
         # initial loop state
         prev0 = {n: _relax(self._initial_output(net.network.layers[n], BK), specs[n])
                  for n in sorted(plan.prev_needed)}
         state0 = {}
-        for layer in plan.in_loop:
+        for layer in steps:
             if layer.layer_class in STATEFUL:
                 ctx, rule = net.make_context(layer, [], self.inferred.shapes[layer.name],
                                              dict(step_lengths), self.training, in_rec=True,
@@ -572,7 +624,7 @@ class _Runner:
             scores = lv.get("scores")
             cur: dict[str, Any] = {}
             flat_bp = None
-            for layer in plan.in_loop:
+            for layer in steps:
                 name = layer.name
                 shape = self.inferred.shapes[name]
                 if layer is plan.search_choice:
