@@ -293,18 +293,20 @@ class CompiledNetwork(tf.Module):
                 shapes.append(shape)
             else:
                 refs[sub[0]] = (value, shape)
-        source_opts = [ref.target.opts if ref.kind == "layer" else {}
-                       for sub, ref in self.graph.refs.get(layer.name, []) if sub[0] == "from"]
+        from_refs = [ref for sub, ref in self.graph.refs.get(layer.name, []) if sub[0] == "from"]
         ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
                           refs, self.layer_params[layer.name], training, lengths, in_rec=in_rec,
                           loop_dim=loop_dim, seed=_seed_for(self.seed, layer.name),
-                          source_opts=source_opts, step_seed=step_seed)
+                          source_opts=[r.target.opts if r.kind == "layer" else {}
+                                       for r in from_refs],
+                          step_seed=step_seed, source_names=[r.text for r in from_refs])
         dropout = layer.opts.get("dropout") or 0.0
         if training and dropout:
             ctx.sources = [ctx.dropout(x, dropout) for x in ctx.sources]
         if rule.concat_sources and len(ctx.sources) > 1:
             ctx.sources = [tf.concat(ctx.sources, axis=-1)]
             ctx.source_shapes = [_concat_shape(shapes)]
+            ctx.source_names = ["+".join(ctx.source_names)]
         return ctx, rule
 
 

@@ -33,7 +33,7 @@ class CallContext:
                  params: dict[str, tf.Variable], training: bool, lengths: dict[Dim, Any],
                  in_rec: bool = False, loop_dim: Dim | None = None, state: dict | None = None,
                  seed: int | None = None, source_opts: list[dict] | None = None,
-                 step_seed=None):
+                 step_seed=None, source_names: list[str] | None = None):
         self.name = name
         self.layer_class = layer_class
         self.opts = opts
@@ -55,6 +55,8 @@ class CallContext:
         #: int64 scalar tensor that changes every training step (None: draw dropout masks
         #: from the global RNG); with the layer's `seed` it makes dropout reproducible
         self.step_seed = step_seed
+        #: the references of the `from` inputs as written (`enc`, `base:enc`, `data:classes`)
+        self.source_names = source_names if source_names is not None else ["input"] * len(sources)
         #: the options of each `from` input's layer ({} for extern data)
         self.source_opts = source_opts if source_opts is not None else [{} for _ in sources]
 
@@ -77,10 +79,8 @@ class CallContext:
         return self.source_shapes[0]
 
     # what shape-time helpers (plans a builder re-runs, e.g. resolving `axis`) use of a
-    # ShapeContext; the layer was validated, so their errors are not expected here
-    @property
-    def source_names(self) -> list[str]:
-        return ["input"] * len(self.source_shapes)
+    # ShapeContext (`source_names`, `describe`, `error`); the layer was validated, so their
+    # errors are not expected here
 
     @staticmethod
     def describe(name: str, shape: Shape) -> str:
