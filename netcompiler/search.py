@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .train import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, TrainOptions, _atomic_text,
+from .atomic import atomic_write_text
+
+from .train import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, TrainOptions,
                     _parse_data_spec, _user_error, _validated, checkpoint_prefix,
                     restore_network)
 
@@ -198,7 +200,7 @@ def _search(args, result) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        _atomic_text(Path(out), text)
+        atomic_write_text(Path(out), text)
     info = sys.stderr if to_stdout else sys.stdout
     where = "" if to_stdout else f" -> {out}"
     summary = (f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}"

@@ -59,6 +59,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from .atomic import atomic_write_text
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DIE_ENV = "NETCOMPILER_TEST_DIE_AT"
 NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
@@ -184,23 +186,6 @@ def checkpoint_prefix(path) -> str:
     if Path(str(path) + ".index").is_file():
         return str(path)
     raise TrainError(f"{path}: no such checkpoint or model directory")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _network_variable_keys(prefix: str) -> dict[str, str]:
@@ -718,7 +703,7 @@ class Trainer:
             return
         lines = ["\t".join(SCORE_COLUMNS)]
         lines += ["\t".join(str(row[c]) for c in SCORE_COLUMNS) for row in self.scores]
-        _atomic_text(self.model_dir / "scores.tsv", "\n".join(lines) + "\n")
+        atomic_write_text(self.model_dir / "scores.tsv", "\n".join(lines) + "\n")
 
     # -- running ----------------------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> Accumulator:

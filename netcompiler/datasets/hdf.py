@@ -17,13 +17,12 @@ Layout (as written by RETURNN's `SimpleHDFWriter` and read by its `HDFDataset`):
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
 from .base import DatasetError, KeyInfo, as_frames, extern_key_info
 
 
@@ -178,23 +177,6 @@ def collect_seqs(seqs: Sequence[Mapping], extern_data, seq_tags=None, what="writ
     if len(seq_tags) != len(seqs):
         raise DatasetError(f"{len(seq_tags)} seq tags for {len(seqs)} sequences")
     return keys, info, flat, lengths, seq_tags
-
-
-def atomic_write(path, write_fn, suffix):
-    """Call write_fn(tmp_path) on a temp file in the target's directory, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_hdf(path, seqs: list[dict], extern_data=None, seq_tags: list[str] | None = None) -> Path:

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import DatasetError, KeyInfo, extern_key_info
-from .hdf import atomic_write, check_frames, collect_seqs
+from ..atomic import atomic_write
+from .hdf import check_frames, collect_seqs
 
 
 def read_npz(path, extern_data=None):
