@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 
 ERROR = "error"
 WARNING = "warning"
+#: information that changes nothing the user wrote about, e.g. an assumption RETURNN makes too
+NOTE = "note"
 
 ConfigPath = tuple  # a path into the config data, e.g. ("network", "att", "num_heads")
 
@@ -122,7 +124,8 @@ def format_github(d: Diagnostic) -> str:
         props.append(f"col={d.col}")
     props.append(f"title={_escape_github(d.rule, True)}")
     where = f"{d.dotted_path}: " if d.path else ""
-    return f"::{d.severity} {','.join(props)}::{_escape_github(where + d.full_message())}"
+    kind = "notice" if d.severity == NOTE else d.severity
+    return f"::{kind} {','.join(props)}::{_escape_github(where + d.full_message())}"
 
 
 @dataclass
@@ -143,4 +146,8 @@ class Report:
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity != ERROR]
+        return [d for d in self.diagnostics if d.severity == WARNING]
+
+    @property
+    def notes(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == NOTE]

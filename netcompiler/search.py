@@ -145,8 +145,9 @@ def cli_search(args) -> int:
 
 def _search(args, result) -> int:
     from .build import CompiledNetwork
-    from .datasets import DatasetError, make_dataset
-    from .loop import choice_targets, has_search_choice, search_rec_layer
+    from .datasets import DatasetError, check_shared_time_axes, make_dataset
+    from .loop import choice_targets
+    from .shapes import shared_time_keys, has_search_choice, search_rec_layer
 
     config = result.config.data
     opts = TrainOptions.from_config(config)
@@ -167,6 +168,7 @@ def _search(args, result) -> int:
             extern[k] = dict(extern[k], available_for_inference=False)
     try:
         dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name=name)
+        check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
     except DatasetError as exc:
         raise TrainError(f"bad dataset: {exc}") from None
     choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import ERROR, WARNING, Diagnostic
+from .diagnostics import ERROR, NOTE, WARNING, Diagnostic
 from .dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, spatial_dim, time_dim
 from .graph import Graph
 from .layers import ParamSpec, ShapeError, get_rule
@@ -28,6 +28,12 @@ class InferredNetwork:
     extern: dict[str, Shape] = field(default_factory=dict)
     loop_dims: dict[str, Dim] = field(default_factory=dict)  # rec layer name -> loop axis
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: axes created by layers, by (layer, tag, n): the same object in every inference pass, so
+    #: that a shape read through `prev:` in one pass matches the one computed in the next
+    created_dims: dict[tuple, Dim] = field(default_factory=dict)
+    #: extern time axes a frame-wise loss compares, (output's key, target's key) -> config path
+    #: of the loss's `target`: `validate` makes them one axis (see `unify_extern_time`)
+    unify: dict[tuple[str, str], tuple] = field(default_factory=dict)
 
     def param_count(self, name: str) -> int:
         return sum(p.size for p in self.params.get(name, {}).values())
@@ -37,10 +43,15 @@ class InferredNetwork:
         return sum(self.param_count(n) for n in self.params)
 
 
-def extern_shapes(extern: dict) -> tuple[dict[str, Shape], list[Diagnostic]]:
-    """Shapes of the `extern_data` entries (batch-major, with their own time axes)."""
+def extern_shapes(extern: dict, same_time: dict[str, str] | None = None
+                  ) -> tuple[dict[str, Shape], list[Diagnostic]]:
+    """Shapes of the `extern_data` entries (batch-major, with their own time axes).
+    `same_time` adds `same_time_as` relations found by unification (key -> other key)."""
     shapes: dict[str, Shape] = {}
     diags: list[Diagnostic] = []
+    if same_time:
+        extern = {k: (dict(v, same_time_as=same_time[k]) if k in same_time
+                      and isinstance(v, dict) else v) for k, v in extern.items()}
     pending = dict(extern)
     # entries with same_time_as need the other entry first
     for _ in range(len(pending) + 1):
@@ -68,6 +79,45 @@ def extern_shapes(extern: dict) -> tuple[dict[str, Shape], list[Diagnostic]]:
     return shapes, diags
 
 
+def shared_time_keys(extern: dict[str, Shape]) -> list[tuple[str, ...]]:
+    """Groups of extern data keys whose (first) time axis is one axis."""
+    groups: dict[Dim, list[str]] = {}
+    for key, shape in extern.items():
+        if shape.time is not None:
+            groups.setdefault(shape.time, []).append(key)
+    return [tuple(keys) for keys in groups.values() if len(keys) > 1]
+
+
+def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
+                      ) -> tuple[dict[str, str], list[Diagnostic]]:
+    """`same_time_as` relations (key -> key whose time axis it takes) for the extern time axes
+    that frame-wise losses compare, with a note for each; the lengths of the two are checked
+    when data is fed (`netcompiler.build`, the training pipeline)."""
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while k in parent:
+            k = parent[k]
+        return k
+
+    notes = []
+    for (a, b), path in pairs.items():
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        # the input keeps its axis; the target takes it (a target with same_time_as declared
+        # already points elsewhere, so the other one follows)
+        if isinstance(extern.get(rb), dict) and extern[rb].get("same_time_as"):
+            ra, rb = rb, ra
+        parent[rb] = ra
+        notes.append(Diagnostic(
+            NOTE, f"the loss compares frames of `{a}` and `{b}`, whose time axes were not "
+            f"declared the same: they are taken as one axis (as RETURNN does), and the "
+            f"lengths of the two are checked to be equal when data is fed", "shape.unified-time",
+            path, hint=f"declare it with `same_time_as: {ra}` on extern data `{rb}`"))
+    return {k: root(k) for k in parent}, notes
+
+
 def _extern_shape(key: str, spec: dict, same_as: Shape | None) -> Shape:
     sparse = bool(spec.get("sparse", False))
     dim = spec.get("dim")
@@ -91,14 +141,18 @@ def _extern_shape(key: str, spec: dict, same_as: Shape | None) -> Shape:
     dims: list[Dim] = [BATCH_DIM]
     n_time = 0
     for entry in entries:
+        # descriptions as RETURNN names extern data's axes (matched by `stag:NAME`)
         if entry is None:
             if n_time == 0 and same_as is not None and same_as.time is not None:
                 dims.append(same_as.time)
+            elif n_time == 0:
+                dims.append(time_dim(key, f"time:var:extern_data:{key}"))
             else:
-                dims.append(time_dim(key if n_time == 0 else f"{key}#{n_time + 1}"))
+                dims.append(time_dim(f"{key}#{n_time + 1}",
+                                     f"spatial{len(dims)}:var:extern_data:{key}"))
             n_time += 1
         else:
-            dims.append(spatial_dim(entry))
+            dims.append(spatial_dim(entry, description=f"spatial{len(dims) - 1}:static{entry}:{key}"))
     if not sparse:
         dims.append(feature_dim(dim))
     dtype = spec.get("dtype") or ("int32" if sparse else "float32")
@@ -124,6 +178,7 @@ class ShapeContext:
         self.in_rec = layer.scope.in_rec
         self.loop_dim = inferred.loop_dims.get(layer.scope.rec_layer.name) if self.in_rec else None
         self.warnings: list[Diagnostic] = []
+        self._n_created = 0
 
     # -- options and inputs ---------------------------------------------------------------------
     def opt(self, name: str, default: Any = _MISSING) -> Any:
@@ -239,7 +294,14 @@ class ShapeContext:
         return Shape((BATCH_DIM, feature_dim(n_out)))
 
     def new_time_dim(self, tag: str | None = None) -> Dim:
-        return time_dim(tag or self.name)
+        """A time axis this layer creates; the same object in every pass (see `created_dims`)."""
+        tag = tag or self.name
+        key = (self.name, tag, self._n_created)
+        self._n_created += 1
+        dims = self._inferred.created_dims
+        if key not in dims:
+            dims[key] = time_dim(tag)
+        return dims[key]
 
     @staticmethod
     def describe(name: str, shape: Shape) -> str:
@@ -276,17 +338,112 @@ def concat_features(shapes: list[Shape], names: list[str]) -> Shape:
     return Shape(first.non_feature_dims + (feature_dim(total),))
 
 
+#: lenient passes before the final strict one, when `prev:` reads a layer computed later
+MAX_PASSES = 8
+
+
+@dataclass
+class _Pass:
+    """The state of one inference pass over the network.
+
+    Lenient passes (RETURNN's template construction) find the shapes that `prev:` cycles settle
+    on: `prev:x` reads x's shape from the previous pass (or x's own guess), an input not known
+    yet makes a layer unknown instead of failing (broadcasting layers ignore it), and nothing is
+    reported. The final strict pass starts from the shapes they settled on and reports.
+    """
+
+    lenient: bool
+    prev_shapes: dict[str, Shape]
+    unknown: set[str] = field(default_factory=set)
+    #: prev: targets read before being computed: name -> (assumed shape, reader)
+    assumed: dict[str, tuple[Shape, str]] = field(default_factory=dict)
+    #: prev: targets whose shape nothing could tell: name -> (reader, config path of the ref)
+    unresolved: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+
+
+class _Unknown(Exception):
+    """An input whose shape is not known in this lenient pass."""
+
+
 def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str] = frozenset()
                  ) -> InferredNetwork:
     """Infer all layer shapes. `failed_layers` (e.g. with schema errors) are skipped."""
     network = graph.network
     inferred = InferredNetwork(network, graph, extern=extern)
     failed: set[str] = set(failed_layers)
-    guesses: dict[str, tuple[Shape, str]] = {}  # prev: targets used before being inferred
     # extern data that failed to parse counts as failed
     failed.update(f"data:{k}" for k in network.extern if k not in extern)
+    order = graph.order()
+    prev_shapes: dict[str, Shape] = {}
+    unsettled: dict[str, tuple[Shape, Shape]] = {}
+    if _reads_prev_ahead(graph, order):
+        history: list[dict[str, Shape]] = []
+        for _ in range(MAX_PASSES):
+            trial = InferredNetwork(network, graph, extern=extern, loop_dims=inferred.loop_dims,
+                                    created_dims=inferred.created_dims)
+            _run_pass(trial, order, set(failed), _Pass(True, prev_shapes))
+            history.append(trial.shapes)
+            if len(history) > 1 and _same_shapes(history[-2], history[-1]):
+                break
+            prev_shapes = trial.shapes
+        else:
+            unsettled = {n: (history[-2][n], s) for n, s in history[-1].items()
+                         if n in history[-2] and not _same_shape(history[-2][n], s)}
+        prev_shapes = history[-1]
+    final = _Pass(False, prev_shapes)
+    _run_pass(inferred, order, failed, final)
+    for name, (before, after) in unsettled.items():
+        layer = network.layers[name]
+        _report(inferred, layer, ShapeError(
+            f"the shape of `{name}` does not settle: it is {before} in one pass over the "
+            f"`prev:` cycle and {after} in the next", "from", "shape.prev-diverges",
+            hint="a layer on the cycle grows its input; set `n_out` or cut the growth"))
+    _report_unresolved(inferred, final)
+    return inferred
 
-    for name in graph.order():
+
+def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
+    """True if some `prev:x` is read before x is computed (a cycle through `prev:`)."""
+    position = {name: i for i, name in enumerate(order)}
+    for name, refs in graph.refs.items():
+        for _, ref in refs:
+            if ref.prev and ref.kind == "layer" and position.get(ref.target.name, -1) >= \
+                    position.get(name, -1):
+                return True
+    return False
+
+
+def _same_shape(a: Shape, b: Shape) -> bool:
+    return same_axes(a.dims, b.dims) and a.sparse_dim == b.sparse_dim and a.dtype == b.dtype
+
+
+def _same_shapes(a: dict[str, Shape], b: dict[str, Shape]) -> bool:
+    return a.keys() == b.keys() and all(_same_shape(a[k], b[k]) for k in a)
+
+
+def _report_unresolved(inferred: InferredNetwork, final: _Pass) -> None:
+    """`prev:x` that no pass could give a shape: report it unless the layers of that unit
+    already have an error (then that error is the real blocker)."""
+    errors = [d.path for d in inferred.diagnostics if d.severity == ERROR]
+    for name, (reader, path) in final.unresolved.items():
+        if name in inferred.shapes:
+            continue
+        layer = inferred.network.layers[name]
+        scope_path = layer.scope.path
+        if any(p[: len(scope_path)] == scope_path for p in errors):
+            continue
+        inferred.diagnostics.append(Diagnostic(
+            ERROR, f"cannot infer the shape of `prev:{layer.local_name}`: every layer it "
+            f"depends on in the cycle through `prev:` depends on it in turn, and none of them "
+            f"has a size of its own", "shape.prev", path,
+            hint=f"set `n_out` on `{name}` (or on a layer of the cycle) to break it"))
+
+
+def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], state: _Pass
+              ) -> None:
+    network = inferred.network
+    lenient = state.lenient
+    for name in order:
         layer = network.layers[name]
         if name in failed:
             continue
@@ -295,14 +452,27 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             failed.add(name)
             continue
         try:
-            sources, names, refs = _gather_inputs(inferred, layer, failed, guesses)
+            sources, names, refs = _gather_inputs(inferred, layer, failed, state)
         except _Skip:
             failed.add(name)
             continue
-        except ShapeError as exc:
-            _report(inferred, layer, exc)
-            failed.add(name)
+        except _Unknown:
+            _guess_or_unknown(inferred, layer, rule, state)
             continue
+        except ShapeError as exc:
+            if lenient:
+                _guess_or_unknown(inferred, layer, rule, state)
+            else:
+                _report(inferred, layer, exc)
+                failed.add(name)
+            continue
+        if any(s is None for s in sources):  # lenient only
+            known = [s for s in sources if s is not None]
+            if not (rule.broadcasts_sources and known):
+                _guess_or_unknown(inferred, layer, rule, state)
+                continue
+            # an input not known yet is neutral for a broadcasting layer
+            sources = [known[0] if s is None else s for s in sources]
         try:
             if rule.concat_sources and len(sources) > 1:
                 sources = [concat_features(sources, names)]
@@ -310,27 +480,175 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             ctx = ShapeContext(inferred, layer, sources, names, refs)
             shape = rule.infer(ctx)
             inferred.shapes[name] = shape
+            if lenient:
+                continue
             inferred.params[name] = rule.params(ctx, shape)
             if layer.opts.get("loss"):
                 _check_loss(inferred, layer, shape)
             if "initial_output" in layer.opts:
                 _check_initial_output(ctx, shape, inferred.params[name])
+            if any(layer.opts.get(k) for k in ("dropout_noise_shape", "batch_norm")):
+                from .layers._common_opts import check_common_options
+                check_common_options(ctx, shape, inferred.params[name])
             inferred.diagnostics.extend(ctx.warnings)
             if rule.deprecated:
                 inferred.diagnostics.append(Diagnostic(
                     WARNING, f"`{layer.layer_class}` is deprecated", "deprecated",
                     layer.path + ("class",), hint=f"use the explicit formulation: {rule.deprecated}"))
         except ShapeError as exc:
+            if lenient:
+                inferred.shapes.pop(name, None)
+                _guess_or_unknown(inferred, layer, rule, state)
+                continue
             _report(inferred, layer, exc)
             failed.add(name)
             continue
-        if name in guesses:
-            guess, user = guesses.pop(name)
-            if not same_axes(guess.dims, shape.dims) or guess.sparse_dim != shape.sparse_dim:
+        if name in state.assumed:
+            guess, user = state.assumed.pop(name)
+            if not _same_shape(guess, shape):
                 _report(inferred, layer, ShapeError(
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
-    return inferred
+
+
+def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:
+    """A layer's shape known without its inputs: its rule's guess (`n_out`, `target`, ...),
+    else the shape of its `initial_output` layer."""
+    ctx = ShapeContext(inferred, layer, [], [], {})
+    try:
+        guess = rule.guess_step_shape(ctx)
+    except ShapeError:
+        guess = None
+    if guess is None and isinstance(layer.opts.get("initial_output"), str):
+        guess = ctx.known_ref("initial_output")
+    return guess
+
+
+def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pass) -> None:
+    """Lenient pass: a layer whose inputs are not all known takes its guess (inside a rec unit,
+    where guesses are per-step shapes), else stays unknown for this pass."""
+    guess = _guess(inferred, layer, rule) if layer.scope.in_rec else None
+    if guess is not None:
+        inferred.shapes[layer.name] = guess
+    else:
+        state.unknown.add(layer.name)
+
+
+class _Skip(Exception):
+    pass
+
+
+def _report(inferred: InferredNetwork, layer: Layer, exc: ShapeError) -> None:
+    path = layer.path + ((exc.option,) if exc.option else ())
+    inferred.diagnostics.append(Diagnostic(ERROR, exc.message, exc.rule, path, hint=exc.hint))
+
+
+def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass) -> Dim:
+    """The axis a rec unit loops over: its input's time axis, else the time axis of
+    `size_target`, else its target's time axis, else a new axis (searching, ended by the `end`
+    layer / `max_seq_len`)."""
+    if rec.name in inferred.loop_dims:
+        return inferred.loop_dims[rec.name]
+    dim = None
+    src = _rec_input_shape(inferred, rec, failed, state)  # _Unknown: decided in a later pass
+    if src is not None and src.time is not None:
+        dim = src.time
+    for option in ("size_target", "target"):
+        target = rec.opts.get(option)
+        if dim is None and isinstance(target, str) and target in inferred.extern \
+                and inferred.extern[target].time:
+            dim = inferred.extern[target].time
+    if dim is None:
+        dim = time_dim(rec.name)
+    inferred.loop_dims[rec.name] = dim
+    return dim
+
+
+def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass
+                     ) -> Shape | None:
+    shapes, names = [], []
+    for sub, ref in inferred.graph.refs.get(rec.name, []):
+        if sub[0] != "from":
+            continue
+        s = _ref_shape(inferred, rec, ref, failed, state, None)
+        if s is None:
+            raise _Unknown()
+        shapes.append(s)
+        names.append(ref.text)
+    if not shapes:
+        return None
+    return concat_features(shapes, names)
+
+
+def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[str],
+               state: _Pass, path: tuple | None) -> Shape | None:
+    """The shape a reference reads; None: not known in this lenient pass."""
+    if ref.kind == "extern":
+        if f"data:{ref.target}" in failed or ref.target not in inferred.extern:
+            raise _Skip()
+        shape = inferred.extern[ref.target]
+        if ref.frame:
+            loop = _loop_dim(inferred, layer.scope.rec_layer, failed, state)
+            if shape.has(loop):
+                return shape.without(loop)
+            raise ShapeError(
+                f"`{ref.text}` is read per step, but its time axis {shape.time} is not the axis "
+                f"{loop} the loop of `{layer.scope.rec_layer.name}` runs over", "from",
+                "shape.loop-axis")
+        return shape
+    if ref.kind == "source":
+        rec = ref.target
+        src = _rec_input_shape(inferred, rec, failed, state)
+        if src is None:
+            raise ShapeError(f"`data:source`: rec layer `{rec.name}` has no input", "from",
+                             "shape.inputs")
+        loop = _loop_dim(inferred, rec, failed, state)
+        return src.without(loop) if src.has(loop) else src
+    target: Layer = ref.target
+    if target.name in failed:
+        raise _Skip()
+    if target.name in inferred.shapes:
+        return inferred.shapes[target.name]
+    if ref.prev:
+        guess = state.prev_shapes.get(target.name)
+        if guess is None:
+            rule = get_rule(target.layer_class)
+            guess = _guess(inferred, target, rule) if rule is not None else None
+        if guess is None:
+            if state.lenient:
+                return None
+            state.unresolved.setdefault(target.name, (layer.name, path or layer.path))
+            raise _Skip()
+        state.assumed.setdefault(target.name, (guess, layer.name))
+        return guess
+    if state.lenient and target.name in state.unknown:
+        return None
+    raise _Skip()
+
+
+def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass):
+    """Input shapes (None where not known in a lenient pass) and layer-valued options."""
+    if layer.scope.in_rec:
+        _loop_dim(inferred, layer.scope.rec_layer, failed, state)
+    sources, names = [], []
+    refs: dict[str, list[tuple[Ref, Shape]]] = {}
+    for sub, ref in inferred.graph.refs.get(layer.name, []):
+        shape = _ref_shape(inferred, layer, ref, failed, state, layer.path + sub)
+        if sub[0] == "from":
+            sources.append(shape)
+            names.append(ref.text)
+        elif shape is None:
+            raise _Unknown()
+        else:
+            refs.setdefault(sub[0], []).append((ref, shape))
+    if layer.unit is not None:
+        _loop_dim(inferred, layer, failed, state)
+        for sub_layer in layer.unit.layers.values():
+            if sub_layer.name in failed:
+                raise _Skip()
+            if state.lenient and sub_layer.name in state.unknown:
+                raise _Unknown()
+    return sources, names, refs
 
 
 def _check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
@@ -352,6 +670,34 @@ def _check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
                              "initial_output", "shape.initial-output")
         params["initial_output"] = ParamSpec(
             tuple(d.size for d in step.dims if d.kind != "batch"), 0.0)
+
+
+def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
+    """The time axis of each extern data key that has its own (not `same_time_as`)."""
+    out: dict[Dim, str] = {}
+    for key, shape in inferred.extern.items():
+        for d in shape.time_dims[:1]:
+            out.setdefault(d, key)
+    return out
+
+
+def _unifiable_time_axes(inferred: InferredNetwork, out_dims, target_dims
+                         ) -> list[tuple[str, str]]:
+    """A frame-wise loss between two extern time axes that nobody declared the same: RETURNN
+    matches them by position. The pairs (output's key, target's key) that would make the axes
+    agree, or [] when they differ otherwise (e.g. an axis a layer created)."""
+    if len(out_dims) != len(target_dims):
+        return []
+    keys = _extern_time_keys(inferred)
+    pairs = []
+    for a, b in zip(out_dims, target_dims):
+        if a.matches(b):
+            continue
+        if a in keys and b in keys and a.kind == b.kind == "time":
+            pairs.append((keys[a], keys[b]))
+        else:
+            return []
+    return pairs
 
 
 def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
@@ -387,114 +733,15 @@ def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
         axes_ok = same_axes(out.non_feature_dims, target.non_feature_dims)
         feat_ok = out.feature_size == target.feature_size
     if not axes_ok:
+        pairs = _unifiable_time_axes(inferred, out.non_feature_dims,
+                                     target.dims if target.sparse else target.non_feature_dims)
+        if pairs:
+            for pair in pairs:
+                inferred.unify.setdefault(pair, layer.path + ("target",))
+            return
         raise ShapeError(f"`loss: {loss}`: {what}: their axes differ", "target",
                          "shape.loss-target")
     if not feat_ok:
         raise ShapeError(f"`loss: {loss}`: {what}: {out.feature_size} output features for "
                          f"{target.feature_size} target classes/features", "target",
                          "shape.loss-target")
-
-
-class _Skip(Exception):
-    pass
-
-
-def _report(inferred: InferredNetwork, layer: Layer, exc: ShapeError) -> None:
-    path = layer.path + ((exc.option,) if exc.option else ())
-    inferred.diagnostics.append(Diagnostic(ERROR, exc.message, exc.rule, path, hint=exc.hint))
-
-
-def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str]) -> Dim:
-    """The axis a rec unit loops over: its input's time axis, else its target's time axis,
-    else a new axis (searching, ended by the `end` layer / `max_seq_len`)."""
-    if rec.name in inferred.loop_dims:
-        return inferred.loop_dims[rec.name]
-    dim = None
-    src = _rec_input_shape(inferred, rec, failed)
-    if src is not None and src.time is not None:
-        dim = src.time
-    if dim is None:
-        target = rec.opts.get("target")
-        if isinstance(target, str) and target in inferred.extern and inferred.extern[target].time:
-            dim = inferred.extern[target].time
-    if dim is None:
-        dim = time_dim(rec.name)
-    inferred.loop_dims[rec.name] = dim
-    return dim
-
-
-def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str]) -> Shape | None:
-    shapes, names = [], []
-    for sub, ref in inferred.graph.refs.get(rec.name, []):
-        if sub[0] != "from":
-            continue
-        s = _ref_shape(inferred, rec, ref, failed, {}, None)
-        shapes.append(s)
-        names.append(ref.text)
-    if not shapes:
-        return None
-    return concat_features(shapes, names)
-
-
-def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[str],
-               guesses: dict, user: str | None) -> Shape:
-    if ref.kind == "extern":
-        if f"data:{ref.target}" in failed or ref.target not in inferred.extern:
-            raise _Skip()
-        shape = inferred.extern[ref.target]
-        if ref.frame:
-            loop = _loop_dim(inferred, layer.scope.rec_layer, failed)
-            if shape.has(loop):
-                return shape.without(loop)
-            raise ShapeError(
-                f"`{ref.text}` is read per step, but its time axis {shape.time} is not the axis "
-                f"{loop} the loop of `{layer.scope.rec_layer.name}` runs over", "from",
-                "shape.loop-axis")
-        return shape
-    if ref.kind == "source":
-        rec = ref.target
-        src = _rec_input_shape(inferred, rec, failed)
-        if src is None:
-            raise ShapeError(f"`data:source`: rec layer `{rec.name}` has no input", "from",
-                             "shape.inputs")
-        loop = _loop_dim(inferred, rec, failed)
-        return src.without(loop) if src.has(loop) else src
-    target: Layer = ref.target
-    if target.name in failed:
-        raise _Skip()
-    if target.name in inferred.shapes:
-        return inferred.shapes[target.name]
-    if ref.prev:
-        rule = get_rule(target.layer_class)
-        guess = None
-        if rule is not None:
-            ctx = ShapeContext(inferred, target, [], [], {})
-            guess = rule.guess_step_shape(ctx)
-        if guess is None:
-            raise ShapeError(
-                f"cannot infer the shape of `prev:{target.local_name}` before `{target.name}` "
-                f"is computed", "from", "shape.prev",
-                hint=f"set `n_out` on `{target.name}` to break the cycle")
-        guesses.setdefault(target.name, (guess, user or layer.name))
-        return guess
-    raise _Skip()
-
-
-def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], guesses: dict):
-    if layer.scope.in_rec:
-        _loop_dim(inferred, layer.scope.rec_layer, failed)
-    sources, names = [], []
-    refs: dict[str, list[tuple[Ref, Shape]]] = {}
-    for sub, ref in inferred.graph.refs.get(layer.name, []):
-        shape = _ref_shape(inferred, layer, ref, failed, guesses, layer.name)
-        if sub[0] == "from":
-            sources.append(shape)
-            names.append(ref.text)
-        else:
-            refs.setdefault(sub[0], []).append((ref, shape))
-    if layer.unit is not None:
-        _loop_dim(inferred, layer, failed)
-        for sub_layer in layer.unit.layers.values():
-            if sub_layer.name in failed:
-                raise _Skip()
-    return sources, names, refs

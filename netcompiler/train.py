@@ -537,7 +537,8 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------------------
     def load_data(self):
-        from .datasets import DatasetError, make_dataset
+        from .datasets import DatasetError, check_shared_time_axes, make_dataset
+        from .shapes import shared_time_keys
 
         extern = self.config.get("extern_data") or {}
         if self.opts.train_data is None:
@@ -547,6 +548,9 @@ class Trainer:
                                            name="train")
             self.dev_data = (make_dataset(self.opts.dev_data, extern, default_seed=self.seed,
                                           name="dev") if self.opts.dev_data is not None else None)
+            for ds in (self.train_data, self.dev_data):
+                if ds is not None:
+                    check_shared_time_axes(ds, shared_time_keys(self.net.inferred.extern))
         except DatasetError as exc:
             raise TrainError(f"bad dataset: {exc}") from None
         for ds, what in ((self.train_data, "train_data"), (self.dev_data, "dev_data")):
@@ -904,7 +908,8 @@ def _forward(args, result) -> int:
     import tensorflow as tf
 
     from .build import CompiledNetwork
-    from .datasets import DatasetError, batches, make_dataset
+    from .datasets import DatasetError, batches, check_shared_time_axes, make_dataset
+    from .shapes import shared_time_keys
     opts = TrainOptions.from_config(result.config.data)
     ckpt_path = getattr(args, "checkpoint", None) or opts.model_dir
     if not ckpt_path:
@@ -926,6 +931,7 @@ def _forward(args, result) -> int:
         raise TrainError("no --data given and the config has no train.dev_data/train_data")
     try:
         dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name="forward")
+        check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
     except DatasetError as exc:
         raise TrainError(f"bad dataset: {exc}") from None
     missing = [k for k in keys if k not in dataset.keys]

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .diagnostics import ERROR, ConfigError, Diagnostic, Report
+from .conventions import apply_conventions
+from .diagnostics import ERROR, WARNING, ConfigError, Diagnostic, Report
 from .graph import Graph, build_graph, check_outputs
 from .loader import Config, apply_overrides, load
 from .network import build_network
 from .schema import failed_layer_paths, validate_config
-from .shapes import InferredNetwork, extern_shapes, infer_shapes
+from .shapes import InferredNetwork, extern_shapes, infer_shapes, unify_extern_time
 
 
 @dataclass
@@ -49,6 +50,7 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
     data = config.data
     schema_diags = validate_config(data)
     result.extend(schema_diags)
+    result.extend(apply_conventions(data))
     if isinstance(data, dict):
         network = build_network(data)
         graph = build_graph(network)
@@ -72,11 +74,16 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
             if not extern_ok:
                 failed.update(network.layers)
             inferred = infer_shapes(graph, ext, failed)
+            if inferred.unify:
+                same_time, notes = unify_extern_time(inferred.unify, network.extern)
+                ext, _ = extern_shapes(network.extern if extern_ok else {}, same_time)
+                inferred = infer_shapes(graph, ext, failed)
+                result.extend(notes)
             result.extend(inferred.diagnostics)
             result.inferred = inferred
     diags = [config.locate(d) for d in result.diagnostics]
     if strict:
-        diags = [d.as_error() for d in diags]
+        diags = [d.as_error() if d.severity == WARNING else d for d in diags]
     result.diagnostics = _sorted(diags)
     return result
 

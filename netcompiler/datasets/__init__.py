@@ -35,7 +35,7 @@ from typing import Mapping
 import numpy as np
 
 from .base import (ArrayDataset, Dataset, DatasetError, KeyInfo, check_against_extern_data,
-                   extern_key_info)
+                   check_shared_time_axes, extern_key_info)
 from .generated import TASK_DEFAULTS, TASKS, GeneratedDataset, targets_12ax
 from .hdf import read_hdf, write_hdf
 from .npz import read_npz, write_npz
@@ -45,7 +45,7 @@ __all__ = [
     "ArrayDataset", "Dataset", "DatasetError", "GeneratedDataset", "KeyInfo", "TASKS",
     "batches", "element_signature", "make_dataset", "padded_batch", "read_hdf", "read_npz",
     "tf_dataset", "write_hdf", "write_npz", "DEV_SEED_OFFSET", "FILE_CLASSES",
-    "check_against_extern_data", "extern_key_info", "targets_12ax",
+    "check_against_extern_data", "check_shared_time_axes", "extern_key_info", "targets_12ax",
 ]
 
 DEV_SEED_OFFSET = 1_000_003
@@ -165,6 +165,14 @@ def make_dataset(spec, extern_data: dict | None, default_seed: int = 42, name: s
         ds: ArrayDataset = GeneratedDataset(cls, num_seqs, int(seed), name=name,
                                             partition=partition, **options)
         source = f"({cls})"
+        # a generated task's symbols read as one-hot vectors where extern data declares them
+        # dense with the same dim (RETURNN's generated tasks deliver them so: `num_inputs: 9`)
+        for key, entry in (extern_data or {}).items():
+            want = extern_key_info(key, entry)
+            have = ds.key_info.get(key)
+            if want is not None and have is not None and have.sparse and not want.sparse \
+                    and want.dim == have.dim:
+                ds.to_one_hot(key)
     else:
         allowed = _COMMON_OPTS | _FILE_OPTS
         unknown = sorted(set(spec) - allowed)

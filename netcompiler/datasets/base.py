@@ -86,6 +86,27 @@ def as_frames(key: str, value, info: KeyInfo, where: str = "") -> np.ndarray:
     return arr.astype(np.int32 if info.sparse else np.float32, copy=False)
 
 
+def check_shared_time_axes(dataset: "Dataset", groups: Sequence[Sequence[str]]) -> None:
+    """Keys that share one time axis in the network (`same_time_as`, or axes a frame-wise loss
+    unified) must have equal lengths in every sequence; DatasetError naming both keys and the
+    first sequence where they differ."""
+    for group in groups:
+        keys = [k for k in group if k in dataset.keys]
+        if len(keys) < 2:
+            continue
+        first = np.asarray(dataset.seq_lengths(keys[0]))
+        for other in keys[1:]:
+            lens = np.asarray(dataset.seq_lengths(other))
+            bad = np.flatnonzero(lens != first)
+            if bad.size:
+                i = int(bad[0])
+                tag = dataset.seq_tags[i] if i < len(dataset.seq_tags) else str(i)
+                raise DatasetError(
+                    f"{dataset.name} dataset: `{keys[0]}` and `{other}` share a time axis in the "
+                    f"network, but sequence {tag!r} has {int(first[i])} frames of `{keys[0]}` "
+                    f"and {int(lens[i])} of `{other}` ({bad.size} sequences differ)")
+
+
 class Dataset:
     """A finite list of sequences (see module docstring). Subclasses set `keys`, `num_seqs`,
     `seq_tags`, `key_info` and implement `get_seq`."""
@@ -168,6 +189,17 @@ class ArrayDataset(Dataset):
             raise DatasetError(f"{name} dataset: partition must be >= 1, got {partition}")
         self.partition = int(partition)
 
+
+    def to_one_hot(self, key: str) -> None:
+        """Deliver the class indices of `key` as one-hot float vectors (dense, same dim)."""
+        info = self.key_info[key]
+        if not info.sparse:
+            return
+        flat = self._flat[key]
+        dense = np.zeros((len(flat), info.dim), dtype=np.float32)
+        dense[np.arange(len(flat)), flat] = 1.0
+        self._flat[key] = dense
+        self.key_info[key] = self._all_info[key] = KeyInfo(info.dim, False)
     def _check_index(self, i: int) -> int:
         i = int(i)
         if not 0 <= i < self.num_seqs:

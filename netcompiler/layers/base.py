@@ -57,6 +57,9 @@ class LayerRule:
     #: concatenate a list in `from` on the feature axis before `infer` sees it (`ctx.source`);
     #: False for layers whose inputs play different roles (combine, dot, eval, ...).
     concat_sources: ClassVar[bool] = True
+    #: the inputs are broadcast against each other (combine, eval, compare): while `prev:`
+    #: cycles are resolved, an input whose shape is not known yet is neutral
+    broadcasts_sources: ClassVar[bool] = False
     #: options (besides `from`) whose values name layers, e.g. ("base", "base_ctx").
     layer_options: ClassVar[tuple[str, ...]] = ()
     #: for deprecated classes: the explicit formulation that replaces them.

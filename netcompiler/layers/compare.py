@@ -16,6 +16,7 @@ COMPARE_KINDS = ("equal", "not_equal", "less", "less_equal", "greater", "greater
 class CompareRule(GuessFromInputs, LayerRule):
     layer_class = "compare"
     concat_sources = False
+    broadcasts_sources = True
 
     def infer(self, ctx) -> Shape:
         kind = ctx.opt("kind")
