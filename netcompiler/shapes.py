@@ -359,6 +359,9 @@ class _Pass:
     assumed: dict[str, tuple[Shape, str]] = field(default_factory=dict)
     #: prev: targets whose shape nothing could tell: name -> (reader, config path of the ref)
     unresolved: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    #: strict pass: layers that read an unresolved `prev:` and stand in with their guess, so
+    #: that the layers after them are still checked (and report the real blocker)
+    stand_in: set[str] = field(default_factory=set)
 
 
 class _Unknown(Exception):
@@ -426,8 +429,6 @@ def _report_unresolved(inferred: InferredNetwork, final: _Pass) -> None:
     already have an error (then that error is the real blocker)."""
     errors = [d.path for d in inferred.diagnostics if d.severity == ERROR]
     for name, (reader, path) in final.unresolved.items():
-        if name in inferred.shapes:
-            continue
         layer = inferred.network.layers[name]
         scope_path = layer.scope.path
         if any(p[: len(scope_path)] == scope_path for p in errors):
@@ -457,19 +458,19 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             failed.add(name)
             continue
         except _Unknown:
-            _guess_or_unknown(inferred, layer, rule, state)
+            _guess_or_unknown(inferred, layer, rule, state, failed)
             continue
         except ShapeError as exc:
             if lenient:
-                _guess_or_unknown(inferred, layer, rule, state)
+                _guess_or_unknown(inferred, layer, rule, state, failed)
             else:
                 _report(inferred, layer, exc)
                 failed.add(name)
             continue
-        if any(s is None for s in sources):  # lenient only
+        if any(s is None for s in sources):
             known = [s for s in sources if s is not None]
             if not (rule.broadcasts_sources and known):
-                _guess_or_unknown(inferred, layer, rule, state)
+                _guess_or_unknown(inferred, layer, rule, state, failed)
                 continue
             # an input not known yet is neutral for a broadcasting layer
             sources = [known[0] if s is None else s for s in sources]
@@ -498,7 +499,7 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
         except ShapeError as exc:
             if lenient:
                 inferred.shapes.pop(name, None)
-                _guess_or_unknown(inferred, layer, rule, state)
+                _guess_or_unknown(inferred, layer, rule, state, failed)
                 continue
             _report(inferred, layer, exc)
             failed.add(name)
@@ -524,14 +525,19 @@ def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:
     return guess
 
 
-def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pass) -> None:
-    """Lenient pass: a layer whose inputs are not all known takes its guess (inside a rec unit,
-    where guesses are per-step shapes), else stays unknown for this pass."""
+def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pass,
+                      failed: set[str]) -> None:
+    """A layer whose inputs are not all known takes its guess (inside a rec unit, where guesses
+    are per-step shapes), else stays unknown for this pass (the strict pass: is skipped)."""
     guess = _guess(inferred, layer, rule) if layer.scope.in_rec else None
     if guess is not None:
         inferred.shapes[layer.name] = guess
-    else:
+        if not state.lenient:
+            state.stand_in.add(layer.name)
+    elif state.lenient:
         state.unknown.add(layer.name)
+    else:
+        failed.add(layer.name)
 
 
 class _Skip(Exception):
@@ -615,10 +621,9 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
             rule = get_rule(target.layer_class)
             guess = _guess(inferred, target, rule) if rule is not None else None
         if guess is None:
-            if state.lenient:
-                return None
-            state.unresolved.setdefault(target.name, (layer.name, path or layer.path))
-            raise _Skip()
+            if not state.lenient:
+                state.unresolved.setdefault(target.name, (layer.name, path or layer.path))
+            return None
         state.assumed.setdefault(target.name, (guess, layer.name))
         return guess
     if state.lenient and target.name in state.unknown:

@@ -1,5 +1,6 @@
-"""The example configs really learn: copy_gauss_window, 12ax_rec_self_attention and
-transformer_encoder.
+"""The example configs really learn: copy_gauss_window, 12ax_rec_self_attention,
+transformer_encoder, and RETURNN's self-attention demo as its authors wrote it
+(returnn_demo_rec_self_att: no n_out on the prev: cycle, no target, num_inputs/num_outputs).
 
 Fast tests (default run): each config trained on a small budget (`--set` overrides: fewer
 epochs / sequences) must bring the dev frame error below half of its first-epoch value and below
@@ -30,7 +31,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #   copy_gauss_window        0.038 after 5 epochs (first 0.485), ~13 s
 #   12ax_rec_self_attention  0.007 after 3 epochs (first 0.078), ~11 s
 #   transformer_encoder      0.007 after 4 epochs (first 0.104), ~7 s
+#   returnn_demo_rec_self_att 0.006 after 4 epochs (first 0.211), ~20 s
 FAST = {
+    "returnn_demo_rec_self_att": (["train.num_epochs=4"], 0.05),
     "copy_gauss_window": (["train.num_epochs=5"], 0.15),
     "12ax_rec_self_attention": (["train.num_epochs=3"], 0.04),
     "transformer_encoder": (["train.num_epochs=4"], 0.04),

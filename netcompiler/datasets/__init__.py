@@ -55,6 +55,9 @@ FILE_CLASSES = ("hdf", "npz")
 CLASSES = TASKS + FILE_CLASSES
 _COMMON_OPTS = {"class", "partition", "num_seqs"}
 _GEN_OPTS = {"seed"}
+#: RETURNN's names of the datasets netcompiler has, and of their options
+RETURNN_CLASSES = {"Task12AXDataset": "12ax", "HDFDataset": "hdf"}
+RETURNN_OPTIONS = {"fixed_random_seed": "seed", "partition_epoch": "partition"}
 _FILE_OPTS = {"files"}
 
 
@@ -140,6 +143,11 @@ def make_dataset(spec, extern_data: dict | None, default_seed: int = 42, name: s
         raise DatasetError(f"{where}: a dataset is a built-in name ({', '.join(TASKS)}) or a "
                            f"mapping with 'class', got {type(spec).__name__} {spec!r}")
     spec = dict(spec)
+    if spec.get("class") in RETURNN_CLASSES:
+        spec["class"] = RETURNN_CLASSES[spec["class"]]
+        for theirs, ours in RETURNN_OPTIONS.items():
+            if theirs in spec and ours not in spec:
+                spec[ours] = spec.pop(theirs)
     if "class" not in spec:
         raise DatasetError(f"{where}: missing 'class' (one of {', '.join(CLASSES)})")
     cls = spec["class"]

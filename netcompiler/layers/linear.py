@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..dims import Shape
-from .base import LayerRule, ParamSpec
+from .base import LayerRule, ParamSpec, ShapeError
 from ._util import input_features, n_out_or_target
 
 
@@ -15,6 +15,14 @@ class LinearRule(LayerRule):
         src = ctx.source
         input_features(ctx, src)
         return src.with_feature(n_out_or_target(ctx))
+
+    def guess_step_shape(self, ctx) -> Shape | None:
+        """`n_out`, else the target's classes (+1 blank with `loss: ctc`), as RETURNN's
+        template construction takes it to break a `prev:` cycle."""
+        try:
+            return ctx.batch_shape(n_out_or_target(ctx))
+        except ShapeError:
+            return None
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         n_in = input_features(ctx, ctx.source)
