@@ -65,10 +65,14 @@ def build_graph(network: Network) -> Graph:
                    if layer.scope.rec_layer else None)
     for layer in network.layers.values():
         resolved = []
+        _check_max_seq_len(graph, layer)
         for sub, text in layer_references(layer):
-            path = layer.path + sub
+            path = layer.path + sub[:1] if sub[0] == "max_seq_len" else layer.path + sub
             if not isinstance(text, str):
                 continue
+            if sub[0] == "max_seq_len" and text.startswith("base:"):
+                # max_len_from('base:x') is written as seen from inside the unit
+                text = text[len("base:"):]
             ref, diag = resolve(text, layer.scope, network, path)
             if diag is not None:
                 graph.diagnostics.append(diag)
@@ -81,17 +85,30 @@ def build_graph(network: Network) -> Graph:
                         _add_edge(g, rec_ref.node, layer.name, False, "from")
             else:
                 _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
-        target = layer.opts.get("target")
-        if isinstance(target, str) and target not in network.extern:
-            graph.diagnostics.append(Diagnostic(
-                ERROR, f"`target: {target}`: no such extern data", "graph.unknown-data",
-                layer.path + ("target",), hint=did_you_mean(target, network.extern)))
+        for option in ("target", "size_target"):
+            target = layer.opts.get(option)
+            if isinstance(target, str) and target not in network.extern:
+                graph.diagnostics.append(Diagnostic(
+                    ERROR, f"`{option}: {target}`: no such extern data", "graph.unknown-data",
+                    layer.path + (option,), hint=did_you_mean(target, network.extern)))
         graph.refs[layer.name] = resolved
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
     _check_cycles(graph)
     return graph
+
+
+def _check_max_seq_len(graph: Graph, layer: Layer) -> None:
+    from .seq_len_expr import SeqLenExprError, parse
+
+    text = layer.opts.get("max_seq_len")
+    if isinstance(text, str):
+        try:
+            parse(text)
+        except SeqLenExprError as exc:
+            graph.diagnostics.append(Diagnostic(ERROR, str(exc), "graph.max-seq-len",
+                                                layer.path + ("max_seq_len",)))
 
 
 def _refs_of(layer: Layer, network: Network) -> list[tuple[tuple, Ref]]:
@@ -119,9 +136,20 @@ def _check_cycles(graph: Graph) -> None:
         text = " -> ".join(cycle + [cycle[0]])
         first = graph.network.layers.get(cycle[0])
         path = first.path if first is not None else ("network",)
+        hint = "inside a rec unit, read the previous step with `prev:NAME`"
+        layers = [graph.network.layers.get(n) for n in cycle]
+        choice = next((l for l in layers if l is not None and l.layer_class == "choice"), None)
+        if choice is not None:
+            # the usual slip: the decoder reads its own label of this step instead of the last
+            reader = next((l for l in layers if l is not None and any(
+                ref.kind == "layer" and ref.target is choice and not ref.prev
+                for _, ref in graph.refs.get(l.name, []))), None)
+            if reader is not None:
+                path = reader.path
+            hint = f"did you mean `prev:{choice.local_name}`?"
         graph.diagnostics.append(Diagnostic(
             ERROR, f"dependency cycle not through `prev:`: {text}", "graph.cycle", path,
-            hint="inside a rec unit, read the previous step with `prev:NAME`"))
+            hint=hint))
         if len(seen) >= 10:
             break
 

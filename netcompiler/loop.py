@@ -51,7 +51,8 @@ from .layers.rec import stacked_shape
 from .network import Layer, Ref
 from .shapes import concat_features
 
-#: classes that carry a state from step to step (rule methods `initial_state`, `call_step`)
+#: classes that carry a state from step to step (rule methods `initial_state`, `call_step`);
+#: `rec` with a cell unit too (see `is_stateful`)
 STATEFUL = ("rnn_cell", "self_attention")
 #: classes whose per-step output depends on the step number
 STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
@@ -92,6 +93,15 @@ def _relax_like(x):
     return _relax(x, spec)
 
 
+def is_stateful(net, layer: Layer) -> bool:
+    """A unit layer that carries a state from step to step: one step of `self_attention` or of a
+    cell (`rnn_cell`, `rec` with a cell unit) over a per-step input without a time axis (over an
+    input with a time axis the layer runs over that axis in every step, no state carried)."""
+    if layer.layer_class in STATEFUL or (layer.layer_class == "rec" and layer.unit is None):
+        return net.inferred.shapes[layer.name].time is None
+    return False
+
+
 # -- planning ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Placement:
@@ -113,7 +123,10 @@ class UnitPlan:
     in_loop: list[Layer]
     moved_out: list[Layer]  # computed before the loop, dependency order
     varying: set[str] = field(default_factory=set)  # moved-out layers that carry the loop axis
+    #: the choice whose labels are the search result (`output` if it is a choice, else the last)
     search_choice: Layer | None = None
+    #: every choice of the unit while searching, dependency order (each one is a beam step)
+    search_choices: list[Layer] = field(default_factory=list)
     prev_needed: set[str] = field(default_factory=set)  # in-loop layers read via prev: in loop
     #: computed after the loop over the stacked in-loop outputs (dependency order, prev: edges
     #: included); every one of them carries the loop axis
@@ -150,12 +163,8 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
     unit = rec.unit
     names = {l.name for l in unit.layers.values()}
     for l in unit.layers.values():
-        if l.unit is not None:
+        if l.unit is not None:  # a validation error (shape.nested-rec)
             raise NotImplementedError(f"`{l.name}`: a rec unit inside a rec unit is not supported")
-        if l.layer_class == "rec":
-            raise NotImplementedError(
-                f"`{l.name}`: `rec` with a cell unit inside a rec unit is not supported; use "
-                f"`rnn_cell` for one step of a cell")
     loop_dim = net.inferred.loop_dims[rec.name]
     # the unit's dependency graph (prev: edges included); a teacher-forced choice is the target
     # frame and does not read its input, so its incoming edges are cut
@@ -171,10 +180,10 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
     order = [net.network.layers[n] for n in net._order if n in needed]
     choices = [l for l in order if l.layer_class == "choice"]
     search_choice = None
+    search_choices = choices if search else []
     if search and choices:
-        if len(choices) > 1:
-            raise NotImplementedError(f"`{rec.name}`: more than one `choice` in one unit")
-        search_choice = choices[0]
+        # several choices: each one prunes the beam in turn (in dependency order)
+        search_choice = next((l for l in choices if l.local_name == "output"), choices[-1])
     sub = g.subgraph(needed)
     if not rec.opts.get("optimize_move_layers_out", True):
         in_loop = set(needed)
@@ -183,30 +192,41 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
         for comp in nx.strongly_connected_components(sub):
             if len(comp) > 1 or any(sub.has_edge(n, n) for n in comp):
                 seeds |= comp  # a recurrence through prev:
-        if search_choice is not None:
-            seeds.add(search_choice.name)
+        seeds |= {l.name for l in search_choices}
         for l in order:
             if l.layer_class in LOOP_ONLY or net.inferred.shapes[l.name].has(loop_dim):
                 seeds.add(l.name)
+            elif not known_length and is_stateful(net, l):
+                seeds.add(l.name)  # moved out, a cell would need the loop lengths
         in_loop = set(seeds)
         for n in seeds:
             in_loop |= nx.descendants(sub, n)
-    # moved-out layers have no cycle through prev:, so they can be ordered with prev: edges
-    out_names = [l.name for l in order if l.name not in in_loop]
-    rank = {n: i for i, n in enumerate(out_names)}
-    out_order = nx.lexicographical_topological_sort(g.subgraph(out_names), key=rank.get)
-    plan = UnitPlan(rec, loop_dim, order, [l for l in order if l.name in in_loop],
-                    [net.network.layers[n] for n in out_order], search_choice=search_choice)
-    for l in plan.moved_out:
-        varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
-        for _, ref in net.graph.refs.get(l.name, []):
-            if ref.kind in ("source", "extern"):
-                varying = True
-            elif ref.kind == "layer" and ref.target.name in names:
-                if ref.prev or ref.target.name in plan.varying:
+    while True:
+        # moved-out layers have no cycle through prev:, so they can be ordered with prev: edges
+        out_names = [l.name for l in order if l.name not in in_loop]
+        rank = {n: i for i, n in enumerate(out_names)}
+        out_order = nx.lexicographical_topological_sort(g.subgraph(out_names), key=rank.get)
+        plan = UnitPlan(rec, loop_dim, order, [l for l in order if l.name in in_loop],
+                        [net.network.layers[n] for n in out_order], search_choice=search_choice,
+                        search_choices=list(search_choices))
+        for l in plan.moved_out:
+            varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
+            for _, ref in net.graph.refs.get(l.name, []):
+                if ref.kind in ("source", "extern"):
                     varying = True
-        if varying:
-            plan.varying.add(l.name)
+                elif ref.kind == "layer" and ref.target.name in names:
+                    if ref.prev or ref.target.name in plan.varying:
+                        varying = True
+            if varying:
+                plan.varying.add(l.name)
+        # a stateful layer reading nothing per frame still changes its state every step: it
+        # stays in the loop (moved out it would be computed once, without a loop axis)
+        stuck = {l.name for l in plan.moved_out
+                 if l.name not in plan.varying and is_stateful(net, l)}
+        if not stuck:
+            break
+        for n in stuck:
+            in_loop |= {n} | nx.descendants(sub, n)
     if rec.opts.get("optimize_move_layers_out", True) and not search and known_length:
         after = _after_loop_layers(net, sub, order, in_loop, loop_dim)
         if after:
@@ -258,11 +278,21 @@ def unit_placement(net, rec_name: str, search: bool = False, fetch=()) -> Placem
             shape = (net.inferred.extern[ref.target] if ref.kind == "extern"
                      else net.inferred.shapes[ref.target.name])
             own |= set(shape.time_dims)
+    own |= size_target_dims(net, rec)
     known_length = not searching or loop_dim in own
     required = {"output"} | set(fetch)
     if not known_length and "end" in rec.unit.layers:
         required.add("end")
     return plan_unit(net, rec, required, searching, known_length).placement
+
+
+def size_target_dims(net, rec: Layer, values=None) -> set:
+    """The time axis of the rec layer's `size_target` (if fed, when `values` are given)."""
+    key = rec.opts.get("size_target")
+    shape = net.inferred.extern.get(key) if isinstance(key, str) else None
+    if shape is None or shape.time is None or (values is not None and f"data:{key}" not in values):
+        return set()
+    return {shape.time}
 
 
 def has_search_choice(rec: Layer) -> bool:
@@ -311,9 +341,32 @@ class _Runner:
         self.required = required
 
     def _own_time_dims(self) -> set:
-        """Time axes given by the rec layer's own input (the loop over the input frames)."""
+        """Time axes given by the rec layer's own input (the loop over the input frames), and
+        the axis of `size_target` when that is fed (it sets the length also in search)."""
         shape = self._source_shape()
-        return set(shape.time_dims) if shape is not None else set()
+        own = set(shape.time_dims) if shape is not None else set()
+        return own | size_target_dims(self.net, self.rec, self.values)
+
+    def _max_seq_len(self):
+        """`max_seq_len` as an int32 scalar: a number, or an expression over
+        `max_len_from('LAYER')` (the longest sequence of that layer's time axis)."""
+        from .seq_len_expr import evaluate, parse, tf_ops
+
+        value = self.rec.opts.get("max_seq_len")
+        if not isinstance(value, str):
+            return tf.constant(int(value or DEFAULT_MAX_SEQ_LEN), tf.int32)
+        refs = {ref.text: ref for sub, ref in self.net.graph.refs.get(self.rec.name, [])
+                if sub[0] == "max_seq_len"}
+
+        def max_len(text):
+            ref = refs.get(text) or refs.get(text[len("base:"):] if text.startswith("base:")
+                                              else text)
+            if ref is None:  # written with base: in the config, resolved without it
+                ref = next(r for t, r in refs.items() if text.endswith(t))
+            shape = self._outer_shape(ref)
+            return self._dim_size(shape.time)
+
+        return tf.maximum(evaluate(parse(value), max_len, tf_ops()), 1)
 
     # -- inputs -----------------------------------------------------------------------------
     def _source_refs(self):
@@ -368,8 +421,7 @@ class _Runner:
             self.T = self._dim_size(self.loop_dim)
             self.max_len = self.T
         else:
-            self.max_len = tf.constant(int(self.rec.opts.get("max_seq_len") or
-                                           DEFAULT_MAX_SEQ_LEN), tf.int32)
+            self.max_len = self._max_seq_len()
             self.T = None
         self.out_vals: dict[str, Any] = {}
         self._prev_seqs: dict[str, Any] = {}
@@ -529,6 +581,7 @@ class _Runner:
         in_loop = plan.step_names  # run step by step (not moved out before or after the loop)
         end_driven = not self.known_length
         searching = self.searching and plan.search_choice is not None
+        search_names = {l.name for l in plan.search_choices} if searching else set()
         # lengths seen by in-loop layers (tiled for the beam)
         step_lengths = {d: (tf.repeat(l, K, axis=0) if K > 1 else l)
                         for d, l in self.dim_lengths.items()}
@@ -540,7 +593,7 @@ class _Runner:
             frames[key] = (self._tile(v, shape), _loop_axis(shape, loop_dim))
 
         for layer in steps:
-            if layer.layer_class == "choice" and layer is not plan.search_choice:
+            if layer.layer_class == "choice" and layer.name not in search_names:
                 key = f"data:{layer.opts.get('target')}"  # teacher forcing: the target frame
                 if key not in frames:
                     seq(key, self._target_value(layer), self.inferred.extern[key[5:]])
@@ -590,8 +643,11 @@ class _Runner:
                  for n in sorted(plan.prev_needed)}
         state0 = {}
         for layer in steps:
-            if layer.layer_class in STATEFUL:
-                ctx, rule = net.make_context(layer, [], self.inferred.shapes[layer.name],
+            if is_stateful(net, layer):
+                init_inputs = [(sub, invariants[ref.node], self._outer_shape(ref))
+                               for sub, ref in net.graph.refs.get(layer.name, [])
+                               if sub[0] == "initial_state" and ref.node in invariants]
+                ctx, rule = net.make_context(layer, init_inputs, self.inferred.shapes[layer.name],
                                              dict(step_lengths), self.training, in_rec=True,
                                              loop_dim=loop_dim)
                 st = rule.initial_state(ctx, BK, self.max_len)
@@ -627,10 +683,12 @@ class _Runner:
             for layer in steps:
                 name = layer.name
                 shape = self.inferred.shapes[name]
-                if layer is plan.search_choice:
+                if searching and name in search_names:
                     src = cur_or_ref(layer, t, cur, prev, states, src_only=True)
-                    label, scores, flat_bp = self._beam_step(layer, src, scores, ended)
-                    g = lambda x: tf.gather(x, flat_bp, axis=0)  # noqa: E731
+                    label, scores, bp = self._beam_step(layer, src, scores, ended)
+                    # back-pointers of the step: composed over the choices of the unit
+                    flat_bp = bp if flat_bp is None else tf.gather(flat_bp, bp)
+                    g = lambda x: tf.gather(x, bp, axis=0)  # noqa: E731
                     cur = {k: (g(v) if self.inferred.shapes[k].has_batch else v)
                            for k, v in cur.items()}
                     prev = {k: (g(v) if self.inferred.shapes[k].has_batch else v)
@@ -647,12 +705,11 @@ class _Runner:
                     inputs.append((sub,) + step_ref(ref, t, cur, prev))
                 ctx, rule = net.make_context(
                     layer, inputs, shape, dict(step_lengths), self.training, in_rec=True,
-                    loop_dim=loop_dim, step_seed=None if self.step_seed is None else
-                    tf.cast(self.step_seed, tf.int64) * 1000003 + tf.cast(t, tf.int64))
+                    loop_dim=loop_dim, step_seed=self.step_seed, step=t)
                 ctx.step = t
                 ctx.max_steps = self.max_len
                 with tf.name_scope(layer.local_name):
-                    if layer.layer_class in STATEFUL:
+                    if name in states:
                         out, new_state = rule.call_step(ctx, states[name])
                         states[name] = tf.nest.map_structure(_relax_like, new_state)
                     else:

@@ -12,9 +12,12 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
-                 "initial_output")
+                 "initial_output", "initial_state")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var")
+# values of `initial_state` (rnn_cell, rec cells, self_attention) that are keywords
+INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_epoch_no_init",
+                          "placeholder")
 
 
 @dataclass
@@ -112,6 +115,11 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
     value = opts.get(option)
     if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
         return []
+    if option == "initial_state":  # one value, or a list / dict per state part
+        items = (value.items() if isinstance(value, dict) else enumerate(value)
+                 if isinstance(value, list) else [(None, value)])
+        return [((option,) if k is None else (option, k), v) for k, v in items
+                if isinstance(v, str) and v not in INITIAL_STATE_KEYWORDS]
     if isinstance(value, str):
         return [((option,), value)]
     if isinstance(value, list):
@@ -120,8 +128,9 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
 
 
 def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
-    """All reference strings of a layer: `from` (default `data`) and layer-valued options."""
-    refs = []
+    """All reference strings of a layer: `from` (default `data`) and layer-valued options
+    (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
+    refs = max_seq_len_references(layer)
     for option in LAYER_OPTIONS:
         if option == "from" and "from" not in layer.opts:
             default = _default_from(layer.layer_class)
@@ -130,6 +139,20 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
             continue
         refs.extend(reference_values(layer.opts, option))
     return refs
+
+
+def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
+    """References in a rec layer's `max_seq_len` expression (none if it does not parse: that
+    is reported by the graph check)."""
+    from .seq_len_expr import SeqLenExprError, parse, references
+
+    text = layer.opts.get("max_seq_len")
+    if not isinstance(text, str):
+        return []
+    try:
+        return [(("max_seq_len", i), ref) for i, ref in enumerate(references(parse(text)))]
+    except SeqLenExprError:
+        return []
 
 
 def _default_from(layer_class: str) -> str | None:
