@@ -212,7 +212,7 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
         for l in plan.moved_out:
             varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
             for _, ref in net.graph.refs.get(l.name, []):
-                if ref.kind in ("source", "extern"):
+                if ref.kind in ("source", "extern", "step"):
                     varying = True
                 elif ref.kind == "layer" and ref.target.name in names:
                     if ref.prev or ref.target.name in plan.varying:
@@ -510,6 +510,10 @@ class _Runner:
                         v, s = self._broadcast_loop(v, s), stacked_shape(s, self.loop_dim)
             elif ref.kind == "source":
                 v, s = self._source_value(), self._source_shape()
+            elif ref.kind == "step":  # `:i` over the whole loop: 0 .. T-1
+                T = self.T if self.T is not None else tf.reduce_max(
+                    self.dim_lengths[self.loop_dim])
+                v, s = tf.range(T), Shape((self.loop_dim,), None, "int32")
             else:
                 v, s = self.values[ref.node], self._outer_shape(ref)
             inputs.append((sub, v, s))
@@ -620,6 +624,8 @@ class _Runner:
                 elif ref.kind == "extern":
                     if ref.node not in frames:
                         seq(ref.node, self.values[ref.node], self.inferred.extern[ref.target])
+                elif ref.kind == "step":
+                    pass  # the loop counter itself (step_ref)
                 else:
                     if ref.node not in invariants:
                         invariants[ref.node] = self._tile(self.values[ref.node],
@@ -746,6 +752,8 @@ class _Runner:
                 if tname in plan.varying:
                     return frame(tname, t), s
                 return invariants[tname], s
+            if ref.kind == "step":
+                return t, Shape((), None, "int32")
             if ref.kind == "source":
                 return frame("source", t), self._source_shape().without(loop_dim)
             if ref.kind == "extern":

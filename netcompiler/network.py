@@ -15,7 +15,7 @@ LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base"
                  "initial_output", "initial_state")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var")
-# values of `initial_state` (rnn_cell, rec cells, self_attention) that are keywords
+# values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
 INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_epoch_no_init",
                           "placeholder")
 
@@ -54,7 +54,8 @@ class Ref:
     """A resolved reference.
 
     kind: "layer" (target is a Layer), "extern" (target is an extern data key), "source" (the
-    current frame of the enclosing rec layer's input). `prev` for `prev:x`. `frame` is True
+    current frame of the enclosing rec layer's input), "step" (`:i`, the step index of the
+    enclosing rec layer's loop: an int32 scalar per step). `prev` for `prev:x`. `frame` is True
     for `data:KEY` inside a rec unit (the current frame of extern data).
     """
 
@@ -70,6 +71,8 @@ class Ref:
             return self.target.name
         if self.kind == "extern":
             return f"data:{self.target}"
+        if self.kind == "step":
+            return f"{self.target.name}:i"
         return f"{self.target.name}:source"
 
 
@@ -115,7 +118,9 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
     value = opts.get(option)
     if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
         return []
-    if option == "initial_state":  # one value, or a list / dict per state part
+    if option == "initial_state":  # cells: one value, or a list / dict per state part
+        if opts.get("class") not in ("rnn_cell", "rec"):
+            return []
         items = (value.items() if isinstance(value, dict) else enumerate(value)
                  if isinstance(value, list) else [(None, value)])
         return [((option,) if k is None else (option, k), v) for k, v in items
@@ -197,6 +202,14 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
             return err(f"unknown extern data `{key}` in `{text}`", "graph.unknown-data",
                        did_you_mean(key, network.extern))
         return Ref("extern", key, frame=scope.in_rec, text=text), None
+    if rest == ":i":  # RETURNN's step index of the loop (RecStepInfoLayer)
+        if not scope.in_rec:
+            return err(f"`{text}`: the step index `:i` is only valid inside a rec unit",
+                       "graph.step-outside-rec")
+        if prev:
+            return err(f"`{text}`: `prev:` of the step index is not supported",
+                       "graph.bad-reference", hint="use `:i` and subtract 1 in an `eval`")
+        return Ref("step", scope.rec_layer, text=text), None
     if rest in scope.layers:
         return Ref("layer", scope.layers[rest], prev=prev, text=text), None
     candidates = list(scope.layers)

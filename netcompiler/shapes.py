@@ -602,6 +602,8 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
                 f"{loop} the loop of `{layer.scope.rec_layer.name}` runs over", "from",
                 "shape.loop-axis")
         return shape
+    if ref.kind == "step":  # `:i`: a scalar per step, no batch axis (as in RETURNN)
+        return Shape((), None, "int32")
     if ref.kind == "source":
         rec = ref.target
         src = _rec_input_shape(inferred, rec, failed, state)

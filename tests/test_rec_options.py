@@ -136,3 +136,45 @@ def test_cycle_through_choice_suggests_prev():
     assert len(cycles) == 1
     assert cycles[0].hint == "did you mean `prev:output`?"
     assert cycles[0].dotted_path == "network.output.unit.emb"
+
+
+# -- `:i`, the step index ---------------------------------------------------------------------------
+
+def step_index_net(move_out: bool) -> dict:
+    return {"extern_data": {"data": {"dim": 3, "sparse": True}},
+            "network": {"output": {"class": "rec", "from": "data",
+                                   "optimize_move_layers_out": move_out, "unit": {
+                "i": {"class": "copy", "from": ":i"},
+                "x": {"class": "eval", "from": [":i", "data:source"],
+                      "eval": "tf.cast(source(0) * source(1), tf.float32)"},
+                "acc": {"class": "combine", "kind": "add", "from": ["prev:acc", "i"]},
+                "output": {"class": "copy", "from": "acc"}}}}}
+
+
+def test_step_index_shapes():
+    result = validate(step_index_net(True))
+    assert not result.errors, [d.full_message() for d in result.errors]
+    got = {k: str(v) for k, v in result.inferred.shapes.items()}
+    assert got["output/i"] == "[] int32"  # a scalar per step, no batch axis (as in RETURNN)
+    assert got["output/x"] == "[B]"
+    assert got["output"] == "[T(data)] int32"
+    bad = validate({"extern_data": {"data": {"dim": 3}},
+                    "network": {"output": {"class": "copy", "from": ":i"}}})
+    assert [d.rule for d in bad.errors] == ["graph.step-outside-rec"]
+
+
+@pytest.mark.parametrize("move_out", [True, False])
+def test_step_index_values(move_out):
+    pytest.importorskip("tensorflow")
+    import netcompiler
+
+    net = netcompiler.compile(step_index_net(move_out))
+    data = np.array([[1, 2, 0, 1, 2], [2, 2, 1, 0, 0]], np.int32)
+    out = net(inputs={"data": data}, lengths={"data": [5, 3]},
+              fetch=["output", "output/i", "output/x"])
+    assert np.asarray(out["output/i"][0]).tolist() == [0, 1, 2, 3, 4]
+    assert np.asarray(out["output"][0]).tolist() == [0, 1, 3, 6, 10]  # running sum of i
+    x = np.asarray(out["output/x"][0])
+    expected = np.arange(5)[None, :] * data  # i * label, per frame
+    for b, n in enumerate([5, 3]):
+        np.testing.assert_allclose(x[b, :n], expected[b, :n])
