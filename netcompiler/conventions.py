@@ -55,8 +55,11 @@ def apply_conventions(data: dict) -> list[Diagnostic]:
     if extern is not None:
         data["extern_data"] = extern
     network = data.get("network")
-    if isinstance(network, dict):
-        _fill_targets(network, default_target(data), ("network",), notes)
+    extern = data.get("extern_data")
+    target = default_target(data)
+    # without that key the loss stays without target: the shape check says so
+    if isinstance(network, dict) and isinstance(extern, dict) and target in extern:
+        _fill_targets(network, target, ("network",), notes)
     return notes
 
 

@@ -26,6 +26,9 @@ class Dim:
     kind: str
     size: int | None = None
     tag: str = ""
+    #: RETURNN's description of the axis (`time:var:extern_data:data`), matched by `stag:NAME`;
+    #: empty: derived from kind, size and tag (see `layers._axes.returnn_description`)
+    description: str = ""
 
     def matches(self, other: "Dim") -> bool:
         """Same axis: the same object; static axes of the same kind also match by size."""
@@ -58,16 +61,16 @@ class Dim:
 BATCH_DIM = Dim(BATCH, None, "batch")
 
 
-def time_dim(tag: str) -> Dim:
-    return Dim(TIME, None, tag)
+def time_dim(tag: str, description: str = "") -> Dim:
+    return Dim(TIME, None, tag, description)
 
 
 def feature_dim(size: int) -> Dim:
     return Dim(FEATURE, int(size), "F")
 
 
-def spatial_dim(size: int, tag: str = "S") -> Dim:
-    return Dim(SPATIAL, int(size), tag)
+def spatial_dim(size: int, tag: str = "S", description: str = "") -> Dim:
+    return Dim(SPATIAL, int(size), tag, description)
 
 
 @dataclass(frozen=True)

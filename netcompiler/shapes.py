@@ -712,7 +712,8 @@ def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     loss = layer.opts["loss"]
     key = layer.opts.get("target")
     if not isinstance(key, str):
-        raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key)", "loss",
+        raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key; RETURNN's "
+                         f"default, the config's `target` or `classes`, is not one)", "loss",
                          "shape.loss-target")
     target = inferred.extern.get(key)  # an unknown key was reported by the graph check
     if target is None:

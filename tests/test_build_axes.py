@@ -95,11 +95,15 @@ def test_reduce_over_time_is_masked(mode):
 
 
 def test_reduce_over_static_axes_and_several_axes():
+    # `static` includes the feature axis (RETURNN); `spatial_except_time` does not
     _, out = run({"s": {"class": "reduce", "mode": "mean", "axes": "static", "from": "data:grid"},
+                  "se": {"class": "reduce", "mode": "mean", "axes": "spatial_except_time",
+                         "from": "data:grid"},
                   "tf": {"class": "reduce", "mode": "max", "axes": ["T", "F"]}},
-                 ["s", "tf"])
+                 ["s", "se", "tf"])
     for b in range(B):
-        assert_close(out["s"][0][b, : LENS[b]], valid("grid", b).mean(axis=(1, 2)))
+        assert_close(out["s"][0][b, : LENS[b]], valid("grid", b).mean(axis=(1, 2, 3)))
+        assert_close(out["se"][0][b, : LENS[b]], valid("grid", b).mean(axis=(1, 2)))
         assert_close(out["tf"][0][b], valid("data", b).max())
 
 
@@ -107,6 +111,31 @@ def test_reduce_without_time_mask_counts_padding():
     _, out = run({"x": {"class": "reduce", "mode": "sum", "axes": "T", "use_time_mask": False}},
                  ["x"])
     assert_close(out["x"][0], X["data"].sum(axis=1))
+
+
+def test_reduce_over_optional_time_axis():
+    """`T?` names the time axis if there is one, else no axis: nothing is reduced."""
+    _, out = run({"r": {"class": "reduce", "mode": "max", "axes": "T?"},
+                  "v": {"class": "reduce", "mode": "mean", "axes": "T?", "from": "r"},
+                  "w": {"class": "reduce", "mode": "sum", "axes": ["T?", "F"], "from": "r"}},
+                 ["r", "v", "w"])
+    for b in range(B):
+        assert_close(out["r"][0][b], valid("data", b).max(axis=0))
+    assert_close(out["v"][0], out["r"][0])
+    assert_close(out["w"][0], out["r"][0].sum(axis=-1))
+
+
+def test_merge_dims_static_merges_attention_heads():
+    """RETURNN's Transformer decoders: [B, T, H, D/H] -> `merge_dims axes: static` -> [B, T, D],
+    the heads axis outermost (the inverse of `split_dims axis: F dims: [H, D/H]`)."""
+    _, out = run({"h": {"class": "split_dims", "axis": "F", "dims": [3, 2]},
+                  "m": {"class": "merge_dims", "axes": "static", "from": "h"}}, ["h", "m"])
+    for b in range(B):
+        n = LENS[b]
+        heads = valid("data", b).reshape(n, 3, 2)
+        assert_close(out["h"][0][b, :n], heads)
+        assert_close(out["m"][0][b, :n], heads.reshape(n, 6))
+        assert_close(out["m"][0][b, :n], valid("data", b))
 
 
 # -- split_dims / merge_dims / combine_dims ----------------------------------------------------
@@ -141,17 +170,20 @@ def test_split_dims_time_groups_frames(k):
 
 def test_merge_and_combine_dims():
     _, out = run({"m1": {"class": "merge_dims", "axes": ["dim:4", "F"], "from": "data:grid"},
-                  "m2": {"class": "merge_dims", "axes": "static", "from": "data:grid"},
+                  "m2": {"class": "merge_dims", "axes": ["static:0", "static:1"],
+                         "from": "data:grid"},
+                  "m4": {"class": "merge_dims", "axes": "static", "from": "data:grid"},
                   "m3": {"class": "merge_dims", "axes": ["static", "F"], "from": "data:st"},
                   "c1": {"class": "combine_dims", "axes": "static", "from": "data:grid"},
                   "c2": {"class": "combine_dims", "axes": "static", "from": "data:st"}},
-                 ["m1", "m2", "m3", "c1", "c2"])
+                 ["m1", "m2", "m3", "m4", "c1", "c2"])
     for b in range(B):
         n = LENS[b]
         g = valid("grid", b)                     # [n, 3, 4, 2]
         assert_close(out["m1"][0][b, :n], g.reshape(n, 3, 8))
         assert_close(out["m2"][0][b, :n], g.reshape(n, 12, 2))
         assert_close(out["c1"][0][b, :n], g.reshape(n, 24))
+        assert_close(out["m4"][0][b, :n], g.reshape(n, 24))
         s = valid("st", b)                       # [n, 3, 4] (the S=3 axis came before T)
         assert_close(out["m3"][0][b, :n], s.reshape(n, 12))
         assert_close(out["c2"][0][b, :n], s.reshape(n, 12))

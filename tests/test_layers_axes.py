@@ -67,8 +67,11 @@ def test_reduce_shapes(layer, expected):
 
 
 def test_reduce_static_axes_and_param_free():
+    # `static` is every static axis, the feature axis included (RETURNN)
     assert shape({"class": "reduce", "mode": "mean", "axes": "static", "from": "data:grid"}) == \
-        "[B, T(grid), F=8]"
+        "[B, T(grid)]"
+    assert shape({"class": "reduce", "mode": "mean", "axes": "spatial_except_time",
+                  "from": "data:grid"}) == "[B, T(grid), F=8]"
     assert shape({"class": "reduce", "mode": "sum", "axes": "dim:4", "from": "data:grid"}) == \
         "[B, T(grid), S=3, F=8]"
     assert params({"class": "reduce", "mode": "sum", "axes": "T"}) == {}
@@ -136,7 +139,12 @@ def test_split_dims_errors():
 
 def test_merge_dims_shapes():
     g = {"from": "data:grid"}
-    assert shape({"class": "merge_dims", "axes": "static", **g}) == "[B, T(grid), S=12, F=8]"
+    # `static` includes the feature axis (RETURNN): all static axes into the feature axis
+    assert shape({"class": "merge_dims", "axes": "static", **g}) == "[B, T(grid), F=96]"
+    assert shape({"class": "merge_dims", "axes": "spatial_except_time", **g}) == \
+        "[B, T(grid), S=12, F=8]"
+    assert shape({"class": "merge_dims", "axes": ["static:0", "static:1"], **g}) == \
+        "[B, T(grid), S=12, F=8]"
     assert shape({"class": "merge_dims", "axes": ["dim:4", "F"], **g}) == "[B, T(grid), S=3, F=32]"
     assert shape({"class": "merge_dims", "axes": ["static", "F"], **g}) == "[B, T(grid), F=96]"
     assert shape({"class": "merge_dims", "axes": "dim:3", **g}) == "[B, T(grid), S=3, S=4, F=8]"
@@ -151,7 +159,7 @@ def test_merge_dims_errors():
     e = error({"x": {"class": "merge_dims", "axes": ["T", "F"]}})
     assert e.rule == "shape.merge-dynamic" and e.path == ("network", "x", "axes")
     assert "T(data)" in e.message and "`data` [B, T(data), F=32]" in e.message
-    e = error({"x": {"class": "merge_dims", "axes": "static"}})
+    e = error({"x": {"class": "merge_dims", "axes": "spatial_except_time"}})
     assert e.rule == "shape.axis" and e.path == ("network", "x", "axes")
     e = error({"x": {"class": "merge_dims", "axes": []}})
     assert e.rule == "shape.axis" and "`data` [B, T(data), F=32]" in e.message
@@ -406,7 +414,7 @@ def test_inside_rec_unit_per_step_shapes():
     """Inside a rec unit frames have no time axis: axis layers work on the per-step shape."""
     result = infer({"r": {"class": "rec", "from": "data", "unit": {
             "s": {"class": "split_dims", "from": "data:source", "axis": "F", "dims": [4, 8]},
-            "m": {"class": "reduce", "from": "s", "mode": "max", "axes": "static"},
+            "m": {"class": "reduce", "from": "s", "mode": "max", "axes": "static:0"},
             "e": {"class": "expand_dims", "from": "m", "axis": "spatial"},
             "output": {"class": "combine_dims", "from": "e", "axes": "static"}}}})
     assert result.errors == [], [d.full_message() for d in result.errors]
@@ -418,6 +426,14 @@ def test_inside_rec_unit_per_step_shapes():
         "output": {"class": "window", "from": "data:source", "window_size": 3}}}})
     assert [d.rule for d in bad.errors] == ["shape.axis"]
     assert bad.errors[0].path == ("network", "r", "unit", "output", "axis")
+    # `T` names the time axis of the data, not the loop: per step it is an error with a hint,
+    # `T?` names no axis (RETURNN), so `reduce` over it leaves the frame as it is
+    bad = infer({"r": {"class": "rec", "from": "data", "unit": {
+        "output": {"class": "reduce", "mode": "sum", "from": "data:source", "axes": "T"}}}})
+    assert [d.rule for d in bad.errors] == ["shape.axis"] and "per step" in bad.errors[0].hint
+    ok = infer({"r": {"class": "rec", "from": "data", "unit": {
+        "output": {"class": "reduce", "mode": "sum", "from": "data:source", "axes": "T?"}}}})
+    assert ok.errors == [] and str(ok.inferred.shapes["r/output"]) == "[B, F=32]"
 
 
 def test_validation_does_not_import_tensorflow():
@@ -432,3 +448,122 @@ def test_validation_does_not_import_tensorflow():
             "assert r.errors == [], r.errors; assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(
         __file__).resolve().parents[1]))
+
+
+# -- axis descriptions (RETURNN's Data.get_axes_from_description) ------------------------------
+
+from netcompiler.dims import BATCH_DIM, Shape, feature_dim, spatial_dim, time_dim  # noqa: E402
+from netcompiler.layers._axes import resolve_axes, resolve_axis  # noqa: E402
+from netcompiler.layers.base import ShapeError  # noqa: E402
+
+
+class _Ctx:
+    in_rec = False
+
+    @staticmethod
+    def error(message, option=None, rule="shape", hint=None):
+        return ShapeError(message, option, rule, hint)
+
+
+_TD = time_dim("data", "time:var:extern_data:data")
+_T2 = time_dim("data#2", "spatial3:var:extern_data:data")
+_TE = time_dim("enc")                                     # a time axis a layer made
+# [B, T(data), S=3, T(data#2), S=4, F=5]
+GRID = Shape((BATCH_DIM, _TD, spatial_dim(3), _T2, spatial_dim(4), feature_dim(5)))
+# [T(enc), B, F=4]
+TBF = Shape((_TE, BATCH_DIM, feature_dim(4)))
+NOTIME = Shape((BATCH_DIM, spatial_dim(2), feature_dim(6)))   # [B, S=2, F=6]
+SPARSE = Shape((BATCH_DIM, _TD, spatial_dim(3)), sparse_dim=7)  # [B, T(data), S=3] sparse(7)
+
+
+@pytest.mark.parametrize("shape, desc, expected", [
+    (GRID, "B", [0]), (GRID, "batch", [0]), (TBF, "b", [1]),
+    (GRID, "T", [1]), (GRID, "time", [1]), (TBF, "T", [0]),
+    (GRID, "T?", [1]), (NOTIME, "T?", []), (NOTIME, ["T?", "F"], [2]),
+    (GRID, "F", [5]), (GRID, "feature", [5]), (GRID, "non_spatial", [5]),
+    (GRID, "*", [0, 1, 2, 3, 4, 5]), (TBF, "*", [0, 1, 2]),
+    (GRID, "BT", [0, 1]), (GRID, "tf", [1, 5]), (TBF, "BTF", [1, 0, 2]),
+    (GRID, "spatial", [1, 2, 3, 4]), (SPARSE, "spatial", [1, 2]),
+    (GRID, "spatial:0", [1]), (GRID, "spatial:-1", [4]), (GRID, "s:2", [3]),
+    (GRID, "spatial_except_time", [2, 3, 4]),
+    (GRID, "dyn", [1, 3]), (GRID, "dynamic", [1, 3]), (GRID, "dyn:-1", [3]), (GRID, "d:0", [1]),
+    # `static`: every static axis, the feature axis included
+    (GRID, "static", [2, 4, 5]), (GRID, "static:0", [2]), (GRID, "static:-1", [5]),
+    (GRID, "static:1", [4]), (SPARSE, "static", [2]), (NOTIME, "static", [1, 2]),
+    (GRID, "except_batch", [1, 2, 3, 4, 5]), (TBF, "except_batch", [0, 2]),
+    (GRID, "except_batch:1", [2]), (GRID, "except_batch:-1", [5]),
+    (GRID, "except_time", [2, 3, 4, 5]), (TBF, "except_time", [2]), (NOTIME, "except_time", [1, 2]),
+    (GRID, "dim:4", [4]), (GRID, "dim:5", [5]),
+    # stag: the exact tag first, else a unique substring of RETURNN's description
+    (GRID, "stag:data", [1]), (GRID, "stag:data#2", [3]), (TBF, "stag:enc", [0]),
+    (GRID, "stag:time:var:extern_data:data", [1]), (GRID, "stag:TIME", [1]),
+    (GRID, "stag:spatial3", [3]), (GRID, "stag:static4", [4]),
+    (GRID, "T(data)", [1]), (GRID, "T(data#2)", [3]),
+    (GRID, "tag:feature", [5]),
+    (GRID, 0, [1]), (GRID, -1, [5]), (TBF, 0, [0]), (TBF, 1, [2]),
+    (GRID, ["F", "T", "F"], [5, 1]),
+])
+def test_axis_descriptions(shape, desc, expected):
+    assert resolve_axes(_Ctx, shape, desc, "axes") == expected
+
+
+@pytest.mark.parametrize("shape, desc, words", [
+    (NOTIME, "T", ["names no axis", "T?"]),
+    (NOTIME, "time", ["names no axis"]),
+    (SPARSE, "F", ["names no axis", "sparse data", "7 classes"]),
+    (NOTIME, "dyn", ["names no axis"]),
+    (GRID, "static:3", ["3 such axes"]), (GRID, "spatial:4", ["4 such axes"]),
+    (GRID, "stag:enc", ["names no axis"]),
+    # `data` is a substring of both time axes' descriptions, but `data` is an exact tag;
+    # `extern_data` is not, and is ambiguous: the error names both candidates
+    (GRID, "stag:extern_data", ["ambiguous", "T(data)", "T(data#2)", "spatial3:var:extern_data:data"]),
+    (GRID, "stag:var", ["ambiguous"]),
+    (Shape((BATCH_DIM, spatial_dim(3), feature_dim(3))), "dim:3", ["ambiguous", "2 axes"]),
+    (GRID, "dim:7", ["names no axis"]), (GRID, "X", ["names no axis"]), (GRID, 5, ["names no axis"]),
+])
+def test_axis_description_errors(shape, desc, words):
+    with pytest.raises(ShapeError) as info:
+        resolve_axes(_Ctx, shape, desc, "axes")
+    text = info.value.message + " " + (info.value.hint or "")
+    for w in words:
+        assert w in text, text
+
+
+def test_axis_description_one_axis():
+    assert resolve_axis(_Ctx, GRID, "stag:data", "axis") == 1
+    with pytest.raises(ShapeError, match="must name one axis"):
+        resolve_axis(_Ctx, GRID, "dyn", "axis")
+    with pytest.raises(ShapeError, match="must name one axis"):
+        resolve_axis(_Ctx, NOTIME, "T?", "axis")
+
+
+def test_extern_axes_have_returnn_descriptions():
+    """`stag:` matches RETURNN's descriptions of extern data axes, e.g.
+    `time:var:extern_data:KEY`, and the exact key of a time axis first."""
+    ext = {"data": {"dim": 32}, "grid": {"shape": [None, 3, None, 8]},
+           "cls": {"dim": 5, "sparse": True, "same_time_as": "data"}}
+    got = shapes_of({
+        "a": {"class": "reduce", "mode": "sum", "axes": "stag:time:var:extern_data:grid",
+              "from": "data:grid"},
+        "b": {"class": "reduce", "mode": "sum", "axes": "stag:spatial3:var", "from": "data:grid"},
+        "c": {"class": "reduce", "mode": "sum", "axes": "stag:spatial1:static3",
+              "from": "data:grid"},
+        "d": {"class": "reduce", "mode": "sum", "axes": "stag:extern_data:data"},
+        "e": {"class": "reduce", "mode": "sum", "axes": "T?", "from": "data:out"},
+    }, ext)
+    assert got["a"] == "[B, S=3, T(grid#2), F=8]"
+    assert got["b"] == "[B, T(grid), S=3, F=8]"
+    assert got["c"] == "[B, T(grid), T(grid#2), F=8]"
+    assert got["d"] == "[B, F=32]"
+    assert got["e"] == "[B, F=2]"   # no time axis: nothing reduced
+    e = error({"x": {"class": "reduce", "mode": "sum", "axes": "stag:extern_data",
+                     "from": "data:grid"}}, ext)
+    assert e.rule == "shape.axis" and "ambiguous" in e.message and "T(grid#2)" in e.message
+
+
+def test_merge_dims_static_merges_attention_heads():
+    """RETURNN's Transformer decoders merge heads with `merge_dims axes: static`:
+    [B, T, H=4, D/H=8] -> [B, T, D=32] (the heads axis outermost)."""
+    got = shapes_of({"s": {"class": "split_dims", "axis": "F", "dims": [4, 8]},
+                     "x": {"class": "merge_dims", "from": "s", "axes": "static"}})
+    assert got["s"] == "[B, T(data), S=4, F=8]" and got["x"] == "[B, T(data), F=32]"

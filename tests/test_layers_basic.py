@@ -533,3 +533,65 @@ def test_validation_does_not_import_tensorflow():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# -- n_out from the target: + 1 blank with `loss: ctc` (RETURNN's CtcLoss) --------------------------
+
+def test_ctc_output_size_from_target_adds_blank():
+    ext = {"data": {"dim": 8}, "classes": {"dim": 5, "sparse": True}}
+    for cls in ("softmax", "linear"):
+        got = shape_of({"out": {"class": cls, "from": "data", "loss": "ctc", "target": "classes"}},
+                       extern=ext)
+        assert got == "[B, T(data), F=6]", cls          # 5 classes + blank (last)
+        got = shape_of({"out": {"class": cls, "from": "data", "loss": "ce", "target": "classes",
+                                "n_out": 5}}, extern={**ext, "classes": {
+                                    "dim": 5, "sparse": True, "same_time_as": "data"}})
+        assert got == "[B, T(data), F=5]", cls
+    # without a loss (or with ce) the target's classes, as before
+    ext_same = {**ext, "classes": {"dim": 5, "sparse": True, "same_time_as": "data"}}
+    assert shape_of({"out": {"class": "softmax", "from": "data", "loss": "ce",
+                             "target": "classes"}}, extern=ext_same) == "[B, T(data), F=5]"
+    # an explicit n_out is kept (and checked by the loss)
+    e = error_of({"out": {"class": "softmax", "from": "data", "loss": "ctc", "target": "classes",
+                          "n_out": 5}}, extern=ext)
+    assert e.rule == "shape.loss-target" and "6 output features" in e.message
+
+
+# -- rec / rnn_cell unit names as RETURNN accepts them ----------------------------------------------
+
+@pytest.mark.parametrize("unit", ["lstm", "LSTM", "NativeLstm2", "nativelstm2", "NativeLSTM",
+                                  "nativelstm", "NativeLstmLowMem", "VanillaLSTM", "lstmp",
+                                  "StandardLSTM", "standardlstm", "BasicLSTM", "LSTMBlock",
+                                  "lstmblock", "LSTMBlockFused", "GRU", "gru"])
+@pytest.mark.parametrize("cls", ["rec", "rnn_cell"])
+def test_cell_unit_names_case_insensitive(unit, cls):
+    gates = 3 if unit.lower() == "gru" else 4
+    result = run({"r": {"class": cls, "unit": unit, "n_out": 6, "from": "data"}})
+    assert result.errors == [], [d.full_message() for d in result.errors]
+    assert str(result.inferred.shapes["r"]) == "[B, T(data), F=6]"
+    params = {k: tuple(p.shape) for k, p in result.inferred.params["r"].items()}
+    assert params == {"W": (8, gates * 6), "W_re": (6, gates * 6), "b": (gates * 6,)}
+
+
+@pytest.mark.parametrize("unit", ["zoneoutlstm", "BasicRNN", "rhn", "LSTMCell", "cudnngru",
+                                  "GRUBlock", "layernormvariantslstm", "twodnativelstm"])
+@pytest.mark.parametrize("cls", ["rec", "rnn_cell"])
+def test_unsupported_cell_units_are_errors(unit, cls):
+    e = error_of({"r": {"class": cls, "unit": unit, "n_out": 6, "from": "data"}})
+    assert e.path == ("network", "r", "unit") and unit in e.message and "nativelstm2" in e.message
+
+
+def test_cell_unit_opts():
+    # TF's LSTMCell (StandardLSTM / BasicLSTM) takes `forget_bias`; LSTMBlock as a cell too
+    for cls, unit in (("rec", "StandardLSTM"), ("rec", "basiclstm"), ("rnn_cell", "LSTMBlock")):
+        assert run({"r": {"class": cls, "unit": unit, "n_out": 6, "from": "data",
+                          "unit_opts": {"forget_bias": 0.0}}}).errors == []
+    # anything else would change what is computed without saying so: an error
+    for cls, unit, opts in (("rec", "nativelstm2", {"forget_bias": 1.0}),
+                            ("rec", "LSTMBlock", {"forget_bias": 1.0}),  # NativeLSTM2 over time
+                            ("rec", "standardlstm", {"use_peepholes": True}),
+                            ("rnn_cell", "gru", {"forget_bias": 1.0}),
+                            ("rec", "basiclstm", {"forget_bias": "one"})):
+        e = error_of({"r": {"class": cls, "unit": unit, "n_out": 6, "from": "data",
+                            "unit_opts": opts}})
+        assert e.rule == "shape.cell-unit" and e.path == ("network", "r", "unit_opts"), (unit, e)

@@ -31,9 +31,11 @@ def test_valid_losses():
 
 
 @pytest.mark.parametrize("body,line,fragment", [
-    # ce on another time axis: T(data) output vs T(classes) target
-    ("output: {class: softmax, from: data, n_out: 4, loss: ce, target: classes}\n", 7,
-     "`output` [B, T(data), F=4] does not fit `target: classes` [B, T(classes)] sparse(4): "
+    # ce on a time axis a layer created: T(sub) output vs T(data) target (two extern time
+    # axes are unified instead, see test_prev_cycles.py)
+    ("sub: {class: slice, from: data, axis: T, slice_step: 2}\n"
+     "output: {class: softmax, from: sub, n_out: 4, loss: ce, target: aligned}\n", 8,
+     "`output` [B, T(sub), F=4] does not fit `target: aligned` [B, T(data)] sparse(4): "
      "their axes differ"),
     # ce with the wrong number of classes
     ("output: {class: softmax, from: data, n_out: 3, loss: ce, target: aligned}\n", 7,
@@ -55,9 +57,14 @@ def test_loss_target_mismatch_is_located(body, line, fragment):
 
 
 def test_loss_without_target_and_unknown_target():
-    [d] = check("output: {class: softmax, from: data, n_out: 4, loss: ce}\n").errors
+    # RETURNN's default target `classes` (here on its own time axis: unified with a note)
+    result = check("output: {class: softmax, from: data, n_out: 4, loss: ce}\n")
+    assert result.errors == [] and [d.rule for d in result.notes] == ["shape.unified-time"]
+    no_default = HEAD.replace("  classes: {dim: 4, sparse: true}\n", "")
+    [d] = validate(no_default + "  output: {class: softmax, from: data, n_out: 4, loss: ce}\n",
+                   name="net.yaml").errors
     assert (d.rule, d.dotted_path) == ("shape.loss-target", "network.output.loss")
-    assert "needs a `target`" in d.message
+    assert "needs a `target`" in d.message and "`classes`" in d.message
     [d] = check("output: {class: softmax, from: data, n_out: 4, loss: ce, target: aligne}\n").errors
     assert (d.rule, d.dotted_path, d.hint) == ("graph.unknown-data", "network.output.target",
                                                "did you mean `aligned`?")

@@ -5,7 +5,8 @@ from ..dims import Shape
 
 
 def n_out_or_target(ctx, option: str = "n_out") -> int:
-    """`n_out`, or the number of classes of the `target` (as RETURNN infers it)."""
+    """`n_out`, or the number of classes of the `target` (as RETURNN infers it), plus one (the
+    blank, last) with `loss: ctc`."""
     n_out = ctx.opt(option)
     if n_out is not None:
         return int(n_out)
@@ -13,7 +14,8 @@ def n_out_or_target(ctx, option: str = "n_out") -> int:
     if isinstance(target, str):
         shape = ctx.extern(target)
         if shape is not None and shape.feature_size is not None:
-            return int(shape.feature_size)
+            blank = 1 if str(ctx.opts.get("loss") or "").lower() == "ctc" else 0
+            return int(shape.feature_size) + blank
     raise ctx.error(f"`{ctx.layer.layer_class}` needs `n_out` (or a `target` to take it from)",
                     None, "shape.missing-option")
 

@@ -12,7 +12,8 @@ layer whose shape follows from its inputs).
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, Shape, broadcast_dims
+from ..dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_dims,
+                    feature_dim, spatial_dim)
 from .. import expr as _expr
 from ..activations import parse_activation
 from .base import LayerRule
@@ -189,6 +190,7 @@ class CombineRule(GuessFromInputs, LayerRule):
 
     layer_class = "combine"
     concat_sources = False
+    broadcasts_sources = True
 
     def infer(self, ctx) -> Shape:
         kind = ctx.opt("kind")
@@ -260,7 +262,7 @@ def parse_eval(ctx, option: str = "eval"):
         return _expr.parse_expression(text, len(ctx.sources))
     except _expr.ExprError as exc:
         raise ctx.error(f"invalid `{option}` expression {text!r}: {exc.message}", option,
-                        "shape.eval", hint=exc.hint) from None
+                        exc.rule or "shape.eval", hint=exc.hint) from None
 
 
 def _infer_eval(ctx, option: str = "eval") -> Shape:
@@ -268,17 +270,148 @@ def _infer_eval(ctx, option: str = "eval") -> Shape:
     dtypes = [_input_dtype(s) for s in ctx.sources]
     try:
         dtype = _expr.infer_dtype(tree, dtypes)
+        feature = _expr.infer_feature(tree, [s.feature is not None for s in ctx.sources])
     except _expr.ExprError as exc:
         raise ctx.error(f"`{option}` {ctx.opt(option)!r} with inputs {describe_inputs(ctx)}: "
                         f"{exc.message}", option, "shape.eval") from None
     dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
+    if feature in (_expr.KEPT, _expr.REMOVED):  # reduced over the feature axis
+        dims = tuple(d for d in dims if d.kind != FEATURE)
+        if feature == _expr.KEPT:
+            dims += (feature_dim(1),)
     sparse_dim = None
     if dtype == "int32" and not any(d.kind == FEATURE for d in dims):
         # an integer result of class indices stays sparse (as RETURNN keeps the input's type)
         sparse = [s for s in ctx.sources if s.sparse]
         if sparse:
             sparse_dim = sparse[0].sparse_dim
-    return _checked_output(ctx, Shape(dims, sparse_dim, dtype))
+    out = Shape(dims, sparse_dim, dtype)
+    if ctx.layer.layer_class == "eval" and ctx.opts.get("out_type") is not None:
+        out = _apply_out_type(ctx, out)
+    return _checked_output(ctx, out)
+
+
+# -- out_type (RETURNN's declared output type of `eval`) -------------------------------------------
+
+_MISSING = object()
+_KINDS = {"B": BATCH, "T": TIME, "S": SPATIAL, "F": FEATURE}
+
+
+def _declared_axes(ctx, out_type: dict, sparse: bool):
+    """The axes `out_type` declares, batch first (netcompiler is batch-major), as
+    ("B"|"T"|"S"|"F", size) pairs; None when it declares no `shape`."""
+    shape = out_type.get("shape")
+    if shape is None:
+        return None
+    entries = list(shape)
+    batch_axis = out_type.get("batch_dim_axis", 0)
+    if batch_axis is not None and batch_axis > len(entries):
+        raise ctx.error(f"`out_type`: `batch_dim_axis: {batch_axis}` is out of range for "
+                        f"`shape: {list(shape)}` (the shape without the batch axis)", "out_type",
+                        "shape.out-type")
+    full = list(entries)
+    if batch_axis is not None:
+        full.insert(batch_axis, "B")
+    time_axis = out_type.get("time_dim_axis")
+    if time_axis is not None and (time_axis >= len(full) or full[time_axis] is not None):
+        raise ctx.error(f"`out_type`: `time_dim_axis: {time_axis}` must name a dynamic (null) "
+                        f"entry of the shape {full} (with the batch axis)", "out_type",
+                        "shape.out-type")
+    dim = out_type.get("dim", _MISSING)
+    feature = bool(not sparse and entries and isinstance(entries[-1], int) and dim is not None)
+    if not sparse and dim not in (_MISSING, None) and (not entries or entries[-1] != dim):
+        raise ctx.error(f"`out_type`: `dim: {dim}` differs from the last entry of `shape: "
+                        f"{list(shape)}`", "out_type", "shape.out-type")
+    axes = [("B", None)] if batch_axis is not None else []
+    for i, e in enumerate(entries):
+        if e is None:
+            axes.append(("T", None))
+        elif feature and i == len(entries) - 1:
+            axes.append(("F", e))
+        else:
+            axes.append(("S", e))
+    return axes
+
+
+def _describe_axes(axes) -> str:
+    return "[" + ", ".join(k if size is None else f"{k}={size}" for k, size in axes) + "]"
+
+
+def _apply_out_type(ctx, out: Shape) -> Shape:
+    """The inferred output checked against `out_type` (an error where they differ), with what
+    only the declaration tells: the number of classes of a sparse result, sparse or not."""
+    out_type = ctx.opts["out_type"]
+    dtype = out_type.get("dtype")
+    if dtype is not None and dtype != out.dtype:
+        raise ctx.error(f"`out_type` declares dtype {dtype}, but the expression gives "
+                        f"{out.dtype} {out}", "out_type", "shape.out-type",
+                        hint=f"cast the result: tf.cast(..., tf.{dtype})")
+    sparse = out_type.get("sparse", out.sparse)
+    dim = out_type.get("dim")
+    axes = _declared_axes(ctx, out_type, sparse)
+    if axes is not None:
+        ok = len(axes) == out.ndim and all(
+            _KINDS[k] == d.kind and (size is None or size == d.size)
+            for (k, size), d in zip(axes, out.dims))
+        if not ok:
+            raise ctx.error(f"`out_type` declares {_describe_axes(axes)}, but the expression "
+                            f"gives {out}", "out_type", "shape.out-type",
+                            hint="netcompiler infers the output from the inputs (batch-major, "
+                                 "feature last); fix `shape` or leave it out")
+    if sparse:
+        if out.dtype != "int32" or out.feature is not None:
+            raise ctx.error(f"`out_type` declares sparse class indices, but the expression gives "
+                            f"{out.dtype} {out}", "out_type", "shape.out-type",
+                            hint="class indices are int32 without a feature axis")
+        classes = dim if dim is not None else out.sparse_dim
+        if classes is None:
+            raise ctx.error("`out_type` declares sparse output without `dim` (the number of "
+                            "classes), and no input tells it", "out_type", "shape.out-type")
+        return Shape(out.dims, classes, out.dtype)
+    if dim is not None and out.feature_size != dim:
+        raise ctx.error(f"`out_type` declares `dim: {dim}`, but the expression gives {out}",
+                        "out_type", "shape.out-type")
+    return Shape(out.dims, None, out.dtype)
+
+
+def _guess_from_out_type(ctx) -> Shape | None:
+    """The per-step shape `out_type` declares, without inputs (for `prev:`); a dynamic axis is
+    resolved only when one time axis of extern data (other than the loop's) is the candidate."""
+    out_type = ctx.opts.get("out_type")
+    if not isinstance(out_type, dict):
+        return None
+    try:
+        sparse = bool(out_type.get("sparse", False))
+        dim = out_type.get("dim")
+        dtype = out_type.get("dtype") or ("int32" if sparse else "float32")
+        if sparse and dim is None:
+            return None
+        axes = _declared_axes(ctx, out_type, sparse)
+        if axes is None:
+            if dim is None:
+                return None
+            axes = [("B", None)] + ([] if sparse else [("F", dim)])
+        candidates = []
+        if any(k == "T" for k, _ in axes):
+            for s in ctx._inferred.extern.values():  # pylint: disable=protected-access
+                for d in s.time_dims:
+                    if d is not ctx.loop_dim and not any(d is c for c in candidates):
+                        candidates.append(d)
+            if sum(k == "T" for k, _ in axes) != 1 or len(candidates) != 1:
+                return None
+        dims = []
+        for k, size in axes:
+            if k == "B":
+                dims.append(BATCH_DIM)
+            elif k == "T":
+                dims.append(candidates[0])
+            elif k == "F":
+                dims.append(feature_dim(size))
+            else:
+                dims.append(spatial_dim(size))
+        return Shape(tuple(dims), dim if sparse else None, dtype)
+    except Exception:  # noqa: BLE001 - only a guess; `infer` checks the real shape
+        return None
 
 
 def _call_eval(ctx, option: str = "eval"):
@@ -286,8 +419,11 @@ def _call_eval(ctx, option: str = "eval"):
 
     out = ctx.out_shape
     tree = _expr.parse_expression(ctx.opt(option), len(ctx.sources))
-    xs = [align(x, s, out) for x, s in zip(ctx.sources, ctx.source_shapes)]
-    y = _expr.to_tf(tree, xs)
+    # the inputs aligned to their broadcast (feature last), which differs from the output where
+    # the expression reduces over the feature axis
+    full = Shape(broadcast_shape(ctx, list(ctx.source_shapes), list(ctx.source_names)))
+    xs = [align(x, s, full) for x, s in zip(ctx.sources, ctx.source_shapes)]
+    y = _expr.to_tf(tree, xs, aligned=True)
     y = broadcast_to_out(ctx, y)
     want = tf.as_dtype(out.dtype)
     if y.dtype != want:
@@ -300,9 +436,15 @@ class EvalRule(GuessFromInputs, LayerRule):
 
     layer_class = "eval"
     concat_sources = False
+    broadcasts_sources = True
 
     def infer(self, ctx) -> Shape:
         return _infer_eval(ctx)
+
+    def guess_step_shape(self, ctx):
+        """From the inputs known so far, else from `out_type`."""
+        guess = ctx.guess_from_inputs(self)
+        return guess if guess is not None else _guess_from_out_type(ctx)
 
     def call(self, ctx):
         return _call_eval(ctx)

@@ -33,9 +33,11 @@ class ReduceRule(NoStepGuess, LayerRule):
             raise ctx.error(f"`reduce` needs `axes` (the axes of {src_desc(ctx)} to reduce)",
                             None, "shape.missing-option")
         option = "axes" if axes is not None else "axis"
-        found = sorted(resolve_axes(ctx, src, axes if axes is not None else axis, option))
-        if not found:
+        desc = axes if axes is not None else axis
+        found = sorted(resolve_axes(ctx, src, desc, option))
+        if isinstance(desc, (list, tuple)) and not desc:
             raise ctx.error(f"`{option}` names no axis of {src_desc(ctx)}", option, "shape.axis")
+        # empty for `T?` on data without a time axis: then nothing is reduced (RETURNN)
         return found
 
     def infer(self, ctx) -> Shape:
@@ -70,6 +72,8 @@ class ReduceRule(NoStepGuess, LayerRule):
         x = ctx.source
         shape = ctx.source_shape
         axes = self.reduce_axes(ctx, shape)
+        if not axes:
+            return x
         mode = ctx.opt("mode")
         keep = bool(ctx.opt("keep_dims"))
         mask = None
