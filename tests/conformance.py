@@ -276,7 +276,8 @@ EXAMPLES: list[Example] = [
                                                 "dims": [-1, 2]}}), ("split_dims",)),
     Example("merge_dims", _cfg({
         "split": {"class": "split_dims", "axis": "F", "dims": [2, 3, 2]},
-        "output": {"class": "merge_dims", "from": "split", "axes": "static"}}, {"dim": 12}),
+        "output": {"class": "merge_dims", "from": "split", "axes": "spatial_except_time"}},
+        {"dim": 12}),
             ("merge_dims", "split_dims")),
     Example("combine_dims", _cfg({
         "split": {"class": "split_dims", "axis": "F", "dims": [2, 3]},
