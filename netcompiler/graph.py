@@ -22,6 +22,8 @@ class Graph:
     # layer full name -> [(option sub-path, Ref)] in option order
     refs: dict[str, list[tuple[tuple, Ref]]] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: `reuse_params`: layer -> the layer whose variables it shares
+    param_owner: dict[str, str] = field(default_factory=dict)
 
     def static_graph(self) -> nx.DiGraph:
         """The graph without `prev:` edges (must be acyclic). A plain copy, made once: filtered
@@ -76,6 +78,16 @@ def build_graph(network: Network) -> Graph:
             ref, diag = resolve(text, layer.scope, network, path)
             if diag is not None:
                 graph.diagnostics.append(diag)
+                continue
+            if sub[0] == "reuse_params":
+                # shares variables, reads no values: no edge (RETURNN allows a reuse of a layer
+                # that depends on this one)
+                if ref.kind == "layer" and not ref.prev:
+                    graph.param_owner[layer.name] = ref.target.name
+                else:
+                    graph.diagnostics.append(Diagnostic(
+                        ERROR, f"`reuse_params: {text}` must name a layer", "graph.reuse-params",
+                        path))
                 continue
             resolved.append((sub, ref))
             if ref.kind == "source":
@@ -169,8 +181,10 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
     """No `output` layer is an error; layers that feed no output or loss get a warning."""
     network = graph.network
     diags = []
-    if "output" not in network.top.layers:
-        diags.append(Diagnostic(ERROR, "the network has no `output` layer", "graph.no-output",
+    if "output" not in network.top.layers and not output_layers(network):
+        # RETURNN needs no `output` layer when others carry a loss or `is_output_layer`
+        diags.append(Diagnostic(ERROR, "the network has no `output` layer (and no layer with a "
+                                "`loss` or `is_output_layer`)", "graph.no-output",
                                 ("network",), hint="name the final layer `output`"))
     for scope in network.iter_scopes():
         if scope.in_rec and "output" not in scope.layers:

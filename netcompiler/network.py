@@ -125,6 +125,10 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
                  if isinstance(value, list) else [(None, value)])
         return [((option,) if k is None else (option, k), v) for k, v in items
                 if isinstance(v, str) and v not in INITIAL_STATE_KEYWORDS]
+    if option == "reuse_params" and isinstance(value, dict):
+        # RETURNN's dict form: only {reuse_layer: NAME} (the other keys are refused by the
+        # shape check)
+        value = value.get("reuse_layer")
     if isinstance(value, str):
         return [((option,), value)]
     if isinstance(value, list):

@@ -36,6 +36,8 @@ class InferredNetwork:
     unify: dict[tuple[str, str], tuple] = field(default_factory=dict)
 
     def param_count(self, name: str) -> int:
+        if name in self.graph.param_owner:  # shares another layer's variables
+            return 0
         return sum(p.size for p in self.params.get(name, {}).values())
 
     @property
@@ -402,7 +404,29 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             f"`prev:` cycle and {after} in the next", "from", "shape.prev-diverges",
             hint="a layer on the cycle grows its input; set `n_out` or cut the growth"))
     _report_unresolved(inferred, final)
+    _check_shared_params(inferred)
     return inferred
+
+
+def _check_shared_params(inferred: InferredNetwork) -> None:
+    """`reuse_params`: the layer's variables must be those of the owner (names and shapes)."""
+    for name, owner in inferred.graph.param_owner.items():
+        layer = inferred.network.layers[name]
+        value = layer.opts.get("reuse_params")
+        if isinstance(value, dict) and set(value) - {"reuse_layer"}:
+            _report(inferred, layer, ShapeError(
+                f"`reuse_params` with {', '.join(sorted(set(value) - {'reuse_layer'}))}: only "
+                f"sharing all variables of one layer is supported", "reuse_params",
+                "shape.reuse-params", hint="write `reuse_params: LAYER`"))
+            continue
+        if name not in inferred.params or owner not in inferred.params:
+            continue  # a shape error was reported
+        mine = {k: v.shape for k, v in inferred.params[name].items()}
+        theirs = {k: v.shape for k, v in inferred.params[owner].items()}
+        if mine != theirs:
+            _report(inferred, layer, ShapeError(
+                f"`reuse_params: {owner}`: `{name}` needs the variables {mine or 'none'}, "
+                f"`{owner}` has {theirs or 'none'}", "reuse_params", "shape.reuse-params"))
 
 
 def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
