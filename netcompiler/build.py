@@ -27,17 +27,6 @@ from .runtime import CallContext
 from .shapes import InferredNetwork
 from .validate import ValidationResult, validate
 
-_KERAS_INITIALIZERS = {
-    "glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal",
-    "he_normal": "HeNormal", "he_uniform": "HeUniform", "lecun_normal": "LecunNormal",
-    "lecun_uniform": "LecunUniform", "zeros": "Zeros", "ones": "Ones", "constant": "Constant",
-    "random_normal": "RandomNormal", "random_uniform": "RandomUniform",
-    "truncated_normal": "TruncatedNormal", "orthogonal": "Orthogonal",
-    "variance_scaling": "VarianceScaling",
-}
-_SEEDLESS = {"zeros", "ones", "constant"}
-
-
 def _seed_for(base_seed: int, name: str) -> int:
     """A per-variable seed, stable across runs and independent of creation order."""
     digest = hashlib.sha256(f"{base_seed}:{name}".encode()).digest()
@@ -45,25 +34,30 @@ def _seed_for(base_seed: int, name: str) -> int:
 
 
 def initial_value(spec: ParamSpec, name: str, base_seed: int, dtype=tf.float32):
-    """The initial value of a variable from its `ParamSpec.init` (name, number or dict)."""
-    init = spec.init
+    """The initial value of a variable from its `ParamSpec.init` (a number, a name, a call
+    such as `variance_scaling_initializer(scale=0.78)` or a dict; see netcompiler.initializers)."""
+    from .initializers import make_initial_value
+
     shape = tuple(int(s) for s in spec.shape)
-    if init is None:
-        init = "glorot_uniform"
-    if isinstance(init, (int, float)) and not isinstance(init, bool):
-        return tf.fill(shape, tf.cast(init, dtype))
-    if isinstance(init, str):
-        cls_name, kwargs = init, {}
-    else:
-        kwargs = {k: v for k, v in dict(init).items() if k != "class"}
-        cls_name = init["class"]
-    keras_cls = getattr(tf.keras.initializers, _KERAS_INITIALIZERS[cls_name])
-    if cls_name not in _SEEDLESS:
-        kwargs["seed"] = _seed_for(base_seed, name)
-    if not shape or 0 in shape:
-        # glorot & co. need a fan; scalars and empty tensors start at zero
-        return tf.zeros(shape, dtype)
-    return tf.convert_to_tensor(keras_cls(**kwargs)(shape, dtype=dtype))
+    return make_initial_value(spec.init, shape, _seed_for(base_seed, name), dtype)
+
+
+def _param_device(device: str | None) -> str | None:
+    """`param_device` (`CPU`, `gpu`, `GPU:1`, `/device:CPU:0`) as a TF device name, with soft
+    placement: a device type this machine lacks (no GPU) falls back to the CPU (as TF's soft
+    placement does for ops). None: TF's default placement."""
+    if not device:
+        return None
+    text = device[len("/device:"):] if device.startswith("/device:") else device
+    kind, _, index = text.partition(":")
+    kind = kind.upper()
+    available = tf.config.list_logical_devices(kind)
+    if not available:
+        return "/device:CPU:0"
+    if index in ("", "*"):
+        return available[0].name
+    names = {d.name.rsplit(":", 1)[-1]: d.name for d in available}
+    return names.get(index, available[0].name)
 
 
 class CompiledNetwork(tf.Module):
@@ -85,31 +79,49 @@ class CompiledNetwork(tf.Module):
         # variables, created once, named <layer>/<param>
         self.variables_by_name: dict[str, tf.Variable] = {}
         self.layer_params: dict[str, dict[str, tf.Variable]] = {}
+        owners = self.graph.param_owner  # reuse_params: layer -> owner of its variables
         for name in self._order:
+            if name in owners:
+                continue
             layer = self.network.layers[name]
             trainable = bool(layer.opts.get("trainable", True))
             params = {}
-            for pname, spec in self.inferred.params.get(name, {}).items():
-                full = f"{name}/{pname}"
-                if spec.dynamic:  # state kept across calls, its shape changes
-                    var = tf.Variable(tf.zeros(spec.shape, spec.dtype), name=full,
-                                      trainable=False, shape=tf.TensorShape(None))
-                else:
-                    var = tf.Variable(initial_value(spec, full, self.seed, tf.as_dtype(spec.dtype)),
-                                      name=full, trainable=trainable and spec.trainable)
-                params[pname] = var
-                self.variables_by_name[full] = var
+            with tf.device(_param_device(layer.opts.get("param_device"))):
+                self._create_params(name, trainable, params)
             self.layer_params[name] = params
+        for name in self._order:
+            if name in owners:  # the same variables (checked to fit by shape inference)
+                self.layer_params[name] = self.layer_params[owners[name]]
         self._functions: dict[tuple, Any] = {}
+
+    def _create_params(self, name: str, trainable: bool, params: dict) -> None:
+        """Variables of one layer, `<layer>/<param>`, into `params`."""
+        for pname, spec in self.inferred.params.get(name, {}).items():
+            full = f"{name}/{pname}"
+            if spec.dynamic:  # state kept across calls, its shape changes
+                var = tf.Variable(tf.zeros(spec.shape, spec.dtype), name=full,
+                                  trainable=False, shape=tf.TensorShape(None))
+            else:
+                var = tf.Variable(initial_value(spec, full, self.seed, tf.as_dtype(spec.dtype)),
+                                  name=full, trainable=trainable and spec.trainable)
+            params[pname] = var
+            self.variables_by_name[full] = var
 
     # -- public API -------------------------------------------------------------------------------
     @property
     def output_name(self) -> str:
-        return "output"
+        """`output`, else (as RETURNN) the first layer with a loss or `is_output_layer`."""
+        if "output" in self.network.top.layers:
+            return "output"
+        from .graph import output_layers
+
+        return output_layers(self.network)[0].name
 
     @property
     def extern_shapes(self) -> dict[str, Shape]:
-        return self.inferred.extern
+        """The extern data a caller feeds (without keys registered by layers)."""
+        return {k: v for k, v in self.inferred.extern.items()
+                if k not in self.network.registered}
 
     def shape(self, name: str) -> Shape:
         return self.inferred.shapes[name]
@@ -163,6 +175,7 @@ class CompiledNetwork(tf.Module):
                     t = tensors[key]
                     axis = self.inferred.extern[key].index(self.inferred.extern[key].time)
                     lens[key] = tf.fill([tf.shape(t)[0]], tf.shape(t)[axis])
+        _check_shared_lengths(self.inferred.extern, lens)
         return tensors, lens
 
     def input_signature(self, keys) -> tuple[dict, dict]:
@@ -229,6 +242,9 @@ class CompiledNetwork(tf.Module):
                 if key in lengths and d not in dim_lengths:
                     dim_lengths[d] = tf.cast(lengths[key], tf.int32)
         needed = self.needed_layers(fetch)
+        # the final state of each cell run over time in this pass ((c, h) / (h,) by layer
+        # name; filled by the cell builders, read by `get_last_hidden_state`)
+        final_states: dict[str, tuple] = {}
         # fetched sub-layers of rec units (`rec/sub`) come from their rec layer's loop;
         # `search`: None (a decoder searches when its choice's target is not an input) or
         # options forcing beam search (netcompiler.loop.run_rec)
@@ -239,8 +255,9 @@ class CompiledNetwork(tf.Module):
                 rec = layer.scope.rec_layer
                 unit_fetch.setdefault(rec.name, set()).add(layer.local_name)
                 needed |= self.needed_layers([rec.name])
+        registered = self.network.registered
         for node in needed:
-            if node.startswith("data:") and node not in values:
+            if node.startswith("data:") and node not in values and node[5:] not in registered:
                 raise ValueError(f"input `{node[5:]}` is needed for {list(fetch)} but was not given")
         for name in self._order:
             if name not in needed:
@@ -254,7 +271,11 @@ class CompiledNetwork(tf.Module):
                                             unit_fetch.get(name, ()), search=search,
                                             step_seed=step_seed)
             else:
-                values[name] = self._call_layer(layer, values, dim_lengths, training, step_seed)
+                values[name] = self._call_layer(layer, values, dim_lengths, training, step_seed,
+                                                final_states)
+            key = layer.opts.get("register_as_extern_data")
+            if registered.get(key) is layer:  # `data:KEY` reads this layer
+                values[f"data:{key}"] = values[name]
         out = {}
         for name in fetch:
             layer = self.network.layers[name]
@@ -271,17 +292,23 @@ class CompiledNetwork(tf.Module):
         return self.inferred.shapes[ref.target.name]
 
     def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool,
-                    step_seed=None):
+                    step_seed=None, final_states: dict | None = None):
         inputs = [(sub, values[ref.node], self._input_shape(ref))
                   for sub, ref in self.graph.refs.get(layer.name, [])]
         ctx, rule = self.make_context(layer, inputs, self.inferred.shapes[layer.name],
-                                      dim_lengths, training, step_seed=step_seed)
+                                      dim_lengths, training, step_seed=step_seed,
+                                      final_states=final_states)
         with tf.name_scope(layer.name.replace("/", "_")):
-            return rule.call(ctx)
+            y = rule.call(ctx)
+            if layer.opts.get("batch_norm"):  # RETURNN: on the output, after the activation
+                from .layers._common_opts import apply_batch_norm, batch_norm_opts
+                y = apply_batch_norm(ctx, y, ctx.out_shape,
+                                     batch_norm_opts(layer.opts["batch_norm"]))
+            return y
 
     def make_context(self, layer: Layer, inputs: list, out_shape: Shape, lengths: dict,
                      training: bool, in_rec: bool = False, loop_dim: Dim | None = None,
-                     step_seed=None):
+                     step_seed=None, step=None, final_states: dict | None = None):
         """The CallContext of one layer call from its inputs [(option sub-path, value, shape)]:
         the `dropout` option applied to the inputs while training, a `from` list concatenated
         on the feature axis (unless the rule takes its inputs apart). Returns (ctx, rule)."""
@@ -293,6 +320,7 @@ class CompiledNetwork(tf.Module):
                 shapes.append(shape)
             else:
                 refs[sub[0]] = (value, shape)
+                refs[tuple(sub)] = (value, shape)  # by sub-path: list / dict options
         from_refs = [ref for sub, ref in self.graph.refs.get(layer.name, []) if sub[0] == "from"]
         ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
                           refs, self.layer_params[layer.name], training, lengths, in_rec=in_rec,
@@ -300,9 +328,24 @@ class CompiledNetwork(tf.Module):
                           source_opts=[r.target.opts if r.kind == "layer" else {}
                                        for r in from_refs],
                           step_seed=step_seed, source_names=[r.text for r in from_refs])
+        ctx.step = step  # inside a loop: the step (dropout masks drawn per step)
+        # the forward pass's final cell states by layer name (None inside a decoder loop) and
+        # the full layer name of each `from` input (None for extern data)
+        ctx.final_states = final_states
+        ctx.source_layers = [r.target.name if r.kind == "layer" else None for r in from_refs]
         dropout = layer.opts.get("dropout") or 0.0
         if training and dropout:
-            ctx.sources = [ctx.dropout(x, dropout) for x in ctx.sources]
+            # RETURNN's noise shape: one mask per feature unless `dropout_noise_shape` says
+            from .layers._common_opts import noise_broadcast
+            noise = layer.opts.get("dropout_noise_shape")
+            dropped = []
+            for x, shape in zip(ctx.sources, ctx.source_shapes):
+                if shape.sparse or not x.dtype.is_floating:
+                    dropped.append(x)
+                    continue
+                bc, loop_bc = noise_broadcast(ctx, shape, noise, loop_dim if in_rec else None)
+                dropped.append(ctx.dropout(x, dropout, broadcast=bc, loop_broadcast=loop_bc))
+            ctx.sources = dropped
         if rule.concat_sources and len(ctx.sources) > 1:
             ctx.sources = [tf.concat(ctx.sources, axis=-1)]
             ctx.source_shapes = [_concat_shape(shapes)]
@@ -322,3 +365,20 @@ def compile_network(config, overrides: list[str] | None = None, seed: int | None
     if result.errors:
         raise ConfigError(result.errors)
     return CompiledNetwork(result, seed=seed)
+
+
+def _check_shared_lengths(extern, lens) -> None:
+    """Extern keys that share a time axis (`same_time_as`, or unified by a frame-wise loss)
+    must come with equal lengths; checked here where the lengths are concrete."""
+    from .shapes import shared_time_keys
+
+    for keys in shared_time_keys(extern):
+        given = [k for k in keys if k in lens]
+        for other in given[1:]:
+            a, b = lens[given[0]], lens[other]
+            if not (tf.executing_eagerly() and hasattr(a, "numpy") and hasattr(b, "numpy")):
+                continue
+            if a.shape != b.shape or not bool(tf.reduce_all(tf.equal(a, b))):
+                raise ValueError(
+                    f"extern data `{given[0]}` and `{other}` share a time axis, but their lengths "
+                    f"differ: {a.numpy().tolist()} and {b.numpy().tolist()}")

@@ -62,6 +62,8 @@ def build_graph(network: Network) -> Graph:
     graph = Graph(network, g)
     for key in network.extern:
         g.add_node(f"data:{key}", kind="extern")
+    for key, layer in network.registered.items():
+        g.add_node(f"data:{key}", kind="extern")
     for layer in network.layers.values():
         g.add_node(layer.name, kind="layer", rec=layer.scope.rec_layer.name
                    if layer.scope.rec_layer else None)
@@ -99,16 +101,44 @@ def build_graph(network: Network) -> Graph:
                 _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
         for option in ("target", "size_target"):
             target = layer.opts.get(option)
-            if isinstance(target, str) and target not in network.extern:
+            if isinstance(target, str) and target not in network.data_keys():
                 graph.diagnostics.append(Diagnostic(
                     ERROR, f"`{option}: {target}`: no such extern data", "graph.unknown-data",
-                    layer.path + (option,), hint=did_you_mean(target, network.extern)))
+                    layer.path + (option,), hint=did_you_mean(target, network.data_keys())))
+            elif isinstance(target, str) and target in network.registered:
+                _add_edge(g, f"data:{target}", layer.name, False, option)
+        _check_registered(graph, layer)
         graph.refs[layer.name] = resolved
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
     _check_cycles(graph)
     return graph
+
+
+def _check_registered(graph: Graph, layer: Layer) -> None:
+    """`register_as_extern_data: KEY`: a new key, from a layer of the top-level network; the
+    layer feeds the node `data:KEY`."""
+    key = layer.opts.get("register_as_extern_data")
+    if not isinstance(key, str):
+        return
+    network = graph.network
+    path = layer.path + ("register_as_extern_data",)
+    if key in network.extern:
+        graph.diagnostics.append(Diagnostic(
+            ERROR, f"`register_as_extern_data: {key}`: `{key}` is already extern data",
+            "graph.register-extern", path))
+    elif network.registered.get(key) is not layer:
+        graph.diagnostics.append(Diagnostic(
+            ERROR, f"`register_as_extern_data: {key}`: `{network.registered[key].name}` "
+            f"registers `{key}` already", "graph.register-extern", path))
+    elif layer.scope.in_rec:
+        graph.diagnostics.append(Diagnostic(
+            ERROR, f"`register_as_extern_data` inside the unit of "
+            f"`{layer.scope.rec_layer.name}` is not supported (only top-level layers)",
+            "graph.register-extern", path, hint="register a top-level layer that reads it"))
+    else:
+        _add_edge(graph.g, layer.name, f"data:{key}", False, "register_as_extern_data")
 
 
 def _check_max_seq_len(graph: Graph, layer: Layer) -> None:

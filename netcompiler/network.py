@@ -12,7 +12,7 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
-                 "initial_output", "initial_state")
+                 "initial_output", "initial_state", "condition", "true_from", "false_from")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
@@ -81,6 +81,12 @@ class Network:
     top: Scope
     layers: dict[str, Layer]  # all layers by full name
     extern: dict  # extern_data config
+    #: `register_as_extern_data: KEY`: extern data made by a layer, KEY -> that layer
+    registered: dict[str, Layer] = field(default_factory=dict)
+
+    def data_keys(self) -> set:
+        """Every key `data:KEY` and `target` may name: extern data and registered layers."""
+        return set(self.extern) | set(self.registered)
 
     def iter_scopes(self) -> Iterator[Scope]:
         stack = [self.top]
@@ -110,7 +116,12 @@ def build_network(data: dict) -> Network:
                 fill(layer.unit, opts["unit"])
 
     fill(top, net)
-    return Network(top, all_layers, extern)
+    registered = {}
+    for layer in all_layers.values():
+        key = layer.opts.get("register_as_extern_data")
+        if isinstance(key, str) and key not in extern and key not in registered:
+            registered[key] = layer  # clashes are reported by the graph check
+    return Network(top, all_layers, extern, registered)
 
 
 def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
@@ -202,9 +213,9 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
                 return err(f"`{text}`: `data:source` is only valid inside a rec unit",
                            "graph.source-outside-rec")
             return Ref("source", scope.rec_layer, text=text), None
-        if key not in network.extern:
+        if key not in network.data_keys():
             return err(f"unknown extern data `{key}` in `{text}`", "graph.unknown-data",
-                       did_you_mean(key, network.extern))
+                       did_you_mean(key, network.data_keys()))
         return Ref("extern", key, frame=scope.in_rec, text=text), None
     if rest == ":i":  # RETURNN's step index of the loop (RecStepInfoLayer)
         if not scope.in_rec:

@@ -59,6 +59,11 @@ class CallContext:
         self.source_names = source_names if source_names is not None else ["input"] * len(sources)
         #: the options of each `from` input's layer ({} for extern data)
         self.source_opts = source_opts if source_opts is not None else [{} for _ in sources]
+        #: the full layer name of each `from` input (None for extern data); set by make_context
+        self.source_layers: list[str | None] = [None] * len(sources)
+        #: the forward pass's final cell states ((c, h) / (h,) by layer name, recorded by cells
+        #: run over time, read by `get_last_hidden_state`); None where not recorded (in a loop)
+        self.final_states: dict | None = None
 
     # -- options and inputs ---------------------------------------------------------------------
     def opt(self, name: str, default: Any = _MISSING) -> Any:
@@ -103,16 +108,27 @@ class CallContext:
         got = self._refs.get(option)
         return None if got is None else got[1]
 
-    def dropout(self, x, rate: float, salt: int = 0):
+    def dropout(self, x, rate: float, salt: int = 0, broadcast: list[bool] | None = None,
+                loop_broadcast: bool = False):
         """Dropout while training (identity otherwise). With a `step_seed` the mask is a pure
-        function of (layer seed, salt, step seed): a resumed run draws the same masks."""
+        function of (layer seed, salt, step seed, and inside a loop the step `self.step` unless
+        `loop_broadcast`): a resumed run draws the same masks. `broadcast` (per axis of `x`):
+        True where the mask has size 1, i.e. is the same along that axis (see
+        `layers._common_opts.noise_broadcast`); None: every entry its own noise."""
         if not self.training or not rate or not x.dtype.is_floating:
             return x
+        noise_shape = None
+        if broadcast is not None and any(broadcast):
+            dyn = tf.shape(x)
+            noise_shape = tf.stack([1 if bc else dyn[i] for i, bc in enumerate(broadcast)])
         if self.step_seed is None:
-            return tf.nn.dropout(x, rate=rate)
-        seed = tf.stack([tf.constant((self.seed or 0) + 7919 * salt, tf.int64),
-                         tf.cast(self.step_seed, tf.int64)])
-        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+            return tf.nn.dropout(x, rate=rate, noise_shape=noise_shape)
+        step_seed = tf.cast(self.step_seed, tf.int64)
+        if self.step is not None and not loop_broadcast:
+            step_seed = step_seed * 1000003 + tf.cast(self.step, tf.int64)
+        seed = tf.stack([tf.constant((self.seed or 0) + 7919 * salt, tf.int64), step_seed])
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed,
+                                                    noise_shape=noise_shape)
 
     # -- lengths and masks ----------------------------------------------------------------------
     def lengths(self, dim: Dim):

@@ -282,11 +282,40 @@ def validate_config(data: Any) -> list[Diagnostic]:
             path = prefix + (name,)
             report(_light_validator(f"layers/{layer['class']}.schema.json").iter_errors(layer),
                    path)
+            diags.extend(check_initializer_options(layer, path))
             if layer["class"] == "rec" and isinstance(layer.get("unit"), dict):
                 walk(layer["unit"], path + ("unit",))
 
     walk(data.get("network"), ("network",))
     return diags
+
+
+@lru_cache(maxsize=None)
+def initializer_options(layer_class: str) -> tuple[str, ...]:
+    """The options of a layer class whose values are initialisers."""
+    return tuple(name for name, prop in layer_options(layer_class).items()
+                 if isinstance(prop, dict)
+                 and str(prop.get("$ref", "")).endswith("#/$defs/initializer"))
+
+
+def check_initializer_options(layer: dict, path: tuple) -> list[Diagnostic]:
+    """Initialiser names, calls and arguments (netcompiler.initializers) of one layer dict;
+    the schema only checks their form. Also `gamma_init`/`beta_init` of a `batch_norm` dict."""
+    from .initializers import check_initializer
+
+    out = []
+    found = [((name,), layer[name]) for name in initializer_options(layer["class"])
+             if name in layer and layer[name] is not None]
+    bn = layer.get("batch_norm")
+    if isinstance(bn, dict):
+        found += [(("batch_norm", k), bn[k]) for k in ("gamma_init", "beta_init") if k in bn]
+    for sub, value in found:
+        if isinstance(value, (str, dict, int, float)) and not isinstance(value, bool):
+            problem = check_initializer(value)
+            if problem is not None:
+                out.append(Diagnostic(ERROR, problem[0], "schema.initializer", path + sub,
+                                      hint=problem[1]))
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -84,7 +84,7 @@ def extern_shapes(extern: dict, same_time: dict[str, str] | None = None
 def shared_time_keys(extern: dict[str, Shape]) -> list[tuple[str, ...]]:
     """Groups of extern data keys whose (first) time axis is one axis."""
     groups: dict[Dim, list[str]] = {}
-    for key, shape in extern.items():
+    for key, shape in extern.items():  # (the extern data given as input, see extern_shapes)
         if shape.time is not None:
             groups.setdefault(shape.time, []).append(key)
     return [tuple(keys) for keys in groups.values() if len(keys) > 1]
@@ -222,6 +222,12 @@ class ShapeContext:
 
     def extern(self, key: str) -> Shape | None:
         return self._inferred.extern.get(key)
+
+    def source_refs(self) -> list[Ref]:
+        """The references of the `from` inputs, in order (`ref.target.opts`: a layer input's
+        options, e.g. the `unit` of a cell)."""
+        return [ref for sub, ref in self._inferred.graph.refs.get(self.name, [])
+                if sub[0] == "from"]
 
     def unit_shape(self, local_name: str) -> Shape | None:
         """Inside the rule of a rec layer: the per-step shape of a layer of its unit."""
@@ -468,6 +474,8 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
               ) -> None:
     network = inferred.network
     lenient = state.lenient
+    for key in network.registered:  # set again when their layer is inferred in this pass
+        inferred.extern.pop(key, None)
     for name in order:
         layer = network.layers[name]
         if name in failed:
@@ -505,6 +513,8 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             ctx = ShapeContext(inferred, layer, sources, names, refs)
             shape = rule.infer(ctx)
             inferred.shapes[name] = shape
+            if network.registered.get(layer.opts.get("register_as_extern_data")) is layer:
+                inferred.extern[layer.opts["register_as_extern_data"]] = shape
             if lenient:
                 continue
             inferred.params[name] = rule.params(ctx, shape)
@@ -707,6 +717,8 @@ def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
     """The time axis of each extern data key that has its own (not `same_time_as`)."""
     out: dict[Dim, str] = {}
     for key, shape in inferred.extern.items():
+        if key in inferred.network.registered:
+            continue  # its axes are a layer's
         for d in shape.time_dims[:1]:
             out.setdefault(d, key)
     return out

@@ -446,11 +446,12 @@ class Trainer:
                 raise TrainError(f"layer `{name}`: loss `{kind}` is not supported by the trainer "
                                  f"yet (supported: {', '.join(LOSSES)})")
             target = layer.opts.get("target") or "classes"
-            if target not in self.net.extern_shapes:
+            shapes = self.net.inferred.extern  # extern data and keys registered by layers
+            if target not in shapes:
                 raise TrainError(f"layer `{name}`: target `{target}` is not an extern_data key")
             specs.append(LossSpec(name, kind, target, float(layer.opts.get("loss_scale", 1.0)),
                                   dict(layer.opts.get("loss_opts") or {}),
-                                  bool(self.net.extern_shapes[target].sparse)))
+                                  bool(shapes[target].sparse)))
         if not specs:
             raise TrainError("no layer has a `loss`: nothing to train (set e.g. `loss: ce` and "
                              "`target: classes` on the output layer)")
@@ -478,13 +479,21 @@ class Trainer:
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             step_seed = (tf.cast(self.optimizer.iterations, tf.int64) * self.num_replicas
                          + tf.cast(replica, tf.int64))
+        registered = self.net.network.registered
+        target_layers = tuple(registered[s.target].name for s in self.losses
+                              if s.target in registered)
         out = self.net.forward(inputs, lengths, training=training,
-                               fetch=tuple(s.layer for s in self.losses), step_seed=step_seed)
+                               fetch=tuple(s.layer for s in self.losses) + target_layers,
+                               step_seed=step_seed)
         rows = []
         for spec in self.losses:
             values, lens = out[spec.layer]
-            lv = compute_loss(spec.kind, values, lens, inputs[spec.target],
-                              lengths.get(spec.target), spec.opts, spec.target_sparse)
+            if spec.target in registered:  # a layer's output, registered as extern data
+                target, target_lens = out[registered[spec.target].name]
+            else:
+                target, target_lens = inputs[spec.target], lengths.get(spec.target)
+            lv = compute_loss(spec.kind, values, lens, target, target_lens, spec.opts,
+                              spec.target_sparse)
             rows.append(tf.stack([lv.loss, lv.frames, lv.errors, lv.error_frames]))
         return tf.stack(rows) * weight
 

@@ -216,7 +216,9 @@ def test_eval_builders():
 
 
 def test_dropout_builder():
-    net = {"d": {"class": "dropout", "from": "data:pos", "dropout": 0.5}}
+    # every entry its own noise (the default mask is per feature: tests/test_layer_options.py)
+    net = {"d": {"class": "dropout", "from": "data:pos", "dropout": 0.5,
+                 "dropout_noise_shape": {"*": None}}}
     _, out = build(net, ["d"])
     assert_valid_close(out["d"][0], P64)  # inference: identity
     _, out = build(net, ["d"], training=True, seed=3)
@@ -331,3 +333,81 @@ def test_gauss_window_step_pattern_outside_rec():
     logit = out["logit"][0].astype(np.float64)
     assert_valid_close(out["step"][0], 2 * sigmoid(logit))
     assert_valid_close(out["loc"][0], 4 * sigmoid(logit))
+
+
+# -- cells: sparse input (rows of W), RETURNN's unit names and forget bias -----------------------
+
+def _np_cell(xp, lengths, W_re, gru=False, forget_bias=0.0, direction=1):
+    """NumPy LSTM (gate blocks i, j, f, o; `forget_bias` added to f) / GRU (z, r, h) over the
+    projected input xp [B, T, G*n]; state frozen and output 0 at padded frames."""
+    Bn, Tn, _ = xp.shape
+    n = W_re.shape[0]
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    out = np.zeros((Bn, Tn, n))
+    for b in range(Bn):
+        h, c = np.zeros(n), np.zeros(n)
+        frames = range(lengths[b]) if direction == 1 else range(lengths[b] - 1, -1, -1)
+        for t in frames:
+            z = xp[b, t]
+            if gru:
+                zz, zr, zh = np.split(z, 3)
+                uz, ur, uh = np.split(W_re, 3, axis=1)
+                u, r = sig(zz + h @ uz), sig(zr + h @ ur)
+                h = u * h + (1 - u) * np.tanh(zh + (r * h) @ uh)
+            else:
+                i, j, f, o = np.split(z + h @ W_re, 4)
+                c = sig(f + forget_bias) * c + sig(i) * np.tanh(j)
+                h = sig(o) * np.tanh(c)
+            out[b, t] = h
+    return out
+
+
+@pytest.mark.parametrize("cls, unit, direction", [
+    ("rec", "NativeLstm2", 1), ("rec", "lstm", -1), ("rec", "GRU", 1), ("rnn_cell", "LSTM", 1)])
+def test_cell_over_sparse_input_looks_up_rows_of_W(cls, unit, direction):
+    """Sparse labels into a cell: rows of W (= one-hot @ W), padded labels out of range."""
+    layer = {"class": cls, "unit": unit, "n_out": 4, "from": "data:classes"}
+    if cls == "rec":
+        layer["direction"] = direction
+    net, out = build({"r": layer}, ["r"])
+    W, W_re, bias = (net.variable(f"r/{p}").numpy().astype(np.float64) for p in ("W", "W_re", "b"))
+    assert W.shape[0] == 7
+    idx = np.where(valid(CLASSES, axis=1), CLASSES, 0)
+    xp = W[idx] + bias                                           # gathered rows
+    want = _np_cell(xp, LEN, W_re, gru=unit.lower() == "gru", direction=direction)
+    np.testing.assert_allclose(out["r"][0], want, **TOL)
+
+
+@pytest.mark.parametrize("cls, unit, opts, bias", [
+    ("rec", "StandardLSTM", None, 1.0), ("rec", "BasicLSTM", {"forget_bias": 0.25}, 0.25),
+    ("rec", "LSTMBlock", None, 0.0),            # NativeLSTM2 over time
+    ("rnn_cell", "LSTMBlock", None, 1.0),       # StandardLSTM as a cell
+    ("rec", "NativeLSTM", None, 0.0), ("rnn_cell", "standardlstm", {"forget_bias": 2.0}, 2.0)])
+def test_lstm_unit_forget_bias(cls, unit, opts, bias):
+    """TF's LSTMCell (RETURNN's StandardLSTM, BasicLSTM; LSTMBlock as a cell) adds
+    `forget_bias` (default 1) to the forget gate; the native LSTMs do not."""
+    layer = {"class": cls, "unit": unit, "n_out": 3, "from": "data"}
+    if opts:
+        layer["unit_opts"] = opts
+    net, out = build({"r": layer}, ["r"])
+    W, W_re, b = (net.variable(f"r/{p}").numpy().astype(np.float64) for p in ("W", "W_re", "b"))
+    xp = DATA.astype(np.float64) @ W + b
+    np.testing.assert_allclose(out["r"][0], _np_cell(xp, LEN, W_re, forget_bias=bias), **TOL)
+
+
+def test_lstm_forget_bias_per_step_in_a_loop():
+    """`rnn_cell` with StandardLSTM inside a rec unit (one step per frame) adds the forget bias
+    as over time; a sparse frame looks up rows of W."""
+    for src, lab in (("data:source", False), ("data:classes", True)):
+        net, out = build({"loop": {"class": "rec", "from": "data",
+                                   "optimize_move_layers_out": False, "unit": {
+                                       "output": {"class": "rnn_cell", "unit": "StandardLSTM",
+                                                  "from": src, "n_out": 3}}}}, ["loop"])
+        W, W_re, b = (net.variable(f"loop/output/{p}").numpy().astype(np.float64)
+                      for p in ("W", "W_re", "b"))
+        xp = (W[np.where(valid(CLASSES, axis=1), CLASSES, 0)] if lab
+              else DATA.astype(np.float64) @ W) + b
+        want = _np_cell(xp, LEN, W_re, forget_bias=1.0)
+        got = out["loop"][0]
+        for i in range(B):
+            np.testing.assert_allclose(got[i, :LEN[i]], want[i, :LEN[i]], **TOL)

@@ -220,9 +220,19 @@ def test_unknown_rec_unit():
 
 def test_unknown_initializer():
     d = only(check(BASE, "activation: tanh", "forward_weights_init: glorot_unifrom"))
-    assert d.rule == "schema.enum"
+    assert d.rule == "schema.initializer"  # names/calls are checked by netcompiler.initializers
+    assert d.message.startswith("unknown initialiser `glorot_unifrom` (one of: constant, ")
     assert d.hint == "did you mean `glorot_uniform`?"
     assert where(d) == (("network", "enc", "forward_weights_init"), 5, 47)
+
+
+def test_initializer_call_with_unknown_argument():
+    d = only(check(BASE, "activation: tanh",
+                   "forward_weights_init: \"variance_scaling_initializer(scal=0.5)\""))
+    assert d.rule == "schema.initializer"
+    assert "`variance_scaling_initializer` has no argument `scal`" in d.message
+    assert d.hint == "did you mean `scale`?"
+    assert where(d)[0] == ("network", "enc", "forward_weights_init")
 
 
 def test_unknown_direction_is_an_enum_error_without_hint():

@@ -21,6 +21,12 @@ class ChoiceRule(LayerRule):
     layer_class = "choice"
 
     def infer(self, ctx) -> Shape:
+        cheating = ctx.opts.get("cheating", False)
+        if cheating:
+            raise ctx.error(
+                f"`cheating: {str(cheating).lower()}` is not supported: netcompiler's beam "
+                f"search does not force the target label into the beam", "cheating",
+                "shape.unsupported", hint="remove `cheating` (or set it to false)")
         src = ctx.source
         name = ", ".join(ctx.source_names)
         target = ctx.opt("target")

@@ -11,7 +11,9 @@ stride s and effective size e = (f - 1) * d + 1:
 A time axis keeps its identity only with `padding: same` and stride 1; otherwise it becomes a new
 time axis `T(<layer>)` with the lengths computed per sequence by the same formulas.
 
-`conv` variables: `W: [*filter_size, n_in, n_out]`, `b: [n_out]` (`with_bias`).
+`conv` variables: `W: [*filter_size, n_in / groups, n_out]`, `b: [n_out]` (`with_bias`). With
+`groups: G` (grouped convolution, TF's layout) the input features are split into G consecutive
+blocks and output channel o sees only block `o // (n_out / G)`; both sizes must divide by G.
 `pool` has no variables; `strides` defaults to `pool_size`; padded frames never win a max and
 never count in an average.
 """
@@ -174,10 +176,17 @@ class ConvRule(_SpatialRule):
         if n_out is None:
             raise ctx.error("`conv` needs `n_out` (the output channels)", None,
                             "shape.missing-option")
-        return self.out_dims(ctx, ctx.source, int(n_out))
+        out = self.out_dims(ctx, ctx.source, int(n_out))
+        groups = int(ctx.opt("groups", 1) or 1)
+        n_in = ctx.source.feature_size
+        if groups > 1 and (n_in % groups or int(n_out) % groups):
+            raise ctx.error(
+                f"`groups: {groups}` must divide the input features ({n_in}, {src_desc(ctx)}) "
+                f"and `n_out` ({n_out})", "groups", "shape.conv-groups")
+        return out
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
-        n_in = ctx.source.feature_size
+        n_in = ctx.source.feature_size // int(ctx.opt("groups", 1) or 1)
         sizes = tuple(int(v) for v in ctx.opt("filter_size"))
         params = {"W": ParamSpec(sizes + (n_in, out.feature_size),
                                  ctx.opt("forward_weights_init"))}
@@ -191,12 +200,20 @@ class ConvRule(_SpatialRule):
         from ..activations import apply_activation
 
         W = ctx.params["W"]
+        groups = int(ctx.opt("groups", 1) or 1)
+
+        def conv(v, s, d):
+            if groups == 1:
+                return tf.nn.convolution(v, W, strides=s, padding="VALID", dilations=d)
+            # grouped: one convolution per block of input features and output channels (TF's
+            # grouped kernels are not available on every device)
+            return tf.concat([tf.nn.convolution(vg, Wg, strides=s, padding="VALID", dilations=d)
+                              for vg, Wg in zip(tf.split(v, groups, axis=-1),
+                                                tf.split(W, groups, axis=-1))], axis=-1)
 
         def op(x, mask, strides, dilations):
             x = x * mask
-            return _strided(lambda v, s, d: tf.nn.convolution(v, W, strides=s, padding="VALID",
-                                                              dilations=d),
-                            x, strides, dilations)
+            return _strided(conv, x, strides, dilations)
 
         y = self.run(ctx, op)
         if "b" in ctx.params:
