@@ -17,6 +17,9 @@ combined exactly: the per-frame loss of several batches is `sum(loss) / sum(fram
          negative log-likelihoods are summed and normalised per *input* frame (the output's valid
          frames); error = label error rate of the greedy (best path) decoding: edit distance
          divided by the number of target labels.
+    edit_distance  sparse labels [B, T] (e.g. a `decide` after search) against sparse targets
+         [B, S]: not differentiable, so as in RETURNN it only keeps statistics: loss 0, error =
+         Levenshtein distance of the valid labels divided by the number of target labels.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-LOSSES = ("ce", "mse", "ctc")
+LOSSES = ("ce", "mse", "ctc", "edit_distance")
 _LOG_EPS = 1e-30
 
 
@@ -153,6 +156,22 @@ def ctc_loss(probs, out_lengths, targets, target_lengths, from_logits: bool = Fa
     return LossValue(loss, frames, errors, tf.cast(tf.reduce_sum(target_lengths), tf.float32))
 
 
+def _as_sparse(labels, lengths) -> tf.SparseTensor:
+    labels = tf.cast(labels, tf.int64)
+    mask = tf.sequence_mask(tf.cast(lengths, tf.int32), maxlen=tf.shape(labels)[1])
+    indices = tf.where(mask)
+    return tf.SparseTensor(indices, tf.gather_nd(labels, indices),
+                           tf.cast(tf.shape(labels), tf.int64))
+
+
+def edit_distance_loss(labels, lengths, targets, target_lengths) -> LossValue:
+    """Edit distance of `labels` [B, T] to `targets` [B, S] on their valid frames (no loss)."""
+    dist = tf.edit_distance(_as_sparse(labels, lengths), _as_sparse(targets, target_lengths),
+                            normalize=False)
+    n_ref = tf.cast(tf.reduce_sum(target_lengths), tf.float32)
+    return LossValue(tf.constant(0.0), n_ref, tf.reduce_sum(dist), n_ref)
+
+
 def frame_error(values, targets, lengths) -> LossValue:
     """Frame error rate only (no loss): argmax(values) != targets on valid frames."""
     values = tf.convert_to_tensor(values)
@@ -178,6 +197,12 @@ def compute_loss(kind: str, values, lengths, targets, target_lengths, opts: dict
         if target_lengths is None:
             target_lengths = tf.fill([tf.shape(targets)[0]], tf.shape(targets)[1])
         return ctc_loss(values, lengths, targets, target_lengths, from_logits)
+    if kind == "edit_distance":
+        if lengths is None:
+            lengths = tf.fill([tf.shape(values)[0]], tf.shape(values)[1])
+        if target_lengths is None:
+            target_lengths = tf.fill([tf.shape(targets)[0]], tf.shape(targets)[1])
+        return edit_distance_loss(values, lengths, targets, target_lengths)
     raise ValueError(f"loss `{kind}` is not supported by the trainer (supported: "
                      f"{', '.join(LOSSES)})")
 

@@ -288,7 +288,7 @@ class ShapeContext:
             return None
         target = ref.target
         if target.name in inferred.shapes:
-            return inferred.shapes[target.name]
+            return read_shape(inferred, ref)
         rule = get_rule(target.layer_class)
         if rule is None:
             return None
@@ -325,6 +325,18 @@ class ShapeContext:
              hint: str | None = None) -> None:
         path = self.layer.path + ((option,) if option else ())
         self.warnings.append(Diagnostic(WARNING, message, rule, path, hint=hint))
+
+
+def read_shape(inferred: InferredNetwork, ref: Ref) -> Shape:
+    """The shape a resolved layer or extern reference reads (once inferred): `rec/name` from
+    outside the loop of `rec` reads the per-step shape of `name` stacked over the loop."""
+    if ref.kind == "extern":
+        return inferred.extern[ref.target]
+    shape = inferred.shapes[ref.target.name]
+    if ref.stacked:
+        from .layers.rec import stacked_shape
+        return stacked_shape(shape, inferred.loop_dims[ref.target.scope.rec_layer.name])
+    return shape
 
 
 def concat_features(shapes: list[Shape], names: list[str]) -> Shape:
@@ -650,7 +662,7 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
     if target.name in failed:
         raise _Skip()
     if target.name in inferred.shapes:
-        return inferred.shapes[target.name]
+        return read_shape(inferred, ref)
     if ref.prev:
         guess = state.prev_shapes.get(target.name)
         if guess is None:
@@ -759,6 +771,12 @@ def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
         if loop is not None and target.has(loop):
             target = target.without(loop)
     what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
+    if loss == "edit_distance":  # label sequences, each with its own length
+        if not (out.sparse and target.sparse and out.time is not None
+                and target.time is not None and len(out.dims) == len(target.dims)):
+            raise ShapeError(f"`loss: edit_distance`: {what} (needs label sequences, "
+                             f"[B, T] sparse, on both sides)", "target", "shape.loss-target")
+        return
     if loss == "ctc":
         ok = (target.sparse and out.feature_size == target.sparse_dim + 1
               and out.time is not None and target.time is not None)

@@ -203,3 +203,27 @@ def test_unknown_loss():
     with pytest.raises(ValueError, match="not supported"):
         losses.compute_loss("expected_loss", np.zeros((1, 1, 2), np.float32), [1],
                             np.zeros((1, 1), np.int32), [1])
+
+
+def _levenshtein(a, b) -> int:
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, y in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
+    return d[-1]
+
+
+def test_edit_distance_loss_keeps_statistics_only():
+    from netcompiler.losses import compute_loss
+
+    rng = np.random.default_rng(5)
+    hyp = rng.integers(0, 4, size=(4, 6)).astype(np.int32)
+    ref = rng.integers(0, 4, size=(4, 5)).astype(np.int32)
+    hyp_len, ref_len = np.array([6, 3, 0, 4]), np.array([5, 5, 2, 1])
+    lv = compute_loss("edit_distance", hyp, hyp_len, ref, ref_len)
+    expected = sum(_levenshtein(list(h[:n]), list(r[:m]))
+                   for h, n, r, m in zip(hyp, hyp_len, ref, ref_len))
+    assert float(lv.loss) == 0.0  # not differentiable: no training signal, as in RETURNN
+    assert float(lv.errors) == expected
+    assert float(lv.error_frames) == ref_len.sum() == float(lv.frames)

@@ -374,9 +374,33 @@ def _apply_out_type(ctx, out: Shape) -> Shape:
     return Shape(out.dims, None, out.dtype)
 
 
+def _outer_time_axes(ctx) -> list:
+    """Time axes (other than the loop's) of the enclosing network's layers and extern data
+    that the unit of this layer's rec layer reads (`base:x`, `data:KEY`); outside a unit, of
+    extern data."""
+    inferred = ctx._inferred  # pylint: disable=protected-access
+    shapes = []
+    scope = ctx.layer.scope
+    if scope.in_rec:
+        for layer in scope.layers.values():
+            for _, ref in inferred.graph.refs.get(layer.name, []):
+                if ref.kind == "layer" and ref.target.scope is not scope:
+                    shapes.append(inferred.shapes.get(ref.target.name))
+                elif ref.kind == "extern":
+                    shapes.append(inferred.extern.get(ref.target))
+    else:
+        shapes = list(inferred.extern.values())
+    out = []
+    for shape in shapes:
+        for d in (shape.time_dims if shape is not None else ()):
+            if d is not ctx.loop_dim and not any(d is c for c in out):
+                out.append(d)
+    return out
+
+
 def _guess_from_out_type(ctx) -> Shape | None:
-    """The per-step shape `out_type` declares, without inputs (for `prev:`); a dynamic axis is
-    resolved only when one time axis of extern data (other than the loop's) is the candidate."""
+    """The per-step shape `out_type` declares, without inputs (for `prev:`); a time axis is
+    taken only when the unit reads exactly one from outside (see `_outer_time_axes`)."""
     out_type = ctx.opts.get("out_type")
     if not isinstance(out_type, dict):
         return None
@@ -391,20 +415,21 @@ def _guess_from_out_type(ctx) -> Shape | None:
             if dim is None:
                 return None
             axes = [("B", None)] + ([] if sparse else [("F", dim)])
-        candidates = []
+        time_axis = None
         if any(k == "T" for k, _ in axes):
-            for s in ctx._inferred.extern.values():  # pylint: disable=protected-access
-                for d in s.time_dims:
-                    if d is not ctx.loop_dim and not any(d is c for c in candidates):
-                        candidates.append(d)
+            # which time axis it is, `out_type` does not say (RETURNN matches it later): take
+            # the one the unit reads from the enclosing network, if that is one axis; a wrong
+            # pick would mislead every later pass, so several candidates give no guess
+            candidates = _outer_time_axes(ctx)
             if sum(k == "T" for k, _ in axes) != 1 or len(candidates) != 1:
                 return None
+            time_axis = candidates[0]
         dims = []
         for k, size in axes:
             if k == "B":
                 dims.append(BATCH_DIM)
             elif k == "T":
-                dims.append(candidates[0])
+                dims.append(time_axis)
             elif k == "F":
                 dims.append(feature_dim(size))
             else:
