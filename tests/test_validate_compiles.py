@@ -63,7 +63,13 @@ def _forward(net, rng, search=True):
 def test_what_validates_compiles_and_runs(config):
     result = netcompiler.validate(config)
     if result.errors:
-        pytest.skip(f"invalid: {result.errors[0].message}")
+        # the other half: what does not validate is refused by `compile` with the same located
+        # diagnostics (a ConfigError), never a crash in the back end
+        assert all(d.path and d.rule for d in result.errors), result.errors
+        with pytest.raises(netcompiler.ConfigError) as info:
+            netcompiler.compile(config, seed=1)
+        assert [d.rule for d in info.value.diagnostics] == [d.rule for d in result.errors]
+        return
     net = netcompiler.compile(config, seed=1)
     _forward(net, np.random.default_rng(0))
 
