@@ -219,10 +219,11 @@ EXAMPLES: list[Example] = [
             ("positional_encoding", "length")),
 
     # -- recurrent ------------------------------------------------------------------------------
+    # an LSTM's final state (`key: "*"`) is c‖h: [c_fw, h_fw, c_bw, h_bw]
     Example("get_last_hidden_state_fw_bw", _cfg({
         "fw": {"class": "rec", "unit": "lstm", "n_out": 3},
         "bw": {"class": "rec", "unit": "lstm", "n_out": 2, "direction": -1},
-        "output": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 5}}),
+        "output": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 10}}),
             ("get_last_hidden_state", "rec")),
     Example("get_last_hidden_state_add", _cfg({
         "fw": {"class": "rec", "unit": "gru", "n_out": 3},
@@ -355,6 +356,36 @@ EXAMPLES: list[Example] = [
         "w": {"class": "window", "window_size": 3},
         "output": {"class": "postfix_in_time", "from": "w", "postfix": 1.0, "repeat": 2}}),
             ("postfix_in_time", "window")),
+
+    # -- classes of RETURNN's corpus networks ----------------------------------------------------
+    Example("decide_labels", _cls({"output": {"class": "decide", "from": "data:classes"}}),
+            ("decide",), inputs=("classes",)),
+    Example("reduce_out_maxout", _cfg({"output": {"class": "reduce_out", "mode": "max",
+                                                  "num_pieces": 2}}, {"dim": 6}),
+            ("reduce_out",)),
+    Example("switch_mask_const", _cfg({
+        "c": {"class": "compare", "from": "data", "kind": "greater", "value": 0.0},
+        "output": {"class": "switch", "condition": "c", "true_from": "data",
+                   "false_from": -1.0}}), ("switch", "compare")),
+    Example("swap_axes_time_static", _cfg({"output": {"class": "swap_axes", "axis1": "T",
+                                                      "axis2": "dim:3"}},
+                                          {"shape": [None, 3, 4]}), ("swap_axes",)),
+    Example("pad_time", _cfg({"output": {"class": "pad", "axes": "T", "padding": [1, 2],
+                                         "value": 0.5}}), ("pad",)),
+    Example("pad_feature_reflect", _cfg({"output": {"class": "pad", "axes": "F", "padding": 2,
+                                                    "mode": "reflect"}}), ("pad",)),
+    Example("gating", _cfg({"output": {"class": "gating"}}, {"dim": 6}), ("gating",)),
+    # the sub-network's layers are `output/h`, `output/output` (variables `output/h/W`, ...)
+    Example("subnetwork", _cfg({
+        "pre": {"class": "linear", "n_out": 3, "activation": "relu"},
+        "output": {"class": "subnetwork", "from": ["data", "pre"], "subnetwork": {
+            "h": {"class": "linear", "n_out": 4, "activation": "tanh"},
+            "output": {"class": "linear", "from": ["h", "base:pre"], "n_out": 3}}}}),
+        ("subnetwork",)),
+    Example("reduce_argmax_feature", _cfg({"output": {"class": "reduce", "mode": "argmax",
+                                                      "axes": "F"}}), ("reduce",)),
+    Example("batch_norm", _cfg({"output": {"class": "batch_norm", "gamma_init": 1.5,
+                                           "beta_init": 0.25}}), ("batch_norm",)),
 ]
 
 

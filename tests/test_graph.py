@@ -128,7 +128,7 @@ def test_default_from_is_data():
 
 @pytest.mark.parametrize("ref, rule, message", [
     ("prev:enc", "graph.prev-outside-rec", "`prev:enc`: `prev:` is only valid inside a rec unit"),
-    ("base:enc", "graph.base-outside-rec", "`base:enc`: `base:` is only valid inside a rec unit"),
+    ("base:enc", "graph.base-outside-rec", "`base:enc`: `base:` is only valid inside a rec unit or a subnetwork"),
     ("data:source", "graph.source-outside-rec",
      "`data:source`: `data:source` is only valid inside a rec unit"),
 ])
@@ -244,14 +244,18 @@ def test_two_layer_cycle_through_prev():
 # -- outputs --------------------------------------------------------------------------------------
 
 def test_no_output_layer():
+    # `out` has a loss: as in RETURNN, that is enough (it is the output), nothing is unused
     result = check(BASE, "  output: {", "  out: {")
+    assert result.errors == [] and result.warnings == []
+    # without a loss, nothing is an output
+    result = check(BASE, "  output: {class: softmax, from: att, loss: ce, target: classes}",
+                   "  out: {class: softmax, from: att, target: classes}")
     d = the_error(result)
     assert d.rule == "graph.no-output"
-    assert d.message == "the network has no `output` layer"
+    assert d.message == ("the network has no `output` layer (and no layer with a `loss` or "
+                         "`is_output_layer`)")
     assert d.hint == "name the final layer `output`"
     assert (d.path, d.line, d.col) == (("network",), 4, 1)
-    # `out` has a loss, so it still counts as a sink: nothing is unused
-    assert result.warnings == []
 
 
 def test_rec_unit_without_output_layer():

@@ -1,8 +1,14 @@
-"""`reduce`: masked reduction over axes (sum, max, min, mean, logsumexp).
+"""`reduce`: masked reduction over axes (sum, max, min, mean (alias `avg`), logsumexp, argmax,
+argmin).
 
 Padded frames never count: `mean` over a time axis divides by each sequence's length, `max`
 ignores padded frames. Reduced axes disappear (`keep_dims`: they become static size-1 axes;
 the feature axis stays a feature axis `F=1`).
+
+`argmax` / `argmin` (as RETURNN's ReduceLayer): one axis only, int32 indices of the largest /
+smallest entry (padded frames never chosen); the output is sparse with the reduced axis's size as
+the number of classes (a static axis or the feature axis); over a time axis it is plain int32
+(the number of classes would be dynamic). With `keep_dims` the axis stays as `S=1`.
 """
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from .base import LayerRule, NoStepGuess
 from ._axes import resolve_axes
 from ._util import check_n_out, src_desc
 
-MODES = ("sum", "max", "min", "mean", "logsumexp")
+MODES = ("sum", "max", "min", "mean", "avg", "logsumexp", "argmax", "argmin")
+ARG_MODES = ("argmax", "argmin")
 
 
 def _batch_index(shape: Shape) -> int | None:
@@ -52,6 +59,17 @@ class ReduceRule(NoStepGuess, LayerRule):
                             "shape.reduce-mode")
         axes = self.reduce_axes(ctx, src)
         keep = bool(ctx.opt("keep_dims"))
+        sparse_dim, dtype = None, src.dtype
+        if mode in ARG_MODES:
+            if len(axes) != 1:
+                raise ctx.error(f"`mode: {mode}` reduces exactly one axis, `axes` names "
+                                f"{len(axes)} of {src_desc(ctx)}", "axes", "shape.reduce-axes")
+            d = src.dims[axes[0]]
+            if d.kind == BATCH:
+                raise ctx.error(f"`mode: {mode}` over the batch axis of {src_desc(ctx)}", "axes",
+                                "shape.reduce-axes")
+            dtype = "int32"
+            sparse_dim = d.size if d.kind != TIME else None
         dims = []
         for i, d in enumerate(src.dims):
             if i not in axes:
@@ -60,8 +78,9 @@ class ReduceRule(NoStepGuess, LayerRule):
                 if d.kind == BATCH:
                     raise ctx.error(f"`keep_dims` cannot keep the batch axis of {src_desc(ctx)}",
                                     "keep_dims", "shape.reduce-axes")
-                dims.append(feature_dim(1) if d.kind == FEATURE else spatial_dim(1))
-        out = Shape(tuple(dims), None, src.dtype)
+                dims.append(feature_dim(1) if d.kind == FEATURE and mode not in ARG_MODES
+                            else spatial_dim(1))
+        out = Shape(tuple(dims), sparse_dim, dtype)
         check_n_out(ctx, out)
         return out
 
@@ -75,6 +94,8 @@ class ReduceRule(NoStepGuess, LayerRule):
         if not axes:
             return x
         mode = ctx.opt("mode")
+        if mode == "avg":
+            mode = "mean"
         keep = bool(ctx.opt("keep_dims"))
         mask = None
         if ctx.opt("use_time_mask"):
@@ -87,6 +108,13 @@ class ReduceRule(NoStepGuess, LayerRule):
         if mask is not None:
             mask = tf.broadcast_to(mask, tf.shape(x))
         dtype = x.dtype
+        if mode in ARG_MODES:
+            if mask is not None:
+                fill = dtype.min if mode == "argmax" else dtype.max
+                x = tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(fill, dtype)))
+            fn = tf.math.argmax if mode == "argmax" else tf.math.argmin
+            y = fn(x, axis=axes[0], output_type=tf.int32)
+            return tf.expand_dims(y, axes[0]) if keep else y
         if mask is None:
             fn = {"sum": tf.reduce_sum, "max": tf.reduce_max, "min": tf.reduce_min,
                   "mean": tf.reduce_mean, "logsumexp": tf.reduce_logsumexp}[mode]

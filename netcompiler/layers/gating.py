@@ -1,0 +1,41 @@
+"""`gating`: `activation(a) * gate_activation(b)` (RETURNN's GatingLayer), where a and b are the
+two halves of the input's features (a the first, b the second): [..., 2n] -> [..., n].
+With two inputs of n features each, a is the first input and b the second (the same as
+splitting their concatenation). Defaults: `activation: tanh`, `gate_activation: sigmoid`.
+"""
+from __future__ import annotations
+
+from ..dims import Shape, feature_dim
+from .base import LayerRule
+from .combine import GuessFromInputs, check_activation, mask_padding
+from ._util import check_n_out, src_desc
+
+
+class GatingRule(GuessFromInputs, LayerRule):
+    layer_class = "gating"
+
+    def infer(self, ctx) -> Shape:
+        src = ctx.source
+        if src.sparse or src.feature is None or src.dtype != "float32":
+            raise ctx.error(f"`gating` needs float input with a feature axis, got "
+                            f"{src_desc(ctx)}", "from", "shape.no-feature")
+        size = src.feature.size
+        if size % 2:
+            raise ctx.error(f"`gating` splits the features in two halves, but {src_desc(ctx)} "
+                            f"has an odd number ({size}) of them", "from", "shape.gating",
+                            hint="give an even number of features (or two inputs of equal size)")
+        out = Shape(src.non_feature_dims + (feature_dim(size // 2),), None, src.dtype)
+        check_activation(ctx, out, "activation")
+        check_activation(ctx, out, "gate_activation")
+        check_n_out(ctx, out)
+        return out
+
+    def call(self, ctx):
+        import tensorflow as tf
+
+        from ..activations import apply_activation
+
+        a, b = tf.split(ctx.source, 2, axis=-1)
+        y = (apply_activation(ctx.opt("activation"), a)
+             * apply_activation(ctx.opt("gate_activation"), b))
+        return mask_padding(ctx, y)
