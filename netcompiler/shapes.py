@@ -691,7 +691,10 @@ def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], st
             sources.append(shape)
             names.append(ref.text)
         elif shape is None:
-            raise _Unknown()
+            if not state.lenient:
+                raise _Unknown()
+            # lenient: try without it (e.g. `window_start` does not change the output's shape);
+            # the strict pass checks the layer with all of its options
         else:
             refs.setdefault(sub[0], []).append((ref, shape))
     if layer.unit is not None:
@@ -704,12 +707,39 @@ def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], st
     return sources, names, refs
 
 
+def _check_apply_zero(ctx: ShapeContext) -> None:
+    """`initial_output: apply(0)` (RETURNN: the layer applied to zeroed `from` inputs) for a
+    layer without a state and without other options that read layers of the unit."""
+    from .network import LAYER_OPTIONS
+
+    cls = ctx.layer.layer_class
+    if cls in ("choice", "rnn_cell", "rec", "self_attention"):
+        raise ShapeError(f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
+                         f"(netcompiler applies only stateless layers to zeroed inputs)",
+                         "initial_output", "shape.initial-output",
+                         hint="use `zeros`, a number or `var`")
+    for option in LAYER_OPTIONS:
+        if option in ("from", "initial_output", "reuse_params", "explicit_search_source"):
+            continue
+        value = ctx.opts.get(option)
+        texts = value if isinstance(value, list) else [value]
+        inner = [t for t in texts if isinstance(t, str)
+                 and not t.startswith(("base:", "data:")) and t != "data"]
+        if inner:
+            raise ShapeError(f"`initial_output: apply(0)` with `{option}: {inner[0]}`, a layer of "
+                             f"the unit, is not supported (its value before the first step is "
+                             f"not defined; only the `from` inputs are zeroed)", "initial_output",
+                             "shape.initial-output", hint="use `zeros`, a number or `var`")
+
+
 def _check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
     """`initial_output` (what `prev:` reads at step 0) must fit the layer's per-step shape."""
     value = ctx.opts["initial_output"]
     if not ctx.in_rec:
         raise ShapeError("`initial_output` only applies inside a rec unit", "initial_output",
                          "shape.initial-output")
+    if value == "apply(0)":
+        _check_apply_zero(ctx)
     init = ctx.ref("initial_output")
     if init is not None and (not same_axes(init.dims, step.dims)
                              or init.sparse_dim != step.sparse_dim):
@@ -766,6 +796,8 @@ def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     target = inferred.extern.get(key)  # an unknown key was reported by the graph check
     if target is None:
         return
+    if layer.layer_class == "choice":
+        out = _choice_loss_input(inferred, layer, out)
     if layer.scope.in_rec:
         loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
         if loop is not None and target.has(loop):
@@ -807,3 +839,30 @@ def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
         raise ShapeError(f"`loss: {loss}`: {what}: {out.feature_size} output features for "
                          f"{target.feature_size} target classes/features", "target",
                          "shape.loss-target")
+
+
+def choice_loss_source(graph: Graph, layer: Layer) -> Ref | None:
+    """The distribution a `choice` layer's loss is computed from: its single `from` layer (the
+    softmax that feeds it); None when it has another input (extern data, several inputs)."""
+    refs = [ref for sub, ref in graph.refs.get(layer.name, []) if sub[0] == "from"]
+    if len(refs) != 1 or refs[0].kind != "layer" or refs[0].prev:
+        return None
+    return refs[0]
+
+
+def _choice_loss_input(inferred: InferredNetwork, layer: Layer, out: Shape) -> Shape:
+    """A `choice` layer's loss (RETURNN: `loss: ce` on the choice) is the loss of its input
+    distribution against the choice's target; the shape the loss is checked on."""
+    loss = layer.opts["loss"]
+    if loss != "ce":
+        raise ShapeError(f"`loss: {loss}` on a `choice` layer is not supported: its loss is the "
+                         f"cross entropy of its input distribution (`loss: ce`)", "loss",
+                         "shape.loss-target", hint="use `loss: ce`, or put the loss on the "
+                         "layer feeding the choice")
+    ref = choice_loss_source(inferred.graph, layer)
+    shape = inferred.shapes.get(ref.target.name) if ref is not None else None
+    if shape is None:
+        raise ShapeError("`loss: ce` on a `choice` layer needs exactly one input layer in "
+                         "`from` (the distribution the loss is computed from)", "from",
+                         "shape.loss-target")
+    return shape
