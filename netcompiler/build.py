@@ -255,6 +255,12 @@ class CompiledNetwork(tf.Module):
                 rec = layer.scope.rec_layer
                 unit_fetch.setdefault(rec.name, set()).add(layer.local_name)
                 needed |= self.needed_layers([rec.name])
+        # `rec/name` read from outside the loop: the rec layer's run stacks it too
+        for name in needed:
+            for _, ref in self.graph.refs.get(name, []):
+                if ref.stacked:
+                    rec = ref.target.scope.rec_layer
+                    unit_fetch.setdefault(rec.name, set()).add(ref.target.local_name)
         registered = self.network.registered
         for node in needed:
             if node.startswith("data:") and node not in values and node[5:] not in registered:
@@ -287,9 +293,8 @@ class CompiledNetwork(tf.Module):
         return out
 
     def _input_shape(self, ref) -> Shape:
-        if ref.kind == "extern":
-            return self.inferred.extern[ref.target]
-        return self.inferred.shapes[ref.target.name]
+        from .shapes import read_shape
+        return read_shape(self.inferred, ref)
 
     def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool,
                     step_seed=None, final_states: dict | None = None):
@@ -298,7 +303,7 @@ class CompiledNetwork(tf.Module):
         ctx, rule = self.make_context(layer, inputs, self.inferred.shapes[layer.name],
                                       dim_lengths, training, step_seed=step_seed,
                                       final_states=final_states)
-        with tf.name_scope(layer.name.replace("/", "_")):
+        with tf.name_scope(layer.name.replace("/", "_").replace(":", "_")):
             y = rule.call(ctx)
             if layer.opts.get("batch_norm"):  # RETURNN: on the output, after the activation
                 from .layers._common_opts import apply_batch_norm, batch_norm_opts

@@ -8,7 +8,7 @@ only these node types and names:
   `auto_convert=True|False`, `enforce_batch_major=True|False`, `as_data=False`, `as_layer=False`
   (netcompiler always hands the expression the input aligned to the output's axes by identity,
   so `auto_convert=False` gives the same values; `as_data=True`/`as_layer=True`, which give
-  RETURNN's Python objects, are errors),
+  RETURNN's Python objects, are `expr.python-call` errors, see below),
 - int and float literals,
 - `+ - * / ** % //` (`%` and `//` floor, as Python and TensorFlow), unary minus/plus,
   parentheses, the comparisons `< <= > >= == !=` (a chain `a < b < c` is `a < b and b < c`),
@@ -39,9 +39,17 @@ dtype, `/` of ints float32, the float functions float32 (an int argument is an e
 `infer_feature` tells how the feature axis goes through the expression (kept, reduced to 1 with
 `keepdims=True`, or removed).
 
-A reference to Python objects of the config (`self.network.get_config().typed_value(...)`,
-the usual SpecAugment hook, or any `self`, `network`, `get_config`, `typed_value`) is an
-`ExprError` with `rule` `expr.python-call`: netcompiler never runs Python from a config.
+Reaching into RETURNN's Python objects counts as calling Python from the config and is an
+`ExprError` with `rule` `expr.python-call` (netcompiler never runs Python from a config):
+the config's functions (`self.network.get_config().typed_value(...)`, the usual SpecAugment
+hook), any use of the names `self`, `network`, `get_config`, `typed_value`, RETURNN's helper
+`py_print`, the attribute `.placeholder` (of a `Data` or layer object) anywhere, any attribute
+or method of `source(...)` (`source(0, as_data=True).time_dimension()`,
+`.get_sequence_lengths()`, `.copy_as_batch_major()`; dunder attributes excepted, which are the
+generic error) and `source(i, as_data=True)` / `source(i, as_layer=True)`. This check runs
+first, so such an expression is reported as a Python call even where it also has other
+forbidden parts (subscripts, tuples). The validator checks every expression once, in the graph
+phase (`graph._check_eval`), independently of shape inference.
 Anything else outside the language (other names, attribute access, subscripts, strings,
 lambdas, comprehensions, keyword arguments other than the functions' own parameter names, ...)
 raises `ExprError` naming the offending token. The accepted tree is turned into small `Node`
@@ -150,8 +158,13 @@ _STATIC_PARAMS = {"axis", "keepdims", "approximate"}
 DTYPES = {"tf.float32": "float32", "tf.int32": "int32", "tf.bool": "bool",
           "tf.dtypes.float32": "float32", "tf.dtypes.int32": "int32", "tf.dtypes.bool": "bool",
           "float32": "float32", "int32": "int32", "bool": "bool"}
-#: names that reach into RETURNN's Python objects (never run)
-PYTHON_NAMES = ("self", "network", "get_config", "typed_value")
+#: names that reach into RETURNN's Python objects or helpers (never run)
+PYTHON_NAMES = ("self", "network", "get_config", "typed_value", "py_print")
+#: attributes that reach into RETURNN's Python objects wherever they appear (`Data.placeholder`)
+PYTHON_ATTRIBUTES = ("placeholder",)
+#: keywords of `source(i, ...)` that hand the expression a RETURNN Python object
+PYTHON_SOURCE_KEYWORDS = {"as_data": "a RETURNN `Data` object",
+                          "as_layer": "a RETURNN layer object"}
 PYTHON_CALL_RULE = "expr.python-call"
 
 ALLOWED_TEXT = ("allowed are source(i), numbers, + - * / ** % //, comparisons, parentheses, "
@@ -288,16 +301,41 @@ _NODE_WORDS = {
 _SPEC_AUGMENT_WORDS = ("transform", "spec", "augment", "mask")
 
 
+def _is_source_call(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "source")
+
+
+def _python_hit(node: ast.AST) -> str | None:
+    """What `node` uses of RETURNN's Python objects (for the message), else None."""
+    if isinstance(node, ast.Name) and node.id in PYTHON_NAMES:
+        return f"`{node.id}`"
+    if not isinstance(node, ast.Attribute):
+        if _is_source_call(node):
+            for kw in node.keywords:
+                if (kw.arg in PYTHON_SOURCE_KEYWORDS and isinstance(kw.value, ast.Constant)
+                        and kw.value.value is True):
+                    return f"`{kw.arg}=True` ({PYTHON_SOURCE_KEYWORDS[kw.arg]})"
+        return None
+    if node.attr in PYTHON_NAMES:
+        return f"`{node.attr}`"
+    if node.attr in PYTHON_ATTRIBUTES:
+        return f"`.{node.attr}` (an attribute of a RETURNN object)"
+    if _is_source_call(node.value) and not node.attr.startswith("__"):
+        # source(0, as_data=True).time_dimension(): a method of RETURNN's Data / layer
+        return f"`.{node.attr}` of `source(...)` (a RETURNN object's attribute)"
+    return None
+
+
 def _python_call(text: str, tree: ast.AST) -> ExprError | None:
-    """The error for an expression that reaches into RETURNN's Python objects (the config's
-    functions via `self.network.get_config().typed_value(...)`, `self`, `network`)."""
+    """The error for an expression that reaches into RETURNN's Python objects: the config's
+    functions via `self.network.get_config().typed_value(...)`, the names `self`, `network`,
+    `get_config`, `typed_value`, RETURNN's helper `py_print`, an attribute `.placeholder`, an
+    attribute or method of `source(...)` (`source(0, as_data=True).time_dimension()`) and
+    `source(i, as_data=True)` / `as_layer=True` (RETURNN's `Data` / layer objects)."""
     hit = None
     for node in ast.walk(tree):
-        name = None
-        if isinstance(node, ast.Name) and node.id in PYTHON_NAMES:
-            name = node.id
-        elif isinstance(node, ast.Attribute) and node.attr in PYTHON_NAMES:
-            name = node.attr
+        name = _python_hit(node)
         if name is None:
             continue
         # the leftmost use; `self` (a name) before the attributes that start at its column
@@ -326,7 +364,7 @@ def _python_call(text: str, tree: ast.AST) -> ExprError | None:
         hint = ("write it as layers (e.g. `compare`, `reduce`, `length`) or as an expression "
                 "over source(i), which are data only")
     col = node.col_offset
-    return ExprError(f"`{token}` at column {col + 1} uses `{name}`, which calls Python from "
+    return ExprError(f"`{token}` at column {col + 1} uses {name}, which calls Python from "
                      f"the config; netcompiler never runs Python from a config", token, col,
                      hint, PYTHON_CALL_RULE)
 

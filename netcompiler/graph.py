@@ -70,6 +70,7 @@ def build_graph(network: Network) -> Graph:
     for layer in network.layers.values():
         resolved = []
         _check_max_seq_len(graph, layer)
+        _check_eval(graph, layer)
         for sub, text in layer_references(layer):
             path = layer.path + sub[:1] if sub[0] == "max_seq_len" else layer.path + sub
             if not isinstance(text, str):
@@ -91,6 +92,11 @@ def build_graph(network: Network) -> Graph:
                         ERROR, f"`reuse_params: {text}` must name a layer", "graph.reuse-params",
                         path))
                 continue
+            if sub[0] == "explicit_search_source":
+                # RETURNN: a dependency of a `choice` only while searching, for its beam
+                # bookkeeping; netcompiler reorders every layer along the beam itself, so the
+                # reference is checked but reads no value (no edge)
+                continue
             resolved.append((sub, ref))
             if ref.kind == "source":
                 rec = ref.target
@@ -99,6 +105,8 @@ def build_graph(network: Network) -> Graph:
                         _add_edge(g, rec_ref.node, layer.name, False, "from")
             else:
                 _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
+                if ref.stacked:  # `rec/name`: the rec layer's loop computes it
+                    _add_edge(g, ref.target.scope.rec_layer.name, layer.name, False, sub[0])
         for option in ("target", "size_target"):
             target = layer.opts.get(option)
             if isinstance(target, str) and target not in network.data_keys():
@@ -112,6 +120,11 @@ def build_graph(network: Network) -> Graph:
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
+        if layer.subnet is not None and "output" not in layer.subnet.layers:
+            graph.diagnostics.append(Diagnostic(
+                ERROR, f"the subnetwork of `{layer.name}` has no `output` layer",
+                "graph.no-output", layer.path + ("subnetwork",),
+                hint="its `output` layer is the output of the subnetwork layer"))
     _check_cycles(graph)
     return graph
 
@@ -151,6 +164,35 @@ def _check_max_seq_len(graph: Graph, layer: Layer) -> None:
         except SeqLenExprError as exc:
             graph.diagnostics.append(Diagnostic(ERROR, str(exc), "graph.max-seq-len",
                                                 layer.path + ("max_seq_len",)))
+
+
+def eval_option(layer: Layer) -> str | None:
+    """The option holding an `eval` expression of this layer (`eval` layer, `combine` with
+    `kind: eval`), else None."""
+    opts = layer.opts
+    if layer.layer_class == "eval" or (layer.layer_class == "combine"
+                                       and opts.get("kind") == "eval"):
+        return "eval"
+    return None
+
+
+def _check_eval(graph: Graph, layer: Layer) -> None:
+    """Every `eval` expression is parsed once here, independently of shape inference (so an
+    expression of a layer whose inputs fail is still checked); its error carries the
+    ExprError's own rule (`expr.python-call`) or `shape.eval`, at `<layer>.eval`. The layer is
+    then skipped by shape inference, which does not report it again."""
+    from .expr import ExprError, parse_expression
+
+    option = eval_option(layer)
+    text = layer.opts.get(option) if option else None
+    if not isinstance(text, str):  # missing / not a string: the schema or the shape rule
+        return
+    try:
+        parse_expression(text)
+    except ExprError as exc:
+        graph.diagnostics.append(Diagnostic(
+            ERROR, f"invalid `{option}` expression {text!r}: {exc.message}",
+            exc.rule or "shape.eval", layer.path + (option,), hint=exc.hint))
 
 
 def _refs_of(layer: Layer, network: Network) -> list[tuple[tuple, Ref]]:
@@ -244,7 +286,7 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
             needed.update(nx.ancestors(graph.g, rec.name))
             layer = rec
     for layer in network.layers.values():
-        if layer.name not in needed:
+        if layer.name not in needed and not layer.synthetic:
             diags.append(Diagnostic(WARNING, f"layer `{layer.name}` feeds no output or loss",
                                     "graph.unused", layer.path))
     return diags

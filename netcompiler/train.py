@@ -342,6 +342,9 @@ class LossSpec:
     scale: float
     opts: dict
     target_sparse: bool
+    #: the layer whose output the loss is computed on ("": `layer`); for a `choice` layer its
+    #: input distribution (RETURNN: a choice's `loss: ce` is the CE of the softmax feeding it)
+    source: str = ""
 
 
 class Accumulator:
@@ -423,7 +426,7 @@ class Trainer:
         self.l2 = [(name, float(layer.opts["L2"]))
                    for name, layer in self.net.network.layers.items()
                    if layer.opts.get("L2") and name in self.net.layer_params]
-        fetch = tuple(s.layer for s in self.losses)
+        fetch = tuple(s.source or s.layer for s in self.losses)
         needed = self.net.needed_layers(fetch)
         self.input_keys = tuple(sorted(
             k for k in self.net.extern_shapes
@@ -449,9 +452,18 @@ class Trainer:
             shapes = self.net.inferred.extern  # extern data and keys registered by layers
             if target not in shapes:
                 raise TrainError(f"layer `{name}`: target `{target}` is not an extern_data key")
+            opts, source = dict(layer.opts.get("loss_opts") or {}), ""
+            if layer.layer_class == "choice":
+                from .shapes import choice_loss_source
+                ref = choice_loss_source(self.net.graph, layer)
+                if ref is None:
+                    raise TrainError(f"layer `{name}`: the loss of a `choice` needs one input "
+                                     f"layer (its distribution)")
+                source = ref.target.name
+                if layer.opts.get("input_type") == "log_prob":  # log_softmax(log p) = log p
+                    opts["from_logits"] = True
             specs.append(LossSpec(name, kind, target, float(layer.opts.get("loss_scale", 1.0)),
-                                  dict(layer.opts.get("loss_opts") or {}),
-                                  bool(shapes[target].sparse)))
+                                  opts, bool(shapes[target].sparse), source))
         if not specs:
             raise TrainError("no layer has a `loss`: nothing to train (set e.g. `loss: ce` and "
                              "`target: classes` on the output layer)")
@@ -483,11 +495,12 @@ class Trainer:
         target_layers = tuple(registered[s.target].name for s in self.losses
                               if s.target in registered)
         out = self.net.forward(inputs, lengths, training=training,
-                               fetch=tuple(s.layer for s in self.losses) + target_layers,
+                               fetch=tuple(s.source or s.layer for s in self.losses)
+                               + target_layers,
                                step_seed=step_seed)
         rows = []
         for spec in self.losses:
-            values, lens = out[spec.layer]
+            values, lens = out[spec.source or spec.layer]
             if spec.target in registered:  # a layer's output, registered as extern data
                 target, target_lens = out[registered[spec.target].name]
             else:

@@ -407,9 +407,10 @@ def test_get_last_hidden_state_takes_the_last_processed_frame():
     net = build({"fw": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 3},
                  "bw": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 3,
                         "direction": -1},
-                 "last": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 6},
+                 "last": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 6,
+                          "key": "h"},
                  "sum": {"class": "get_last_hidden_state", "from": ["fw", "bw"], "n_out": 3,
-                         "combine": "add"}},
+                         "combine": "add", "key": "h"}},
                 {"data": {"dim": 5}})
     x = floats(rng(), B, T, 5)
     fw = fetch(net, "fw", {"data": x}, {"data": LENS})

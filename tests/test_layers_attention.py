@@ -504,18 +504,18 @@ def test_rnn_cell_errors():
 def test_get_last_hidden_state():
     r = ok({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
             "m": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
-            "h": {"class": "get_last_hidden_state", "from": ["l", "m"], "n_out": 8},
+            "h": {"class": "get_last_hidden_state", "from": ["l", "m"], "n_out": 16},
             "h2": {"class": "get_last_hidden_state", "from": ["l", "m"], "n_out": 4,
                    "key": "h", "combine": "add"}})
-    assert shape(r, "h") == "[B, F=8]"
+    assert shape(r, "h") == "[B, F=16]"  # an LSTM's state is c‖h
     assert shape(r, "h2") == "[B, F=4]"
     assert params(r, "h") == {}
-    r = run({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
+    r = run({"l": {"class": "rec", "unit": "gru", "from": "data", "n_out": 4},
              "h": {"class": "get_last_hidden_state", "from": "l", "n_out": 4, "key": "c"}})
     one_error(r, "shape.state-key", "network.h.key")
     r = run({"l": {"class": "rec", "unit": "lstm", "from": "data", "n_out": 4},
-             "h": {"class": "get_last_hidden_state", "from": "l", "n_out": 8}})
-    assert "state size 4" in one_error(r, "shape.n-out", "network.h.n_out")
+             "h": {"class": "get_last_hidden_state", "from": "l", "n_out": 4}})
+    assert "state size 8" in one_error(r, "shape.n-out", "network.h.n_out")
     r = run({"h": {"class": "get_last_hidden_state", "from": "data", "n_out": 4,
                    "combine": "mul"}})
     assert any(d.dotted_path == "network.h.combine" for d in r.errors)

@@ -57,13 +57,18 @@ def check_cell_unit(ctx, cell_only: bool) -> None:
         raise ctx.error(f"unknown cell `unit: {unit}`", "unit", "shape.cell-unit",
                         hint="one of " + ", ".join(CELL_UNITS) + " (case-insensitive)")
     opts = ctx.opts.get("unit_opts") or {}
-    allowed = ("forget_bias",) if _standard_lstm(unit, cell_only) else ()
+    allowed = ("forget_bias", "use_peepholes") if _standard_lstm(unit, cell_only) else ()
     for key, value in opts.items():
         if key not in allowed:
-            what = (f"`unit: {unit}` takes only `forget_bias`" if allowed
+            what = (f"`unit: {unit}` takes only `forget_bias` and `use_peepholes`" if allowed
                     else f"`unit: {unit}` takes none")
             raise ctx.error(f"`unit_opts`: option `{key}` is not supported ({what})",
                             "unit_opts", "shape.cell-unit")
+        if key == "use_peepholes":
+            if not isinstance(value, bool):
+                raise ctx.error(f"`unit_opts: use_peepholes` must be true or false, got "
+                                f"{value!r}", "unit_opts", "shape.cell-unit")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ctx.error(f"`unit_opts: forget_bias` must be a number, got {value!r}",
                             "unit_opts", "shape.cell-unit")
@@ -85,17 +90,44 @@ def cell_gates(unit: str) -> int:
     return 3 if is_gru(unit) else 4
 
 
-def lstm_step(xp, c, h, W_re, forget_bias: float = 0.0):
+def lstm_step(xp, c, h, W_re, forget_bias: float = 0.0, peepholes: tuple | None = None):
     """One LSTM step from the projected input xp = x W + b: (c', h'); gate blocks (i, j, f, o);
-    `forget_bias` is added to f (TF's LSTMCell)."""
+    `forget_bias` is added to f (TF's LSTMCell). `peepholes`: TF's LSTMCell `use_peepholes`,
+    diagonal weights (w_i_diag, w_f_diag, w_o_diag), each [n]: i += w_i_diag * c,
+    f += w_f_diag * c (the previous state), o += w_o_diag * c' (the new state)."""
     import tensorflow as tf
 
     i, j, f, o = tf.split(xp + tf.matmul(h, W_re), 4, axis=-1)
     if forget_bias:
         f = f + forget_bias
+    if peepholes is not None:
+        w_i, w_f, w_o = peepholes
+        i = i + w_i * c
+        f = f + w_f * c
     c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
+    if peepholes is not None:
+        o = o + w_o * c_new
     h_new = tf.sigmoid(o) * tf.tanh(c_new)
     return c_new, h_new
+
+
+#: TF's LSTMCell peephole variables, in the order `lstm_step` takes them
+PEEPHOLE_PARAMS = ("w_i_diag", "w_f_diag", "w_o_diag")
+
+
+def peepholes_of(params) -> tuple | None:
+    """The peephole weights of a cell's variables (None without `use_peepholes`)."""
+    if PEEPHOLE_PARAMS[0] not in params:
+        return None
+    return tuple(params[k] for k in PEEPHOLE_PARAMS)
+
+
+def peephole_params(ctx, n_out: int) -> dict[str, ParamSpec]:
+    """`unit_opts: {use_peepholes: true}` (TF's LSTMCell): w_i_diag, w_f_diag, w_o_diag [n_out],
+    initialised like the other cell weights (`forward_weights_init`)."""
+    if not (ctx.opts.get("unit_opts") or {}).get("use_peepholes"):
+        return {}
+    return {k: ParamSpec((n_out,), ctx.opt("forward_weights_init")) for k in PEEPHOLE_PARAMS}
 
 
 def gru_step(xp, h, W_re):
@@ -240,7 +272,7 @@ def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 
         h_new = gru_step(xp, h, W_re)
         return h_new, (h_new,)
     c, h = state
-    c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias)
+    c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias, peepholes_of(params))
     return h_new, (c_new, h_new)
 
 
@@ -302,6 +334,7 @@ class RecRule(NoStepGuess, LayerRule):
             return {}
         n_in = input_features(ctx, ctx.source)
         params = cell_params(unit, n_in, out.feature_size, ctx.opt("forward_weights_init"))
+        params.update(peephole_params(ctx, out.feature_size))
         params.update(check_initial_state(ctx, out.feature_size))
         return params
 
@@ -323,13 +356,26 @@ class RecRule(NoStepGuess, LayerRule):
             raise NotImplementedError("rec units are run by the network's loop builder")
         x, shape = ctx.source, ctx.source_shape  # sparse: rows of W are looked up
         init = make_initial_state(ctx, tf.shape(x)[0], ctx.out_shape.feature_size)
-        return run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params,
-                                  ctx.opt("direction"), init,
-                                  lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=False))
+        y, final = run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params,
+                                      ctx.opt("direction"), init,
+                                      lstm_forget_bias(unit, ctx.opt("unit_opts"),
+                                                       cell_only=False), return_state=True)
+        store_final_state(ctx, final)
+        return y
+
+
+def store_final_state(ctx, state: tuple) -> None:
+    """Record a cell's final state ((c, h) / (h,)) in the forward pass's `ctx.final_states`
+    (by layer name; read by `get_last_hidden_state`). A context without it (a cell run inside
+    a decoder loop) records nothing."""
+    states = getattr(ctx, "final_states", None)
+    if states is not None:
+        states[ctx.name] = state
 
 
 def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
-                       initial_state: tuple | None = None, forget_bias: float = 0.0):
+                       initial_state: tuple | None = None, forget_bias: float = 0.0,
+                       return_state: bool = False):
     """Run an LSTM-family or GRU cell over the time axis of x [B, T, n_in] -> [B, T, n_out]
     (sparse x [B, T] of labels: the rows of `W` are looked up, equal to one-hot x @ W).
 
@@ -340,12 +386,16 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
     At padded frames the state is not updated and the output is 0. `direction: -1` runs each
     sequence backwards within its own length (outputs stay at their frames).
     `initial_state`: (c, h) / (h,), each [B, n] (default zeros).
+    `return_state`: also return the final state (c, h) / (h,), each [B, n]: the state after
+    each sequence's last valid frame (`direction: -1`: after frame 0; the initial state for an
+    empty sequence), as `(y, state)`.
     """
     import tensorflow as tf
 
     if shape.dims.index(shape.time) != 1 or len(shape.dims) != (2 if shape.sparse else 3):
         raise ValueError(f"cells run over [B, T, F] (or sparse [B, T]) inputs, got {shape}")
     W, W_re, b = params["W"], params["W_re"], params["b"]
+    peepholes = peepholes_of(params)
     n = W_re.shape[0]
     if direction == -1:
         x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
@@ -362,7 +412,7 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
     def masked_lstm_step(carry, inp):
         c, h, _ = carry
         xp, m = inp
-        c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias)
+        c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias, peepholes)
         c = m * c_new + (1 - m) * c
         h = m * h_new + (1 - m) * h
         return c, h, h_new * m
@@ -381,8 +431,15 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
         init = (zeros, tf.cast(initial_state[0], x_proj.dtype), zeros)
     else:
         init = tuple(tf.cast(v, x_proj.dtype) for v in initial_state) + (zeros,)
-    _, _, ys = tf.scan(step, (xs, ms), initializer=init)
+    cs, hs, ys = tf.scan(step, (xs, ms), initializer=init)
     y = tf.transpose(ys, [1, 0, 2])
     if direction == -1:
         y = tf.reverse_sequence(y, lengths, seq_axis=1, batch_axis=0)
-    return y
+    if not return_state:
+        return y
+    # padded frames do not update the carry: its last entry is the state at each sequence's
+    # last valid frame (of the reversed sequence for `direction: -1`, i.e. original frame 0)
+    nonempty = tf.shape(xs)[0] > 0
+    c_fin, h_fin = (tf.cond(nonempty, lambda v=v: v[-1], lambda i=i: i)
+                    for v, i in ((cs, init[0]), (hs, init[1])))
+    return y, ((h_fin,) if is_gru(unit) else (c_fin, h_fin))

@@ -8,7 +8,8 @@ from ..dims import Shape
 from .base import LayerRule, ParamSpec
 from ._util import input_features
 from .rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
-                  lstm_forget_bias, make_initial_state, run_cell_over_time)
+                  lstm_forget_bias, make_initial_state, peephole_params,
+                  run_cell_over_time, store_final_state)
 
 
 class RnnCellRule(LayerRule):
@@ -45,6 +46,7 @@ class RnnCellRule(LayerRule):
         n_in = input_features(ctx, ctx.source)
         params = cell_params(ctx.opt("unit"), n_in, out.feature_size,
                              ctx.opt("forward_weights_init"))
+        params.update(peephole_params(ctx, out.feature_size))
         params.update(check_initial_state(ctx, out.feature_size))
         return params
 
@@ -58,5 +60,9 @@ class RnnCellRule(LayerRule):
         x = ctx.source  # sparse: rows of W are looked up
         unit = ctx.opt("unit")
         init = make_initial_state(ctx, tf.shape(x)[0], ctx.out_shape.feature_size)
-        return run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params, 1, init,
-                                  lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=True))
+        y, final = run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params, 1,
+                                      init, lstm_forget_bias(unit, ctx.opt("unit_opts"),
+                                                             cell_only=True),
+                                      return_state=True)
+        store_final_state(ctx, final)
+        return y
