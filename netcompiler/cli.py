@@ -140,6 +140,8 @@ def shape_rows(result) -> list[tuple[str, str, str, str]]:
                          str(inferred.param_count(name))))
             if layer.unit is not None:
                 add_scope(layer.unit, depth + 1)
+            if layer.subnet is not None:
+                add_scope(layer.subnet, depth + 1)
 
     add_scope(network.top, 0)
     return rows

@@ -72,3 +72,6 @@ def _fill_targets(layers: dict, target: str, path: tuple, notes: list[Diagnostic
         unit = opts.get("unit")
         if opts.get("class") == "rec" and isinstance(unit, dict):
             _fill_targets(unit, target, path + (name, "unit"), notes)
+        subnetwork = opts.get("subnetwork")
+        if opts.get("class") == "subnetwork" and isinstance(subnetwork, dict):
+            _fill_targets(subnetwork, target, path + (name, "subnetwork"), notes)

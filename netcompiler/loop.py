@@ -385,9 +385,8 @@ class _Runner:
         return vals[0] if len(vals) == 1 else tf.concat(vals, axis=-1)
 
     def _outer_shape(self, ref: Ref) -> Shape:
-        if ref.kind == "extern":
-            return self.inferred.extern[ref.target]
-        return self.inferred.shapes[ref.target.name]
+        from .shapes import read_shape
+        return read_shape(self.inferred, ref)
 
     def _batch_size(self):
         for key, v in self.values.items():
@@ -529,7 +528,7 @@ class _Runner:
         out_shape = stacked_shape(shape, self.loop_dim) if varying else shape
         ctx, rule = self.net.make_context(layer, inputs, out_shape, self.dim_lengths,
                                           self.training, step_seed=self.step_seed)
-        with tf.name_scope(layer.local_name):
+        with tf.name_scope(layer.local_name.replace(":", "_")):
             return rule.call(ctx)
 
     def _target_value(self, layer: Layer):
@@ -549,10 +548,60 @@ class _Runner:
         elif init == "var":  # a trained variable, the same for every sequence
             var = self.net.layer_params[layer.name]["initial_output"]
             return tf.broadcast_to(var, tf.concat([[batch], tf.shape(var)], axis=0))
+        elif init == "apply(0)":
+            return self._apply_zero(layer, batch)
         elif isinstance(init, str):  # a layer of the enclosing network (`base:x`)
             ref = next(r for sub, r in self.net.graph.refs[layer.name]
                        if sub[0] == "initial_output")
             return self._tile(self.values[ref.node], self._outer_shape(ref))
+        dims = self._run_dims(shape, batch)
+        dtype = tf.as_dtype(shape.dtype)
+        if dtype == tf.bool:
+            return tf.fill(tf.stack(dims) if dims else [], bool(init))
+        return tf.fill(tf.stack(dims) if dims else [], tf.cast(init, dtype))
+
+    def _apply_zero(self, layer: Layer, batch):
+        """`initial_output: apply(0)` (RETURNN): the layer itself, with its own variables,
+        applied to all-zero `from` inputs (class 0 for sparse ones) of its per-step shapes; its
+        other options (only layers outside the unit, checked by validation) keep their values.
+        `batch` is B, or B*K in a beam search (then outer values are tiled)."""
+        unit_names = {l.name for l in self.unit.layers.values()}
+        tiled = batch is not self.B
+
+        def zeros(shape):
+            dims = self._run_dims(shape, batch)
+            return tf.zeros(tf.stack(dims) if dims else [], tf.as_dtype(shape.dtype))
+
+        inputs = []
+        for sub, ref in self.net.graph.refs.get(layer.name, []):
+            if ref.kind == "layer" and ref.target.name in unit_names:
+                shape = self.inferred.shapes[ref.target.name]
+                value = zeros(shape)
+            elif ref.kind == "step":
+                shape = Shape((), None, "int32")
+                value = tf.zeros([], tf.int32)
+            elif ref.kind in ("source", "extern"):
+                shape = (self._source_shape() if ref.kind == "source"
+                         else self.inferred.extern[ref.target]).without(self.loop_dim)
+                value = zeros(shape)
+            else:  # a layer of the enclosing network
+                shape = self._outer_shape(ref)
+                value = self.values[ref.node]
+                value = self._tile(value, shape) if tiled else value
+                if sub[0] == "from":
+                    value = tf.zeros_like(value)
+            inputs.append((sub, value, shape))
+        lengths = {d: (tf.repeat(l, self.K, axis=0) if tiled and self.K > 1 else l)
+                   for d, l in self.dim_lengths.items()}
+        ctx, rule = self.net.make_context(
+            layer, inputs, self.inferred.shapes[layer.name], lengths, self.training,
+            in_rec=True, loop_dim=self.loop_dim, step_seed=self.step_seed, step=0)
+        ctx.max_steps = self.max_len
+        with tf.name_scope(f"{layer.local_name}_apply0"):
+            return rule.call(ctx)
+
+    def _run_dims(self, shape: Shape, batch) -> list:
+        """Run-time sizes of the axes of a per-step shape (batch: `batch`)."""
         dims = []
         for d in shape.dims:
             if d.kind == BATCH:
@@ -563,10 +612,7 @@ class _Runner:
                 dims.append(self.max_len)
             else:
                 dims.append(self._dim_size(d))
-        dtype = tf.as_dtype(shape.dtype)
-        if dtype == tf.bool:
-            return tf.fill(tf.stack(dims) if dims else [], bool(init))
-        return tf.fill(tf.stack(dims) if dims else [], tf.cast(init, dtype))
+        return dims
 
     # -- the loop -----------------------------------------------------------------------------
     def _tile(self, v, shape: Shape | None):
@@ -714,7 +760,7 @@ class _Runner:
                     loop_dim=loop_dim, step_seed=self.step_seed, step=t)
                 ctx.step = t
                 ctx.max_steps = self.max_len
-                with tf.name_scope(layer.local_name):
+                with tf.name_scope(layer.local_name.replace(":", "_")):
                     if name in states:
                         out, new_state = rule.call_step(ctx, states[name])
                         states[name] = tf.nest.map_structure(_relax_like, new_state)

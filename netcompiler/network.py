@@ -2,6 +2,12 @@
 
 Pure data, no TensorFlow. A layer's full name is `name` at the top level and `rec/name` inside
 the unit of the `rec` layer `rec` (nested units: `outer/inner/name`).
+
+A `subnetwork` layer `sub` is inlined: its layers are ordinary layers of the enclosing network
+(the top level or a rec unit, its *host*) named `sub/name`, resolved in a `Scope` of their own
+(`data` is the subnetwork's input, `base:x` a layer of the enclosing network); the `subnetwork`
+layer itself reads `sub/output`. From outside, `sub/name` names a layer of the subnetwork and
+`rec/name` a layer of a rec unit (stacked over its loop: `Ref.stacked`).
 """
 from __future__ import annotations
 
@@ -12,9 +18,10 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
-                 "initial_output", "initial_state", "condition", "true_from", "false_from")
+                 "initial_output", "initial_state", "condition", "true_from", "false_from",
+                 "explicit_search_source")
 # values of `initial_output` that are keywords, not layer references
-INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var")
+INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
 INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_epoch_no_init",
                           "placeholder")
@@ -22,17 +29,28 @@ INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_
 
 @dataclass
 class Scope:
-    """One network: the top-level `network`, or the `unit` of a `rec` layer."""
+    """One network: the top-level `network`, the `unit` of a `rec` layer, or the `subnetwork` of
+    a `subnetwork` layer (`subnet_layer`; its layers also belong to the enclosing scopes, named
+    `sub/name`, up to the host scope that runs them)."""
 
     prefix: str  # "" at top level, "dec/" inside rec layer "dec"
     path: tuple  # config path of the layer dict, e.g. ("network",) or ("network","dec","unit")
     layers: dict[str, "Layer"] = field(default_factory=dict)
     rec_layer: "Layer | None" = None
     parent: "Scope | None" = None
+    subnet_layer: "Layer | None" = None  # the `subnetwork` layer whose sub-network this is
 
     @property
     def in_rec(self) -> bool:
         return self.rec_layer is not None
+
+    @property
+    def host(self) -> "Scope":
+        """The top-level network or rec unit whose layers this scope's layers are."""
+        scope = self
+        while scope.subnet_layer is not None:
+            scope = scope.parent
+        return scope
 
 
 @dataclass
@@ -43,6 +61,10 @@ class Layer:
     path: tuple  # config path of this layer's dict
     scope: Scope
     unit: Scope | None = None  # the sub-network of a rec layer with a unit dict
+    subnet: Scope | None = None  # the inlined sub-network of a `subnetwork` layer
+    #: made by netcompiler, not in the config (a subnetwork's `data:data`): its `path` is that
+    #: of the layer it stands for
+    synthetic: bool = False
 
     @property
     def layer_class(self) -> str:
@@ -64,6 +86,9 @@ class Ref:
     prev: bool = False
     frame: bool = False
     text: str = ""
+    #: a layer of a rec unit read from outside its loop (`rec/name`): its values stacked over
+    #: the loop ([B, T_loop, ...], `netcompiler.layers.rec.stacked_shape`)
+    stacked: bool = False
 
     @property
     def node(self) -> str:
@@ -103,17 +128,42 @@ def build_network(data: dict) -> Network:
     all_layers: dict[str, Layer] = {}
     top = Scope("", ("network",))
 
+    def register(scope: Scope, local: str, layer: Layer):
+        # a layer of a sub-network also belongs to the enclosing scopes, as `sub/name`
+        scope.layers[local] = layer
+        while scope.subnet_layer is not None:
+            local = scope.subnet_layer.path[-1] + "/" + local
+            scope = scope.parent
+            scope.layers[local] = layer
+        layer.local_name = local  # relative to the host scope (the unit's layers are by it)
+
     def fill(scope: Scope, layer_dicts: dict):
         for local, opts in layer_dicts.items():
             if not isinstance(opts, dict):
                 continue
             layer = Layer(scope.prefix + str(local), str(local), opts, scope.path + (local,), scope)
-            scope.layers[str(local)] = layer
+            register(scope, str(local), layer)
             all_layers[layer.name] = layer
             if opts.get("class") == "rec" and isinstance(opts.get("unit"), dict):
                 layer.unit = Scope(layer.name + "/", layer.path + ("unit",), rec_layer=layer,
                                    parent=scope)
                 fill(layer.unit, opts["unit"])
+            elif opts.get("class") == "subnetwork" and isinstance(opts.get("subnetwork"), dict):
+                layer.subnet = Scope(layer.name + "/", layer.path + ("subnetwork",),
+                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
+                fill(layer.subnet, opts["subnetwork"])
+                if (_reads_subnet_data(layer) and subnet_inputs(layer)
+                        and layer.opts.get("concat_sources", True) is not False):
+                    # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
+                    # dropped out); a copy layer `sub/data:data` read by `data` inside
+                    data_opts = {"class": "copy", "from": layer.opts.get("from", "data")}
+                    for key in ("dropout", "dropout_noise_shape"):
+                        if key in layer.opts:
+                            data_opts[key] = layer.opts[key]
+                    data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
+                                       layer.path, scope, synthetic=True)
+                    register(layer.subnet, "data:data", data_layer)
+                    all_layers[data_layer.name] = data_layer
 
     fill(top, net)
     registered = {}
@@ -151,6 +201,14 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
     """All reference strings of a layer: `from` (default `data`) and layer-valued options
     (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
     refs = max_seq_len_references(layer)
+    if layer.subnet is not None:
+        # its inputs are read inside (by `data`, through the layer `data:data` when that
+        # exists); its output is the sub-network's `output` (missing: reported by the graph)
+        if "data:data" not in layer.subnet.layers:
+            refs.extend(subnet_inputs(layer))
+        if "output" in layer.subnet.layers:
+            refs.append((("subnetwork", "output"), f"{layer.path[-1]}/output"))
+        return refs
     for option in LAYER_OPTIONS:
         if option == "from" and "from" not in layer.opts:
             default = _default_from(layer.layer_class)
@@ -159,6 +217,22 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
             continue
         refs.extend(reference_values(layer.opts, option))
     return refs
+
+
+def subnet_inputs(layer: Layer) -> list[tuple[tuple, str]]:
+    """The inputs of a `subnetwork` layer: its `from` (default `data`) with sub-paths."""
+    if "from" not in layer.opts:
+        return [(("from",), "data")]
+    return reference_values(layer.opts, "from")
+
+
+def _reads_subnet_data(layer: Layer) -> bool:
+    """True if a layer of the sub-network of `layer` reads `data` / `data:data` (its input)."""
+    for sub_layer in layer.subnet.layers.values():
+        if sub_layer.scope is layer.subnet and any(
+                text in ("data", "data:data") for _, text in layer_references(sub_layer)):
+            return True
+    return False
 
 
 def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
@@ -198,12 +272,17 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
         prev = True
         rest = rest[len("prev:"):]
     if rest.startswith("base:"):
-        if not scope.in_rec:
-            return err(f"`{text}`: `base:` is only valid inside a rec unit", "graph.base-outside-rec")
+        if not scope.in_rec and scope.subnet_layer is None:
+            return err(f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
+                       "graph.base-outside-rec")
         if prev:
             return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
         ref, diag = resolve(rest[len("base:"):], scope.parent, network, path)
         return (replace(ref, text=text) if ref is not None else None), diag
+    if scope.subnet_layer is not None and (rest == "data" or rest.startswith("data:")):
+        if prev:
+            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
+        return _resolve_subnet_data(text, rest, scope, network, path)
     if rest == "data" or rest.startswith("data:"):
         key = rest[len("data:"):] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
         if prev:
@@ -227,14 +306,61 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
         return Ref("step", scope.rec_layer, text=text), None
     if rest in scope.layers:
         return Ref("layer", scope.layers[rest], prev=prev, text=text), None
+    unit_layer = _unit_layer(rest, scope)
+    if unit_layer is not None:
+        if prev:
+            return err(f"`{text}`: `prev:` of a layer of a rec unit read from outside its loop "
+                       f"is not supported", "graph.bad-reference")
+        return Ref("layer", unit_layer, text=text, stacked=True), None
     candidates = list(scope.layers)
-    if scope.in_rec and not prev:
+    nested = scope.in_rec or scope.subnet_layer is not None  # `base:` reads the parent
+    if nested and not prev:
         candidates += [f"base:{n}" for n in scope.parent.layers]
     hint = did_you_mean(rest, candidates)
-    if hint is None and scope.in_rec and not prev:
+    if hint is None and nested and not prev:
         # `enc` written for `base:enc`: compare with the plain names of the enclosing network
         match = did_you_mean(rest, scope.parent.layers)
         if match is not None:
             hint = match.replace("`", "`base:", 1)
-    where = f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else ""
+    where = (f" in the subnetwork of `{scope.subnet_layer.name}`" if scope.subnet_layer is not None
+             else f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else "")
     return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
+
+
+def _unit_layer(rest: str, scope: Scope) -> Layer | None:
+    """`rec/name` seen in `scope`: the layer `name` of the unit of rec layer `rec` (a layer of
+    `scope`), else None."""
+    parts = rest.split("/")
+    for i in range(1, len(parts)):
+        head, tail = "/".join(parts[:i]), "/".join(parts[i:])
+        rec = scope.layers.get(head)
+        if rec is not None and rec.unit is not None and tail in rec.unit.layers:
+            return rec.unit.layers[tail]
+    return None
+
+
+def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network, path: tuple
+                         ) -> tuple[Ref | None, Diagnostic | None]:
+    """`data` / `data:KEY` inside the sub-network of a `subnetwork` layer, as RETURNN defines
+    them: `data` (= `data:data`) is its input (`from`, concatenated: the layer `sub/data:data`);
+    with `concat_sources: false` `data:NAME` / `data:i` is the input `NAME` / the i-th input
+    and `data` the first; any other `data:KEY` is `data:KEY` of the enclosing network."""
+    sub = scope.subnet_layer
+    key = "data" if rest == "data" else rest[len("data:"):]
+    if sub.opts.get("concat_sources", True) is not False:
+        if key == "data":
+            if "data:data" in scope.layers:
+                return Ref("layer", scope.layers["data:data"], text=text), None
+            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
+                                    f"input (`from: []`)", "graph.unknown-data", path,
+                                    hint="give the subnetwork a `from`, or read `base:NAME`")
+    else:
+        inputs = subnet_inputs(sub)
+        for i, (sub_path, name) in enumerate(inputs):
+            if key in (name, str(i)) or (key == "data" and i == 0):
+                ref, diag = resolve(name, scope.parent, network, sub.path + sub_path)
+                return (replace(ref, text=text) if ref is not None else None), diag
+        if key == "data":
+            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
+                                    f"input", "graph.unknown-data", path)
+    return resolve(rest, scope.parent, network, path)

@@ -116,10 +116,12 @@ def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
 
 
 def _is_layer_container(path: tuple) -> bool:
-    """`("network",)` and `(..., "unit")` below a layer hold layers by name."""
+    """`("network",)`, `(..., "unit")` and `(..., "subnetwork")` below a layer hold layers by
+    name."""
     if path == ("network",):
         return True
-    return len(path) >= 3 and path[0] == "network" and path[-1] == "unit" and len(path) % 2 == 1
+    return (len(path) >= 3 and path[0] == "network" and path[-1] in ("unit", "subnetwork")
+            and len(path) % 2 == 1)
 
 
 def _type_name(value: Any) -> str:
@@ -285,6 +287,8 @@ def validate_config(data: Any) -> list[Diagnostic]:
             diags.extend(check_initializer_options(layer, path))
             if layer["class"] == "rec" and isinstance(layer.get("unit"), dict):
                 walk(layer["unit"], path + ("unit",))
+            if layer["class"] == "subnetwork" and isinstance(layer.get("subnetwork"), dict):
+                walk(layer["subnetwork"], path + ("subnetwork",))
 
     walk(data.get("network"), ("network",))
     return diags
