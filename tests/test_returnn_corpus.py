@@ -38,8 +38,6 @@ KNOWN_BLOCKERS: dict[str, tuple[str, str]] = {
     "demo_neural_transducer_12ax": ("schema.unknown-class", "RETURNN's neural_transducer"),
     "rec_MaskedComputationLayer_UnmaskLayer_in_loop": ("schema.unknown-class",
                                                        "masked_computation/unmask"),
-    "rec_CumConcatLayer_search": ("graph.unknown-layer",
-                                  "a sub-layer of a subnetwork inside a rec unit"),
     "rec_target_with_beam": ("graph.unknown-layer", "`extra.search:` networks"),
 }
 
