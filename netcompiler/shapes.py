@@ -788,6 +788,12 @@ def _unifiable_time_axes(inferred: InferredNetwork, out_dims, target_dims
 def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     """The `target` of a layer's `loss` must fit the layer's output."""
     loss = layer.opts["loss"]
+    if loss == "as_is":  # the output is the loss: no target (a given one is not read)
+        if out.sparse:
+            raise ShapeError(f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
+                             f"so it must be values, not class indices", "loss",
+                             "shape.loss-target")
+        return
     key = layer.opts.get("target")
     if not isinstance(key, str):
         raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key; RETURNN's "

@@ -16,11 +16,18 @@ time axis `T(<layer>)` with the lengths computed per sequence by the same formul
 blocks and output channel o sees only block `o // (n_out / G)`; both sizes must divide by G.
 `pool` has no variables; `strides` defaults to `pool_size`; padded frames never win a max and
 never count in an average.
+
+`conv` input options (RETURNN's): `in_spatial_dims` lists the convolved axes in the order of
+`filter_size`; they must be all time/static axes of the input (RETURNN would fold further axes
+into the batch: a validation error here), and a different order moves them into that order
+(the output keeps it). `input_add_feature_dim` appends a feature axis of size 1; the input's
+feature axis (if any) becomes the last spatial axis (after those of `in_spatial_dims`).
 """
 from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import LayerRule, NoStepGuess, ParamSpec
+from ._axes import resolve_axes
 from ._util import src_desc
 
 
@@ -50,6 +57,64 @@ class _SpatialRule(NoStepGuess, LayerRule):
     """What conv and pool share: the spatial axes and their sizes/lengths."""
 
     size_option = ""
+
+    def prepared(self, ctx, src: Shape) -> tuple[Shape, list[int] | None, bool]:
+        """The input as convolved: (its shape, the axis permutation applied or None, whether a
+        feature axis of size 1 is appended), from `in_spatial_dims` / `input_add_feature_dim`."""
+        add = bool(ctx.opts.get("input_add_feature_dim"))
+        listed = ctx.opts.get("in_spatial_dims")
+        if (not add and not listed) or src.sparse:
+            return src, None, False
+        perm = None
+        if listed:
+            axes: list[int] = []
+            for desc in listed:
+                found = resolve_axes(ctx, src, desc, "in_spatial_dims")
+                if len(found) != 1:
+                    raise ctx.error(f"`in_spatial_dims`: {desc!r} names {len(found)} axes of "
+                                    f"{src_desc(ctx)}, not one", "in_spatial_dims",
+                                    "shape.conv-dims")
+                if found[0] in axes:
+                    raise ctx.error(f"`in_spatial_dims`: axis {src.dims[found[0]]} of "
+                                    f"{src_desc(ctx)} is named twice", "in_spatial_dims",
+                                    "shape.conv-dims")
+                if src.dims[found[0]].kind in (BATCH, FEATURE):
+                    raise ctx.error(f"`in_spatial_dims`: {desc!r} is the "
+                                    f"{src.dims[found[0]].kind} axis of {src_desc(ctx)}",
+                                    "in_spatial_dims", "shape.conv-dims",
+                                    hint="with `input_add_feature_dim: true` the feature axis "
+                                         "is convolved over after the listed axes")
+                axes.append(found[0])
+            spatial = [i for i, d in enumerate(src.dims) if d.kind not in (BATCH, FEATURE)]
+            rest = [str(src.dims[i]) for i in spatial if i not in axes]
+            if rest:
+                raise ctx.error(
+                    f"`in_spatial_dims` leaves out axis {', '.join(rest)} of {src_desc(ctx)}: "
+                    f"not supported (netcompiler convolves over every time/static axis; RETURNN "
+                    f"would treat the others as further batch axes)", "in_spatial_dims",
+                    "shape.conv-dims",
+                    hint="merge the other axes away first (`merge_dims`), or list them all")
+            if axes != sorted(axes):  # RETURNN moves them into the listed order
+                perm = list(range(src.ndim))
+                for at, a in zip(sorted(axes), axes):
+                    perm[at] = a
+                src = Shape(tuple(src.dims[i] for i in perm), src.sparse_dim, src.dtype)
+        if add:
+            dims = [spatial_dim(d.size) if d.kind == FEATURE else d for d in src.dims]
+            src = Shape(tuple(dims) + (feature_dim(1),), None, src.dtype)
+        return src, perm, add
+
+    def prepared_input(self, ctx):
+        """(value, shape) of the input as convolved (see `prepared`)."""
+        import tensorflow as tf
+
+        x = ctx.source
+        shape, perm, add = self.prepared(ctx, ctx.source_shape)
+        if perm is not None:
+            x = tf.transpose(x, perm)
+        if add:
+            x = tf.expand_dims(x, -1)
+        return x, shape
 
     def plan(self, ctx, src: Shape):
         """(spatial axis indices, sizes, dilations, strides, padding)."""
@@ -108,8 +173,7 @@ class _SpatialRule(NoStepGuess, LayerRule):
         `op(x, mask, strides, dilations)` with VALID padding, sets the new lengths."""
         import tensorflow as tf
 
-        x = ctx.source
-        shape = ctx.source_shape
+        x, shape = self.prepared_input(ctx)
         spatial, sizes, dilation, strides, padding = self.plan(ctx, shape)
         mask = ctx.valid_mask(shape, x)
         if mask is None:
@@ -176,9 +240,10 @@ class ConvRule(_SpatialRule):
         if n_out is None:
             raise ctx.error("`conv` needs `n_out` (the output channels)", None,
                             "shape.missing-option")
-        out = self.out_dims(ctx, ctx.source, int(n_out))
+        src = self.prepared(ctx, ctx.source)[0]
+        out = self.out_dims(ctx, src, int(n_out))
         groups = int(ctx.opt("groups", 1) or 1)
-        n_in = ctx.source.feature_size
+        n_in = src.feature_size
         if groups > 1 and (n_in % groups or int(n_out) % groups):
             raise ctx.error(
                 f"`groups: {groups}` must divide the input features ({n_in}, {src_desc(ctx)}) "
@@ -186,7 +251,8 @@ class ConvRule(_SpatialRule):
         return out
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
-        n_in = ctx.source.feature_size // int(ctx.opt("groups", 1) or 1)
+        n_in = (self.prepared(ctx, ctx.source)[0].feature_size
+                // int(ctx.opt("groups", 1) or 1))
         sizes = tuple(int(v) for v in ctx.opt("filter_size"))
         params = {"W": ParamSpec(sizes + (n_in, out.feature_size),
                                  ctx.opt("forward_weights_init"))}

@@ -11,13 +11,15 @@ Output axes: batch, the shared axes (input-1 order), the broadcast axes (input 1
 `var2` keeps it, else that of input 1 if `var1` keeps it, else a shared feature axis; it is
 placed last. Any other kept feature axis becomes a static axis; with no kept feature axis the
 output has none (e.g. `[B, T(data)]`). A plain sum, no scaling; padded frames of a reduced time
-axis contribute 0.
+axis contribute 0. `add_var2_if_empty` (RETURNN before behaviour version 3): with no `var2` axis,
+an axis of size 1 is appended as the feature axis (`[B, T(data), F=1]`; a kept feature axis
+becomes a static axis).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, spatial_dim
+from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axes
 from ._util import zero_padded
@@ -142,7 +144,13 @@ class DotRule(LayerRule):
     concat_sources = False
 
     def infer(self, ctx) -> Shape:
-        return Shape(dot_plan(ctx, ctx.sources, ctx.source_names).out_dims)
+        plan = dot_plan(ctx, ctx.sources, ctx.source_names)
+        dims = plan.out_dims
+        if ctx.opt("add_var2_if_empty") and not plan.var2:
+            # RETURNN: a dummy var2 axis of size 1 at the end, the (new) feature axis
+            dims = tuple(spatial_dim(d.size) if d.kind == FEATURE else d for d in dims)
+            dims += (feature_dim(1),)
+        return Shape(dims)
 
     def call(self, ctx):
         import tensorflow as tf
@@ -167,4 +175,7 @@ class DotRule(LayerRule):
             l2[i] = next(letters)
         out = "".join(l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
                       for k, i in plan.out_origin)
-        return tf.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
+        y = tf.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
+        if ctx.opt("add_var2_if_empty") and not plan.var2:
+            y = tf.expand_dims(y, -1)
+        return y

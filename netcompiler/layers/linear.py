@@ -1,7 +1,7 @@
 """`linear` and `softmax`: y = act(x @ W + b); sparse input = rows of W (embedding lookup)."""
 from __future__ import annotations
 
-from ..dims import Shape
+from ..dims import BATCH, Shape
 from .base import LayerRule, ParamSpec, ShapeError
 from ._util import input_features, n_out_or_target
 
@@ -50,8 +50,31 @@ class LinearRule(LayerRule):
             y = tf.tensordot(x, W, axes=[[x.shape.rank - 1], [0]])
         if "b" in ctx.params:
             y = y + ctx.params["b"]
+        if ctx.opt("grad_filter"):
+            y = filter_grad(y, float(ctx.opt("grad_filter")), ctx.out_shape)
         activation = self.activation(ctx)
         return apply_activation(activation, y) if activation else y
+
+
+def filter_grad(x, threshold: float, shape: Shape):
+    """Identity in the forward pass; in the backward pass (RETURNN's `grad_filter`) the gradient
+    of each batch entry whose largest squared value over every other axis is not below
+    `threshold` is set to zero (kept where `max(g**2) < threshold`)."""
+    import tensorflow as tf
+
+    batch = next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
+    axes = [i for i in range(len(shape.dims)) if i != batch]
+
+    @tf.custom_gradient
+    def identity(v):
+        def grad(g):
+            if not axes:
+                return tf.where(g * g < threshold, g, tf.zeros_like(g))
+            keep = tf.reduce_max(g * g, axis=axes, keepdims=True) < threshold
+            return tf.where(keep, g, tf.zeros_like(g))
+        return tf.identity(v), grad
+
+    return identity(x)
 
 
 class SoftmaxRule(LinearRule):

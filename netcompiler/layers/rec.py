@@ -50,7 +50,7 @@ def lstm_forget_bias(unit, unit_opts, cell_only: bool) -> float:
 
 def check_cell_unit(ctx, cell_only: bool) -> None:
     """The cell name and its `unit_opts` (raises ShapeError): only options that netcompiler
-    computes faithfully are accepted (`forget_bias` of TF's LSTMCell)."""
+    computes faithfully are accepted (`forget_bias`, `use_peepholes` of TF's LSTMCell)."""
     unit = ctx.opt("unit")
     name = str(unit).lower()
     if name not in CELL_UNITS:
