@@ -113,9 +113,11 @@ def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
             ra, rb = rb, ra
         parent[rb] = ra
         notes.append(Diagnostic(
-            NOTE, f"the loss compares frames of `{a}` and `{b}`, whose time axes were not "
-            f"declared the same: they are taken as one axis (as RETURNN does), and the "
-            f"lengths of the two are checked to be equal when data is fed", "shape.unified-time",
+            NOTE, f"frames of `{a}` and `{b}` are read together (by a frame-wise loss, or a "
+            f"choice's target read per step of a loop over the other), but their time axes "
+            f"were not declared the same: they are taken as one axis (as RETURNN does), and "
+            f"the lengths of the two are checked to be equal when data is fed",
+            "shape.unified-time",
             path, hint=f"declare it with `same_time_as: {ra}` on extern data `{rb}`"))
     return {k: root(k) for k in parent}, notes
 
@@ -532,6 +534,8 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             inferred.params[name] = rule.params(ctx, shape)
             if layer.opts.get("loss"):
                 _check_loss(inferred, layer, shape)
+            if layer.layer_class == "choice" and layer.scope.in_rec:
+                _check_choice_target_axis(inferred, layer)
             if "initial_output" in layer.opts:
                 _check_initial_output(ctx, shape, inferred.params[name])
             if any(layer.opts.get(k) for k in ("dropout_noise_shape", "batch_norm")):
@@ -783,6 +787,20 @@ def _unifiable_time_axes(inferred: InferredNetwork, out_dims, target_dims
         else:
             return []
     return pairs
+
+
+def _check_choice_target_axis(inferred: InferredNetwork, layer: Layer) -> None:
+    """Teacher-forced, a `choice` reads its target frame by frame of the loop: when the loop
+    runs over another extern time axis (the rec layer's input), the two are one axis, as in
+    RETURNN; unified like a frame-wise loss (a note, lengths checked when data is fed)."""
+    key = layer.opts.get("target")
+    target = inferred.extern.get(key) if isinstance(key, str) else None
+    loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
+    if target is None or target.time is None or loop is None or target.has(loop):
+        return
+    pairs = _unifiable_time_axes(inferred, (loop,), (target.time,))
+    for pair in pairs:
+        inferred.unify.setdefault(pair, layer.path + ("target",))
 
 
 def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
