@@ -6,7 +6,7 @@ RETURNN configs lean on defaults that live outside the network dict:
   features, the target `classes` has M classes (sparse). `num_outputs` may also map keys to
   `[dim, ndim]` (ndim 1: class indices, 2: dense features), e.g. `{classes: [10, 1]}`.
 - A layer with a `loss` and no `target` compares against the config's `target` (default
-  `classes`).
+  `classes`), unless the loss needs no target (`as_is`).
 
 `apply_conventions` writes these into the data (after the schema check, so that the file as
 written is what is checked), and returns the notes it has to say. Pure data, no TensorFlow.
@@ -16,6 +16,8 @@ from __future__ import annotations
 from .diagnostics import Diagnostic
 
 DEFAULT_TARGET = "classes"
+#: losses without a target (RETURNN's `need_target = False`): no default target is filled in
+NO_TARGET_LOSSES = ("as_is",)
 
 
 def extern_from_num_io(data: dict) -> dict | None:
@@ -67,7 +69,8 @@ def _fill_targets(layers: dict, target: str, path: tuple, notes: list[Diagnostic
     for name, opts in layers.items():
         if not isinstance(opts, dict):
             continue
-        if opts.get("loss") and "target" not in opts:
+        if opts.get("loss") and opts.get("loss") not in NO_TARGET_LOSSES \
+                and "target" not in opts:
             opts["target"] = target
         unit = opts.get("unit")
         if opts.get("class") == "rec" and isinstance(unit, dict):

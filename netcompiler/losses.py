@@ -20,6 +20,10 @@ combined exactly: the per-frame loss of several batches is `sum(loss) / sum(fram
     edit_distance  sparse labels [B, T] (e.g. a `decide` after search) against sparse targets
          [B, S]: not differentiable, so as in RETURNN it only keeps statistics: loss 0, error =
          Levenshtein distance of the valid labels divided by the number of target labels.
+    as_is  no target: the layer's output is the loss (RETURNN's AsIsLoss), every entry summed
+         (cast to float32; padded frames of the time axis left out), normalised as RETURNN
+         does: per valid frame when the output has batch and time axes, per sequence with a
+         batch axis and no time axis, else not at all (divided by 1); no error measure.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-LOSSES = ("ce", "mse", "ctc", "edit_distance")
+LOSSES = ("ce", "mse", "ctc", "edit_distance", "as_is")
+#: losses without a target (the trainer passes None for it)
+NO_TARGET = ("as_is",)
 _LOG_EPS = 1e-30
 
 
@@ -181,10 +187,43 @@ def frame_error(values, targets, lengths) -> LossValue:
     return LossValue(tf.constant(0.0), frames, _frame_errors(values, targets, mask), frames)
 
 
+def as_is_loss(values, lengths, batch_axis: int | None = 0, time_axis: int | None = 1
+               ) -> LossValue:
+    """The output `values` itself as the loss (see module doc): the sum of all its entries on
+    the valid frames of `time_axis` (lengths `lengths` [B]), and RETURNN's normaliser: the
+    number of valid frames with batch and time axes, the batch size with only a batch axis,
+    else 1."""
+    values = tf.cast(values, tf.float32)
+    rank = values.shape.rank
+    if time_axis is not None and batch_axis is not None and lengths is not None:
+        lengths = tf.cast(lengths, tf.int32)
+        mask = tf.sequence_mask(lengths, maxlen=tf.shape(values)[time_axis])  # [B, T]
+        if time_axis < batch_axis:
+            mask = tf.transpose(mask)
+        first, second = sorted((batch_axis, time_axis))
+        shape = [1] * rank
+        shape[first], shape[second] = -1, -1
+        shape = [tf.shape(values)[i] if s == -1 else 1 for i, s in enumerate(shape)]
+        mask = tf.reshape(mask, tf.stack(shape))
+        loss = tf.reduce_sum(tf.where(mask, values, 0.0))
+        frames = tf.cast(tf.reduce_sum(lengths), tf.float32)
+    else:
+        loss = tf.reduce_sum(values)
+        frames = (tf.cast(tf.shape(values)[batch_axis], tf.float32) if batch_axis is not None
+                  else tf.constant(1.0))
+    zero = tf.constant(0.0)
+    return LossValue(loss, frames, zero, zero)
+
+
 def compute_loss(kind: str, values, lengths, targets, target_lengths, opts: dict | None = None,
-                 target_sparse: bool = True) -> LossValue:
-    """Dispatch on the layer's `loss` name (`ce`, `mse`, `ctc`); `opts` is `loss_opts`."""
+                 target_sparse: bool = True, batch_axis: int | None = 0,
+                 time_axis: int | None = 1) -> LossValue:
+    """Dispatch on the layer's `loss` name (`ce`, `mse`, `ctc`, ...); `opts` is `loss_opts`.
+    `batch_axis` / `time_axis`: where `values` has them (None: it has none); only `as_is`
+    reads them (the other losses take batch-major [B, T, ...] values)."""
     opts = dict(opts or {})
+    if kind == "as_is":  # no target
+        return as_is_loss(values, lengths, batch_axis, time_axis)
     from_logits = bool(opts.get("from_logits", False))
     if kind == "ce":
         return ce_loss(values, targets, lengths, float(opts.get("label_smoothing", 0.0) or 0.0),

@@ -345,6 +345,10 @@ class LossSpec:
     #: the layer whose output the loss is computed on ("": `layer`); for a `choice` layer its
     #: input distribution (RETURNN: a choice's `loss: ce` is the CE of the softmax feeding it)
     source: str = ""
+    #: where the loss layer's output has its batch and (first) time axis (None: none); read
+    #: by `as_is`, whose output may have any axes
+    batch_axis: int | None = 0
+    time_axis: int | None = 1
 
 
 class Accumulator:
@@ -438,7 +442,8 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------------------
     def _loss_specs(self) -> list[LossSpec]:
-        from .losses import LOSSES
+        from .dims import BATCH
+        from .losses import LOSSES, NO_TARGET
 
         specs = []
         for name, layer in self.net.network.layers.items():
@@ -448,6 +453,17 @@ class Trainer:
             if kind not in LOSSES:
                 raise TrainError(f"layer `{name}`: loss `{kind}` is not supported by the trainer "
                                  f"yet (supported: {', '.join(LOSSES)})")
+            if kind in NO_TARGET:  # the output is the loss (`as_is`): no target is read
+                out = self.net.inferred.shapes[name]
+                if layer.scope.in_rec:  # stacked over the loop: [B, T(loop), ...]
+                    axes = (0, 1)
+                else:
+                    axes = (next((i for i, d in enumerate(out.dims) if d.kind == BATCH), None),
+                            out.index(out.time) if out.time is not None else None)
+                specs.append(LossSpec(name, kind, "", float(layer.opts.get("loss_scale", 1.0)),
+                                      dict(layer.opts.get("loss_opts") or {}), False, "",
+                                      *axes))
+                continue
             target = layer.opts.get("target") or "classes"
             shapes = self.net.inferred.extern  # extern data and keys registered by layers
             if target not in shapes:
@@ -501,12 +517,14 @@ class Trainer:
         rows = []
         for spec in self.losses:
             values, lens = out[spec.source or spec.layer]
-            if spec.target in registered:  # a layer's output, registered as extern data
+            if not spec.target:  # a loss without target (`as_is`)
+                target, target_lens = None, None
+            elif spec.target in registered:  # a layer's output, registered as extern data
                 target, target_lens = out[registered[spec.target].name]
             else:
                 target, target_lens = inputs[spec.target], lengths.get(spec.target)
             lv = compute_loss(spec.kind, values, lens, target, target_lens, spec.opts,
-                              spec.target_sparse)
+                              spec.target_sparse, spec.batch_axis, spec.time_axis)
             rows.append(tf.stack([lv.loss, lv.frames, lv.errors, lv.error_frames]))
         return tf.stack(rows) * weight
 

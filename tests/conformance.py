@@ -74,6 +74,11 @@ EXAMPLES: list[Example] = [
         "lin": {"class": "linear", "n_out": 2},
         "output": {"class": "copy", "from": ["data", "lin"]}}), ("copy",)),
     Example("dropout", _cfg({"output": {"class": "dropout", "dropout": 0.3}}), ("dropout",)),
+    # not training (as the battery runs): the identity; masking: tests/test_spec_augment.py
+    Example("spec_augment", _cfg({"output": {
+        "class": "spec_augment", "min_num_time_masks": 1, "max_num_time_masks": 2,
+        "time_mask_frames_per_mask": 4, "max_time_mask_width": 2,
+        "max_num_feature_masks": 1}}), ("spec_augment",)),
     Example("layer_norm", _cfg({"output": {"class": "layer_norm"}}), ("layer_norm",)),
     # [B, T, F] + [B, F] (a reduce over T: mean, masked): broadcast over the time axis
     Example("combine_broadcast_time", _cfg({
@@ -111,6 +116,17 @@ EXAMPLES: list[Example] = [
         "c": {"class": "constant", "value": [0.5, -1.0, 2.0, 0.0, 1.5]},
         "output": {"class": "combine", "kind": "add", "from": ["data", "c"]}}),
             ("constant", "combine")),
+    # a trained variable [S=2, F=5] (RETURNN's name `v/v`) times the input [B, T, F=5]
+    Example("variable_broadcast", _cfg({
+        "v": {"class": "variable", "shape": [2, 5],
+              "init": "random_normal_initializer(stddev=0.5)"},
+        "output": {"class": "combine", "kind": "mul", "from": ["data", "v"]}}),
+            ("variable", "combine")),
+    # with a batch axis [B, F=5] (the batch size taken from the input), plus the input
+    Example("variable_batch_axis", _cfg({
+        "v": {"class": "variable", "shape": [5], "add_batch_axis": True, "init": "glorot_uniform"},
+        "output": {"class": "combine", "kind": "add", "from": ["data", "v"]}}),
+            ("variable", "combine")),
 
     # -- reductions and normalisation over time -------------------------------------------------
     Example("reduce_mean_time", _cfg({"output": {"class": "reduce", "mode": "mean",
@@ -386,6 +402,26 @@ EXAMPLES: list[Example] = [
                                                       "axes": "F"}}), ("reduce",)),
     Example("batch_norm", _cfg({"output": {"class": "batch_norm", "gamma_init": 1.5,
                                            "beta_init": 0.25}}), ("batch_norm",)),
+    # the frames where the first feature is positive, packed into a new time axis (its lengths:
+    # the number of such frames), an LSTM over them (`masked/unit/W`, ...); `unmask` maps the
+    # packed axis back onto T(data). Not XLA: the packed axis's size depends on the data.
+    Example("masked_computation", _cfg({
+        "first": {"class": "slice", "axis": "F", "slice_start": 0, "slice_end": 1},
+        "mask3": {"class": "compare", "from": "first", "kind": "greater", "value": 0.0},
+        "mask": {"class": "squeeze", "from": "mask3", "axis": "F"},
+        "output": {"class": "masked_computation", "mask": "mask",
+                   "unit": {"class": "rec", "unit": "lstm", "n_out": 3}}}),
+        ("masked_computation", "compare", "squeeze"), xla=False),
+    Example("unmask", _cfg({
+        "first": {"class": "slice", "axis": "F", "slice_start": 0, "slice_end": 1},
+        "mask3": {"class": "compare", "from": "first", "kind": "greater", "value": 0.0},
+        "mask": {"class": "squeeze", "from": "mask3", "axis": "F"},
+        "masked": {"class": "masked_computation", "mask": "mask",
+                   "unit": {"class": "rec", "unit": "cumsum", "n_out": 5}},
+        "output": {"class": "unmask", "from": "masked", "mask": "mask"}}),
+        ("unmask", "masked_computation"), xla=False),
+    Example("cast", _cfg({"output": {"class": "cast", "dtype": "float32"}},
+                         {"dim": 7, "sparse": True}), ("cast",)),
 ]
 
 

@@ -203,8 +203,8 @@ def test_scaled_activation_is_valid():
 def test_unknown_loss():
     d = only(check(BASE, "loss: ce", "loss: cee"))
     assert d.rule == "schema.enum"
-    assert d.message == ('`loss`: unknown value "cee" (one of: ce, mse, ctc, edit_distance, l1, '
-                         'binary_ce, expected_loss, null)')
+    assert d.message == ('`loss`: unknown value "cee" (one of: ce, mse, ctc, edit_distance, '
+                         'as_is, l1, binary_ce, expected_loss, null)')
     assert d.hint == "did you mean `ce`?"
     assert where(d) == (("network", "output", "loss"), 7, 39)
 
