@@ -299,6 +299,11 @@ _NODE_WORDS = {
 }
 
 _SPEC_AUGMENT_WORDS = ("transform", "spec", "augment", "mask")
+#: the layer the hint of a SpecAugment hook shows (modelled on the rwth-i6 setups' `transform`;
+#: `tests/test_spec_augment.py` checks that it validates)
+SPEC_AUGMENT_EXAMPLE = ("{class: spec_augment, from: data, max_num_time_masks: 2, "
+                        "time_mask_frames_per_mask: 100, max_time_mask_width: 20, "
+                        "max_num_feature_masks: 2}")
 
 
 def _is_source_call(node: ast.AST) -> bool:
@@ -358,8 +363,9 @@ def _python_call(text: str, tree: ast.AST) -> ExprError | None:
                if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     spec = "typed_value" in lowered and any(w in s for s in strings for w in _SPEC_AUGMENT_WORDS)
     if spec:
-        hint = ("for SpecAugment use the `spec_augment` layer ({class: spec_augment, from: "
-                "...}), which is data only")
+        hint = ("for SpecAugment use the `spec_augment` layer, which is data only and masks "
+                "only in training, e.g. `" + SPEC_AUGMENT_EXAMPLE + "` (options: "
+                "schemas/layers/spec_augment.schema.json)")
     else:
         hint = ("write it as layers (e.g. `compare`, `reduce`, `length`) or as an expression "
                 "over source(i), which are data only")

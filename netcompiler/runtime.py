@@ -123,12 +123,21 @@ class CallContext:
             noise_shape = tf.stack([1 if bc else dyn[i] for i, bc in enumerate(broadcast)])
         if self.step_seed is None:
             return tf.nn.dropout(x, rate=rate, noise_shape=noise_shape)
+        return tf.nn.experimental.stateless_dropout(x, rate=rate,
+                                                    seed=self.random_seed(salt, loop_broadcast),
+                                                    noise_shape=noise_shape)
+
+    def random_seed(self, salt: int = 0, loop_broadcast: bool = False):
+        """The int64 [2] seed of a stateless random op (`tf.random.stateless_*`), drawn as
+        dropout masks are: a pure function of (layer seed, salt, step seed, and inside a loop
+        the step unless `loop_broadcast`), so a resumed run draws the same numbers. Without a
+        `step_seed` (e.g. `net(..., training=True)`) a fresh seed from the global RNG."""
+        if self.step_seed is None:
+            return tf.random.uniform([2], maxval=2 ** 62, dtype=tf.int64)
         step_seed = tf.cast(self.step_seed, tf.int64)
         if self.step is not None and not loop_broadcast:
             step_seed = step_seed * 1000003 + tf.cast(self.step, tf.int64)
-        seed = tf.stack([tf.constant((self.seed or 0) + 7919 * salt, tf.int64), step_seed])
-        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed,
-                                                    noise_shape=noise_shape)
+        return tf.stack([tf.constant((self.seed or 0) + 7919 * salt, tf.int64), step_seed])
 
     # -- lengths and masks ----------------------------------------------------------------------
     def lengths(self, dim: Dim):
