@@ -120,7 +120,8 @@ def build_graph(network: Network) -> Graph:
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
-        if layer.subnet is not None and "output" not in layer.subnet.layers:
+        if (layer.subnet is not None and layer.layer_class == "subnetwork"
+                and "output" not in layer.subnet.layers):
             graph.diagnostics.append(Diagnostic(
                 ERROR, f"the subnetwork of `{layer.name}` has no `output` layer",
                 "graph.no-output", layer.path + ("subnetwork",),

@@ -102,6 +102,13 @@ def is_stateful(net, layer: Layer) -> bool:
     return False
 
 
+def masked_scope(layer: Layer) -> bool:
+    """A `masked_computation` layer (not its synthetic input `NAME/data:data`): inside a loop
+    its unit's layers `NAME/...` run per step and it keeps the previous output and unit state
+    where the mask is false."""
+    return layer.layer_class == "masked_computation" and layer.subnet is not None
+
+
 # -- planning ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Placement:
@@ -193,6 +200,11 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
             if len(comp) > 1 or any(sub.has_edge(n, n) for n in comp):
                 seeds |= comp  # a recurrence through prev:
         seeds |= {l.name for l in search_choices}
+        # a masked computation and the layers of its unit stay in the loop (the unit's state
+        # and output are kept where the mask is false)
+        for l in order:
+            if masked_scope(l):
+                seeds |= {l.name} | {n for n in needed if n.startswith(l.name + "/")}
         for l in order:
             if l.layer_class in LOOP_ONLY or net.inferred.shapes[l.name].has(loop_dim):
                 seeds.add(l.name)
@@ -243,6 +255,8 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
         for _, ref in net.graph.refs.get(l.name, []):
             if ref.kind == "layer" and ref.prev and ref.target.name in steps:
                 plan.prev_needed.add(ref.target.name)
+        if masked_scope(l):  # where the mask is false: its previous output
+            plan.prev_needed.add(l.name)
     return plan
 
 
@@ -539,6 +553,8 @@ class _Runner:
 
     # -- initial values -----------------------------------------------------------------------
     def _initial_output(self, layer: Layer, batch):
+        if masked_scope(layer):  # a masked computation starts with its unit's initial output
+            layer = layer.subnet.layers["unit"]
         shape = self.inferred.shapes[layer.name]
         init = layer.opts.get("initial_output", 0)
         if init is None or init == "zeros":
@@ -728,6 +744,7 @@ class _Runner:
         def body(t, lv):
             prev = dict(lv["prev"])
             states = dict(lv["state"])
+            old_states = dict(lv["state"])  # kept by masked computations where masked out
             ended, length = lv["ended"], lv["length"]
             scores = lv.get("scores")
             cur: dict[str, Any] = {}
@@ -746,6 +763,8 @@ class _Runner:
                     prev = {k: (g(v) if self.inferred.shapes[k].has_batch else v)
                             for k, v in prev.items()}
                     states = {k: tf.nest.map_structure(g, v) for k, v in states.items()}
+                    old_states = {k: tf.nest.map_structure(g, v)
+                                  for k, v in old_states.items()}
                     ended, length = g(ended), g(length)
                     cur[name] = _relax(label, specs[name])
                     continue
@@ -761,7 +780,15 @@ class _Runner:
                 ctx.step = t
                 ctx.max_steps = self.max_len
                 with tf.name_scope(layer.local_name.replace(":", "_")):
-                    if name in states:
+                    if masked_scope(layer):
+                        out = rule.call_masked_step(ctx, prev[name])
+                        keep = tf.cast(ctx.ref("mask"), tf.bool)
+                        for n in [n for n in states if n.startswith(name + "/")]:
+                            states[n] = tf.nest.map_structure(
+                                lambda new, old: tf.where(
+                                    tf.reshape(keep, [-1] + [1] * (len(new.shape) - 1)),
+                                    new, old), states[n], old_states[n])
+                    elif name in states:
                         out, new_state = rule.call_step(ctx, states[name])
                         states[name] = tf.nest.map_structure(_relax_like, new_state)
                     else:

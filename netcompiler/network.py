@@ -19,7 +19,7 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
                  "initial_output", "initial_state", "condition", "true_from", "false_from",
-                 "explicit_search_source")
+                 "explicit_search_source", "mask")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
@@ -148,6 +148,20 @@ def build_network(data: dict) -> Network:
                 layer.unit = Scope(layer.name + "/", layer.path + ("unit",), rec_layer=layer,
                                    parent=scope)
                 fill(layer.unit, opts["unit"])
+            elif (opts.get("class") == "masked_computation" and isinstance(opts.get("unit"), dict)
+                  and not opts.get("_frames")):
+                # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
+                # `data` is the masked input, the synthetic layer `NAME/data:data`
+                # (`netcompiler.layers.masked_computation`)
+                layer.subnet = Scope(layer.name + "/", layer.path, rec_layer=scope.rec_layer,
+                                     parent=scope, subnet_layer=layer)
+                data_opts = {"class": "masked_computation", "from": opts.get("from", "data"),
+                             "mask": opts.get("mask"), "_frames": True}
+                data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
+                                   layer.path, scope, synthetic=True)
+                register(layer.subnet, "data:data", data_layer)
+                all_layers[data_layer.name] = data_layer
+                fill(layer.subnet, {"unit": opts["unit"]})
             elif opts.get("class") == "subnetwork" and isinstance(opts.get("subnetwork"), dict):
                 layer.subnet = Scope(layer.name + "/", layer.path + ("subnetwork",),
                                      rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
@@ -201,6 +215,11 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
     """All reference strings of a layer: `from` (default `data`) and layer-valued options
     (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
     refs = max_seq_len_references(layer)
+    if layer.subnet is not None and layer.layer_class == "masked_computation":
+        # its input is read by `NAME/data:data`, its output is its unit's
+        refs.extend(reference_values(layer.opts, "mask"))
+        refs.append((("unit",), f"{layer.path[-1]}/unit"))
+        return refs
     if layer.subnet is not None:
         # its inputs are read inside (by `data`, through the layer `data:data` when that
         # exists); its output is the sub-network's `output` (missing: reported by the graph)

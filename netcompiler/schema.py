@@ -109,7 +109,9 @@ def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             break
-        if _is_layer_container(path[:i]) and isinstance(node, dict):
+        if isinstance(node, dict) and (_is_layer_container(path[:i]) or (
+                part == "unit" and layer_class == "masked_computation"
+                and layer_path == path[:i])):  # a masked computation's unit is a layer
             layer_class = node.get("class") if isinstance(node.get("class"), str) else None
             layer_path = path[: i + 1]
     return layer_class, layer_path
@@ -289,6 +291,8 @@ def validate_config(data: Any) -> list[Diagnostic]:
                 walk(layer["unit"], path + ("unit",))
             if layer["class"] == "subnetwork" and isinstance(layer.get("subnetwork"), dict):
                 walk(layer["subnetwork"], path + ("subnetwork",))
+            if layer["class"] == "masked_computation" and isinstance(layer.get("unit"), dict):
+                walk({"unit": layer["unit"]}, path)  # the unit is a layer dict
 
     walk(data.get("network"), ("network",))
     return diags

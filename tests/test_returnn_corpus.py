@@ -36,8 +36,6 @@ def test_corpus_size_and_source_lines():
 KNOWN_BLOCKERS: dict[str, tuple[str, str]] = {
     "demo_chunking_blstm_12ax": ("schema.unknown-class", "time_chunking/time_unchunking"),
     "demo_neural_transducer_12ax": ("schema.unknown-class", "RETURNN's neural_transducer"),
-    "rec_MaskedComputationLayer_UnmaskLayer_in_loop": ("schema.unknown-class",
-                                                       "masked_computation/unmask"),
     "rec_target_with_beam": ("graph.unknown-layer", "`extra.search:` networks"),
 }
 

@@ -28,6 +28,14 @@ BLOCK_LSTM_UNITS = ("lstmblock", "lstmblockfused")
 LSTM_UNITS = NATIVE_LSTM_UNITS + STANDARD_LSTM_UNITS + BLOCK_LSTM_UNITS
 GRU_UNITS = ("gru",)  # TF's GRUCell
 CELL_UNITS = LSTM_UNITS + GRU_UNITS
+#: the running sum (RETURNN's test cell `cumsum`, registered by its test suite): state h' = h + x,
+#: output h'; no variables, `n_out` = the input's features
+CUMSUM_UNITS = ("cumsum",)
+UNITS = CELL_UNITS + CUMSUM_UNITS
+
+
+def is_cumsum(unit) -> bool:
+    return str(unit).lower() in CUMSUM_UNITS
 
 
 def is_gru(unit) -> bool:
@@ -53,9 +61,14 @@ def check_cell_unit(ctx, cell_only: bool) -> None:
     computes faithfully are accepted (`forget_bias`, `use_peepholes` of TF's LSTMCell)."""
     unit = ctx.opt("unit")
     name = str(unit).lower()
-    if name not in CELL_UNITS:
+    if name not in UNITS:
         raise ctx.error(f"unknown cell `unit: {unit}`", "unit", "shape.cell-unit",
-                        hint="one of " + ", ".join(CELL_UNITS) + " (case-insensitive)")
+                        hint="one of " + ", ".join(UNITS) + " (case-insensitive)")
+    if name in CUMSUM_UNITS:
+        src = ctx.source
+        if src.sparse or src.feature_size != ctx.opts.get("n_out", src.feature_size):
+            raise ctx.error(f"`unit: {unit}` sums its input: `n_out` must equal the input's "
+                            f"features, input {src}", "n_out", "shape.cell-unit")
     opts = ctx.opts.get("unit_opts") or {}
     allowed = ("forget_bias", "use_peepholes") if _standard_lstm(unit, cell_only) else ()
     for key, value in opts.items():
@@ -143,7 +156,10 @@ def gru_step(xp, h, W_re):
 
 
 def cell_params(unit: str, n_in: int, n_out: int, init, bias_init=0.0) -> dict[str, ParamSpec]:
-    """Cell variables: input weights `W: [n_in, G*n]`, recurrent `W_re: [n, G*n]`, `b: [G*n]`."""
+    """Cell variables: input weights `W: [n_in, G*n]`, recurrent `W_re: [n, G*n]`, `b: [G*n]`
+    (none for `cumsum`)."""
+    if is_cumsum(unit):
+        return {}
     g = cell_gates(unit)
     return {
         "W": ParamSpec((n_in, g * n_out), init),
@@ -160,8 +176,8 @@ INITIAL_STATE_FORMS = ("`zeros`, `ones`, a number, `var` (trained), a layer [B, 
 
 
 def state_keys(unit) -> tuple[str, ...]:
-    """The parts of a cell's state: (c, h) for the LSTM family, (h,) for GRU."""
-    return ("h",) if is_gru(unit) else ("c", "h")
+    """The parts of a cell's state: (c, h) for the LSTM family, (h,) for GRU and cumsum."""
+    return ("h",) if is_gru(unit) or is_cumsum(unit) else ("c", "h")
 
 
 def initial_state_parts(ctx) -> dict[str, tuple[Any, tuple]]:
@@ -265,6 +281,10 @@ def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 
     new state); the gate layout of `run_cell_over_time`."""
     import tensorflow as tf
 
+    if is_cumsum(unit):
+        (h,) = state
+        h_new = h + tf.cast(x, h.dtype)
+        return h_new, (h_new,)
     W, W_re, b = params["W"], params["W_re"], params["b"]
     xp = (lookup_rows(W, x) if sparse else tf.matmul(x, W)) + b
     if is_gru(unit):
@@ -364,6 +384,24 @@ class RecRule(NoStepGuess, LayerRule):
         return y
 
 
+def _cumsum_over_time(x, lengths, direction, initial_state, return_state):
+    """`unit: cumsum` over x [B, T, n]: y_t = h0 + x_0 + ... + x_t within each sequence (padded
+    frames 0); the final state is the sum over the whole sequence."""
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x.dtype)[:, :, None]
+    if direction == -1:
+        x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    h0 = (tf.zeros_like(x[:, 0]) if initial_state is None
+          else tf.cast(initial_state[0], x.dtype))
+    y = (tf.cumsum(x * mask, axis=1) + h0[:, None]) * mask
+    final = h0 + tf.reduce_sum(x * mask, axis=1)
+    if direction == -1:
+        y = tf.reverse_sequence(y, lengths, seq_axis=1, batch_axis=0)
+    return (y, (final,)) if return_state else y
+
+
 def store_final_state(ctx, state: tuple) -> None:
     """Record a cell's final state ((c, h) / (h,)) in the forward pass's `ctx.final_states`
     (by layer name; read by `get_last_hidden_state`). A context without it (a cell run inside
@@ -394,6 +432,8 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
 
     if shape.dims.index(shape.time) != 1 or len(shape.dims) != (2 if shape.sparse else 3):
         raise ValueError(f"cells run over [B, T, F] (or sparse [B, T]) inputs, got {shape}")
+    if is_cumsum(unit):
+        return _cumsum_over_time(x, lengths, direction, initial_state, return_state)
     W, W_re, b = params["W"], params["W_re"], params["b"]
     peepholes = peepholes_of(params)
     n = W_re.shape[0]
