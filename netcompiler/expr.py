@@ -491,14 +491,7 @@ class _Parser:
                 and not isinstance(arg.value, bool)):
             raise self.fail(arg, "the argument of `source(i)` must be an integer literal", "")
         flags: dict[str, ast.AST] = dict(zip(_SOURCE_KEYWORDS, node.args[1:]))
-        for kw in node.keywords:
-            if kw.arg is None or kw.arg not in _SOURCE_KEYWORDS:
-                raise self.fail(kw.value if kw.arg is None else kw,
-                                f"keyword `{kw.arg or '**'}` is not allowed for `source`",
-                                f"keywords of `source`: {', '.join(_SOURCE_KEYWORDS)}")
-            if kw.arg in flags:
-                raise self.fail(kw, f"`{kw.arg}` given twice", "")
-            flags[kw.arg] = kw.value
+        self._bind_keywords(node, "source", _SOURCE_KEYWORDS, flags, "keywords")
         for key, value_node in flags.items():
             v = value_node.value if isinstance(value_node, ast.Constant) else None
             if not isinstance(v, bool):
@@ -514,6 +507,19 @@ class _Parser:
                 if self.n_sources is not None else "inputs from 0")
             raise self.fail(node, f"out of range, the layer has {have}", "")
         return Source(i)
+
+    def _bind_keywords(self, node: ast.Call, name: str, allowed, values: dict,
+                       what: str) -> None:
+        """The keyword arguments of a call into `values` (positional ones are there already);
+        only `allowed` names, each once."""
+        for kw in node.keywords:
+            if kw.arg is None or kw.arg not in allowed:
+                raise self.fail(kw.value if kw.arg is None else kw,
+                                f"keyword `{kw.arg or '**'}` is not allowed for `{name}`",
+                                f"{what} of `{name}`: {', '.join(allowed)}")
+            if kw.arg in values:
+                raise self.fail(kw, f"`{kw.arg}` given twice", "")
+            values[kw.arg] = kw.value
 
     def call(self, node: ast.Call, depth: int) -> Node:
         name = _dotted(node.func)
@@ -539,14 +545,7 @@ class _Parser:
                             f"{'s' if len(params) != 1 else ''}, got {len(node.args)}", "")
         for p, a in zip(params, node.args):
             values[p] = a
-        for kw in node.keywords:
-            if kw.arg is None or kw.arg not in params:
-                raise self.fail(kw.value if kw.arg is None else kw,
-                                f"keyword `{kw.arg or '**'}` is not allowed for `{name}`",
-                                f"parameters of `{name}`: {', '.join(params)}")
-            if kw.arg in values:
-                raise self.fail(kw, f"`{kw.arg}` given twice", "")
-            values[kw.arg] = kw.value
+        self._bind_keywords(node, name, params, values, "parameters")
         if canonical in ("to_float", "to_int32"):
             self._need(node, name, params, values)
             return Cast(self.walk(values["x"], depth),

@@ -91,3 +91,14 @@ class NoStepGuess:
 
     def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
         return None
+
+
+class GuessIsInfer:
+    """Mixin for layers without inputs (`constant`, `variable`): the `prev:` guess is the shape
+    itself; put it before `LayerRule` in the bases."""
+
+    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+        try:
+            return self.infer(ctx)
+        except ShapeError:
+            return None

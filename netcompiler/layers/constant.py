@@ -6,7 +6,7 @@ integers, bool for booleans, float32 otherwise). The layer reads no input (use `
 from __future__ import annotations
 
 from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from .base import GuessIsInfer, LayerRule
 from .combine import check_n_out
 
 
@@ -38,7 +38,7 @@ def value_dtype(leaves: list) -> str:
     return "float32"
 
 
-class ConstantRule(LayerRule):
+class ConstantRule(GuessIsInfer, LayerRule):
     layer_class = "constant"
     default_from = None  # as in RETURNN: a constant has no input unless `from` says so
 
@@ -64,12 +64,6 @@ class ConstantRule(LayerRule):
         out = Shape(tuple(dims), None, dtype)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        try:
-            return self.infer(ctx)
-        except Exception:
-            return None
 
     def call(self, ctx):
         import tensorflow as tf

@@ -14,7 +14,7 @@ everywhere (netcompiler.initializers), RETURNN's default 0. The variable is
 from __future__ import annotations
 
 from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
-from .base import LayerRule, ParamSpec
+from .base import GuessIsInfer, LayerRule, ParamSpec
 from .combine import check_n_out
 
 FLOAT_DTYPES = ("float32",)
@@ -28,7 +28,7 @@ def param_name(ctx) -> str:
     return ctx.opt("param_name") or ctx.name.rsplit("/", 1)[-1]
 
 
-class VariableRule(LayerRule):
+class VariableRule(GuessIsInfer, LayerRule):
     layer_class = "variable"
     default_from = None  # as in RETURNN: a variable has no input
 
@@ -57,12 +57,6 @@ class VariableRule(LayerRule):
         out = Shape(tuple(dims), None, dtype)
         check_n_out(ctx, out)
         return out
-
-    def guess_step_shape(self, ctx):
-        try:
-            return self.infer(ctx)
-        except Exception:
-            return None
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         shape = tuple(int(n) for n in ctx.opt("shape"))
