@@ -58,8 +58,11 @@ def test_example_configs_match_their_datasets():
                 continue
             if isinstance(spec, dict):
                 spec = {**spec, "num_seqs": 5}
-            ds = make_dataset(spec, cfg["extern_data"], name=name)
-            assert set(ds.keys) == set(cfg["extern_data"]), path.name
+            from netcompiler.conventions import extern_from_num_io
+
+            extern = cfg.get("extern_data") or extern_from_num_io(cfg)  # or num_inputs/outputs
+            ds = make_dataset(spec, extern, name=name)
+            assert set(ds.keys) == set(extern), path.name
             checked += 1
     assert checked >= 4
 

@@ -589,7 +589,7 @@ def test_cell_unit_opts():
     # anything else would change what is computed without saying so: an error
     for cls, unit, opts in (("rec", "nativelstm2", {"forget_bias": 1.0}),
                             ("rec", "LSTMBlock", {"forget_bias": 1.0}),  # NativeLSTM2 over time
-                            ("rec", "standardlstm", {"use_peepholes": True}),
+                            ("rec", "nativelstm2", {"use_peepholes": True}),
                             ("rnn_cell", "gru", {"forget_bias": 1.0}),
                             ("rec", "basiclstm", {"forget_bias": "one"})):
         e = error_of({"r": {"class": cls, "unit": unit, "n_out": 6, "from": "data",

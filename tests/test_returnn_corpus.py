@@ -37,6 +37,8 @@ KNOWN_BLOCKERS: dict[str, tuple[str, str]] = {
     "demo_chunking_blstm_12ax": ("schema.unknown-class", "time_chunking/time_unchunking"),
     "demo_neural_transducer_12ax": ("schema.unknown-class", "RETURNN's neural_transducer"),
     "rec_target_with_beam": ("graph.unknown-layer", "`extra.search:` networks"),
+    "rec_trainable_sublayers": ("shape.state-key",
+                                "the c||h state of an rnn_cell inside the loop (prev:s)"),
 }
 
 
