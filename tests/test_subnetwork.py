@@ -46,7 +46,7 @@ def _valid(a, lengths=LEN):
     return [a[b, :n] for b, n in enumerate(lengths)]
 
 
-def _close(a, b, lengths=LEN):
+def assert_close(a, b, lengths=LEN):
     for x, y in zip(_valid(np.asarray(a), lengths), _valid(np.asarray(b), lengths)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
@@ -194,15 +194,15 @@ def test_subnetwork_equals_the_same_layers_written_flat():
     lengths = {"data": LEN, "aux": LEN}
     ya = a(inputs, lengths, fetch=["output", "sub", "sub/h"])
     yb = b(inputs, lengths, fetch=["output", "o", "h"])
-    _close(ya["output"][0], yb["output"][0])
-    _close(ya["sub"][0], yb["o"][0])
-    _close(ya["sub/h"][0], yb["h"][0])
+    assert_close(ya["output"][0], yb["output"][0])
+    assert_close(ya["sub"][0], yb["o"][0])
+    assert_close(ya["sub/h"][0], yb["h"][0])
     np.testing.assert_array_equal(ya["sub"][1], LEN)
     # and NumPy: h = tanh([x, relu(x Wp + bp)] Wh + bh)
     v = {k: a.variable(k).numpy() for k in a.variables_by_name}
     pre = np.maximum(X @ v["pre/W"] + v["pre/b"], 0)
     h = np.tanh(np.concatenate([X, pre], -1) @ v["sub/h/W"] + v["sub/h/b"])
-    _close(ya["sub/h"][0], h)
+    assert_close(ya["sub/h"][0], h)
 
 
 @tf_mark
@@ -216,7 +216,7 @@ def test_subnetwork_concat_sources_false_names_its_inputs():
         "output": {"class": "linear", "from": ["sub", "data"], "n_out": 2}}}
     net = netcompiler.compile(cfg)
     y = net({"data": X, "aux": Y}, {"data": LEN, "aux": LEN}, fetch=["sub"])
-    _close(y["sub"][0], 2 * Y)
+    assert_close(y["sub"][0], 2 * Y)
 
 
 @tf_mark
@@ -231,8 +231,8 @@ def test_subnetwork_inside_rec_unit_with_prev_accumulates_per_step():
         "output": {"class": "copy", "from": "accum_sub"}}}}}
     net = netcompiler.compile(cfg)
     y = net({"data": X}, {"data": LEN}, fetch=["output", "output/accum_sub/accum"])
-    _close(y["output"][0], np.cumsum(X, axis=1))
-    _close(y["output/accum_sub/accum"][0], np.cumsum(X, axis=1))
+    assert_close(y["output"][0], np.cumsum(X, axis=1))
+    assert_close(y["output/accum_sub/accum"][0], np.cumsum(X, axis=1))
 
 
 @tf_mark
@@ -254,8 +254,8 @@ def test_subnetwork_in_rec_unit_equals_flat_unit():
                          "output/sub/output/W": "output/o/W", "output/sub/output/b": "output/o/b"})
     ya = a({"data": X}, {"data": LEN}, fetch=["output", "output/sub/h"])
     yb = b({"data": X}, {"data": LEN}, fetch=["output", "output/h"])
-    _close(ya["output"][0], yb["output"][0])
-    _close(ya["output/sub/h"][0], yb["output/h"][0])
+    assert_close(ya["output"][0], yb["output"][0])
+    assert_close(ya["output/sub/h"][0], yb["output/h"][0])
     # NumPy: the recurrence written out
     v = {k: a.variable(k).numpy() for k in a.variables_by_name}
     prev = np.zeros((B, 3), np.float32)
@@ -264,7 +264,7 @@ def test_subnetwork_in_rec_unit_equals_flat_unit():
         h = np.tanh(np.concatenate([X[:, t], prev], -1) @ v["output/sub/h/W"] + v["output/sub/h/b"])
         prev = np.concatenate([h, prev], -1) @ v["output/sub/output/W"] + v["output/sub/output/b"]
         outs.append(prev)
-    _close(ya["output"][0], np.stack(outs, 1))
+    assert_close(ya["output"][0], np.stack(outs, 1))
 
 
 @tf_mark
@@ -281,8 +281,8 @@ def test_rec_sub_layer_read_from_outside_equals_the_fetched_stacked_layer():
     y = net({"data": X}, {"data": LEN}, fetch=["raw"])
     ref = net({"data": X}, {"data": LEN}, fetch=["dec/att", "dec", "output"])
     assert y["raw"][0].shape == (B, T, 2)
-    _close(y["raw"][0], ref["dec/att"][0])
+    assert_close(y["raw"][0], ref["dec/att"][0])
     np.testing.assert_array_equal(y["raw"][1], LEN)
     v = {k: net.variable(k).numpy() for k in ("output/W", "output/b")}
     expect = np.concatenate([ref["dec/att"][0], ref["dec"][0]], -1) @ v["output/W"] + v["output/b"]
-    _close(ref["output"][0], expect)
+    assert_close(ref["output"][0], expect)
