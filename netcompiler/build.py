@@ -243,7 +243,9 @@ class CompiledNetwork(tf.Module):
                     dim_lengths[d] = tf.cast(lengths[key], tf.int32)
         needed = self.needed_layers(fetch)
         # the final state of each cell run over time in this pass ((c, h) / (h,) by layer
-        # name; filled by the cell builders, read by `get_last_hidden_state`)
+        # name; filled by the cell builders, read by `get_last_hidden_state`); also what each
+        # `time_chunking` did in this pass (under `("time_chunking", its chunk batch Dim)`,
+        # read by `time_unchunking`)
         final_states: dict[str, tuple] = {}
         # fetched sub-layers of rec units (`rec/sub`) come from their rec layer's loop;
         # `search`: None (a decoder searches when its choice's target is not an input) or

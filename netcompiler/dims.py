@@ -47,8 +47,8 @@ class Dim:
         return self.kind in (BATCH, TIME)
 
     def __str__(self) -> str:
-        if self.kind == BATCH:
-            return "B"
+        if self.kind == BATCH:  # another batch: `B(in:chunks)`, the chunks of `time_chunking`
+            return "B" if self.tag in ("batch", "") else f"B({self.tag})"
         if self.kind == TIME:
             return f"T({self.tag})"
         if self.kind == FEATURE:

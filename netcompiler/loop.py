@@ -403,11 +403,22 @@ class _Runner:
         return read_shape(self.inferred, ref)
 
     def _batch_size(self):
+        # the batch the rec layer runs on (another one than `B` over the chunks of a
+        # `time_chunking`): a value on that batch axis, else any batched value
+        out = self.inferred.shapes.get(self.rec.name)
+        want = next((d for d in out.dims if d.kind == "batch"), None) if out else None
+        found = None
         for key, v in self.values.items():
             shape = (self.inferred.extern.get(key[5:]) if key.startswith("data:")
                      else self.inferred.shapes.get(key))
             if shape is not None and shape.has_batch and hasattr(v, "shape"):
-                return tf.shape(v)[_batch_axis(shape)]
+                axis = _batch_axis(shape)
+                if want is None or shape.dims[axis] is want:
+                    return tf.shape(v)[axis]
+                if found is None:
+                    found = tf.shape(v)[axis]
+        if found is not None:
+            return found
         raise ValueError(f"`{self.rec.name}`: cannot tell the batch size (no batched input)")
 
     def _dim_size(self, dim: Dim):

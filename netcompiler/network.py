@@ -19,7 +19,7 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
                  "initial_output", "initial_state", "condition", "true_from", "false_from",
-                 "explicit_search_source", "mask")
+                 "explicit_search_source", "mask", "chunking_layer")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references

@@ -521,11 +521,12 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             # an input not known yet is neutral for a broadcasting layer
             sources = [known[0] if s is None else s for s in sources]
         try:
+            in_shapes = list(sources) + [s for got in refs.values() for _, s in got]
             if rule.concat_sources and len(sources) > 1:
                 sources = [concat_features(sources, names)]
                 names = ["+".join(names)]
             ctx = ShapeContext(inferred, layer, sources, names, refs)
-            shape = rule.infer(ctx)
+            shape = _on_input_batch(layer, in_shapes, rule.infer(ctx))
             inferred.shapes[name] = shape
             if network.registered.get(layer.opts.get("register_as_extern_data")) is layer:
                 inferred.extern[layer.opts["register_as_extern_data"]] = shape
@@ -560,6 +561,30 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
                 _report(inferred, layer, ShapeError(
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
+
+
+def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape:
+    """A layer on the batch of chunks of a `time_chunking` layer (a batch axis of its own) stays
+    on it: its inputs may not mix it with another batch (`time_unchunking` maps it back), and an
+    output built on the plain batch `B` is on the chunks' batch. Not checked inside rec units
+    (their per-step shapes are guessed on `B`)."""
+    if layer.scope.in_rec or layer.layer_class == "time_unchunking":
+        return shape
+    batches: list[Dim] = []
+    for s in in_shapes:
+        for d in s.dims:
+            if d.kind == "batch" and not any(d is b for b in batches):
+                batches.append(d)
+    if not any(b is not BATCH_DIM for b in batches):
+        return shape
+    if len(batches) > 1:
+        raise ShapeError(
+            f"`{layer.name}` mixes the batch axes {' and '.join(str(b) for b in batches)}: a "
+            f"batch of chunks (`time_chunking`) has other entries than the batch it was cut "
+            f"from", "from", "shape.chunk-batch",
+            hint="bring the chunks back with `time_unchunking` first")
+    return Shape(tuple(batches[0] if d is BATCH_DIM else d for d in shape.dims),
+                 shape.sparse_dim, shape.dtype)
 
 
 def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:

@@ -272,6 +272,11 @@ EXAMPLES: list[Example] = [
                                                 "pool_size": [2]}}), ("pool",)),
     Example("pool_avg_same", _cfg({"output": {"class": "pool", "mode": "avg", "pool_size": [3],
                                               "strides": 1, "padding": "same"}}), ("pool",)),
+    # upsampling: a new time axis T(output) with lengths 2 * len + 2 - 2 * 1
+    Example("transposed_conv", _cfg({"output": {"class": "transposed_conv", "filter_size": [4],
+                                                "n_out": 3, "strides": 2, "padding": "valid",
+                                                "remove_padding": 1, "activation": "tanh"}}),
+            ("transposed_conv",)),
 
     # -- axes -----------------------------------------------------------------------------------
     Example("slice_time", _cfg({"output": {"class": "slice", "axis": "T", "slice_start": 1,
@@ -422,6 +427,14 @@ EXAMPLES: list[Example] = [
         ("unmask", "masked_computation"), xla=False),
     Example("cast", _cfg({"output": {"class": "cast", "dtype": "float32"}},
                          {"dim": 7, "sparse": True}), ("cast",)),
+    # overlapping chunks of 3 frames every 2 on a batch of chunks, an LSTM over each chunk,
+    # unchunked (overlapping frames averaged) back onto [B, T(data)]; the chunks themselves are
+    # not the output: their number follows the padded length (not padding-invariant)
+    Example("time_chunking_unchunking", _cfg({
+        "chunked": {"class": "time_chunking", "chunk_size": 3, "chunk_step": 2},
+        "lstm": {"class": "rec", "unit": "lstm", "n_out": 4, "from": "chunked"},
+        "output": {"class": "time_unchunking", "from": "lstm", "chunking_layer": "chunked"}}),
+        ("time_chunking", "time_unchunking", "rec")),
 ]
 
 

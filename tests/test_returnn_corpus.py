@@ -34,7 +34,6 @@ def test_corpus_size_and_source_lines():
 #: that starts to run fails its test (take it off the list), and so does one that stops anywhere
 #: else (a crash after validation would break "what validates, compiles").
 KNOWN_BLOCKERS: dict[str, tuple[str, str]] = {
-    "demo_chunking_blstm_12ax": ("schema.unknown-class", "time_chunking/time_unchunking"),
     "demo_neural_transducer_12ax": ("schema.unknown-class", "RETURNN's neural_transducer"),
     "rec_target_with_beam": ("graph.unknown-layer", "`extra.search:` networks"),
     "rec_trainable_sublayers": ("shape.state-key",
