@@ -57,7 +57,10 @@ STATEFUL = ("rnn_cell", "self_attention")
 #: classes whose per-step output depends on the step number
 STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
 #: classes that always stay inside the loop (their per-step form has no sequence equivalent here)
-LOOP_ONLY = ("relative_positional_encoding",)
+LOOP_ONLY = ("relative_positional_encoding",
+             # they convolve every non-batch, non-feature axis: moved out, the loop axis would
+             # be convolved too, where per step only the step's own axes are
+             "conv", "transposed_conv", "pool")
 #: classes that may be moved out *after* the loop: position-wise over every axis but the feature
 #: axis (or element-wise), no options naming axes, no per-step state -- so their output over the
 #: stacked [B, T_loop, ...] inputs is, frame by frame, their per-step output
