@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from netcompiler.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
                                   padded_batch, tf_dataset, write_hdf, write_npz)
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "returnn-hdf"
+# copied from ../shared/fixtures/returnn-hdf (written by RETURNN, see its README.md)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "returnn-hdf"
 FIXTURE_FILES = ["dense_features_sparse_classes", "sparse_inputs"]
 
 EXTERN = {
@@ -233,9 +234,6 @@ def test_partition_epochs():
 
 # ---------------------------------------------------------------- HDF
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
-                                    reason=f"fixture folder {FIXTURES} is absent")
-
 
 def fixture_extern(meta):
     return {k: {"dim": meta[k]["dim"], "sparse": meta[k]["sparse"]}
@@ -258,7 +256,6 @@ def check_against_json(ds, meta):
             assert ds.seq_length(i, k) == len(want)
 
 
-@needs_fixtures
 @pytest.mark.parametrize("stem", FIXTURE_FILES)
 def test_hdf_fixture_files(stem, tmp_path):
     meta = json.loads((FIXTURES / f"{stem}.json").read_text())
@@ -290,7 +287,6 @@ def test_hdf_fixture_files(stem, tmp_path):
                                               b["targets/size"].attrs[k])
 
 
-@needs_fixtures
 def test_hdf_fixture_mismatch_and_multiple_files():
     meta = json.loads((FIXTURES / "sparse_inputs.json").read_text())
     f = str(FIXTURES / "sparse_inputs.hdf")
