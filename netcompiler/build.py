@@ -377,7 +377,7 @@ def compile_network(config, overrides: list[str] | None = None, seed: int | None
 def _check_shared_lengths(extern, lens) -> None:
     """Extern keys that share a time axis (`same_time_as`, or unified by a frame-wise loss)
     must come with equal lengths; checked here where the lengths are concrete."""
-    from .shapes import shared_time_keys
+    from .extern_data import shared_time_keys
 
     for keys in shared_time_keys(extern):
         given = [k for k in keys if k in lens]

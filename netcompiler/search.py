@@ -147,7 +147,7 @@ def _search(args, result) -> int:
     from .build import CompiledNetwork
     from .datasets import DatasetError, check_shared_time_axes, make_dataset
     from .loop import choice_targets, has_search_choice, search_rec_layer
-    from .shapes import shared_time_keys
+    from .extern_data import shared_time_keys
 
     config = result.config.data
     opts = TrainOptions.from_config(config)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import ERROR, NOTE, WARNING, Diagnostic
-from .dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, spatial_dim, time_dim
+from .diagnostics import ERROR, WARNING, Diagnostic
+from .dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, time_dim
 from .graph import Graph
 from .layers import ParamSpec, ShapeError, get_rule
 from .network import Layer, Network, Ref
 from .schema import option_default
+from .shape_checks import (check_choice_target_axis, check_initial_output, check_loss,
+                           check_shared_params, report)
 
 
 @dataclass
@@ -43,124 +45,6 @@ class InferredNetwork:
     @property
     def total_params(self) -> int:
         return sum(self.param_count(n) for n in self.params)
-
-
-def extern_shapes(extern: dict, same_time: dict[str, str] | None = None
-                  ) -> tuple[dict[str, Shape], list[Diagnostic]]:
-    """Shapes of the `extern_data` entries (batch-major, with their own time axes).
-    `same_time` adds `same_time_as` relations found by unification (key -> other key)."""
-    shapes: dict[str, Shape] = {}
-    diags: list[Diagnostic] = []
-    if same_time:
-        extern = {k: (dict(v, same_time_as=same_time[k]) if k in same_time
-                      and isinstance(v, dict) else v) for k, v in extern.items()}
-    pending = dict(extern)
-    # entries with same_time_as need the other entry first
-    for _ in range(len(pending) + 1):
-        for key in list(pending):
-            spec = pending[key] if isinstance(pending[key], dict) else {}
-            other = spec.get("same_time_as")
-            if other is not None and other not in shapes:
-                if other in extern and other not in pending:
-                    pending.pop(key)  # `other` failed and was reported; nothing to add
-                    continue
-                if other not in extern:
-                    diags.append(Diagnostic(ERROR, f"`same_time_as: {other}`: no such extern data",
-                                            "shape.extern", ("extern_data", key, "same_time_as")))
-                    pending.pop(key)
-                continue
-            pending.pop(key)
-            try:
-                shapes[key] = _extern_shape(key, spec, shapes.get(other) if other else None)
-            except ShapeError as exc:
-                path = ("extern_data", key) + ((exc.option,) if exc.option else ())
-                diags.append(Diagnostic(ERROR, exc.message, exc.rule, path))
-    for key in pending:
-        diags.append(Diagnostic(ERROR, "`same_time_as` forms a cycle", "shape.extern",
-                                ("extern_data", key, "same_time_as")))
-    return shapes, diags
-
-
-def shared_time_keys(extern: dict[str, Shape]) -> list[tuple[str, ...]]:
-    """Groups of extern data keys whose (first) time axis is one axis."""
-    groups: dict[Dim, list[str]] = {}
-    for key, shape in extern.items():  # (the extern data given as input, see extern_shapes)
-        if shape.time is not None:
-            groups.setdefault(shape.time, []).append(key)
-    return [tuple(keys) for keys in groups.values() if len(keys) > 1]
-
-
-def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
-                      ) -> tuple[dict[str, str], list[Diagnostic]]:
-    """`same_time_as` relations (key -> key whose time axis it takes) for the extern time axes
-    that frame-wise losses compare, with a note for each; the lengths of the two are checked
-    when data is fed (`netcompiler.build`, the training pipeline)."""
-    parent: dict[str, str] = {}
-
-    def root(k: str) -> str:
-        while k in parent:
-            k = parent[k]
-        return k
-
-    notes = []
-    for (a, b), path in pairs.items():
-        ra, rb = root(a), root(b)
-        if ra == rb:
-            continue
-        # the input keeps its axis; the target takes it (a target with same_time_as declared
-        # already points elsewhere, so the other one follows)
-        if isinstance(extern.get(rb), dict) and extern[rb].get("same_time_as"):
-            ra, rb = rb, ra
-        parent[rb] = ra
-        notes.append(Diagnostic(
-            NOTE, f"frames of `{a}` and `{b}` are read together (by a frame-wise loss, or a "
-            f"choice's target read per step of a loop over the other), but their time axes "
-            f"were not declared the same: they are taken as one axis (as RETURNN does), and "
-            f"the lengths of the two are checked to be equal when data is fed",
-            "shape.unified-time",
-            path, hint=f"declare it with `same_time_as: {ra}` on extern data `{rb}`"))
-    return {k: root(k) for k in parent}, notes
-
-
-def _extern_shape(key: str, spec: dict, same_as: Shape | None) -> Shape:
-    sparse = bool(spec.get("sparse", False))
-    dim = spec.get("dim")
-    shape = spec.get("shape")
-    if shape is None:
-        if dim is None:
-            raise ShapeError(f"extern data `{key}` needs `dim` or `shape`", "dim", "shape.extern")
-        shape = [None] if sparse else [None, dim]
-    elif not sparse:
-        if not shape or shape[-1] is None:
-            raise ShapeError(f"dense extern data `{key}` needs a static feature size last in `shape`",
-                             "shape", "shape.extern")
-        if dim is not None and dim != shape[-1]:
-            raise ShapeError(f"`dim: {dim}` differs from the last entry of `shape: {shape}`",
-                             "dim", "shape.extern")
-        dim = shape[-1]
-    elif dim is None:
-        raise ShapeError(f"sparse extern data `{key}` needs `dim` (the number of classes)", "dim",
-                         "shape.extern")
-    entries = list(shape) if sparse else list(shape[:-1])
-    dims: list[Dim] = [BATCH_DIM]
-    n_time = 0
-    for entry in entries:
-        # descriptions as RETURNN names extern data's axes (matched by `stag:NAME`)
-        if entry is None:
-            if n_time == 0 and same_as is not None and same_as.time is not None:
-                dims.append(same_as.time)
-            elif n_time == 0:
-                dims.append(time_dim(key, f"time:var:extern_data:{key}"))
-            else:
-                dims.append(time_dim(f"{key}#{n_time + 1}",
-                                     f"spatial{len(dims)}:var:extern_data:{key}"))
-            n_time += 1
-        else:
-            dims.append(spatial_dim(entry, description=f"spatial{len(dims) - 1}:static{entry}:{key}"))
-    if not sparse:
-        dims.append(feature_dim(dim))
-    dtype = spec.get("dtype") or ("int32" if sparse else "float32")
-    return Shape(tuple(dims), dim if sparse else None, dtype)
 
 
 _MISSING = object()
@@ -419,34 +303,13 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
     _run_pass(inferred, order, failed, final)
     for name, (before, after) in unsettled.items():
         layer = network.layers[name]
-        _report(inferred, layer, ShapeError(
+        report(inferred, layer, ShapeError(
             f"the shape of `{name}` does not settle: it is {before} in one pass over the "
             f"`prev:` cycle and {after} in the next", "from", "shape.prev-diverges",
             hint="a layer on the cycle grows its input; set `n_out` or cut the growth"))
     _report_unresolved(inferred, final)
-    _check_shared_params(inferred)
+    check_shared_params(inferred)
     return inferred
-
-
-def _check_shared_params(inferred: InferredNetwork) -> None:
-    """`reuse_params`: the layer's variables must be those of the owner (names and shapes)."""
-    for name, owner in inferred.graph.param_owner.items():
-        layer = inferred.network.layers[name]
-        value = layer.opts.get("reuse_params")
-        if isinstance(value, dict) and set(value) - {"reuse_layer"}:
-            _report(inferred, layer, ShapeError(
-                f"`reuse_params` with {', '.join(sorted(set(value) - {'reuse_layer'}))}: only "
-                f"sharing all variables of one layer is supported", "reuse_params",
-                "shape.reuse-params", hint="write `reuse_params: LAYER`"))
-            continue
-        if name not in inferred.params or owner not in inferred.params:
-            continue  # a shape error was reported
-        mine = {k: v.shape for k, v in inferred.params[name].items()}
-        theirs = {k: v.shape for k, v in inferred.params[owner].items()}
-        if mine != theirs:
-            _report(inferred, layer, ShapeError(
-                f"`reuse_params: {owner}`: `{name}` needs the variables {mine or 'none'}, "
-                f"`{owner}` has {theirs or 'none'}", "reuse_params", "shape.reuse-params"))
 
 
 def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
@@ -510,7 +373,7 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             if lenient:
                 _guess_or_unknown(inferred, layer, rule, state, failed)
             else:
-                _report(inferred, layer, exc)
+                report(inferred, layer, exc)
                 failed.add(name)
             continue
         if any(s is None for s in sources):
@@ -534,11 +397,11 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
                 continue
             inferred.params[name] = rule.params(ctx, shape)
             if layer.opts.get("loss"):
-                _check_loss(inferred, layer, shape)
+                check_loss(inferred, layer, shape)
             if layer.layer_class == "choice" and layer.scope.in_rec:
-                _check_choice_target_axis(inferred, layer)
+                check_choice_target_axis(inferred, layer)
             if "initial_output" in layer.opts:
-                _check_initial_output(ctx, shape, inferred.params[name])
+                check_initial_output(ctx, shape, inferred.params[name])
             if any(layer.opts.get(k) for k in ("dropout_noise_shape", "batch_norm")):
                 from .layers._common_opts import check_common_options
                 check_common_options(ctx, shape, inferred.params[name])
@@ -552,13 +415,13 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
                 inferred.shapes.pop(name, None)
                 _guess_or_unknown(inferred, layer, rule, state, failed)
                 continue
-            _report(inferred, layer, exc)
+            report(inferred, layer, exc)
             failed.add(name)
             continue
         if name in state.assumed:
             guess, user = state.assumed.pop(name)
             if not _same_shape(guess, shape):
-                _report(inferred, layer, ShapeError(
+                report(inferred, layer, ShapeError(
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
 
@@ -617,11 +480,6 @@ def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pas
 
 class _Skip(Exception):
     pass
-
-
-def _report(inferred: InferredNetwork, layer: Layer, exc: ShapeError) -> None:
-    path = layer.path + ((exc.option,) if exc.option else ())
-    inferred.diagnostics.append(Diagnostic(ERROR, exc.message, exc.rule, path, hint=exc.hint))
 
 
 def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass) -> Dim:
@@ -736,182 +594,3 @@ def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], st
     return sources, names, refs
 
 
-def _check_apply_zero(ctx: ShapeContext) -> None:
-    """`initial_output: apply(0)` (RETURNN: the layer applied to zeroed `from` inputs) for a
-    layer without a state and without other options that read layers of the unit."""
-    from .network import LAYER_OPTIONS
-
-    cls = ctx.layer.layer_class
-    if cls in ("choice", "rnn_cell", "rec", "self_attention"):
-        raise ShapeError(f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
-                         f"(netcompiler applies only stateless layers to zeroed inputs)",
-                         "initial_output", "shape.initial-output",
-                         hint="use `zeros`, a number or `var`")
-    for option in LAYER_OPTIONS:
-        if option in ("from", "initial_output", "reuse_params", "explicit_search_source"):
-            continue
-        value = ctx.opts.get(option)
-        texts = value if isinstance(value, list) else [value]
-        inner = [t for t in texts if isinstance(t, str)
-                 and not t.startswith(("base:", "data:")) and t != "data"]
-        if inner:
-            raise ShapeError(f"`initial_output: apply(0)` with `{option}: {inner[0]}`, a layer of "
-                             f"the unit, is not supported (its value before the first step is "
-                             f"not defined; only the `from` inputs are zeroed)", "initial_output",
-                             "shape.initial-output", hint="use `zeros`, a number or `var`")
-
-
-def _check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
-    """`initial_output` (what `prev:` reads at step 0) must fit the layer's per-step shape."""
-    value = ctx.opts["initial_output"]
-    if not ctx.in_rec:
-        raise ShapeError("`initial_output` only applies inside a rec unit", "initial_output",
-                         "shape.initial-output")
-    if value == "apply(0)":
-        _check_apply_zero(ctx)
-    init = ctx.ref("initial_output")
-    if init is not None and (not same_axes(init.dims, step.dims)
-                             or init.sparse_dim != step.sparse_dim):
-        raise ShapeError(f"`initial_output` `{ctx.ref_name('initial_output')}` is {init}, but "
-                         f"`{ctx.name}` is {step} per step", "initial_output",
-                         "shape.initial-output")
-    if value == "var":
-        if any(d.size is None for d in step.dims if d.kind != "batch") or step.sparse:
-            raise ShapeError(f"`initial_output: var` needs a dense per-step shape with static "
-                             f"axes besides the batch, `{ctx.name}` is {step}",
-                             "initial_output", "shape.initial-output")
-        params["initial_output"] = ParamSpec(
-            tuple(d.size for d in step.dims if d.kind != "batch"), 0.0)
-
-
-def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
-    """The time axis of each extern data key that has its own (not `same_time_as`)."""
-    out: dict[Dim, str] = {}
-    for key, shape in inferred.extern.items():
-        if key in inferred.network.registered:
-            continue  # its axes are a layer's
-        for d in shape.time_dims[:1]:
-            out.setdefault(d, key)
-    return out
-
-
-def _unifiable_time_axes(inferred: InferredNetwork, out_dims, target_dims
-                         ) -> list[tuple[str, str]]:
-    """A frame-wise loss between two extern time axes that nobody declared the same: RETURNN
-    matches them by position. The pairs (output's key, target's key) that would make the axes
-    agree, or [] when they differ otherwise (e.g. an axis a layer created)."""
-    if len(out_dims) != len(target_dims):
-        return []
-    keys = _extern_time_keys(inferred)
-    pairs = []
-    for a, b in zip(out_dims, target_dims):
-        if a.matches(b):
-            continue
-        if a in keys and b in keys and a.kind == b.kind == "time":
-            pairs.append((keys[a], keys[b]))
-        else:
-            return []
-    return pairs
-
-
-def _check_choice_target_axis(inferred: InferredNetwork, layer: Layer) -> None:
-    """Teacher-forced, a `choice` reads its target frame by frame of the loop: when the loop
-    runs over another extern time axis (the rec layer's input), the two are one axis, as in
-    RETURNN; unified like a frame-wise loss (a note, lengths checked when data is fed)."""
-    key = layer.opts.get("target")
-    target = inferred.extern.get(key) if isinstance(key, str) else None
-    loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
-    if target is None or target.time is None or loop is None or target.has(loop):
-        return
-    pairs = _unifiable_time_axes(inferred, (loop,), (target.time,))
-    for pair in pairs:
-        inferred.unify.setdefault(pair, layer.path + ("target",))
-
-
-def _check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
-    """The `target` of a layer's `loss` must fit the layer's output."""
-    loss = layer.opts["loss"]
-    if loss == "as_is":  # the output is the loss: no target (a given one is not read)
-        if out.sparse:
-            raise ShapeError(f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
-                             f"so it must be values, not class indices", "loss",
-                             "shape.loss-target")
-        return
-    key = layer.opts.get("target")
-    if not isinstance(key, str):
-        raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key; RETURNN's "
-                         f"default, the config's `target` or `classes`, is not one)", "loss",
-                         "shape.loss-target")
-    target = inferred.extern.get(key)  # an unknown key was reported by the graph check
-    if target is None:
-        return
-    if layer.layer_class == "choice":
-        out = _choice_loss_input(inferred, layer, out)
-    if layer.scope.in_rec:
-        loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
-        if loop is not None and target.has(loop):
-            target = target.without(loop)
-    what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
-    if loss == "edit_distance":  # label sequences, each with its own length
-        if not (out.sparse and target.sparse and out.time is not None
-                and target.time is not None and len(out.dims) == len(target.dims)):
-            raise ShapeError(f"`loss: edit_distance`: {what} (needs label sequences, "
-                             f"[B, T] sparse, on both sides)", "target", "shape.loss-target")
-        return
-    if loss == "ctc":
-        ok = (target.sparse and out.feature_size == target.sparse_dim + 1
-              and out.time is not None and target.time is not None)
-        if not ok:
-            raise ShapeError(f"`loss: ctc`: {what} (needs a sparse target over time and "
-                             f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
-                             "target", "shape.loss-target")
-        return
-    if out.sparse or out.feature is None:
-        raise ShapeError(f"`loss: {loss}`: {what} (the output needs a feature axis)", "loss",
-                         "shape.loss-target")
-    if target.sparse:
-        axes_ok = same_axes(out.non_feature_dims, target.dims)
-        feat_ok = out.feature_size == target.sparse_dim
-    else:
-        axes_ok = same_axes(out.non_feature_dims, target.non_feature_dims)
-        feat_ok = out.feature_size == target.feature_size
-    if not axes_ok:
-        pairs = _unifiable_time_axes(inferred, out.non_feature_dims,
-                                     target.dims if target.sparse else target.non_feature_dims)
-        if pairs:
-            for pair in pairs:
-                inferred.unify.setdefault(pair, layer.path + ("target",))
-            return
-        raise ShapeError(f"`loss: {loss}`: {what}: their axes differ", "target",
-                         "shape.loss-target")
-    if not feat_ok:
-        raise ShapeError(f"`loss: {loss}`: {what}: {out.feature_size} output features for "
-                         f"{target.feature_size} target classes/features", "target",
-                         "shape.loss-target")
-
-
-def choice_loss_source(graph: Graph, layer: Layer) -> Ref | None:
-    """The distribution a `choice` layer's loss is computed from: its single `from` layer (the
-    softmax that feeds it); None when it has another input (extern data, several inputs)."""
-    refs = [ref for sub, ref in graph.refs.get(layer.name, []) if sub[0] == "from"]
-    if len(refs) != 1 or refs[0].kind != "layer" or refs[0].prev:
-        return None
-    return refs[0]
-
-
-def _choice_loss_input(inferred: InferredNetwork, layer: Layer, out: Shape) -> Shape:
-    """A `choice` layer's loss (RETURNN: `loss: ce` on the choice) is the loss of its input
-    distribution against the choice's target; the shape the loss is checked on."""
-    loss = layer.opts["loss"]
-    if loss != "ce":
-        raise ShapeError(f"`loss: {loss}` on a `choice` layer is not supported: its loss is the "
-                         f"cross entropy of its input distribution (`loss: ce`)", "loss",
-                         "shape.loss-target", hint="use `loss: ce`, or put the loss on the "
-                         "layer feeding the choice")
-    ref = choice_loss_source(inferred.graph, layer)
-    shape = inferred.shapes.get(ref.target.name) if ref is not None else None
-    if shape is None:
-        raise ShapeError("`loss: ce` on a `choice` layer needs exactly one input layer in "
-                         "`from` (the distribution the loss is computed from)", "from",
-                         "shape.loss-target")
-    return shape

@@ -470,7 +470,7 @@ class Trainer:
                 raise TrainError(f"layer `{name}`: target `{target}` is not an extern_data key")
             opts, source = dict(layer.opts.get("loss_opts") or {}), ""
             if layer.layer_class == "choice":
-                from .shapes import choice_loss_source
+                from .shape_checks import choice_loss_source
                 ref = choice_loss_source(self.net.graph, layer)
                 if ref is None:
                     raise TrainError(f"layer `{name}`: the loss of a `choice` needs one input "
@@ -578,7 +578,7 @@ class Trainer:
     # -- data -------------------------------------------------------------------------------------
     def load_data(self):
         from .datasets import DatasetError, check_shared_time_axes, make_dataset
-        from .shapes import shared_time_keys
+        from .extern_data import shared_time_keys
 
         extern = self.config.get("extern_data") or {}
         if self.opts.train_data is None:
@@ -949,7 +949,7 @@ def _forward(args, result) -> int:
 
     from .build import CompiledNetwork
     from .datasets import DatasetError, batches, check_shared_time_axes, make_dataset
-    from .shapes import shared_time_keys
+    from .extern_data import shared_time_keys
     opts = TrainOptions.from_config(result.config.data)
     ckpt_path = getattr(args, "checkpoint", None) or opts.model_dir
     if not ckpt_path:

@@ -10,7 +10,8 @@ from .graph import Graph, build_graph, check_outputs
 from .loader import Config, apply_overrides, load
 from .network import build_network
 from .schema import failed_layer_paths, validate_config
-from .shapes import InferredNetwork, extern_shapes, infer_shapes, unify_extern_time
+from .extern_data import extern_shapes, unify_extern_time
+from .shapes import InferredNetwork, infer_shapes
 
 
 @dataclass

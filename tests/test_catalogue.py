@@ -12,7 +12,7 @@ from netcompiler.layers import registry
 from netcompiler.schema import SCHEMA_DIR, layer_schema_files, render_config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-# copied from ../shared/reference/layers.md
+# a copy of the reference catalogue of layer classes (shared reference, layers.md)
 LAYERS_MD = Path(__file__).resolve().parent / "fixtures" / "reference" / "layers.md"
 
 # every class named in the catalogue of layers.md (the five attention layers and the table)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from netcompiler.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
                                   padded_batch, tf_dataset, write_hdf, write_npz)
 
-# copied from ../shared/fixtures/returnn-hdf (written by RETURNN, see its README.md)
+# a copy of the project fixtures written by RETURNN (see its README.md)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "returnn-hdf"
 FIXTURE_FILES = ["dense_features_sparse_classes", "sparse_inputs"]
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from netcompiler import expr
-from netcompiler.expr import ExprError, infer_dtype, parse_expression, to_numpy
+from netcompiler import expr_types
+from netcompiler.expr import ExprError, parse_expression, to_numpy
+from netcompiler.expr_types import infer_dtype
 
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0.1, 2.0, size=(2, 3, 4)).astype(np.float32)
@@ -405,16 +407,16 @@ def test_dtype_errors_of_the_idioms(text, dtypes, message):
 
 
 @pytest.mark.parametrize("text,has,state", [
-    ("source(0) > 0", [True], expr.FULL),
-    ("source(0) * source(1)", [False, True], expr.FULL),
-    ("source(0) + 1", [False], expr.BROADCAST),
-    ("tf.nn.softmax(source(0))", [True], expr.FULL),
-    ("tf.reduce_sum(source(0), axis=-1, keepdims=True) * source(1)", [True, False], expr.KEPT),
-    ("source(0) - tf.reduce_max(source(0), axis=-1, keepdims=True)", [True], expr.FULL),
-    ("tf.reduce_sum(source(0), axis=-1) + source(1)", [True, False], expr.REMOVED),
+    ("source(0) > 0", [True], expr_types.FULL),
+    ("source(0) * source(1)", [False, True], expr_types.FULL),
+    ("source(0) + 1", [False], expr_types.BROADCAST),
+    ("tf.nn.softmax(source(0))", [True], expr_types.FULL),
+    ("tf.reduce_sum(source(0), axis=-1, keepdims=True) * source(1)", [True, False], expr_types.KEPT),
+    ("source(0) - tf.reduce_max(source(0), axis=-1, keepdims=True)", [True], expr_types.FULL),
+    ("tf.reduce_sum(source(0), axis=-1) + source(1)", [True, False], expr_types.REMOVED),
 ])
 def test_feature_axis_through_the_expression(text, has, state):
-    assert expr.infer_feature(parse_expression(text, len(has)), has) == state
+    assert expr_types.infer_feature(parse_expression(text, len(has)), has) == state
 
 
 @pytest.mark.parametrize("text,has,message", [
@@ -424,7 +426,7 @@ def test_feature_axis_through_the_expression(text, has, state):
 ])
 def test_feature_axis_errors(text, has, message):
     with pytest.raises(ExprError, match=message):
-        expr.infer_feature(parse_expression(text, len(has)), has)
+        expr_types.infer_feature(parse_expression(text, len(has)), has)
 
 
 def test_aligned_evaluation_squeezes_a_removed_feature_axis():

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netcompiler.diagnostics import ERROR, WARNING, Diagnostic
+from netcompiler.diagnostics import ERROR, NOTE, WARNING, Diagnostic
 from netcompiler.validate import ValidationResult, validate
 
 VALID_CONFIGS = [
@@ -73,7 +73,7 @@ def check_result(result) -> None:
         assert isinstance(d, Diagnostic)
         assert isinstance(d.message, str) and d.message
         assert isinstance(d.rule, str) and d.rule
-        assert d.severity in (ERROR, WARNING)
+        assert d.severity in (ERROR, WARNING, NOTE)
         assert isinstance(d.path, tuple)
         assert d.line is None or (isinstance(d.line, int) and d.line >= 1)
         assert d.col is None or (isinstance(d.col, int) and d.col >= 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_dims,
                     feature_dim, spatial_dim)
 from .. import expr as _expr
+from .. import expr_types as _types
 from ..activations import parse_activation
 from .base import LayerRule
 
@@ -269,15 +270,15 @@ def _infer_eval(ctx, option: str = "eval") -> Shape:
     tree = parse_eval(ctx, option)
     dtypes = [_input_dtype(s) for s in ctx.sources]
     try:
-        dtype = _expr.infer_dtype(tree, dtypes)
-        feature = _expr.infer_feature(tree, [s.feature is not None for s in ctx.sources])
+        dtype = _types.infer_dtype(tree, dtypes)
+        feature = _types.infer_feature(tree, [s.feature is not None for s in ctx.sources])
     except _expr.ExprError as exc:
         raise ctx.error(f"`{option}` {ctx.opt(option)!r} with inputs {describe_inputs(ctx)}: "
                         f"{exc.message}", option, "shape.eval") from None
     dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
-    if feature in (_expr.KEPT, _expr.REMOVED):  # reduced over the feature axis
+    if feature in (_types.KEPT, _types.REMOVED):  # reduced over the feature axis
         dims = tuple(d for d in dims if d.kind != FEATURE)
-        if feature == _expr.KEPT:
+        if feature == _types.KEPT:
             dims += (feature_dim(1),)
     sparse_dim = None
     if dtype == "int32" and not any(d.kind == FEATURE for d in dims):

@@ -334,8 +334,8 @@ class RecRule(NoStepGuess, LayerRule):
 
     def _infer_subnetwork(self, ctx) -> Shape:
         if ctx.in_rec:
-            raise ctx.error(f"a `rec` layer with a sub-network `unit` inside the unit of another "
-                            f"`rec` layer (nested loops) is not supported", None,
+            raise ctx.error("a `rec` layer with a sub-network `unit` inside the unit of another "
+                            "`rec` layer (nested loops) is not supported", None,
                             "shape.nested-rec", hint="move the inner loop out of the unit, or "
                             "use `rnn_cell` / `rec` with a cell unit for one step of a cell")
         if "initial_state" in ctx.opts:

@@ -76,7 +76,7 @@ class SwitchRule(LayerRule):
         else:
             dtypes = {s.dtype for s in layer_values}
             if len(dtypes) > 1:
-                raise ctx.error(f"`true_from` and `false_from` differ in dtype: "
+                raise ctx.error("`true_from` and `false_from` differ in dtype: "
                                 + ", ".join(f"`{ctx.ref_name(o)}` {s}" for o, s in values.items()),
                                 "false_from", "shape.dtype")
             dtype = dtypes.pop()
