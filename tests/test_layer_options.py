@@ -351,23 +351,50 @@ def conv1d_grouped_reference(x, lengths, W, b, groups):
 
 
 @pytest.mark.tf
-def test_conv_groups_against_numpy():
+@pytest.mark.parametrize("n_in,n_out,groups", [
+    (6, 9, 3),     # few groups: one convolution per group
+    (8, 8, 8),     # depthwise (a conformer's conv module): one depthwise convolution
+    (8, 12, 4),    # 2 inputs and 3 outputs per group: depthwise, then a sum within the group
+])
+def test_conv_groups_against_numpy(n_in, n_out, groups):
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(3, 7, 6)).astype(np.float32)
+    x = rng.normal(size=(3, 7, n_in)).astype(np.float32)
     lengths = np.array([7, 5, 2], np.int32)
-    net = netcompiler.compile(cfg({"output": {"class": "conv", "from": "data", "n_out": 9,
-                                              "filter_size": [3], "groups": 3}}))
+    layer = {"class": "conv", "from": "data", "n_out": n_out, "filter_size": [3],
+             "groups": groups}
+    net = netcompiler.compile(cfg({"output": layer}, {"data": {"dim": n_in}}))
     W = net.variable("output/W")
-    assert tuple(W.shape) == (3, 2, 9)  # [filter, n_in / groups, n_out]
-    W.assign(rng.normal(size=(3, 2, 9)).astype(np.float32))
-    net.variable("output/b").assign(rng.normal(size=9).astype(np.float32))
+    cin = n_in // groups
+    assert tuple(W.shape) == (3, cin, n_out)  # [filter, n_in / groups, n_out]
+    W.assign(rng.normal(size=(3, cin, n_out)).astype(np.float32))
+    net.variable("output/b").assign(rng.normal(size=n_out).astype(np.float32))
     got = net(inputs={"data": x}, lengths={"data": lengths})["output"][0].numpy()
-    want = conv1d_grouped_reference(x, lengths, W.numpy(), net.variable("output/b").numpy(), 3)
+    want = conv1d_grouped_reference(x, lengths, W.numpy(), net.variable("output/b").numpy(),
+                                    groups)
     for i, n in enumerate(lengths):
         np.testing.assert_allclose(got[i, :n], want[i, :n], rtol=1e-5, atol=1e-5)
-    assert netcompiler.validate(cfg({"output": {"class": "conv", "from": "data", "n_out": 9,
-                                                "filter_size": [3], "groups": 3}})
-                                ).inferred.param_count("output") == 3 * 2 * 9 + 9
+    assert netcompiler.validate(cfg({"output": layer}, {"data": {"dim": n_in}})
+                                ).inferred.param_count("output") == 3 * cin * n_out + n_out
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("filt,strides,dilations,cin,co,groups", [
+    ([3], [2], [1], 1, 1, 6), ([3], [1], [2], 2, 3, 4), ([2, 3], [2, 2], [1, 1], 2, 1, 4),
+    ([3, 3], [1, 1], [2, 2], 1, 2, 5)])
+def test_grouped_conv_as_depthwise_matches_per_group_convolutions(filt, strides, dilations, cin,
+                                                                  co, groups):
+    import tensorflow as tf
+
+    from netcompiler.layers.conv import _grouped_as_depthwise
+
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=[2] + [9] * len(filt) + [groups * cin]), tf.float32)
+    W = tf.constant(rng.normal(size=filt + [cin, groups * co]), tf.float32)
+    want = tf.concat([tf.nn.convolution(xg, Wg, strides=strides, padding="VALID",
+                                        dilations=dilations)
+                      for xg, Wg in zip(tf.split(x, groups, -1), tf.split(W, groups, -1))], -1)
+    got = _grouped_as_depthwise(x, W, groups, strides, dilations)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_conv_groups_must_divide():

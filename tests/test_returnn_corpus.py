@@ -1,5 +1,6 @@
 """The RETURNN compatibility corpus (tests/returnn_corpus/): network dicts taken from RETURNN's
-demos and tests, converted to YAML and nothing else. Each must validate, compile, run forward
+demos and tests and from published setups (rwth-i6/returnn-experiments), converted to YAML and
+nothing else (a `variant` file says on line 2 what it replaced). Each must validate, compile, run forward
 with the inferred shapes (and beam search where a rec unit has a `choice`), or, for a network
 that calls Python from its config, be rejected with the rule its header names."""
 import sys
@@ -21,6 +22,9 @@ def test_corpus_size_and_source_lines():
         info = header(path)
         assert info["source"] is not None, f"{path.name}: line 1 is not a valid `# source:` line"
         src = info["source"]["path"]
+        if info["source"]["repo"] == "returnn-experiments":  # a published research setup
+            assert src.endswith(".config"), (path.name, src)
+            continue
         assert src.startswith(("demos/", "tests/")), (path.name, src)
         if src.startswith("tests/"):
             assert info["source"]["func"], f"{path.name}: a test source names its function"

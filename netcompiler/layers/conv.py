@@ -231,6 +231,46 @@ def _strided(fn, x, strides, dilations):
     return fn(x, strides, dilations)
 
 
+#: from this many groups on, a grouped convolution runs as one depthwise convolution (a
+#: conformer's depthwise conv has groups = channels: one op instead of hundreds)
+_DEPTHWISE_MIN_GROUPS = 4
+
+
+def _depthwise_fits(strides) -> bool:
+    """`tf.nn.depthwise_conv2d` takes 1 or 2 spatial axes, with equal strides on both."""
+    return len(strides) == 1 or (len(strides) == 2 and strides[0] == strides[1])
+
+
+def _grouped_as_depthwise(x, W, groups: int, strides, dilations):
+    """A grouped convolution as one depthwise convolution, then a sum within each group.
+
+    x: [B, *spatial, groups*ci]; W: [*filter, ci, groups*co] (group g's output channels
+    g*co..(g+1)*co-1 read its input channels g*ci..(g+1)*ci-1). The depthwise filter gives input
+    channel g*ci+c the co multipliers W[..., c, g*co:(g+1)*co]; summing the ci products of
+    each group gives the grouped result, in the same channel order."""
+    import tensorflow as tf
+
+    *filt, ci, out = W.shape
+    co = out // groups
+    w = tf.reshape(W, filt + [ci, groups, co])
+    perm = list(range(len(filt))) + [len(filt) + 1, len(filt), len(filt) + 2]
+    w = tf.reshape(tf.transpose(w, perm), filt + [groups * ci, co])
+    one_d = len(filt) == 1
+    if one_d:  # a 1-row image: height 1, the spatial axis as width
+        x = tf.expand_dims(x, 1)
+        w = tf.expand_dims(w, 0)
+    s, d = int(strides[-1]), int(dilations[-1])
+    y = tf.nn.depthwise_conv2d(x, w, strides=[1, s, s, 1], padding="VALID",
+                               dilations=[d, d] if not one_d else [1, d])
+    if one_d:
+        y = tf.squeeze(y, 1)
+    if ci > 1:
+        y_shape = tf.shape(y)
+        y = tf.reshape(y, tf.concat([y_shape[:-1], [groups, ci, co]], 0))
+        y = tf.reduce_sum(y, axis=-2)
+    return tf.reshape(y, tf.concat([tf.shape(y)[:-2 if ci > 1 else -1], [groups * co]], 0))
+
+
 class ConvRule(_SpatialRule):
     layer_class = "conv"
     size_option = "filter_size"
@@ -271,8 +311,10 @@ class ConvRule(_SpatialRule):
         def conv(v, s, d):
             if groups == 1:
                 return tf.nn.convolution(v, W, strides=s, padding="VALID", dilations=d)
-            # grouped: one convolution per block of input features and output channels (TF's
-            # grouped kernels are not available on every device)
+            if groups >= _DEPTHWISE_MIN_GROUPS and _depthwise_fits(s):
+                return _grouped_as_depthwise(v, W, groups, s, d)
+            # few groups: one convolution per block of input features and output channels
+            # (TF's grouped kernels are not available on every device)
             return tf.concat([tf.nn.convolution(vg, Wg, strides=s, padding="VALID", dilations=d)
                               for vg, Wg in zip(tf.split(v, groups, axis=-1),
                                                 tf.split(W, groups, axis=-1))], axis=-1)

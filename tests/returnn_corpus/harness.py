@@ -26,7 +26,8 @@ BATCH = 3
 MAX_LEN = 7
 BEAM = 3
 SOURCE_RE = re.compile(
-    r"^# source: github\.com/rwth-i6/returnn@(?P<commit>[0-9a-f]{12}) (?P<path>\S+?)"
+    r"^# source: github\.com/rwth-i6/(?P<repo>returnn|returnn-experiments)@(?P<commit>[0-9a-f]{12}) "
+    r"(?P<path>\S+?)"
     r"(?:::(?P<func>\w+))?$")
 EXPECT_RE = re.compile(r"^# expect-error: (?P<rule>[\w.-]+) (?P<why>.+)$")
 
