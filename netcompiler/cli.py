@@ -358,6 +358,8 @@ def render_mermaid(graph) -> str:
 
 
 def cmd_graph(args, out: TextIO, err: TextIO) -> int:
+    if args.format == "png" and not args.output:
+        raise UsageError("--format png needs -o FILE.png")
     overrides = args.set or []
     check_overrides(overrides)
     checked = check_config(args.config, overrides, strict=False)
@@ -367,12 +369,37 @@ def cmd_graph(args, out: TextIO, err: TextIO) -> int:
     if graph is None:
         print(f"netcompiler graph: error: {args.config}: cannot draw the graph", file=err)
         return EXIT_USAGE if checked.unreadable else EXIT_INVALID
+    output = args.output
     try:
-        text = render_mermaid(graph) if args.format == "mermaid" else render_dot(graph)
+        if args.format in ("svg", "png", "html"):
+            from .render import RenderError, render
+
+            try:
+                data = render(checked.result, args.format, os.path.basename(args.config))
+            except RenderError as exc:
+                raise UsageError(f"--format {args.format}: {exc}") from None
+        else:
+            text = render_mermaid(graph) if args.format == "mermaid" else render_dot(graph)
+            data = text.encode("utf-8")
+    except UsageError:
+        raise
     except Exception as exc:
         print(format_text(_internal(args.config, exc)), file=err)
         return EXIT_INVALID
-    out.write(text)
+    if output:
+        from .atomic import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+
+        try:
+            atomic_write(output, write, make_parents=False)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}") from None
+        print(f"wrote {output}", file=err)
+    else:
+        out.write(data.decode("utf-8"))
     return EXIT_OK
 
 
@@ -405,15 +432,46 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+def _needs_tf(command: str, exc: ImportError) -> str:
+    """One line for a TensorFlow subcommand whose TensorFlow (or another module of the `tf`
+    extra) is missing or does not import."""
+    from . import TF_INSTALL, missing_tf_extra
+
+    missing = missing_tf_extra(exc)
+    if missing == "tensorflow":
+        return f"netcompiler {command}: needs TensorFlow; install it with {TF_INSTALL}"
+    if missing is not None:
+        return (f"netcompiler {command}: needs TensorFlow and {missing} (not installed); "
+                f"install them with {TF_INSTALL}")
+    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"netcompiler {command}: TensorFlow is installed but does not import ({why}); "
+            f"reinstall it with {TF_INSTALL}")
+
+
 def _lazy(module: str, func: str) -> Callable:
     def handler(args, out: TextIO, err: TextIO) -> int:
+        from . import missing_tf_extra
+
         try:
             _import_tensorflow_quietly()
+        except ImportError as exc:  # the light install (`pip install netcompiler`)
+            print(_needs_tf(args.command, exc), file=err)
+            return EXIT_USAGE
+        try:
             fn = getattr(importlib.import_module(f"netcompiler.{module}"), func)
         except (ImportError, AttributeError) as exc:
-            print(f"netcompiler {args.command}: not available yet ({exc})", file=err)
+            if missing_tf_extra(exc):
+                print(_needs_tf(args.command, exc), file=err)
+            else:
+                print(f"netcompiler {args.command}: not available yet ({exc})", file=err)
             return EXIT_USAGE
-        return fn(args)
+        try:
+            return fn(args)
+        except ModuleNotFoundError as exc:  # e.g. h5py, imported when an HDF file is read
+            if not missing_tf_extra(exc):
+                raise
+            print(_needs_tf(args.command, exc), file=err)
+            return EXIT_USAGE
 
     return handler
 
@@ -445,9 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="rewrite schemas/config.schema.json")
     p.set_defaults(handler=cmd_schema)
 
-    p = sub.add_parser("graph", help="draw the layer dependency graph (dot or mermaid)")
+    p = sub.add_parser("graph", help="draw the layer dependency graph (dot, mermaid, or "
+                                     "rendered with Graphviz: svg, png, html)")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    p.add_argument("--format", choices=("dot", "mermaid", "svg", "png", "html"), default="dot",
+                   help="dot/mermaid: the graph as text; svg/png: drawn by Graphviz's `dot` "
+                        "(each layer with its class and shape, flagged layers red); html: one "
+                        "self-contained page with the SVG and a table of the layers")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write here (atomically) instead of stdout (required for png)")
     _add_set(p)
     p.set_defaults(handler=cmd_graph)
 
@@ -498,7 +562,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="output", help="the layer to write (default: output)")
     _add_set(p)
     p.set_defaults(handler=_lazy("train", "cli_forward"))
+
+    p = sub.add_parser(
+        "import-returnn", help="convert a RETURNN config (and checkpoint) to netcompiler",
+        description="Read a RETURNN config file as data (nothing is run; --exec runs it in a "
+                    "child process) and write the netcompiler YAML, listing what was not "
+                    "imported; the result is validated (exit 1 when it does not validate).")
+    p.add_argument("config", metavar="CONFIG", help="the RETURNN config file")
+    p.add_argument("-o", "--output", metavar="OUT.yaml",
+                   help="write the YAML here (atomically; default: stdout)")
+    p.add_argument("--exec", action="store_true",
+                   help="run the config with Python in a child process, as RETURNN does "
+                        "(only for your own configs)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="--exec: stop the child after S seconds (default 60)")
+    p.add_argument("--checkpoint", metavar="PREFIX",
+                   help="also convert this RETURNN checkpoint (e.g. net-model/network.100)")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="with --checkpoint: write the netcompiler checkpoint into DIR")
+    p.set_defaults(handler=_import_returnn)
     return parser
+
+
+def _import_returnn(args, out: TextIO, err: TextIO) -> int:
+    from .returnn_import import cli_import_returnn  # no TensorFlow unless --checkpoint
+
+    return cli_import_returnn(args, out, err)
 
 
 def main(argv: list[str] | None = None) -> int:
