@@ -5,11 +5,24 @@ every key and value came from, so later phases can report `file:line:col` for an
 
 Only safe YAML is accepted: no python tags, no custom tags. Anchors, aliases and merge keys (`<<`)
 work. A duplicate key in a mapping is an error (plain PyYAML silently keeps the last one).
+
+The loader bounds its work, so a hostile file cannot exhaust memory or time:
+- only regular files are read (not FIFOs or devices), at most `MAX_FILE_BYTES` (16 MiB);
+- nesting is at most `MAX_DEPTH` levels, counted after alias expansion (`load.too-deep`);
+- aliases (and `<<` merges, which are aliases) may add at most `MAX_ALIAS_NODES` nodes in all,
+  each alias weighted by the size of the subtree it copies (`load.alias-limit`; this refuses
+  "billion laughs" files while a normal config that reuses anchors loads as before).
+Both limits are checked on the parser's event stream before anything is composed.
+
+Plain numbers with an exponent but no dot (`1e-3`, `2E5`) are floats, as users mean; YAML 1.1
+would read them as strings.
 """
 from __future__ import annotations
 
 import copy
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +40,10 @@ SAFE_SCALAR_TAGS = {
     for t in ("str", "int", "float", "bool", "null", "timestamp", "binary", "merge", "value")
 }
 MAX_DEPTH = 200
+MAX_ALIAS_NODES = 100_000
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# YAML 1.1 floats need a dot (`1.0e-3`) and a signed exponent; also accept `1e-3`, `1e5`, `1.5e5`
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -83,11 +100,16 @@ class _Loader(yaml.SafeLoader):
     """Safe loader used only to compose nodes and construct scalars."""
 
 
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+.0123456789"))
+
+
 if hasattr(yaml, "CSafeLoader"):
     class _FastLoader(yaml.CSafeLoader):
         """libyaml's parser (C): the same nodes and marks, several times faster. Used for
         valid text; on any YAML error the text is parsed again with `_Loader`, whose
         messages are the ones we report."""
+    _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT,
+                                      list("-+.0123456789"))
 else:  # pragma: no cover - PyYAML without libyaml
     _FastLoader = None
 
@@ -175,8 +197,63 @@ def _scalar_key(key_node: yaml.Node, loader: _Loader, file: str | None) -> str:
     return str(key_node.value)
 
 
+def _check_bounds(loader_cls, text: str, file: str | None) -> None:
+    """Walk the parser's events (no composing, no recursion) and refuse a document nested deeper
+    than `MAX_DEPTH` or whose aliases would expand to more than `MAX_ALIAS_NODES` nodes. Each
+    finished anchor remembers the size and height of its subtree (after expanding the aliases in
+    it), so an alias costs what copying it costs. YAML errors propagate as raised by the parser."""
+    loader = loader_cls(text)
+    try:
+        done: dict[str, tuple[int, int]] = {}  # anchor -> (size, height) of its finished node
+        # open collections: [size so far, height of the tallest child, anchor]
+        stack: list[list] = []
+        expanded = 0
+        while True:
+            event = loader.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    raise _error(f"the config is nested deeper than {MAX_DEPTH} levels", file,
+                                 event.start_mark, "load.too-deep")
+                stack.append([1, 0, event.anchor])
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                size, height, anchor = stack.pop()
+                node = (size, height + 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, node = event.anchor, (1, 1)
+            elif isinstance(event, yaml.AliasEvent):
+                anchor = None
+                node = done.get(event.anchor)
+                if node is None:
+                    if any(frame[2] == event.anchor for frame in stack):
+                        raise _error(f"recursive alias `*{event.anchor}` (it refers to a node "
+                                     f"that contains it)", file, event.start_mark)
+                    continue  # undefined alias: the composer reports it
+                expanded += node[0]
+                if expanded > MAX_ALIAS_NODES:
+                    raise _error(f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias "
+                                 f"`*{event.anchor}` copies {node[0]}); refusing to expand "
+                                 f"them", file, event.start_mark, "load.alias-limit")
+                if len(stack) + node[1] > MAX_DEPTH:
+                    raise _error(f"the config is nested deeper than {MAX_DEPTH} levels once "
+                                 f"alias `*{event.anchor}` is expanded", file, event.start_mark,
+                                 "load.too-deep")
+            else:  # stream/document start and end
+                continue
+            if anchor is not None:
+                done[anchor] = node
+            if stack:
+                stack[-1][0] += node[0]
+                stack[-1][1] = max(stack[-1][1], node[1])
+    finally:
+        loader.dispose()
+
+
 def _compose(loader_cls, text: str, file: str | None) -> Config:
     """Parse with one loader class; YAML errors propagate as raised by the parser."""
+    _check_bounds(loader_cls, text, file)
     smap = SourceMap(file)
     loader = loader_cls(text)
     try:
@@ -214,19 +291,58 @@ def parse_yaml(text: str, file: str | None = None) -> Config:
         raise _error(f"YAML error: {exc}", file, None, "load.syntax") from None
 
 
-def load_file(path: str | os.PathLike) -> Config:
-    """Load a YAML or JSON config file."""
-    name = str(path)
-    p = Path(path)
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _read_config_bytes(name: str) -> bytes:
+    """The bytes of a regular file of at most `MAX_FILE_BYTES`. The file is opened without
+    blocking (a FIFO with no writer would block `open`) and checked with `fstat` before reading,
+    so a FIFO, a device (a symlink to /dev/zero) or a huge file fails at once."""
+    def unreadable(message: str) -> ConfigError:
+        return ConfigError(Diagnostic(ERROR, message, "load.unreadable", (), name))
     try:
-        raw = p.read_bytes()
+        st = os.stat(name)
+        if stat.S_ISDIR(st.st_mode):
+            raise unreadable("is a directory")
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ConfigError(Diagnostic(ERROR, "no such file", "load.missing", (), name)) from None
-    except IsADirectoryError:
-        raise ConfigError(Diagnostic(ERROR, "is a directory", "load.unreadable", (), name)) from None
     except OSError as exc:
-        raise ConfigError(Diagnostic(ERROR, f"cannot read: {exc.strerror}", "load.unreadable",
-                                     (), name)) from None
+        raise unreadable(f"cannot read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise unreadable(f"is {_file_kind(st.st_mode)}, not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise unreadable(f"the config file is too large ({st.st_size} bytes; at most "
+                             f"{MAX_FILE_BYTES} are read)")
+        chunks, total = [], 0
+        while total <= MAX_FILE_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_FILE_BYTES:  # it grew while being read
+            raise unreadable(f"the config file is too large (more than {MAX_FILE_BYTES} bytes)")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise unreadable(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def load_file(path: str | os.PathLike) -> Config:
+    """Load a YAML or JSON config file (a regular file of at most `MAX_FILE_BYTES`)."""
+    name = str(path)
+    p = Path(path)
+    raw = _read_config_bytes(name)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -1,6 +1,11 @@
-"""Decoding: `netcompiler search` (beam search over a dataset, n-best TSV, sequence and label
+r"""Decoding: `netcompiler search` (beam search over a dataset, n-best TSV, sequence and label
 error rates) and `search_dataset`, which the trainer also uses for the per-epoch dev sequence
-error."""
+error.
+
+The TSV has one row per hypothesis. A sequence tag is written escaped (`tsv_field`), so a tag with
+a tab or a line break stays one field of one row: backslash -> `\\`, tab -> `\t`, newline ->
+`\n`, carriage return -> `\r` (the escaping of PostgreSQL's text COPY format; `tsv_unescape`
+undoes it). Tags without these characters are written as they are."""
 from __future__ import annotations
 
 import sys
@@ -16,6 +21,27 @@ from .train import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, TrainOptions,
                     restore_network)
 
 EOS = 0
+_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def tsv_field(text: str) -> str:
+    """`text` escaped for one TSV field (see the module docstring)."""
+    return "".join(_TSV_ESCAPES.get(c, c) for c in str(text))
+
+
+def tsv_unescape(field: str) -> str:
+    """The text of a field written by `tsv_field`."""
+    out, i = [], 0
+    while i < len(field):
+        c = field[i]
+        if c == "\\" and i + 1 < len(field) and field[i + 1] in _TSV_UNESCAPES:
+            out.append(_TSV_UNESCAPES[field[i + 1]])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def strip_eos(labels) -> list[int]:
@@ -110,6 +136,8 @@ def _search_dataset_spec(text: str, opts: TrainOptions):
     stripped = text.strip()
     lower = stripped.lower()
     if lower.endswith((".hdf", ".h5", ".hdf5", ".npz")) and not stripped.startswith("{"):
+        if Path(stripped).is_dir():
+            raise TrainError(f"--data: {stripped} is a directory, not a file")
         if not Path(stripped).is_file():
             raise TrainError(f"--data: no such file: {stripped}")
         return {"class": "npz" if lower.endswith(".npz") else "hdf", "files": stripped}, "search"
@@ -189,7 +217,7 @@ def _search(args, result) -> int:
     target = errors.target
     lines = ["seq_tag\trank\tscore\tlength\tlabels"]
     for i in sorted(hyps_by_index):
-        tag = dataset.seq_tags[i]
+        tag = tsv_field(dataset.seq_tags[i])
         for rank, h in enumerate(hyps_by_index[i], start=1):
             labels = " ".join(str(int(x)) for x in h["labels"])
             lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")

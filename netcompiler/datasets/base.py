@@ -72,6 +72,42 @@ def check_against_extern_data(name: str, provided: Mapping[str, KeyInfo], extern
     return tuple(keys)
 
 
+def check_frame_dtype(where: str, key: str, arr: np.ndarray) -> None:
+    """Frames must be real numbers: strings, objects and complex numbers are refused (a cast to
+    int32/float32 would fail, or silently drop the imaginary part)."""
+    kind = np.asarray(arr).dtype.kind
+    if kind == "c":
+        raise DatasetError(f"{where}: key {key!r} holds complex numbers ({arr.dtype}); only "
+                           f"real numbers are supported")
+    if kind not in "biuf":
+        raise DatasetError(f"{where}: key {key!r} holds {arr.dtype} values (e.g. strings), "
+                           f"not numbers")
+
+
+def as_lengths(where: str, name: str, values, tags=None) -> np.ndarray:
+    """Sequence lengths as int64: whole numbers >= 0. Float lengths are accepted only when they
+    are integral (7.0), never truncated (7.7 is an error); a negative length names its
+    sequence."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        out = arr.astype(np.int64)
+    elif arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise DatasetError(f"{where}: {name} holds non-integer lengths "
+                               f"(e.g. {float(arr[bad].flat[0]):g}); lengths are whole numbers")
+        out = arr.astype(np.int64)
+    else:
+        raise DatasetError(f"{where}: {name} must hold integer lengths, got {arr.dtype} values")
+    neg = np.argwhere(out < 0)
+    if neg.size:
+        row = int(neg[0][0])
+        seq = repr(tags[row]) if tags is not None and row < len(tags) else f"number {row}"
+        raise DatasetError(f"{where}: {name} gives sequence {seq} the negative length "
+                           f"{int(out[tuple(neg[0])])}")
+    return out
+
+
 def as_frames(key: str, value, info: KeyInfo, where: str = "") -> np.ndarray:
     """`value` as int32 [T] (sparse) or float32 [T, dim] (dense); DatasetError if it has another
     shape."""

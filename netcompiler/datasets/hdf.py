@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..atomic import atomic_write
-from .base import DatasetError, KeyInfo, as_frames, extern_key_info
+from .base import (DatasetError, KeyInfo, as_frames, as_lengths, check_frame_dtype,
+                   extern_key_info)
 
 
 def _decode(t) -> str:
@@ -32,47 +33,109 @@ def _decode(t) -> str:
     return str(t).split("\0")[0]
 
 
+def check_is_file(what: str, path: Path) -> None:
+    """DatasetError unless `path` is an existing regular file (a directory is named as such)."""
+    if path.is_dir():
+        raise DatasetError(f"{what} {str(path)!r} is a directory, not a file")
+    if not path.exists():
+        raise DatasetError(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise DatasetError(f"{what} {str(path)!r} is not a regular file")
+
+
+def _show(value) -> str:
+    """A short one-line form of an attribute value for messages."""
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _int_attr(where: str, what: str, value) -> int:
+    """An integer attribute: one whole number (not a string, not a list)."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in "iuf" or \
+            (arr.dtype.kind == "f" and not float(arr.reshape(())).is_integer()):
+        raise DatasetError(f"{where}: {what} must be an integer, got {_show(value)}")
+    return int(arr.reshape(()))
+
+
+def _target_size(where: str, key: str, value) -> tuple[int, bool]:
+    """`targets/size` attribute of a key: [dim, ndim] (ndim 1 sparse, 2 dense) or just dim."""
+    arr = np.asarray(value)
+    if arr.ndim > 1 or arr.size not in (1, 2) or arr.dtype.kind not in "iuf" or \
+            (arr.dtype.kind == "f" and not all(float(x).is_integer() for x in arr.reshape(-1))):
+        raise DatasetError(f"{where}: targets/size attribute {key!r} must be [dim, ndim] or dim "
+                           f"(integers), got {_show(value)}")
+    size = arr.reshape(-1).tolist()
+    dim, ndim = int(size[0]), int(size[1]) if len(size) > 1 else 1
+    if dim < 1 or ndim not in (1, 2):
+        raise DatasetError(f"{where}: targets/size attribute {key!r} = {size}: dim must be >= 1 "
+                           f"and ndim 1 (sparse) or 2 (dense)")
+    return dim, ndim == 1
+
+
 def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str, np.ndarray],
                             list[str]]:
-    """Read one RETURNN HDF file: (key_info, flat frames per key, lengths per key, seq tags)."""
+    """Read one RETURNN HDF file: (key_info, flat frames per key, lengths per key, seq tags).
+    Every problem with the file, including a layout h5py cannot read as expected (a group where
+    a dataset should be, strings where numbers should be), is a DatasetError."""
+    path = Path(path)
+    check_is_file("HDF file", path)
+    where = f"HDF file {str(path)!r}"
+    try:
+        return _read_hdf(path, where)
+    except DatasetError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DatasetError(f"cannot read {where}: {type(exc).__name__}: {exc}") from None
+
+
+def _read_hdf(path: Path, where: str):
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"HDF file {str(path)!r} does not exist")
     try:
         fin = h5py.File(path, "r")
     except OSError as exc:
         raise DatasetError(f"cannot read HDF file {str(path)!r}: {exc}") from None
-    where = f"HDF file {str(path)!r}"
     try:
         for name in ("inputs", "seqLengths"):
             if name not in fin:
                 raise DatasetError(f"{where} is not in RETURNN's HDF layout: no {name!r} dataset")
         inputs = fin["inputs"][...]
-        seq_lengths = np.asarray(fin["seqLengths"][...], dtype=np.int64)
-        if seq_lengths.ndim == 1:
-            seq_lengths = seq_lengths[:, None]
-        num_seqs = seq_lengths.shape[0]
+        check_frame_dtype(where, "data", inputs)
+        raw_lengths = np.asarray(fin["seqLengths"][...])
+        if raw_lengths.ndim not in (1, 2):
+            raise DatasetError(f"{where}: seqLengths has shape {raw_lengths.shape}, expected "
+                               f"[numSeqs] or [numSeqs, 1 + number of targets]")
+        if raw_lengths.ndim == 1:
+            raw_lengths = raw_lengths[:, None]
+        num_seqs = raw_lengths.shape[0]
         if "seqTags" in fin:
-            tags = [_decode(t) for t in fin["seqTags"][...].tolist()]
+            tags = [_decode(t) for t in np.asarray(fin["seqTags"][...]).reshape(-1).tolist()]
         else:
             tags = [f"{path.stem}-{i}" for i in range(num_seqs)]
         if len(tags) != num_seqs:
             raise DatasetError(f"{where}: {len(tags)} seqTags but {num_seqs} rows in seqLengths")
-        if "numSeqs" in fin.attrs and int(fin.attrs["numSeqs"]) != num_seqs:
+        seq_lengths = as_lengths(where, "seqLengths", raw_lengths, tags)
+        if "numSeqs" in fin.attrs and _int_attr(where, "attribute numSeqs",
+                                                fin.attrs["numSeqs"]) != num_seqs:
             raise DatasetError(f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
                                f"seqLengths has {num_seqs} rows")
+        patt = (_int_attr(where, "attribute inputPattSize", fin.attrs["inputPattSize"])
+                if "inputPattSize" in fin.attrs else None)
 
         # data (inputs)
         if inputs.ndim == 1:
-            if "inputPattSize" not in fin.attrs:
+            if patt is None:
                 raise DatasetError(f"{where}: sparse inputs but no inputPattSize attribute")
-            info = {"data": KeyInfo(int(fin.attrs["inputPattSize"]), True)}
+            info = {"data": KeyInfo(patt, True)}
         elif inputs.ndim == 2:
             info = {"data": KeyInfo(int(inputs.shape[1]), False)}
-            if "inputPattSize" in fin.attrs and int(fin.attrs["inputPattSize"]) != inputs.shape[1]:
-                raise DatasetError(f"{where}: inputPattSize={int(fin.attrs['inputPattSize'])} "
+            if patt is not None and patt != inputs.shape[1]:
+                raise DatasetError(f"{where}: inputPattSize={patt} "
                                    f"but inputs have {inputs.shape[1]} features")
         else:
             raise DatasetError(f"{where}: inputs have unsupported shape {inputs.shape}")
@@ -92,6 +155,7 @@ def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str,
             if f"targets/data/{key}" not in fin:
                 continue  # labels only
             arr = fin[f"targets/data/{key}"][...]
+            check_frame_dtype(where, key, arr)
             if seq_lengths.shape[1] == 1:
                 lens = seq_lengths[:, 0]
             elif col < seq_lengths.shape[1]:
@@ -101,9 +165,7 @@ def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str,
                                    f"no column for target {key!r} (targets: {target_keys})")
             size = size_attrs.get(key) if key in size_attrs else None
             if size is not None:
-                size = np.atleast_1d(np.asarray(size)).tolist()
-                dim = int(size[0])
-                sparse = (int(size[1]) if len(size) > 1 else 1) == 1
+                dim, sparse = _target_size(where, key, size)
             elif arr.ndim == 2:
                 dim, sparse = int(arr.shape[1]), False
             else:
@@ -122,9 +184,12 @@ def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str,
 
 
 def check_frames(where: str, key: str, info: KeyInfo, flat: np.ndarray, lengths: np.ndarray):
-    """Frame count matches the lengths; sparse labels lie in [0, dim)."""
+    """Frames are real numbers, their count matches the lengths; sparse labels lie in
+    [0, dim)."""
+    check_frame_dtype(where, key, flat)
+    lengths = as_lengths(where, f"the lengths of key {key!r}", lengths)
     total = int(np.sum(lengths))
-    if (np.asarray(lengths) < 0).any() or total != len(flat):
+    if total != len(flat):
         raise DatasetError(f"{where}: key {key!r} has {len(flat)} frames but its sequence "
                            f"lengths sum to {total}")
     if info.sparse and len(flat):

@@ -18,17 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DatasetError, KeyInfo, extern_key_info
+from .base import DatasetError, KeyInfo, as_lengths, check_frame_dtype, extern_key_info
 from ..atomic import atomic_write
-from .hdf import check_frames, collect_seqs
+from .hdf import check_is_file, check_frames, collect_seqs
+
+
+def _scalar(where: str, name: str, value, kinds: str, what: str):
+    """A 0-d (or one-element) array of one of the dtype `kinds`, as a Python scalar."""
+    arr = np.asarray(value)
+    if arr.size != 1 or arr.dtype.kind not in kinds:
+        raise DatasetError(f"{where}: {name} must be {what}, got an array of shape "
+                           f"{arr.shape} and dtype {arr.dtype}")
+    return arr.reshape(()).item()
 
 
 def read_npz(path, extern_data=None):
     """Read one npz file: (key_info, flat frames per key, lengths per key, seq tags)."""
     path = Path(path)
     where = f"npz file {str(path)!r}"
-    if not path.is_file():
-        raise DatasetError(f"{where} does not exist")
+    check_is_file("npz file", path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
@@ -39,11 +47,17 @@ def read_npz(path, extern_data=None):
         raise DatasetError(f"{where} holds no key (expected arrays '<key>' and '<key>_lengths'; "
                            f"found {sorted(arrays)})")
     info, flat, lengths = {}, {}, {}
+    named = (np.asarray(arrays["seq_tags"]).reshape(-1).tolist() if "seq_tags" in arrays
+             else None)  # only to name a sequence in an error
     for k in keys:
-        arr, lens = arrays[k], np.asarray(arrays[f"{k}_lengths"]).astype(np.int64).reshape(-1)
+        arr = arrays[k]
+        check_frame_dtype(where, k, arr)
+        lens = as_lengths(where, f"{k}_lengths", np.asarray(arrays[f"{k}_lengths"]).reshape(-1),
+                          named)
         ext = extern_key_info(k, extern_data[k]) if extern_data and k in extern_data else None
         if f"{k}_sparse" in arrays:
-            sparse = bool(arrays[f"{k}_sparse"])
+            sparse = bool(_scalar(where, f"{k}_sparse", arrays[f"{k}_sparse"], "biu",
+                                  "one boolean"))
         elif ext is not None:
             sparse = ext.sparse
         else:
@@ -52,7 +66,9 @@ def read_npz(path, extern_data=None):
             raise DatasetError(f"{where}: key {k!r} has shape {arr.shape}, expected "
                                f"{'[N] (sparse)' if sparse else '[N, dim] (dense)'}")
         if f"{k}_dim" in arrays:
-            dim = int(arrays[f"{k}_dim"])
+            dim = _scalar(where, f"{k}_dim", arrays[f"{k}_dim"], "iu", "one integer")
+            if dim < 1:
+                raise DatasetError(f"{where}: {k}_dim must be >= 1, got {dim}")
         elif not sparse:
             dim = int(arr.shape[1])
         elif ext is not None:

@@ -78,10 +78,32 @@ def _greedy(order: np.ndarray, lens: np.ndarray, batch_size: int, max_seqs: int 
     return out
 
 
+def long_sequences(dataset: Dataset, max_seq_length) -> np.ndarray:
+    """Boolean mask of the sequences longer than `max_seq_length` (RETURNN's: an int limits
+    every key, a mapping {key: frames} those keys; a sequence is long if any limited key is)."""
+    n = dataset.num_seqs
+    if isinstance(max_seq_length, dict):
+        limits = dict(max_seq_length)
+    else:
+        limits = {k: max_seq_length for k in dataset.keys}
+    long = np.zeros(n, dtype=bool)
+    for key, limit in limits.items():
+        if key not in dataset.keys:
+            raise DatasetError(f"key `{key}` is not a key of the dataset (it has "
+                               f"{', '.join(dataset.keys)})")
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise DatasetError(f"the limit of `{key}` must be an integer >= 1, got {limit!r}")
+        long |= np.asarray(dataset.seq_lengths(key), dtype=np.int64) > int(limit)
+    return long
+
+
 def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
-            batching: str = "random", seed: int = 42, epoch: int = 1) -> list[list[int]]:
+            batching: str = "random", seed: int = 42, epoch: int = 1,
+            max_seq_length=None) -> list[list[int]]:
     """Sequence index groups, one per batch (see module docstring); deterministic given
-    (seed, epoch). Every sequence of the epoch appears in exactly one batch."""
+    (seed, epoch). Every sequence of the epoch appears in exactly one batch, except with
+    `max_seq_length` (int or {key: int}): the longer sequences are skipped (DatasetError if
+    that leaves none)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise DatasetError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -90,6 +112,12 @@ def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
         raise DatasetError(f"max_seqs must be a positive integer or None, got {max_seqs!r}")
     method, bucket = _parse_batching(batching)
     idx = epoch_seq_indices(dataset, epoch)
+    if max_seq_length and len(idx):
+        kept = idx[~long_sequences(dataset, max_seq_length)[idx]]
+        if not len(kept):
+            raise DatasetError(f"all {len(idx)} sequences of epoch {epoch} are longer than "
+                               f"max_seq_length {max_seq_length}")
+        idx = kept
     lens = np.maximum(np.asarray(dataset.seq_lengths(None), dtype=np.int64), 1)
     if len(idx) == 0:
         return []

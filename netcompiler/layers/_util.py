@@ -26,6 +26,13 @@ def input_features(ctx, shape: Shape, name: str = "from") -> int:
     if size is None:
         raise ctx.error(f"input `{', '.join(ctx.source_names)}` {shape} has no feature axis",
                         name, "shape.no-feature")
+    if not shape.sparse and shape.dtype != "float32":
+        # the input is multiplied with float32 weights: int/bool features would fail in TF
+        raise ctx.error(f"`{ctx.layer.layer_class}` needs float32 input (it is multiplied with "
+                        f"its weights), but input `{', '.join(ctx.source_names)}` is {shape}",
+                        name, "shape.dtype",
+                        hint="cast it first: a `cast` layer with `dtype: float32`, or "
+                             "tf.cast(..., tf.float32) in the `eval`")
     return int(size)
 
 
