@@ -136,6 +136,14 @@ class CompiledNetwork(tf.Module):
             raise KeyError(f"no variable `{name}`" + (f"; did you mean {close}?" if close else "")
                            ) from None
 
+    def load_returnn_checkpoint(self, prefix):
+        """Load a checkpoint saved by RETURNN (`models/model.080`): names and layouts mapped as
+        `netcompiler.returnn_checkpoint` describes, all variables or none (a
+        `ReturnnCheckpointError` lists what is missing, extra or misshapen). Returns a
+        `LoadReport` (`.summary()`, `.global_step`)."""
+        from .returnn_checkpoint import load_returnn_checkpoint
+        return load_returnn_checkpoint(self, prefix)
+
     def reset_state(self) -> None:
         """Forget the state layers keep across calls (`initial_state: keep_over_epoch`)."""
         for name, specs in self.inferred.params.items():

@@ -2,8 +2,11 @@
 
 A SavedModel holds the variables and a `serving_default` signature taking every inference
 input and its lengths (`data`, `data_lengths`, ...) and returning the fetched layers' values and
-lengths (`output`, `output_lengths`). Directories are written atomically: into a temporary
-sibling first, then renamed, so a failure never leaves a half-written model.
+lengths (`output`, `output_lengths`). Static axes (features) have their size in the signature,
+batch and time axes are `None`; the function checks at run time that every `<key>_lengths` has
+one entry per sequence, each between 0 and the input's time size (an InvalidArgumentError naming
+the input otherwise). Directories are written atomically: into a temporary sibling first, then
+renamed, so a failure never leaves a half-written model.
 """
 from __future__ import annotations
 
@@ -33,14 +36,35 @@ def serving_function(net: CompiledNetwork, fetch: tuple[str, ...]):
     specs = {}
     for k in keys:
         shape = net.extern_shapes[k]
-        specs[k] = tf.TensorSpec([None] * len(shape.dims), tf.as_dtype(shape.dtype), name=k)
+        specs[k] = tf.TensorSpec([None if d.dynamic or d.size is None else int(d.size)
+                                  for d in shape.dims], tf.as_dtype(shape.dtype), name=k)
         if shape.time is not None:
             specs[f"{k}_lengths"] = tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
+
+    def checked_lengths(k, x, lengths):
+        shape = net.extern_shapes[k]
+        time_axis = shape.index(shape.time)
+        batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == "batch"), None)
+        checks = [
+            tf.debugging.assert_non_negative(
+                lengths, message=f"{k}_lengths: a length is negative"),
+            tf.debugging.assert_less_equal(
+                lengths, tf.shape(x)[time_axis],
+                message=f"{k}_lengths: a length is larger than the time size of `{k}` "
+                        f"(axis {time_axis})"),
+        ]
+        if batch_axis is not None:
+            checks.append(tf.debugging.assert_equal(
+                tf.size(lengths), tf.shape(x)[batch_axis],
+                message=f"{k}_lengths: one length per sequence of `{k}` expected"))
+        with tf.control_dependencies(checks):
+            return tf.identity(lengths)
 
     @tf.function(input_signature=[specs], autograph=False)
     def serve(features):
         inputs = {k: features[k] for k in keys}
-        lengths = {k: features[f"{k}_lengths"] for k in keys if f"{k}_lengths" in features}
+        lengths = {k: checked_lengths(k, features[k], features[f"{k}_lengths"])
+                   for k in keys if f"{k}_lengths" in features}
         out = net.forward(inputs, lengths, training=False, fetch=fetch)
         result = {}
         for name, (values, lens) in out.items():
@@ -146,9 +170,30 @@ def cli_compile(args) -> int:
         print(f"netcompiler compile: error: {exc}", file=sys.stderr)
         return 1
     if getattr(args, "checkpoint", None):
-        checkpoint(net).read(args.checkpoint).expect_partial()
+        from .train import TrainError, checkpoint_prefix, restore_network
+        try:  # the same fit check as `forward` and `search`: never export random weights
+            restore_network(net, checkpoint_prefix(args.checkpoint))
+        except TrainError as exc:
+            print(f"netcompiler compile: error: --checkpoint {exc}", file=sys.stderr)
+            return 1
+    target = Path(args.output)
+    if target.exists() and not target.is_dir():
+        print(f"netcompiler compile: error: -o {target} exists and is not a directory",
+              file=sys.stderr)
+        return 1
     summary = shapes_summary(net)
-    export_saved_model(net, args.output, summary=summary)
+    try:
+        export_saved_model(net, args.output, summary=summary)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
+              file=sys.stderr)
+        return 1
+    except tf.errors.OpError as exc:  # e.g. the disk filled up while writing variables
+        reason = str(exc.message).rsplit("; ", 1)[-1].splitlines()[0]
+        print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
+              file=sys.stderr)
+        return 1
     print(summary, end="")
     print(f"SavedModel written to {args.output}")
     return 0

@@ -15,9 +15,12 @@
   differ: `batch_size`, `max_seqs`, `batching`, `num_epochs`, `save_interval`, `random_seed`,
   `learning_rate` (RETURNN's default 1.0), the optimizer (`optimizer`, `adam`, `nadam`,
   `momentum`; none: plain SGD, RETURNN's default; `optimizer_epsilon`, default 1e-16),
-  `learning_rate_control` newbob (also `newbob_multi_epoch` over one epoch) with
-  `newbob_learning_rate_decay` (default 0.5), `newbob_relative_error_threshold` and
-  `min_learning_rate`, `gradient_clip_global_norm` (-> `gradient_clip`), `model` (its
+  `learning_rates` (list or {epoch: rate}), `learning_rate_control` newbob (threshold mapped
+  t -> t/(1-t)) and `newbob_multi_epoch` (RETURNN's rule, its options as they are) with
+  `newbob_learning_rate_decay` (default 0.5), `newbob_relative_error_threshold`,
+  `min_learning_rate`, `learning_rate_control_error_measure` (dev score or dev error),
+  `gradient_clip` (per entry -> `gradient_clip_value`), `gradient_clip_global_norm`
+  (-> `gradient_clip`), `gradient_noise`, `max_seq_length` (-n -> {classes: n}), `model` (its
   directory -> `model_dir`).
 
 Everything else is reported in three groups: *not imported* (warnings: options netcompiler has
@@ -46,7 +49,11 @@ NEEDED_KEYS = ("network", "extern_data", "num_inputs", "num_outputs", "target", 
                "nadam", "momentum", "optimizer_epsilon", "gradient_clip_global_norm",
                "newbob_learning_rate_decay", "learning_rate_decay",
                "newbob_relative_error_threshold", "newbob_relative_error_div_by_old",
-               "newbob_multi_num_epochs", "newbob_multi_update_interval", "min_learning_rate")
+               "newbob_multi_num_epochs", "newbob_multi_update_interval", "min_learning_rate",
+               "newbob_relative_error_grow_threshold", "newbob_learning_rate_growth",
+               "learning_rate_growth", "learning_rate_control_relative_error_relative_lr",
+               "learning_rate_control_min_num_epochs_per_new_lr",
+               "learning_rate_control_error_measure")
 #: keys with no meaning for netcompiler (logging, devices, the task to run)
 IGNORED_KEYS = {
     "task": "the task is the netcompiler command",
@@ -71,17 +78,13 @@ NOOP_VALUES = {
     "grad_norm_to_clip_to_zero": (0,), "accum_grad_multiple_step": (0, 1),
 }
 WHY_NOT = {
-    "gradient_clip": "RETURNN clips every gradient entry to +-value (tf.clip_by_value); "
-                     "netcompiler's gradient_clip is a global-norm clip",
-    "gradient_clip_norm": "per-variable norm clipping; netcompiler clips the global norm only",
-    "gradient_clip_avg_norm": "netcompiler clips the global norm only",
-    "gradient_noise": "netcompiler has no gradient noise",
+    "gradient_clip_norm": "per-variable norm clipping; netcompiler clips the global norm "
+                          "(gradient_clip) or every entry (gradient_clip_value)",
+    "gradient_clip_avg_norm": "netcompiler clips the global norm or every entry",
     "gradient_nan_inf_filter": "netcompiler stops on a NaN/Inf loss instead",
     "chunking": "netcompiler trains on whole sequences (no chunking)",
     "truncation": "netcompiler has no truncated backpropagation",
-    "max_seq_length": "netcompiler has no maximum sequence length",
     "stop_on_nonfinite_train_score": "netcompiler always stops on a NaN/Inf loss",
-    "learning_rates": "netcompiler has no per-epoch learning-rate list (warm-up)",
     "eval": "`netcompiler train` has no eval dataset (use `netcompiler forward --data`)",
     "cleanup_old_models": "netcompiler keeps the newest train.keep_last_n checkpoints",
     "pretrain": "netcompiler has no layer-wise pretraining",
@@ -91,7 +94,8 @@ WHY_NOT = {
         "netcompiler's newbob does not scale the relative error by the learning rate",
     "learning_rate_control_min_num_epochs_per_new_lr":
         "netcompiler's newbob may change the rate after every epoch",
-    "learning_rate_control_error_measure": "netcompiler's newbob uses the dev loss (else train)",
+    "learning_rate_control_error_measure":
+        "netcompiler's newbob compares the dev loss or the dev error (else train's)",
     "newbob_learning_rate_growth": "netcompiler's newbob never grows the rate",
 }
 NEWBOB_KEYS = ("newbob_learning_rate_decay", "learning_rate_decay",
@@ -384,7 +388,40 @@ class _Importer:
         if not isinstance(network, dict):
             raise ReturnnImportError(f"{self.read.locate('network')}: error: `network` must be "
                                      f"a dict, got {type(network).__name__}")
-        return self.plain(network, ("network",))
+        network = self.plain(network, ("network",))
+        self.behavior_defaults(network)
+        return network
+
+    def behavior_defaults(self, network: dict) -> None:
+        """RETURNN defaults that changed with `behavior_version`, written out where they differ
+        from netcompiler's: a `conv` without `with_bias` (and without `bias`) has no bias before
+        behavior_version 10, so it gets `with_bias: false` (its checkpoint holds no bias)."""
+        version = self.get("behavior_version")
+        if "behavior_version" in self.values:
+            self.done.add("behavior_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version >= 10:
+            return
+        changed: list[str] = []
+
+        def walk(layers: dict, prefix: str) -> None:
+            for name, layer in layers.items():
+                if not isinstance(layer, dict):
+                    continue
+                if layer.get("class") == "conv" and "with_bias" not in layer \
+                        and not layer.get("bias"):
+                    layer["with_bias"] = False
+                    changed.append(prefix + str(name))
+                for key in ("unit", "subnetwork"):
+                    if isinstance(layer.get(key), dict):
+                        walk(layer[key], f"{prefix}{name}/")
+
+        walk(network, "")
+        if changed:
+            since = (f"behavior_version {version}" if version is not None
+                     else "no behavior_version")
+            self.result.notes.append(
+                f"`with_bias: false` written on conv layers {', '.join(changed)}: RETURNN's "
+                f"conv has no bias by default before behavior_version 10 ({since} here)")
 
     def plain(self, value, path: tuple):
         """Tuples as lists, keys as strings; Python objects (exec mode) dropped and listed."""
@@ -611,28 +648,19 @@ class _Importer:
                 self.result.notes.append("learning_rate 1.0: RETURNN's default")
         else:
             self.skip("learning_rate", f"{lr!r}: netcompiler needs a rate > 0")
-        if "learning_rates" in self.values:
-            self.skip("learning_rates", WHY_NOT["learning_rates"])
+        self.epoch_rates()
         control = self.get("learning_rate_control", "constant")
-        newbob = False
+        kind = None
         if control in ("newbob", "newbob_rel", "newbob_relative"):
-            newbob = True
+            kind = "newbob"
         elif control == "newbob_multi_epoch":
-            n = self.get("newbob_multi_num_epochs", 5)
-            interval = self.get("newbob_multi_update_interval", n)
-            if n == 1 and interval == 1:
-                newbob = True
-            else:
-                self.skip("learning_rate_control",
-                          f"newbob_multi_epoch (mean relative error over {n} epochs, updated "
-                          f"every {interval}): netcompiler's newbob compares consecutive "
-                          f"epochs; the rate stays constant")
+            kind = "newbob_multi_epoch"
         elif control == "constant":
             if "learning_rate_control" in self.values:
                 self.ignore("learning_rate_control", "constant is netcompiler's default")
         else:
             self.skip("learning_rate_control", f"{control!r} has no netcompiler equivalent")
-        if not newbob:
+        if kind is None:
             for k in NEWBOB_KEYS:
                 if k in self.values and k not in self.done:
                     self.ignore(k, "unused (no newbob learning-rate control)")
@@ -647,7 +675,35 @@ class _Importer:
                 if k in self.values:
                     self.skip(k, f"{decay!r}: netcompiler's decay is a factor in (0, 1]")
         threshold = self.get("newbob_relative_error_threshold", RETURNN_NEWBOB_THRESHOLD)
-        if self.get("newbob_relative_error_div_by_old", False):
+        sources = ["learning_rate_control", "learning_rate_decay", "newbob_learning_rate_decay",
+                   "newbob_relative_error_threshold", "newbob_relative_error_div_by_old",
+                   "min_learning_rate"]
+        if kind == "newbob_multi_epoch":
+            # RETURNN's rule, implemented as is: the threshold keeps RETURNN's meaning
+            opts["relative_error_threshold"] = threshold
+            n = self.get("newbob_multi_num_epochs", 5)
+            opts["num_epochs"] = n
+            opts["update_interval"] = self.get("newbob_multi_update_interval", n)
+            if self.get("newbob_relative_error_div_by_old", False):
+                opts["relative_error_div_by_old"] = True
+            grow_t = self.get("newbob_relative_error_grow_threshold")
+            if grow_t is not None:
+                opts["relative_error_grow_threshold"] = grow_t
+            growth = self.get("learning_rate_growth", self.get("newbob_learning_rate_growth",
+                                                               1.0))
+            if growth != 1.0:
+                opts["growth"] = growth
+            if self.get("learning_rate_control_relative_error_relative_lr"):
+                opts["relative_error_relative_lr"] = True
+            m = self.get("learning_rate_control_min_num_epochs_per_new_lr", 0)
+            if isinstance(m, int) and not isinstance(m, bool) and m > 1:
+                opts["min_num_epochs_per_new_lr"] = m
+            sources += ["newbob_multi_num_epochs", "newbob_multi_update_interval",
+                        "newbob_relative_error_grow_threshold", "newbob_learning_rate_growth",
+                        "learning_rate_growth",
+                        "learning_rate_control_relative_error_relative_lr",
+                        "learning_rate_control_min_num_epochs_per_new_lr"]
+        elif self.get("newbob_relative_error_div_by_old", False):
             opts["relative_error_threshold"] = threshold
         else:
             # RETURNN: (new - old) / |new| > t; netcompiler: (new - old) / |old| > t'.
@@ -661,35 +717,56 @@ class _Importer:
         min_lr = self.get("min_learning_rate", 0.0)
         if isinstance(min_lr, (int, float)) and min_lr > 0:
             opts["min_learning_rate"] = min_lr
-        sources = ("learning_rate_control", "learning_rate_decay", "newbob_learning_rate_decay",
-                   "newbob_relative_error_threshold", "newbob_relative_error_div_by_old",
-                   "min_learning_rate", "newbob_multi_num_epochs",
-                   "newbob_multi_update_interval")
-        self.emit("learning_rate_control", "newbob", *sources)
-        self.emit("learning_rate_control_opts", opts, *sources)
-        if self.get("learning_rate_control_relative_error_relative_lr"):
-            self.skip("learning_rate_control_relative_error_relative_lr",
-                      WHY_NOT["learning_rate_control_relative_error_relative_lr"])
-        elif "learning_rate_control_relative_error_relative_lr" in self.values:
-            self.ignore("learning_rate_control_relative_error_relative_lr", "false")
-        n = self.get("learning_rate_control_min_num_epochs_per_new_lr", 0)
-        if isinstance(n, int) and n > 1:
-            self.skip("learning_rate_control_min_num_epochs_per_new_lr",
-                      WHY_NOT["learning_rate_control_min_num_epochs_per_new_lr"])
-        elif "learning_rate_control_min_num_epochs_per_new_lr" in self.values:
-            self.ignore("learning_rate_control_min_num_epochs_per_new_lr", "no effect at <= 1")
         measure = self.get("learning_rate_control_error_measure")
-        if measure not in (None, "dev_score", "dev_score_output"):
+        if isinstance(measure, str) and measure.startswith("dev_error"):
+            opts["error_measure"] = "error"
+            sources.append("learning_rate_control_error_measure")
+            if measure not in ("dev_error", "dev_error_output"):
+                self.result.notes.append(f"learning_rate_control_error_measure {measure!r}: "
+                                         f"netcompiler uses the main loss layer's dev error")
+        elif measure not in (None, "dev_score", "dev_score_output"):
             self.skip("learning_rate_control_error_measure",
                       WHY_NOT["learning_rate_control_error_measure"])
         elif "learning_rate_control_error_measure" in self.values:
             self.ignore("learning_rate_control_error_measure", "the dev score is the default")
-        growth = self.get("newbob_learning_rate_growth", 1.0)
-        if growth != 1.0:
-            self.skip("newbob_learning_rate_growth", WHY_NOT["newbob_learning_rate_growth"])
+        self.emit("learning_rate_control", kind, *sources)
+        self.emit("learning_rate_control_opts", opts, *sources)
+        if kind == "newbob":
+            if self.get("learning_rate_control_relative_error_relative_lr"):
+                self.skip("learning_rate_control_relative_error_relative_lr",
+                          WHY_NOT["learning_rate_control_relative_error_relative_lr"])
+            elif "learning_rate_control_relative_error_relative_lr" in self.values:
+                self.ignore("learning_rate_control_relative_error_relative_lr", "false")
+            n = self.get("learning_rate_control_min_num_epochs_per_new_lr", 0)
+            if isinstance(n, int) and n > 1:
+                self.skip("learning_rate_control_min_num_epochs_per_new_lr",
+                          WHY_NOT["learning_rate_control_min_num_epochs_per_new_lr"])
+            elif "learning_rate_control_min_num_epochs_per_new_lr" in self.values:
+                self.ignore("learning_rate_control_min_num_epochs_per_new_lr",
+                            "no effect at <= 1")
+            growth = self.get("newbob_learning_rate_growth", 1.0)
+            if growth != 1.0:
+                self.skip("newbob_learning_rate_growth", WHY_NOT["newbob_learning_rate_growth"])
         for k in NEWBOB_KEYS:
             if k in self.values and k not in self.done:
                 self.ignore(k, "no effect here")
+
+    def epoch_rates(self) -> None:
+        """`learning_rates`: a list (epoch 1 = the first) or {epoch: rate}, as is."""
+        if "learning_rates" not in self.values:
+            return
+        rates = self.values["learning_rates"]
+        if isinstance(rates, (list, tuple)) and rates:
+            self.emit("learning_rates", list(rates), "learning_rates")
+        elif isinstance(rates, dict) and rates and all(
+                isinstance(k, int) and not isinstance(k, bool) for k in rates):
+            self.emit("learning_rates", {int(k): v for k, v in rates.items()},
+                      "learning_rates")
+        elif not rates:
+            self.ignore("learning_rates", f"{rates!r}: none listed")
+        else:
+            self.skip("learning_rates", f"{_short(rates)}: not a list of rates or a mapping "
+                                        f"epoch -> rate")
 
     # -- the simple options -------------------------------------------------------------------
     def _positive_int(self, key: str, ours: str, minimum: int = 1) -> None:
@@ -729,6 +806,7 @@ class _Importer:
                 self.ignore("gradient_clip_global_norm", "0 (off)")
             else:
                 self.skip("gradient_clip_global_norm", f"{clip!r} is not a positive number")
+        self.gradient_options()
         if "model" in self.values:
             model = self.values["model"]
             if isinstance(model, NotData):
@@ -742,6 +820,32 @@ class _Importer:
                                          f"prefix {model!r}")
             else:
                 self.skip("model", f"{model!r} is not a path")
+
+    def gradient_options(self) -> None:
+        """RETURNN's `gradient_clip` (per entry), `gradient_noise` and `max_seq_length`
+        (0: off, left to `rest`, which lists them as RETURNN's no-op defaults)."""
+        for key, ours in (("gradient_clip", "gradient_clip_value"),
+                          ("gradient_noise", "gradient_noise")):
+            v = self.values.get(key)
+            if key not in self.values or isinstance(v, NotData) or _is_noop(key, v):
+                continue
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                self.emit(ours, v, key)
+            else:
+                self.skip(key, f"{_short(v)} is not a positive number")
+        if "max_seq_length" in self.values:
+            v = self.values["max_seq_length"]
+            if isinstance(v, NotData) or _is_noop("max_seq_length", v):
+                return
+            if isinstance(v, int) and not isinstance(v, bool):
+                # RETURNN: a negative value -n limits only `classes` to n
+                self.emit("max_seq_length", v if v > 0 else {"classes": -v}, "max_seq_length")
+            elif isinstance(v, dict) and v and all(
+                    isinstance(n, int) and not isinstance(n, bool) for n in v.values()):
+                self.emit("max_seq_length", {str(k): n for k, n in v.items()}, "max_seq_length")
+            else:
+                self.skip("max_seq_length", f"{_short(v)}: not a number of frames or a "
+                                            f"mapping key -> frames")
 
     def rest(self) -> None:
         used = self.read.used
@@ -881,13 +985,13 @@ def cli_import_returnn(args, out, err) -> int:
               f"`netcompiler validate {args.output or 'OUT.yaml'}`", file=err)
         return 1
     if args.checkpoint:
-        from .cli import _import_tensorflow_quietly
+        from .cli import _import_tensorflow_quietly, _needs_tf
 
         try:
             _import_tensorflow_quietly()
             from .returnn_checkpoint import ReturnnCheckpointError, import_returnn_checkpoint
-        except ImportError as exc:
-            print(f"{name}: error: --checkpoint is not available ({exc})", file=err)
+        except ImportError as exc:  # the light install: the YAML is written, the weights not
+            print(_needs_tf("import-returnn --checkpoint", exc), file=err)
             return 2
         try:
             summary = import_returnn_checkpoint(result.config, args.checkpoint, args.model_dir)

@@ -31,17 +31,35 @@ Model directory (`train.model_dir` or `--model-dir`):
 Running `netcompiler train` again on a model_dir resumes at the epoch after the newest checkpoint
 (with the data order, learning-rate state and optimizer state of an uninterrupted run).
 
-A non-finite training loss stops the run (exit code 1) with a message naming the epoch and step;
-the checkpoints written so far stay untouched.
+A non-finite training loss, or network/optimizer variables that are no longer finite after a
+step (checked after every step), stop the run (exit code 1) with a message naming the epoch and
+step; a checkpoint is only written from finite variables, so the checkpoints written so far (the
+message names the newest finite one) stay untouched and usable. A step loss above
+`LOSS_GROWTH_WARNING` (1000) times the run's first step loss (at least 1.0) prints one warning
+(the learning rate is probably too high).
+
+Faults: `train` holds an exclusive OS lock on `model_dir/.lock` (`fcntl.flock`, the holder's
+PID written into the file) for the whole run, so a second run on the same directory stops at once
+naming the holder, and the lock goes away with the process (also on SIGKILL). Temporary
+checkpoint directories are cleaned up only under that lock, so never a live run's. A model_dir
+that is a file, not writable, or a disk that fills up, and running out of (device) memory, stop
+with one line naming the directory or the batch (exit code 1); finished checkpoints stay intact.
+Checkpoint files and the directories are fsynced before the rename that publishes a checkpoint
+and before older ones are pruned. Each checkpoint's `meta.json` holds its epoch's scores row, so
+a run killed between the checkpoint's rename and the `scores.tsv` write gets the row back when
+it resumes.
 
 Test hook: the environment variable NETCOMPILER_TEST_DIE_AT="EPOCH:STEP" makes the process kill
-itself with SIGKILL just before step STEP (1-based) of epoch EPOCH, and "EPOCH:save" just after
+itself with SIGKILL just before step STEP (1-based) of epoch EPOCH, "EPOCH:save" just after
 the checkpoint of that epoch was written to its temporary directory, before the rename (tests of
-resuming and atomic checkpoints use it). NETCOMPILER_TEST_NAN_AT="EPOCH:STEP" replaces the
-training loss of that step by NaN.
+resuming and atomic checkpoints use it), and "EPOCH:saved" after the rename, before scores.tsv is
+written. NETCOMPILER_TEST_STOP_AT takes the same values and stops the process with SIGSTOP
+instead (it keeps its lock: tests of concurrent runs). NETCOMPILER_TEST_NAN_AT="EPOCH:STEP"
+replaces the training loss of that step by NaN.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -59,11 +77,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, current_umask, fsync_dir
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DIE_ENV = "NETCOMPILER_TEST_DIE_AT"
 NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
+STOP_ENV = "NETCOMPILER_TEST_STOP_AT"
+LOCK_NAME = ".lock"
+#: a step loss above this many times the run's first step loss (at least 1.0) prints a warning
+LOSS_GROWTH_WARNING = 1e3
 CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
                  "dev_seq_error", "wall_time")
@@ -76,6 +98,14 @@ class TrainError(Exception):
 
 class NonFiniteLoss(TrainError):
     pass
+
+
+class NonFiniteWeights(NonFiniteLoss):
+    """The loss was finite but the variables are no longer (e.g. a huge learning rate)."""
+
+
+class ModelDirBusy(TrainError):
+    """Another process holds the lock of the model directory."""
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -92,6 +122,10 @@ class TrainOptions:
     learning_rate_control: str = "constant"
     learning_rate_control_opts: dict | None = None
     gradient_clip: float | None = None
+    learning_rates: Any = None
+    gradient_clip_value: float | None = None
+    gradient_noise: float = 0.0
+    max_seq_length: Any = None
     model_dir: str | None = None
     save_interval: int = 1
     keep_last_n: int = 2
@@ -280,6 +314,143 @@ def _die_if(epoch: int, step) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGKILL)
+    if _test_hook(STOP_ENV, epoch, step):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+# -- faults: locks, disks, memory ------------------------------------------------------------------
+def os_reason(exc: BaseException) -> str:
+    """The short reason of an OS or TensorFlow error ("No space left on device")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    message = str(getattr(exc, "message", "") or exc).strip()
+    # TensorFlow: "/path/part-00000...tempstate123; No space left on device"
+    return message.rsplit("; ", 1)[-1].splitlines()[0] if message else type(exc).__name__
+
+
+class ModelDirLock:
+    """An exclusive `flock` on `model_dir/.lock` with the holder's PID in the file; released
+    by `release()` or when the process dies (the kernel drops it with the file descriptor)."""
+
+    def __init__(self, model_dir):
+        self.path = Path(model_dir) / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no lock
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise TrainError(f"train.model_dir {self.path.parent} is not writable: cannot "
+                             f"create {self.path} ({os_reason(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ModelDirBusy(
+                    f"train.model_dir {self.path.parent} is in use by another run (process "
+                    f"{holder or 'unknown'} holds the lock {self.path}); wait for it to end or "
+                    f"use another --model-dir") from None
+            raise TrainError(f"train.model_dir {self.path.parent}: cannot lock {self.path} "
+                             f"({os_reason(exc)})") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError:
+            pass  # the lock holds without the PID
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # drops the flock
+            self.fd = None
+
+
+def fsync_tree(root) -> None:
+    """fsync every file below `root`, then the directories (deepest first)."""
+    root = Path(root)
+    dirs = []
+    for dirpath, _, files in os.walk(root):
+        dirs.append(dirpath)
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for d in reversed(dirs):
+        fsync_dir(d)
+
+
+def nonfinite_checkpoint_variables(prefix) -> list[str]:
+    """Names of the floating-point network and optimizer tensors of a checkpoint holding NaN
+    or inf (not the training state: its NaN `lr_prev_score` means "none", nor the learning
+    rate, which the learning-rate control sets anew)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    bad = []
+    for key, dtype in reader.get_variable_to_dtype_map().items():
+        if not key.startswith(("network/", "optimizer/")) or "learning_rate" in key \
+                or not dtype.is_floating:
+            continue
+        if not np.all(np.isfinite(reader.get_tensor(key))):
+            bad.append(key.replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
+    return sorted(bad)
+
+
+def last_finite_checkpoint(model_dir) -> Path | None:
+    """The newest checkpoint whose tensors are all finite (None if none is)."""
+    for _, path in reversed(list_checkpoints(model_dir)):
+        try:
+            if not nonfinite_checkpoint_variables(path / "ckpt"):
+                return path
+        except Exception:  # unreadable: not a good checkpoint either
+            continue
+    return None
+
+
+def batch_description(batch) -> str:
+    """"a batch of 3 sequences of up to 20000 frames" for a step's replica inputs."""
+    seqs, frames = 0, 0
+    for inputs, lengths, _ in batch:
+        n = 0
+        for v in lengths.values():
+            v = np.asarray(v)
+            n = max(n, len(v))
+            frames = max(frames, int(v.max()) if v.size else 0)
+        if not lengths:
+            for v in inputs.values():
+                n = max(n, int(np.shape(v)[0]) if np.ndim(v) else 1)
+        seqs += n
+    return (f"a batch of {seqs} sequence{'s' if seqs != 1 else ''}"
+            + (f" of up to {frames} frames" if frames else ""))
+
+
+def out_of_memory_error(where: str, batch: str, opts) -> "TrainError":
+    single = batch.startswith("a batch of 1 sequence ")
+    hint = ("the sequence alone does not fit: shorten it or use a device with more memory"
+            if single else
+            f"use a smaller train.batch_size (now {opts.batch_size}, in frames) or "
+            f"train.max_seqs, e.g. --set train.batch_size={max(1, int(opts.batch_size) // 2)}")
+    return TrainError(f"out of memory {where} on {batch}; {hint}")
+
+
+def _oom_types():
+    import tensorflow as tf
+
+    return (tf.errors.ResourceExhaustedError, MemoryError)
 
 
 def write_scalar(tag: str, value: float, step: int) -> None:
@@ -409,7 +580,8 @@ class Trainer:
         try:
             self.lr_control = LearningRateControl(self.opts.learning_rate_control,
                                                   float(self.opts.learning_rate),
-                                                  dict(self.opts.learning_rate_control_opts or {}))
+                                                  dict(self.opts.learning_rate_control_opts or {}),
+                                                  learning_rates=self.opts.learning_rates)
         except LearningRateError as exc:
             raise TrainError(str(exc)) from None
         with self.strategy.scope():
@@ -438,6 +610,12 @@ class Trainer:
         self.trace_counts = {"train": 0, "eval": 0}
         self._train_fn = self._make_step(training=True)
         self._eval_fn = self._make_step(training=False)
+        self._finite_fn = None
+        self._lock: ModelDirLock | None = None
+        self._loss_reference: float | None = None
+        self._loss_warned = False
+        #: where warnings go (None: sys.stderr at the time of the warning)
+        self.err = None
         self.scores: list[dict] = []
 
     # -- setup ------------------------------------------------------------------------------------
@@ -535,6 +713,7 @@ class Trainer:
         kind = "train" if training else "eval"
         scales = tf.constant([s.scale for s in self.losses], tf.float32)
         clip = self.opts.gradient_clip
+        clip_value, noise = self.opts.gradient_clip_value, self.opts.gradient_noise
 
         def replica_fn(inputs, lengths, weight):
             ctx = tf.distribute.get_replica_context()
@@ -552,13 +731,14 @@ class Trainer:
             grads = tape.gradient(objective, self.trainable)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                      for g, v in zip(grads, self.trainable)]
-            if clip:
+            if clip or clip_value or noise:
                 if n > 1:  # clip the global (summed) gradient, exactly as on one device
                     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                grads = self._post_process_grads(grads)  # noise, per-entry clip (RETURNN's)
+                if clip:
                     grads, _ = tf.clip_by_global_norm(grads, float(clip))
+                if n > 1:
                     grads = [g / n for g in grads]  # the optimizer sums over replicas again
-                else:
-                    grads, _ = tf.clip_by_global_norm(grads, float(clip))
             self.optimizer.apply_gradients(zip(grads, self.trainable))
             return stats
 
@@ -574,6 +754,67 @@ class Trainer:
 
         sig = self._signature()
         return tf.function(step, input_signature=[[sig] * n], autograph=False)
+
+    def _post_process_grads(self, grads):
+        """RETURNN's per-entry gradient options, in its order: `gradient_noise` (a truncated
+        normal, seeded by (random_seed, variable, optimizer step): a resumed run draws the same,
+        every replica the same), then `gradient_clip_value` (clip every entry to +-value)."""
+        from .gradients import gradient_post_process
+
+        return gradient_post_process(grads, self.opts.gradient_noise,
+                                     self.opts.gradient_clip_value, self.seed,
+                                     self.optimizer.iterations)
+
+    # -- finiteness -------------------------------------------------------------------------------
+    def _checked_variables(self) -> list[tuple[str, Any]]:
+        """(name, variable) of every floating-point variable a checkpoint holds: the network's,
+        the optimizer's slots (not its learning rate)."""
+        import tensorflow as tf
+
+        def floating(v) -> bool:
+            return tf.as_dtype(v.dtype).is_floating
+
+        out = [(f"network/{n}", v) for n, v in self.net.variables_by_name.items() if floating(v)]
+        seen = {id(v) for _, v in out}
+        for v in self.optimizer.variables:
+            name = str(getattr(v, "path", None) or v.name)
+            if id(v) in seen or not floating(v) or "learning_rate" in name:
+                continue
+            seen.add(id(v))
+            out.append((f"optimizer/{name}", v))
+        return out
+
+    def nonfinite_variables(self) -> list[str]:
+        """Names of the network and optimizer variables holding NaN or inf now (one fused
+        check per call, cheap next to a training step)."""
+        import tensorflow as tf
+
+        if self._finite_fn is None:
+            checked = self._checked_variables()
+            self._finite_names = [n for n, _ in checked]
+            variables = [v for _, v in checked]
+
+            def check():
+                return tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+            self._finite_fn = tf.function(check, autograph=False) if variables else (
+                lambda: tf.zeros([0], tf.bool))
+        flags = self._finite_fn().numpy()
+        return [n for n, ok in zip(self._finite_names, flags) if not ok]
+
+    def _warn(self, text: str) -> None:
+        print(f"netcompiler train: warning: {text}", file=self.err or sys.stderr, flush=True)
+
+    def _check_loss_growth(self, loss: float, epoch: int, step: int, lr: float) -> None:
+        if self._loss_reference is None:
+            self._loss_reference = abs(loss)
+            return
+        limit = LOSS_GROWTH_WARNING * max(self._loss_reference, 1.0)
+        if not self._loss_warned and abs(loss) > limit:
+            self._loss_warned = True
+            self._warn(f"the training loss grew from {self._loss_reference:.4g} (first step) to "
+                       f"{loss:.4g} at epoch {epoch}, step {step}: the learning rate ({lr:.3g}) "
+                       f"is probably too high (or set train.gradient_clip)")
 
     # -- data -------------------------------------------------------------------------------------
     def load_data(self):
@@ -659,11 +900,18 @@ class Trainer:
                                                      and resolver.task_id == 0)
 
     def save(self, epoch: int) -> Path | None:
-        """Write the checkpoint of `epoch` atomically; prune to keep_last_n."""
+        """Write the checkpoint of `epoch` atomically (fsynced before the rename, the directory
+        after it); prune to keep_last_n. Refuses non-finite variables (NonFiniteWeights); a
+        write that fails (disk full, permissions) is a TrainError and leaves no temporary
+        directory, the earlier checkpoints intact."""
         if not self._is_chief():
             return None
         model_dir = self.model_dir
-        model_dir.mkdir(parents=True, exist_ok=True)
+        bad = self.nonfinite_variables()
+        if bad:
+            raise NonFiniteWeights(f"the variables {', '.join(bad[:3])}"
+                                   f"{' (and more)' if len(bad) > 3 else ''} hold NaN or inf at "
+                                   f"the end of epoch {epoch}: not saving them")
         self.state.epoch.assign(epoch)
         self.state.seed.assign(self.seed)
         lr_state = self.lr_control.state()
@@ -671,24 +919,41 @@ class Trainer:
         prev = lr_state["previous_score"]
         self.state.lr_previous_score.assign(float("nan") if prev is None else float(prev))
         final = model_dir / f"ckpt-{epoch:03d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=model_dir))
+        row = next((dict(r) for r in reversed(self.scores) if str(r.get("epoch")) == str(epoch)),
+                   None)
+        tmp = None
         try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=model_dir))
             self.ckpt.write(str(tmp / "ckpt"))
             meta = {"epoch": epoch, "seed": self.seed, "learning_rate_control": lr_state,
                     "global_step": int(self.optimizer.iterations.numpy()),
                     "time": time.time()}
+            if row is not None:
+                meta["scores"] = {c: str(row[c]) for c in SCORE_COLUMNS if c in row}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+            fsync_tree(tmp)
             _die_if(epoch, "save")
-            os.chmod(tmp, 0o755)
+            os.chmod(tmp, 0o777 & ~current_umask())
             if final.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=model_dir))
                 os.replace(final, old / "x")
                 os.replace(tmp, final)
+                fsync_dir(model_dir)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+                fsync_dir(model_dir)
+        except BaseException as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, (OSError, tf_errors())):
+                kept = newest_checkpoint(model_dir)
+                raise TrainError(
+                    f"cannot write the checkpoint of epoch {epoch} into train.model_dir "
+                    f"{model_dir} ({os_reason(exc)}); "
+                    + (f"the earlier checkpoint {kept} is kept" if kept else
+                       "no checkpoint was written")) from None
             raise
         for _, path in list_checkpoints(model_dir)[:-int(self.opts.keep_last_n)]:
             shutil.rmtree(path, ignore_errors=True)
@@ -711,26 +976,73 @@ class Trainer:
         except (AssertionError, ValueError, tf_errors()) as exc:
             raise TrainError(f"checkpoint {prefix} does not fit this config (was it written "
                              f"for another network or optimizer?): {exc}") from None
+        bad = self.nonfinite_variables()
+        if bad:
+            good = last_finite_checkpoint(self.model_dir) if self.opts.model_dir else None
+            raise NonFiniteWeights(
+                f"checkpoint {prefix} holds NaN or inf (in {', '.join(bad[:3])}"
+                f"{' and more' if len(bad) > 3 else ''}); it cannot be resumed: "
+                + (f"remove it to resume from {good}, the newest finite checkpoint" if good
+                   else "no finite checkpoint is left"))
         epoch = int(self.state.epoch.numpy())
         self.seed = int(self.state.seed.numpy())
         prev = float(self.state.lr_previous_score.numpy())
-        self.lr_control.load_state({"current": float(self.state.lr_current.numpy()),
+        from .lr_control import checkpoint_state  # the per-epoch history is in meta.json
+
+        self.lr_control.load_state({**checkpoint_state(prefix),
+                                    "current": float(self.state.lr_current.numpy()),
                                     "previous_score": None if math.isnan(prev) else prev})
         return epoch
 
     def _cleanup_tmp(self) -> None:
-        for p in self.model_dir.glob(".tmp-ckpt-*"):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in self.model_dir.glob(".old-ckpt-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        """Remove what killed runs left (only under the model_dir lock: never a live run's)."""
+        for pattern in (".tmp-ckpt-*", ".old-ckpt-*"):
+            for p in self.model_dir.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
+        for p in self.model_dir.glob(".scores.tsv.*.tmp"):  # atomic_write's temporary file
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+    def _prepare_model_dir(self) -> Path:
+        """Create model_dir, take its lock, check that it is writable: a TrainError naming the
+        directory otherwise (before any training, so no work is lost)."""
+        model_dir = self.model_dir
+        if model_dir.exists() and not model_dir.is_dir():
+            raise TrainError(f"train.model_dir {model_dir} exists and is not a directory")
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainError(f"train.model_dir {model_dir}: cannot create the directory "
+                             f"({os_reason(exc)})") from None
+        if not self._is_chief():
+            return model_dir
+        lock = ModelDirLock(model_dir)
+        lock.acquire()
+        self._lock = lock
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=model_dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            self._release_lock()
+            raise TrainError(f"train.model_dir {model_dir} is not writable "
+                             f"({os_reason(exc)})") from None
+        return model_dir
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- scores -----------------------------------------------------------------------------------
     def _load_scores(self, up_to_epoch: int) -> None:
+        """scores.tsv's rows up to `up_to_epoch`, plus the rows of checkpoints whose row is
+        missing (a run killed between the checkpoint's rename and the scores write)."""
         path = self.model_dir / "scores.tsv"
-        self.scores = []
-        if not path.is_file():
-            return
-        lines = path.read_text(encoding="utf-8").splitlines()
+        rows: dict[int, dict] = {}
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         for line in lines[1:]:
             cells = line.split("\t")
             if len(cells) != len(SCORE_COLUMNS):
@@ -738,28 +1050,57 @@ class Trainer:
             row = dict(zip(SCORE_COLUMNS, cells))
             try:
                 if int(row["epoch"]) <= up_to_epoch:
-                    self.scores.append(row)
+                    rows[int(row["epoch"])] = row
             except ValueError:
                 continue
+        for epoch, ckpt in list_checkpoints(self.model_dir):
+            if epoch > up_to_epoch or epoch in rows:
+                continue
+            try:
+                saved = json.loads((ckpt / "meta.json").read_text(encoding="utf-8")).get("scores")
+            except (OSError, ValueError):
+                continue
+            if isinstance(saved, dict) and all(c in saved for c in SCORE_COLUMNS):
+                rows[epoch] = {c: str(saved[c]) for c in SCORE_COLUMNS}
+        self.scores = [rows[e] for e in sorted(rows)]
 
     def _write_scores(self) -> None:
         if not self._is_chief():
             return
         lines = ["\t".join(SCORE_COLUMNS)]
         lines += ["\t".join(str(row[c]) for c in SCORE_COLUMNS) for row in self.scores]
-        atomic_write_text(self.model_dir / "scores.tsv", "\n".join(lines) + "\n")
+        path = self.model_dir / "scores.tsv"
+        try:
+            atomic_write_text(path, "\n".join(lines) + "\n")
+        except OSError as exc:
+            raise TrainError(f"cannot write {path} ({os_reason(exc)}); the checkpoints are kept "
+                             f"and the next run restores the missing rows") from None
 
     # -- running ----------------------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> Accumulator:
         acc = Accumulator(self.losses)
         groups = self._groups(self.train_data, epoch)
+        if self.opts.max_seq_length:  # skip long training sequences (never dev data)
+            from .datasets import DatasetError
+            from .datasets.pipeline import batches
+
+            try:
+                groups = batches(self.train_data, int(self.opts.batch_size), self.opts.max_seqs,
+                                 self.opts.batching, self.seed, epoch,
+                                 max_seq_length=self.opts.max_seq_length)
+            except DatasetError as exc:
+                raise TrainError(f"train.max_seq_length: {exc}") from None
         self.progress.start(epoch, len(groups))
         try:
             for step, batch in enumerate(self._iterate(self.train_data, groups), start=1):
                 _die_if(epoch, step)
                 lr = self.lr_control.rate(int(self.optimizer.iterations.numpy()))
                 self.optimizer.learning_rate = lr
-                stats = self._train_fn(batch).numpy()
+                try:
+                    stats = self._train_fn(batch).numpy()
+                except _oom_types():
+                    raise out_of_memory_error(f"in training (epoch {epoch}, step {step})",
+                                              batch_description(batch), self.opts) from None
                 loss = step_loss(self.losses, stats)
                 if _test_hook(NAN_ENV, epoch, step):
                     loss = float("nan")
@@ -767,6 +1108,16 @@ class Trainer:
                     raise NonFiniteLoss(
                         f"the training loss is {loss} at epoch {epoch}, step {step} (global step "
                         f"{int(self.optimizer.iterations.numpy())})")
+                bad = self.nonfinite_variables()
+                if bad:
+                    raise NonFiniteWeights(
+                        f"the training loss is {loss:.4g} but the variables "
+                        f"{', '.join(bad[:3])}{' (and more)' if len(bad) > 3 else ''} hold NaN "
+                        f"or inf after epoch {epoch}, step {step} (global step "
+                        f"{int(self.optimizer.iterations.numpy())}): the learning rate "
+                        f"({lr:.3g}) is too high or the gradients need clipping "
+                        f"(train.gradient_clip)")
+                self._check_loss_growth(loss, epoch, step, lr)
                 acc.add(stats)
                 self.progress.update(step, acc.loss(), lr)
         finally:
@@ -792,16 +1143,28 @@ class Trainer:
         acc = Accumulator(self.losses)
         groups = self._groups(dataset, 0, batching="sorted")
         for batch in self._iterate(dataset, groups):
-            acc.add(self._eval_fn(batch).numpy())
+            try:
+                acc.add(self._eval_fn(batch).numpy())
+            except _oom_types():
+                raise out_of_memory_error(f"evaluating {dataset.describe().split(':')[0]} "
+                                          f"(epoch {epoch})", batch_description(batch),
+                                          self.opts) from None
         return acc
 
     def train(self) -> int:
-        """Train (resuming if model_dir has checkpoints); returns the last epoch trained."""
+        """Train (resuming if model_dir has checkpoints); returns the last epoch trained.
+        Holds the model_dir lock meanwhile."""
+        self._prepare_model_dir()
+        try:
+            return self._train_locked()
+        finally:
+            self._release_lock()
+
+    def _train_locked(self) -> int:
         import tensorflow as tf
 
         self.load_data()
         model_dir = self.model_dir
-        model_dir.mkdir(parents=True, exist_ok=True)
         self._cleanup_tmp()
         start = self.restore() + 1
         self._load_scores(start - 1)
@@ -817,18 +1180,23 @@ class Trainer:
         print(self.train_data.describe() + (
             f"\n{self.dev_data.describe()}" if self.dev_data is not None else ""),
             file=self.out, flush=True)
-        writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) \
-            if self._is_chief() else tf.summary.create_noop_writer()
+        try:
+            writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) \
+                if self._is_chief() else tf.summary.create_noop_writer()
+        except (OSError, tf.errors.OpError) as exc:
+            raise TrainError(f"cannot create the TensorBoard log in {model_dir / 'tensorboard'} "
+                             f"({os_reason(exc)})") from None
         last_saved = start - 1
         try:
             for epoch in range(start, num_epochs + 1):
                 t0 = time.time()
+                self.lr_control.begin_epoch(epoch)
                 lr = self.lr_control.rate(int(self.optimizer.iterations.numpy()))
                 try:
                     train_acc = self.run_epoch(epoch)
                 except NonFiniteLoss as exc:
-                    kept = newest_checkpoint(model_dir)
-                    raise NonFiniteLoss(
+                    kept = last_finite_checkpoint(model_dir)
+                    raise type(exc)(
                         f"{exc}; stopping. " + (f"The last good checkpoint {kept} is kept."
                                                 if kept else "No checkpoint was written yet.")
                     ) from None
@@ -838,7 +1206,8 @@ class Trainer:
                     dev_loss, dev_err = dev_acc.loss(), dev_acc.error(self.main_loss)
                     dev_seq_err = self.dev_search_error()
                 train_loss, train_err = train_acc.loss(), train_acc.error(self.main_loss)
-                self.lr_control.end_epoch(dev_loss if self.dev_data is not None else train_loss)
+                self.lr_control.end_epoch(dev_loss if self.dev_data is not None else train_loss,
+                                          dev_err if self.dev_data is not None else train_err)
                 wall = time.time() - t0
                 self.scores.append({"epoch": epoch, "learning_rate": f"{lr:.6g}",
                                     "train_loss": f"{train_loss:.6f}",
@@ -847,8 +1216,16 @@ class Trainer:
                                     "dev_seq_error": f"{dev_seq_err:.6f}",
                                     "wall_time": f"{wall:.2f}"})
                 if epoch % int(self.opts.save_interval) == 0 or epoch == num_epochs:
-                    self.save(epoch)
+                    try:
+                        self.save(epoch)
+                    except NonFiniteWeights as exc:  # not expected: checked after every step
+                        kept = last_finite_checkpoint(model_dir)
+                        raise NonFiniteWeights(
+                            f"{exc}; stopping. " + (f"The last good checkpoint {kept} is kept."
+                                                    if kept else "No checkpoint was written yet.")
+                        ) from None
                     last_saved = epoch
+                    _die_if(epoch, "saved")
                 self._write_scores()
                 scalars = {"learning_rate": lr, "train/loss": train_loss,
                            "train/error": train_err}
@@ -860,10 +1237,15 @@ class Trainer:
                     scalars.update({"dev/loss": dev_loss, "dev/error": dev_err})
                     if not math.isnan(dev_seq_err):
                         scalars["dev/sequence_error"] = dev_seq_err
-                with writer.as_default(step=epoch):
-                    for tag, value in scalars.items():
-                        write_scalar(tag, value, epoch)
-                writer.flush()
+                try:
+                    with writer.as_default(step=epoch):
+                        for tag, value in scalars.items():
+                            write_scalar(tag, value, epoch)
+                    writer.flush()
+                except tf.errors.OpError as exc:  # e.g. the disk is full
+                    raise TrainError(f"cannot write the TensorBoard log in "
+                                     f"{model_dir / 'tensorboard'} ({os_reason(exc)}); the "
+                                     f"checkpoints are kept") from None
                 dev_text = (f", dev loss {dev_loss:.4f} error {dev_err:.2%}"
                             if self.dev_data is not None else "")
                 if not math.isnan(dev_seq_err):
@@ -871,7 +1253,10 @@ class Trainer:
                 print(f"epoch {epoch}/{num_epochs}: lr {lr:.3g}, train loss {train_loss:.4f} "
                       f"error {train_err:.2%}{dev_text} ({wall:.1f}s)", file=self.out, flush=True)
         finally:
-            writer.close()
+            try:
+                writer.close()
+            except tf.errors.OpError:  # e.g. a full disk; the error that led here matters more
+                pass
         del last_saved
         return num_epochs
 
@@ -911,6 +1296,12 @@ def cli_train(args) -> int:
         return _user_error("train", exc)
     except NotImplementedError as exc:
         return _user_error("train", exc)
+    except MemoryError:
+        return _user_error("train", "out of memory (host RAM); use a smaller train.batch_size "
+                                    "or smaller datasets")
+    except OSError as exc:  # an environmental fault not caught where it happened
+        return _user_error("train", f"{exc.filename + ': ' if exc.filename else ''}"
+                                    f"{os_reason(exc)}")
     except KeyboardInterrupt:
         print("netcompiler train: interrupted; the checkpoints written so far are kept",
               file=sys.stderr)
@@ -996,7 +1387,15 @@ def _forward(args, result) -> int:
             inputs[k] = tf.constant(buf)
             if net.extern_shapes[k].time is not None:
                 lens[k] = tf.constant(ln)
-        values, out_lens = fn(inputs, lens)[layer]
+        try:
+            values, out_lens = fn(inputs, lens)[layer]
+        except _oom_types():
+            n = len(seq_list)
+            frames = max((int(np.max(np.asarray(v))) for v in lens.values()), default=0)
+            raise out_of_memory_error(
+                f"running `{layer}` forward",
+                f"a batch of {n} sequence{'s' if n != 1 else ''}"
+                + (f" of up to {frames} frames" if frames else ""), opts) from None
         values = values.numpy()
         out_lens = None if out_lens is None else out_lens.numpy()
         for j, i in enumerate(group):
@@ -1017,6 +1416,9 @@ def _forward(args, result) -> int:
         from .datasets import write_hdf
     except ImportError:
         from .datasets.hdf import write_hdf
-    write_hdf(out_path, [s for _, s in by_index], None, tags)
+    try:
+        write_hdf(out_path, [s for _, s in by_index], None, tags)
+    except OSError as exc:
+        raise TrainError(f"cannot write --output {out_path} ({os_reason(exc)})") from None
     print(f"wrote {len(by_index)} sequences of `{layer}` to {out_path}")
     return EXIT_OK

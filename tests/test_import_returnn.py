@@ -45,12 +45,13 @@ SAFE = {
             {"optimizer": {"class": "sgd"}, "learning_rate": 1.0}, None),
     "tf-att-copy": ({"data": {"dim": 10, "sparse": True}, "classes": {"dim": 10, "sparse": True}},
                     3, {"batch_size": 5000, "max_seqs": 10, "optimizer": ADAM,
-                        "learning_rate": 0.01, "num_epochs": 100}, None),
+                        "learning_rate": 0.01, "num_epochs": 100,
+                        "gradient_noise": 0.3, "gradient_clip_value": 2}, None),
     "tf-attention": ({"data": {"dim": 12}, "classes": {"dim": 12, "sparse": True}}, 7,
                      {"batching": "random", "batch_size": 5000, "max_seqs": 40,
                       "optimizer": ADAM, "learning_rate": 0.0005,
                       "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
-                      "num_epochs": 100, "save_interval": 20}, None),
+                      "num_epochs": 100, "save_interval": 20, "gradient_noise": 0.3}, None),
     "tf-chunking-blstm.12ax": (X12, 9, {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
@@ -83,17 +84,18 @@ SAFE = {
     "tf-native-lstm2.12ax.tuned": (X12, 2, {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": {"class": "adam", "epsilon": 5e-15},
-        "learning_rate": 0.127, "num_epochs": 100, "save_interval": 1}, None),
+        "learning_rate": 0.127, "num_epochs": 100, "save_interval": 1,
+        "gradient_clip_value": 10.0, "gradient_noise": 0.3}, None),
     "tf-rec-explicit-lstm": (X12, 2, {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_42, "batching": "random",
         "batch_size": 5000, "max_seqs": 40, "optimizer": ADAM, "learning_rate": 0.01,
         "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
-        "num_epochs": 100, "save_interval": 20}, None),
+        "num_epochs": 100, "save_interval": 20, "gradient_noise": 0.3}, None),
     "tf-rec-explicit-rnn": (X12, 2, {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_42, "batching": "random",
         "batch_size": 5000, "max_seqs": 40, "optimizer": ADAM, "learning_rate": 0.0005,
         "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
-        "num_epochs": 100, "save_interval": 20}, None),
+        "num_epochs": 100, "save_interval": 20, "gradient_noise": 0.3}, None),
     "tf-rec-self-att": (X12, 2, {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_42, "batching": "random",
         "batch_size": 5000, "max_seqs": 40, "optimizer": ADAM, "learning_rate": 0.01,
@@ -112,7 +114,8 @@ SAFE = {
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 5, "optimizer": ADAM, "learning_rate": 0.0005,
         "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
-        "num_epochs": 100, "save_interval": 1}, "unknown layer class `neural_transducer`"),
+        "num_epochs": 100, "save_interval": 1, "gradient_clip_value": 10,
+        "gradient_noise": 0.3}, "unknown layer class `neural_transducer`"),
     "rhn-enwik8": ({"data": {"sparse": True, "dim": 205}, "classes": {"sparse": True, "dim": 205}},
                    3, {"batching": "random", "max_seqs": 10, "num_epochs": 150,
                        "optimizer": {"class": "adam", "epsilon": 1e-8}, "learning_rate": 0.001},
@@ -171,9 +174,9 @@ def test_demo_not_imported_and_ignored_lists():
     result = import_returnn(demo("tf-native-lstm2.12ax.tuned"))
     warned = {e.key: e for e in result.warnings}
     # options without an equivalent (line numbers in the copy: the demo's + 1)
-    assert warned["gradient_clip"].line == 34 and "clip_by_value" in warned["gradient_clip"].text
     assert warned["gradient_clip_norm"].line == 35
-    assert warned["gradient_noise"].line == 36
+    # RETURNN's per-entry gradient_clip and gradient_noise are imported (gradient_clip_value)
+    assert "gradient_clip" not in warned and "gradient_noise" not in warned
     assert warned["decouple_constraints"].line == 33
     # Python that was not run
     assert "get_login_username()" in warned["model"].text and warned["model"].line == 37
@@ -186,7 +189,7 @@ def test_demo_not_imported_and_ignored_lists():
         "# Imported from the RETURNN config (read as data, nothing run):",
         "#   " + demo("tf-native-lstm2.12ax.tuned"), "# by:", "#   netcompiler import-returnn x"]
     assert all(line.startswith("#") for line in header.splitlines())
-    assert "gradient_noise (line 36): 0.3: netcompiler has no gradient noise" in header
+    assert "gradient_clip_norm (line 35): 0.07: per-variable norm clipping" in header
 
 
 def test_hdf_datasets_and_training_options(tmp_path):
@@ -225,10 +228,10 @@ def test_hdf_datasets_and_training_options(tmp_path):
         "batching": "laplace:1000",
         "optimizer": {"class": "adam", "beta_1": 0.8, "epsilon": 1e-8},
         "learning_rate": 1e-3,
-        "learning_rate_control": "newbob",
-        # RETURNN's threshold t = -0.02 relative to the new score: t / (1 - t) relative to the old
-        "learning_rate_control_opts": {"decay": 0.7,
-                                       "relative_error_threshold": round(-0.02 / 1.02, 12),
+        # RETURNN's rule as is (its threshold keeps RETURNN's meaning: relative to the new score)
+        "learning_rate_control": "newbob_multi_epoch",
+        "learning_rate_control_opts": {"decay": 0.7, "relative_error_threshold": -0.02,
+                                       "num_epochs": 1, "update_interval": 1,
                                        "min_learning_rate": 1e-5},
         "gradient_clip": 5.0,
         "random_seed": 7,
@@ -250,6 +253,33 @@ def test_values_netcompiler_rejects_are_listed(tmp_path):
     assert result.config["train"] == {"num_epochs": 4, "learning_rate": 1.0}
     rejected = {e.key for e in result.not_imported if "not accepted by netcompiler" in e.text}
     assert rejected == {"train.batching", "train.random_seed", "train.optimizer"}
+    assert validate(result.to_yaml()).ok
+
+
+@pytest.mark.parametrize("version,want_bias", [(None, False), (9, False), (10, None),
+                                               (12, None)])
+def test_conv_bias_follows_returnns_behavior_version(tmp_path, version, want_bias):
+    """RETURNN's conv has no bias by default before behavior_version 10 (netcompiler's has):
+    the importer writes `with_bias: false` there, and leaves explicit choices alone."""
+    cfg = tmp_path / "c.config"
+    head = "" if version is None else f"behavior_version = {version}\n"
+    cfg.write_text("#!rnn.py\n" + head + textwrap.dedent("""\
+        num_inputs = 4
+        num_outputs = 3
+        network = {
+            'c1': {'class': 'conv', 'filter_size': (3,), 'padding': 'same', 'n_out': 5},
+            'c2': {'class': 'conv', 'filter_size': (3,), 'padding': 'same', 'n_out': 5,
+                   'from': 'c1', 'with_bias': True},
+            'output': {'class': 'softmax', 'loss': 'ce', 'from': 'c2'},
+        }
+        """))
+    result = import_returnn(str(cfg))
+    layers = result.config["network"]
+    assert layers["c1"].get("with_bias") is want_bias
+    assert layers["c2"]["with_bias"] is True
+    assert any("c1" in n and "behavior_version 10" in n for n in result.notes) == (
+        want_bias is False)
+    assert "behavior_version" not in {e.key for e in result.not_imported}
     assert validate(result.to_yaml()).ok
 
 
@@ -343,10 +373,15 @@ def test_exec_mode_imports_the_python_demos(returnn_stub):
     assert len(config["network"]) == 8
     assert config["train"]["optimizer"] == {"class": "nadam", "epsilon": 1e-16}
     assert config["train"]["batch_size"] == 2000 and config["train"]["max_seqs"] == 64
-    assert "learning_rate_control" not in config["train"]  # newbob over 6 epochs: listed
+    # lines 121-131: newbob over 6 epochs, relative to the rate, a new rate kept >= 3 epochs
+    assert config["train"]["learning_rate_control"] == "newbob_multi_epoch"
+    assert config["train"]["learning_rate_control_opts"] == {
+        "decay": 0.8, "relative_error_threshold": -0.01, "num_epochs": 6, "update_interval": 1,
+        "relative_error_relative_lr": True, "min_num_epochs_per_new_lr": 3}
+    assert config["train"]["gradient_noise"] == 0.1
+    assert config["train"]["max_seq_length"] == 2000  # max_seq_length = batch_size
     warned = {e.key: e.text for e in result.warnings}
-    assert "newbob_multi_epoch" in warned["learning_rate_control"]
-    assert "max_seq_length" in warned and "train" in warned  # NltkTimitDataset
+    assert "train" in warned  # NltkTimitDataset
     check = validate(result.to_yaml(), name="timit.yaml")
     assert {d.message for d in check.errors} == {
         "unknown option `darc1` for layer class `softmax`",
@@ -689,3 +724,83 @@ def test_cli_checkpoint_end_to_end(tmp_path, capsys):
     assert (model_dir / "ckpt-001").is_dir()
     assert len(captured.out.strip().splitlines()) == 1  # the converter's one-line summary
     assert load(str(tmp_path / "selfatt.yaml")).data["network"] == ref["net_dict"]
+
+
+# -- RETURNN training options with netcompiler equivalents ------------------------------------------
+PUBLISHED = DEMOS / "published"
+
+
+def test_published_swb_conformer_training_options():
+    """rwth-i6/returnn-experiments 2022-swb-conformer-hybrid-sat ln_instead_of_bn.config
+    (copied under tests/returnn_demos/published/): lines 117-161 and 1744-1752 of the copy."""
+    path = PUBLISHED / "swb-conformer-hybrid-ln.config"
+    assert path.read_text().startswith("# source: github.com/rwth-i6/returnn-experiments@2283661")
+    result = import_returnn(str(path))
+    train = result.config["train"]
+    rates = train["learning_rates"]  # 30 rates, 0.0002 -> 0.018 in equal steps
+    assert len(rates) == 30 and rates[0] == 0.0002 and rates[-1] == 0.018
+    assert rates[1] == 0.0008137931034482758
+    assert train["learning_rate"] == 0.018
+    assert train["learning_rate_control"] == "newbob_multi_epoch"
+    assert train["learning_rate_control_opts"] == {
+        "decay": 0.9, "relative_error_threshold": -0.01, "num_epochs": 3, "update_interval": 1,
+        "relative_error_relative_lr": True, "min_num_epochs_per_new_lr": 3,
+        "min_learning_rate": 2e-05, "error_measure": "error"}  # dev_error_output
+    assert train["optimizer"] == {"class": "nadam", "epsilon": 1e-08}
+    assert (train["num_epochs"], train["save_interval"], train["batch_size"]) == (200, 2, 10000)
+    assert "gradient_clip_value" not in train and "gradient_noise" not in train
+    ignored = {e.key: e.text for e in result.ignored}
+    assert "RETURNN's default" in ignored["gradient_clip"]  # 0: off
+    assert "RETURNN's default" in ignored["gradient_noise"]  # 0.0: off
+    warned = {e.key: e.text for e in result.warnings}
+    assert "ExternSprintDataset" in warned["train"] and "ExternSprintDataset" in warned["dev"]
+    assert "chunking" in warned
+    assert not {"learning_rates", "learning_rate_control",
+                "learning_rate_control_min_num_epochs_per_new_lr",
+                "learning_rate_control_relative_error_relative_lr",
+                "learning_rate_control_error_measure"} & set(warned)
+    from netcompiler.lr_control import LearningRateControl
+    from netcompiler.schema import validate_config
+    from netcompiler.train import TrainOptions
+
+    assert not [d for d in validate_config({"network": {}, "train": train})
+                if d.severity == "error"]
+    opts = TrainOptions.from_config(result.config)
+    ctl = LearningRateControl(opts.learning_rate_control, opts.learning_rate,
+                              opts.learning_rate_control_opts,
+                              learning_rates=opts.learning_rates)
+    seen = []
+    for epoch in range(1, 34):
+        seen.append(ctl.begin_epoch(epoch))
+        ctl.end_epoch(1.0, 0.5)
+    # the warm-up, then 0.018 kept for 3 epochs (min_num_epochs_per_new_lr), then flat dev
+    # errors: relative error 0 > -0.01 -> 0.018 * 0.9
+    assert seen[:30] == rates and seen[30:32] == [0.018, 0.018]
+    assert seen[32] == pytest.approx(0.018 * 0.9)
+
+
+def test_gradient_options_max_seq_length_and_learning_rates_mapping(tmp_path):
+    cfg = tmp_path / "c.config"
+    base = ("#!rnn.py\nnetwork = {'output': {'class': 'softmax', 'loss': 'ce'}}\n"
+            "num_inputs = 2\nnum_outputs = 3\n")
+    cfg.write_text(base + "gradient_clip = 0.5\ngradient_clip_global_norm = 3\n"
+                   "gradient_noise = 0.1\nmax_seq_length = -75\n"
+                   "learning_rates = {1: 0.1, 5: 0.2}\n")
+    result = import_returnn(str(cfg))
+    train = result.config["train"]
+    assert train["gradient_clip_value"] == 0.5  # RETURNN's per-entry clip
+    assert train["gradient_clip"] == 3  # RETURNN's global-norm clip
+    assert train["gradient_noise"] == 0.1
+    assert train["max_seq_length"] == {"classes": 75}  # RETURNN: -n limits `classes`
+    assert train["learning_rates"] == {1: 0.1, 5: 0.2}
+    assert validate(result.to_yaml(), name="c.yaml").ok
+    cfg.write_text(base + "gradient_clip = -1\nmax_seq_length = {'data': 300}\n"
+                   "learning_rates = [0.1, 0]\n")
+    result = import_returnn(str(cfg))
+    train = result.config["train"]
+    assert train["max_seq_length"] == {"data": 300}
+    warned = {e.key: e.text for e in result.warnings}
+    assert "not a positive number" in warned["gradient_clip"]
+    assert "not accepted by netcompiler" in warned["train.learning_rates"]
+    assert "learning_rates" not in train and "gradient_clip_value" not in train
+    assert validate(result.to_yaml(), name="c.yaml").ok
