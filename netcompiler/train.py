@@ -1312,12 +1312,15 @@ def cli_train(args) -> int:
 def _parse_data_spec(text: str | None, fallback):
     if text is None:
         return fallback
-    import yaml
+    from .diagnostics import ConfigError
+    from .loader import parse_yaml
 
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TrainError(f"--data: not a dataset name or YAML mapping: {exc}") from None
+    try:  # the config loader's bounds (alias expansion, nesting) apply to --data too
+        return parse_yaml(text, "--data").data
+    except ConfigError as exc:
+        first = exc.diagnostics[0] if exc.diagnostics else None
+        why = first.message if first is not None else str(exc)
+        raise TrainError(f"--data: not a dataset name or YAML mapping: {why}") from None
 
 
 def cli_forward(args) -> int:
