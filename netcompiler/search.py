@@ -17,8 +17,8 @@ import numpy as np
 from .atomic import atomic_write_text
 
 from .train import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, TrainOptions,
-                    _parse_data_spec, _user_error, _validated, checkpoint_prefix,
-                    restore_network)
+                    _oom_types, _parse_data_spec, _user_error, _validated, checkpoint_prefix,
+                    out_of_memory_error, restore_network)
 
 EOS = 0
 _TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -113,6 +113,12 @@ def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions
             res = net.search(ins, lens, beam_size=beam, n_best=n_best)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
+        except _oom_types():
+            frames = max((int(np.max(v)) for v in lens.values()), default=0)
+            raise out_of_memory_error(
+                f"in beam search (beam {beam})",
+                f"a batch of {len(group)} sequence{'s' if len(group) != 1 else ''}"
+                + (f" of up to {frames} frames" if frames else ""), opts) from None
         for i, hyps in zip(group, res):
             hyps_by_index[int(i)] = hyps
             if target is not None:

@@ -244,3 +244,22 @@ def test_resume_decoder_training(trained, tmp_path):
     result = validate(str(cfg), ["train.num_epochs=3"])
     trainer = Trainer(result, model_dir=model, out=open(os.devnull, "w"))
     assert trainer.restore() == 2
+
+
+def test_out_of_memory_in_search_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from netcompiler.build import CompiledNetwork
+
+    def search(self, *args, **kw):  # the device runs out of memory
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(CompiledNetwork, "search", search)
+    cfg, model = trained
+    out = tmp_path / "hyps.tsv"
+    code, stdout, err = run(capsys, cfg, "--checkpoint", model, "--data", SPEC, "-o", out)
+    lines = [x for x in err.strip().splitlines() if "warning:" not in x]  # config warnings
+    assert code == 1 and len(lines) == 1, err
+    assert "out of memory in beam search (beam 3) on a batch of" in lines[0]
+    assert "batch_size" in lines[0]
+    assert not out.exists()
