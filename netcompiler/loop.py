@@ -20,7 +20,8 @@ with a unit dict. It
 2. runs the remaining layers in a `tf.while_loop` (none at all if nothing remains). Loop state:
    `t`, the `prev:` values of in-loop layers read through `prev:`, the per-layer state of stateful
    layers (`rnn_cell`: (c, h) / (h,), `self_attention`: preallocated key/value buffers
-   [B, T_max, H, d]), one TensorArray per stacked layer (required in-loop layers and those read
+   [B, T_max, H, d], `cum_concat`: the frames so far [B, T_max, ...]), one TensorArray per
+   stacked layer (required in-loop layers and those read
    after the loop), and for search/end-driven loops
    `ended`, `length` (and beam `scores`, and a TensorArray of beam back-pointers).
 3. stacks the results over the loop: [B, T_loop, ...], registers the loop lengths and computes
@@ -53,11 +54,13 @@ from .shapes import concat_features
 
 #: classes that carry a state from step to step (rule methods `initial_state`, `call_step`);
 #: `rec` with a cell unit too (see `is_stateful`)
-STATEFUL = ("rnn_cell", "self_attention")
+STATEFUL = ("rnn_cell", "self_attention", "cum_concat")
 #: classes whose per-step output depends on the step number
 STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
 #: classes that always stay inside the loop (their per-step form has no sequence equivalent here)
 LOOP_ONLY = ("relative_positional_encoding",
+             # the frames so far on a new axis whose length is the step + 1 (one per sequence here)
+             "cum_concat",
              # they convolve every non-batch, non-feature axis: moved out, the loop axis would
              # be convolved too, where per step only the step's own axes are
              "conv", "transposed_conv", "pool")
@@ -101,7 +104,8 @@ def is_stateful(net, layer: Layer) -> bool:
     cell (`rnn_cell`, `rec` with a cell unit) over a per-step input without a time axis (over an
     input with a time axis the layer runs over that axis in every step, no state carried)."""
     if layer.layer_class in STATEFUL or (layer.layer_class == "rec" and layer.unit is None):
-        return net.inferred.shapes[layer.name].time is None
+        # `cum_concat`'s output has its own (new) time axis: it is stateful all the same
+        return layer.layer_class == "cum_concat" or net.inferred.shapes[layer.name].time is None
     return False
 
 
@@ -762,6 +766,9 @@ class _Runner:
             ended, length = lv["ended"], lv["length"]
             scores = lv.get("scores")
             cur: dict[str, Any] = {}
+            # lengths in this step, shared by its layers: a layer's new axis (`cum_concat`)
+            # is seen by the layers after it
+            lens_t = dict(step_lengths)
             flat_bp = None
             for layer in steps:
                 name = layer.name
@@ -789,7 +796,7 @@ class _Runner:
                 for sub, ref in net.graph.refs.get(name, []):
                     inputs.append((sub,) + step_ref(ref, t, cur, prev))
                 ctx, rule = net.make_context(
-                    layer, inputs, shape, dict(step_lengths), self.training, in_rec=True,
+                    layer, inputs, shape, lens_t, self.training, in_rec=True,
                     loop_dim=loop_dim, step_seed=self.step_seed, step=t)
                 ctx.step = t
                 ctx.max_steps = self.max_len

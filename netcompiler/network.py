@@ -19,7 +19,7 @@ from .diagnostics import ERROR, Diagnostic, did_you_mean
 # Options that may name layers (besides `from`). `target` names extern data.
 LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
                  "initial_output", "initial_state", "condition", "true_from", "false_from",
-                 "explicit_search_source", "mask", "chunking_layer")
+                 "explicit_search_source", "mask", "chunking_layer", "position")
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
@@ -178,6 +178,19 @@ def build_network(data: dict) -> Network:
                                        layer.path, scope, synthetic=True)
                     register(layer.subnet, "data:data", data_layer)
                     all_layers[data_layer.name] = data_layer
+            elif opts.get("class") == "split":
+                # its sub-outputs `NAME/0`, `NAME/1`, ...: synthetic layers reading it
+                # (`netcompiler.layers.split`)
+                from .layers.split import PART, num_parts
+
+                for i in range(num_parts(opts)):
+                    part_opts = {k: v for k, v in opts.items()
+                                 if k in ("class", "axis", "num_splits", "size_splits")}
+                    part_opts.update({"from": str(local), PART: i})
+                    part = Layer(f"{scope.prefix}{local}/{i}", f"{local}/{i}", part_opts,
+                                 layer.path, scope, synthetic=True)
+                    register(scope, f"{local}/{i}", part)
+                    all_layers[part.name] = part
 
     fill(top, net)
     registered = {}

@@ -435,6 +435,38 @@ EXAMPLES: list[Example] = [
         "lstm": {"class": "rec", "unit": "lstm", "n_out": 4, "from": "chunked"},
         "output": {"class": "time_unchunking", "from": "lstm", "chunking_layer": "chunked"}}),
         ("time_chunking", "time_unchunking", "rec")),
+    # the frames of `data` at the label values: a new time axis T(classes); positions beyond a
+    # sequence's length give zeros (never a padded frame)
+    Example("gather_time_by_labels", _cls({
+        "lin": {"class": "linear", "n_out": 3},
+        "output": {"class": "gather", "from": "lin", "axis": "T", "position": "data:classes"}}),
+            ("gather",), inputs=("data", "classes")),
+    # the last valid frame of every sequence: a position [B]
+    Example("gather_last_frame", _cfg({
+        "len": {"class": "length"},
+        "last": {"class": "eval", "from": "len", "eval": "source(0) - 1"},
+        "output": {"class": "gather", "axis": "T", "position": "last"}}), ("gather",)),
+    # [T(data)] int32, no batch axis, the lengths of `data`
+    Example("range_in_axis_time", _cfg({"output": {"class": "range_in_axis", "axis": "T"}}),
+            ("range_in_axis",)),
+    # causal self-attention written out of layers in a rec unit: keys and values of frames
+    # 0..t on the shared new axis `kv` (length t + 1), energies, softmax over it, weighted sum
+    Example("cum_concat_self_attention", _cfg({"output": {"class": "rec", "from": "data", "unit": {
+        "q": {"class": "linear", "from": "data:source", "n_out": 4},
+        "k": {"class": "linear", "from": "data:source", "n_out": 4},
+        "v": {"class": "linear", "from": "data:source", "n_out": 3},
+        "k_acc": {"class": "cum_concat", "from": "k", "out_spatial_dim": "kv"},
+        "v_acc": {"class": "cum_concat", "from": "v", "out_spatial_dim": "kv"},
+        "energy": {"class": "dot", "from": ["q", "k_acc"], "red1": "F", "red2": "F",
+                   "var1": None, "var2": "stag:kv"},
+        "w": {"class": "softmax_over_spatial", "from": "energy", "axis": "stag:kv"},
+        "output": {"class": "dot", "from": ["w", "v_acc"], "red1": "stag:kv",
+                   "red2": "stag:kv", "var1": None, "var2": "F"}}}}),
+            ("cum_concat", "rec", "dot", "softmax_over_spatial")),
+    # the parts of a split feature axis, read as sub-outputs `split/0`, `split/1`: swapped
+    Example("split_feature_parts", _cfg({
+        "split": {"class": "split", "size_splits": [2, 3]},
+        "output": {"class": "copy", "from": ["split/1", "split/0"]}}), ("split", "copy")),
 ]
 
 
