@@ -231,7 +231,7 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
         for l in plan.moved_out:
             varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
             for _, ref in net.graph.refs.get(l.name, []):
-                if ref.kind in ("source", "extern", "step"):
+                if ref.kind in ("source", "step") or (ref.kind == "extern" and ref.frame):
                     varying = True
                 elif ref.kind == "layer" and ref.target.name in names:
                     if ref.prev or ref.target.name in plan.varying:
@@ -614,7 +614,7 @@ class _Runner:
             elif ref.kind == "step":
                 shape = Shape((), None, "int32")
                 value = tf.zeros([], tf.int32)
-            elif ref.kind in ("source", "extern"):
+            elif ref.kind == "source" or (ref.kind == "extern" and ref.frame):
                 shape = (self._source_shape() if ref.kind == "source"
                          else self.inferred.extern[ref.target]).without(self.loop_dim)
                 value = zeros(shape)
@@ -701,7 +701,7 @@ class _Runner:
                 elif ref.kind == "source":
                     if "source" not in frames:
                         seq("source", self._source_value(), self._source_shape())
-                elif ref.kind == "extern":
+                elif ref.kind == "extern" and ref.frame:  # `data:KEY`: its current frame
                     if ref.node not in frames:
                         seq(ref.node, self.values[ref.node], self.inferred.extern[ref.target])
                 elif ref.kind == "step":
@@ -850,7 +850,7 @@ class _Runner:
                 return t, Shape((), None, "int32")
             if ref.kind == "source":
                 return frame("source", t), self._source_shape().without(loop_dim)
-            if ref.kind == "extern":
+            if ref.kind == "extern" and ref.frame:
                 shape = self.inferred.extern[ref.target]
                 return frame(ref.node, t), shape.without(loop_dim)
             return invariants[ref.node], self._outer_shape(ref)

@@ -386,3 +386,32 @@ def test_search_fetches_sub_layers_backtracked():
         for t in range(int(lens[b])):
             # the chosen label of the best hypothesis is scored by its own (backtracked) step
             assert pn[b, t, lab[b, t]] > 0
+
+
+@pytest.mark.parametrize("move_out", [True, False])
+def test_base_data_in_a_unit_is_the_whole_sequence(move_out):
+    """`base:data` inside a rec unit reads extern `data` as the enclosing network sees it (the
+    whole sequence), unlike `data:data` (the current frame); a masked mean over its time axis
+    is the same at every step."""
+    cfg = {"extern_data": {"data": {"dim": 6}, "classes": {"dim": 5, "sparse": True}},
+           "network": {"output": {"class": "rec", "from": [], "target": "classes", "unit": {
+               "att": {"class": "reduce", "mode": "mean", "axis": "T", "from": "base:data"},
+               "s": {"class": "linear", "from": ["att", "prev:s"], "n_out": 4,
+                     "activation": "tanh"},
+               "output": {"class": "softmax", "from": "s", "target": "classes",
+                          "loss": "ce"}}}}}
+    net = compile_cfg(cfg, move_out)
+    x = RNG.normal(size=(2, 7, 6)).astype(np.float32)
+    x[1, 3:] = 1e3  # padding: must not be read
+    xl, yl = np.array([7, 3], np.int32), np.array([4, 2], np.int32)
+    y = RNG.integers(0, 5, size=(2, 4)).astype(np.int32)
+    out = net(inputs={"data": x, "classes": y}, lengths={"data": xl, "classes": yl},
+              training=True, fetch=["output/s"])
+    got = out["output/s"][0].numpy()
+    W, b = net.variable("output/s/W").numpy(), net.variable("output/s/b").numpy()
+    for i in range(2):
+        mean = x[i, :xl[i]].mean(axis=0)
+        s = np.zeros(4, np.float32)
+        for t in range(yl[i]):
+            s = np.tanh(np.concatenate([mean, s]) @ W + b)
+            np.testing.assert_allclose(got[i, t], s, rtol=1e-5, atol=1e-5)
