@@ -20,7 +20,8 @@
   `newbob_learning_rate_decay` (default 0.5), `newbob_relative_error_threshold`,
   `min_learning_rate`, `learning_rate_control_error_measure` (dev score or dev error),
   `gradient_clip` (per entry -> `gradient_clip_value`), `gradient_clip_global_norm`
-  (-> `gradient_clip`), `gradient_noise`, `max_seq_length` (-n -> {classes: n}), `model` (its
+  (-> `gradient_clip`), `gradient_noise`, `max_seq_length` (-n -> {classes: n}),
+  `accum_grad_multiple_step`, `chunking` ("size:step", the same for every key), `model` (its
   directory -> `model_dir`).
 
 Everything else is reported in three groups: *not imported* (warnings: options netcompiler has
@@ -82,7 +83,6 @@ WHY_NOT = {
                           "(gradient_clip) or every entry (gradient_clip_value)",
     "gradient_clip_avg_norm": "netcompiler clips the global norm or every entry",
     "gradient_nan_inf_filter": "netcompiler stops on a NaN/Inf loss instead",
-    "chunking": "netcompiler trains on whole sequences (no chunking)",
     "truncation": "netcompiler has no truncated backpropagation",
     "stop_on_nonfinite_train_score": "netcompiler always stops on a NaN/Inf loss",
     "eval": "`netcompiler train` has no eval dataset (use `netcompiler forward --data`)",
@@ -833,6 +833,23 @@ class _Importer:
                 self.emit(ours, v, key)
             else:
                 self.skip(key, f"{_short(v)} is not a positive number")
+        if "accum_grad_multiple_step" in self.values:
+            v = self.values["accum_grad_multiple_step"]
+            if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+                self.emit("accum_grad_multiple_step", v, "accum_grad_multiple_step")
+            elif not isinstance(v, NotData) and not _is_noop("accum_grad_multiple_step", v):
+                self.skip("accum_grad_multiple_step", f"{_short(v)} is not a number of steps")
+        if "chunking" in self.values:
+            v = self.values["chunking"]
+            if not isinstance(v, NotData) and not _is_noop("chunking", v):
+                from .chunk_spec import ChunkingError, parse_chunking
+
+                try:
+                    parse_chunking(v)
+                    self.emit("chunking", list(v) if isinstance(v, (tuple, list)) else str(v),
+                              "chunking")
+                except ChunkingError as exc:
+                    self.skip("chunking", f"{_short(v)}: {exc}")
         if "max_seq_length" in self.values:
             v = self.values["max_seq_length"]
             if isinstance(v, NotData) or _is_noop("max_seq_length", v):

@@ -126,6 +126,8 @@ class TrainOptions:
     gradient_clip_value: float | None = None
     gradient_noise: float = 0.0
     max_seq_length: Any = None
+    accum_grad_multiple_step: int = 1
+    chunking: Any = None
     model_dir: str | None = None
     save_interval: int = 1
     keep_last_n: int = 2
@@ -596,6 +598,14 @@ class Trainer:
                                                 trainable=False, name="lr_current")
             self.state.lr_previous_score = tf.Variable(float("nan"), dtype=tf.float64,
                                                        trainable=False, name="lr_prev_score")
+            self.accum_steps = int(self.opts.accum_grad_multiple_step or 1)
+            if self.accum_steps > 1:  # RETURNN's accum_grad_multiple_step (checkpointed)
+                agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
+                self.state.accum_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                    name="accum_step", aggregation=agg)
+                self.state.accum_grads = [
+                    tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, aggregation=agg,
+                                name=f"accum_grad_{i}") for i, v in enumerate(self.trainable)]
         self.ckpt = checkpoint(self.net, optimizer=self.optimizer, train_state=self.state)
         self.losses = self._loss_specs()
         self.main_loss = next((i for i, s in enumerate(self.losses) if s.layer == "output"), 0)
@@ -609,6 +619,9 @@ class Trainer:
             if f"data:{k}" in needed or any(s.target == k for s in self.losses)))
         self.trace_counts = {"train": 0, "eval": 0}
         self._train_fn = self._make_step(training=True)
+        #: with accum_grad_multiple_step N > 1: the step that only accumulates (N - 1 of N)
+        self._accum_fn = self._make_step(training=True, apply=False) \
+            if self.accum_steps > 1 else None
         self._eval_fn = self._make_step(training=False)
         self._finite_fn = None
         self._lock: ModelDirLock | None = None
@@ -683,7 +696,8 @@ class Trainer:
         if training:
             # dropout masks: a function of (step, replica), so a resumed run draws the same
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-            step_seed = (tf.cast(self.optimizer.iterations, tf.int64) * self.num_replicas
+            counter = self.state.accum_step if self.accum_steps > 1 else self.optimizer.iterations
+            step_seed = (tf.cast(counter, tf.int64) * self.num_replicas
                          + tf.cast(replica, tf.int64))
         registered = self.net.network.registered
         target_layers = tuple(registered[s.target].name for s in self.losses
@@ -706,7 +720,7 @@ class Trainer:
             rows.append(tf.stack([lv.loss, lv.frames, lv.errors, lv.error_frames]))
         return tf.stack(rows) * weight
 
-    def _make_step(self, training: bool):
+    def _make_step(self, training: bool, apply: bool = True):
         import tensorflow as tf
 
         strategy, n = self.strategy, self.num_replicas
@@ -714,6 +728,7 @@ class Trainer:
         scales = tf.constant([s.scale for s in self.losses], tf.float32)
         clip = self.opts.gradient_clip
         clip_value, noise = self.opts.gradient_clip_value, self.opts.gradient_noise
+        accum = self.accum_steps
 
         def replica_fn(inputs, lengths, weight):
             ctx = tf.distribute.get_replica_context()
@@ -731,9 +746,18 @@ class Trainer:
             grads = tape.gradient(objective, self.trainable)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                      for g, v in zip(grads, self.trainable)]
-            if clip or clip_value or noise:
+            if clip or clip_value or noise or accum > 1:
                 if n > 1:  # clip the global (summed) gradient, exactly as on one device
                     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                if accum > 1:  # RETURNN: the sum of the gradients of N steps, applied every N
+                    first = tf.equal(self.state.accum_step % accum, 0)
+                    grads = [tf.where(first, g, a + g)
+                             for a, g in zip(self.state.accum_grads, grads)]
+                    self.state.accum_step.assign_add(1)
+                    if not apply:
+                        for a, g in zip(self.state.accum_grads, grads):
+                            a.assign(g)
+                        return stats
                 grads = self._post_process_grads(grads)  # noise, per-entry clip (RETURNN's)
                 if clip:
                     grads, _ = tf.clip_by_global_norm(grads, float(clip))
@@ -834,6 +858,16 @@ class Trainer:
                     check_shared_time_axes(ds, shared_time_keys(self.net.inferred.extern))
         except DatasetError as exc:
             raise TrainError(f"bad dataset: {exc}") from None
+        if self.opts.chunking not in (None, "", 0, "0"):  # RETURNN's chunking (training only)
+            from .datasets.chunking import ChunkedDataset, parse_chunking
+
+            try:
+                size, step = parse_chunking(self.opts.chunking)
+                if all(k in self.train_data.keys for k in self.input_keys):
+                    self.train_data = ChunkedDataset(self.train_data, size, step,
+                                                     keys=self.input_keys)
+            except DatasetError as exc:
+                raise TrainError(f"train.chunking: {exc}") from None
         for ds, what in ((self.train_data, "train_data"), (self.dev_data, "dev_data")):
             if ds is None:
                 continue
@@ -1097,7 +1131,11 @@ class Trainer:
                 lr = self.lr_control.rate(int(self.optimizer.iterations.numpy()))
                 self.optimizer.learning_rate = lr
                 try:
-                    stats = self._train_fn(batch).numpy()
+                    fn = self._train_fn
+                    if self.accum_steps > 1 and int(self.state.accum_step.numpy()) \
+                            % self.accum_steps != self.accum_steps - 1:
+                        fn = self._accum_fn  # accumulate only (RETURNN's accum_grad_multiple_step)
+                    stats = fn(batch).numpy()
                 except _oom_types():
                     raise out_of_memory_error(f"in training (epoch {epoch}, step {step})",
                                               batch_description(batch), self.opts) from None

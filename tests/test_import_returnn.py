@@ -57,6 +57,7 @@ SAFE = {
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 100, "save_interval": 1}, None),
     "tf-contribrnn-lstm.12ax": (X12, 2, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 100, "save_interval": 1}, None),
@@ -66,14 +67,17 @@ SAFE = {
                     "learning_rate_control_opts": NEWBOB, "num_epochs": 100,
                     "save_interval": 20}, None),
     "tf-maxgradnorm-lstm.12ax": (X12, 2, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 100, "save_interval": 1}, None),
     "tf-native-lstm-lowmem.12ax": (X12, 2, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 100, "save_interval": 1}, None),
     "tf-native-lstm.12ax": (X12, 2, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 5}, None),
@@ -102,6 +106,7 @@ SAFE = {
         "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
         "num_epochs": 100, "save_interval": 20}, None),
     "tf-vanilla-lstm.12ax": (X12, 2, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 10, "optimizer": ADAM, "learning_rate": 0.01,
         "num_epochs": 100, "save_interval": 1}, None),
@@ -109,8 +114,10 @@ SAFE = {
     "lua-torch-layer": ({"data": {"dim": 12}, "classes": {"dim": 12, "sparse": True}}, 2,
                         {"batching": "random", "batch_size": 5000, "max_seqs": 10,
                          "optimizer": ADAM, "learning_rate": 0.01, "num_epochs": 100,
-                         "save_interval": 20}, "unknown layer class `torch`"),
+                         "save_interval": 20, "chunking": "200:200"},
+                        "unknown layer class `torch`"),
     "tf-neural-transducer.12ax": (X12, 5, {
+        "chunking": "200:200",
         "train_data": TRAIN_12AX, "dev_data": DEV_12AX_1, "batching": "random",
         "batch_size": 5000, "max_seqs": 5, "optimizer": ADAM, "learning_rate": 0.0005,
         "learning_rate_control": "newbob", "learning_rate_control_opts": NEWBOB,
@@ -726,7 +733,7 @@ def test_cli_checkpoint_end_to_end(tmp_path, capsys):
     assert load(str(tmp_path / "selfatt.yaml")).data["network"] == ref["net_dict"]
 
 
-# -- RETURNN training options with netcompiler equivalents ------------------------------------------
+# -- RETURNN training options with netcompiler equivalents -----------------------------------------
 PUBLISHED = DEMOS / "published"
 
 
@@ -754,7 +761,7 @@ def test_published_swb_conformer_training_options():
     assert "RETURNN's default" in ignored["gradient_noise"]  # 0.0: off
     warned = {e.key: e.text for e in result.warnings}
     assert "ExternSprintDataset" in warned["train"] and "ExternSprintDataset" in warned["dev"]
-    assert "chunking" in warned
+    assert train["chunking"] == "500:250" and "chunking" not in warned
     assert not {"learning_rates", "learning_rate_control",
                 "learning_rate_control_min_num_epochs_per_new_lr",
                 "learning_rate_control_relative_error_relative_lr",
@@ -804,3 +811,22 @@ def test_gradient_options_max_seq_length_and_learning_rates_mapping(tmp_path):
     assert "not accepted by netcompiler" in warned["train.learning_rates"]
     assert "learning_rates" not in train and "gradient_clip_value" not in train
     assert validate(result.to_yaml(), name="c.yaml").ok
+
+
+def test_accum_grad_multiple_step_mapping(tmp_path):
+    cfg = tmp_path / "c.config"
+    base = ("#!rnn.py\nnetwork = {'output': {'class': 'softmax', 'loss': 'ce'}}\n"
+            "num_inputs = 2\nnum_outputs = 3\n")
+    cfg.write_text(base + "accum_grad_multiple_step = 4\n")
+    assert import_returnn(str(cfg)).config["train"]["accum_grad_multiple_step"] == 4
+    cfg.write_text(base + "accum_grad_multiple_step = 1\n")
+    result = import_returnn(str(cfg))
+    assert "accum_grad_multiple_step" not in result.config["train"]
+    assert "accum_grad_multiple_step" in {e.key for e in result.ignored}  # 1: RETURNN's no-op
+    # chunking: "size:step" as is, an int as a string ("size"), per-key dicts not imported
+    cfg.write_text(base + "chunking = 100\n")
+    assert import_returnn(str(cfg)).config["train"]["chunking"] == "100"
+    cfg.write_text(base + "chunking = ({'data': 10, 'classes': 5}, {'data': 5, 'classes': 2})\n")
+    result = import_returnn(str(cfg))
+    assert "chunking" not in result.config["train"]
+    assert "the same for every key" in {e.key: e.text for e in result.warnings}["chunking"]

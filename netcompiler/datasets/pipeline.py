@@ -34,6 +34,8 @@ def _rng(seed: int, epoch: int) -> np.random.Generator:
 
 def epoch_seq_indices(dataset: Dataset, epoch: int) -> np.ndarray:
     """The sequence indices used in `epoch` (all of them unless the dataset is partitioned)."""
+    if hasattr(dataset, "epoch_indices"):  # a view deciding itself (chunking.ChunkedDataset)
+        return dataset.epoch_indices(epoch)
     idx = np.arange(dataset.num_seqs)
     p = int(getattr(dataset, "partition", 1) or 1)
     if p <= 1:
