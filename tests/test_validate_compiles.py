@@ -40,7 +40,11 @@ def _cases():
     for path in CONFIGS:
         yield pytest.param(path, id=f"config-{os.path.basename(path)}")
     for path in CORPUS:
-        yield pytest.param(path, id=f"corpus-{os.path.basename(path)}")
+        # the published setups (exp_*, hundreds of layers) take a minute each; the corpus test
+        # runs them in the default suite (validate, compile, forward in training mode)
+        big = os.path.basename(path).startswith("exp_")
+        yield pytest.param(path, id=f"corpus-{os.path.basename(path)}",
+                           marks=[pytest.mark.slow] if big else [])
 
 
 def _forward(net, rng, search=True):
