@@ -576,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(only for your own configs)")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="--exec: stop the child after S seconds (default 60)")
+    p.add_argument("--spec-augment", action="store_true",
+                   help="replace an eval layer running the config's Python SpecAugment "
+                        "(RETURNN's recipe) by netcompiler's spec_augment layer")
     p.add_argument("--checkpoint", metavar="PREFIX",
                    help="also convert this RETURNN checkpoint (e.g. net-model/network.100)")
     p.add_argument("--model-dir", metavar="DIR",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,8 +279,9 @@ def dump_yaml(config: dict) -> str:
 
 # -- the mapping -----------------------------------------------------------------------------------
 class _Importer:
-    def __init__(self, read: ReadConfig):
+    def __init__(self, read: ReadConfig, spec_augment: bool = False):
         self.read = read
+        self.replace_spec_augment = spec_augment
         self.values = read.values
         self.order = {k: i for i, k in enumerate(self.values)}
         self.result = ImportResult(read.path, read.mode, {})
@@ -390,7 +392,40 @@ class _Importer:
                                      f"a dict, got {type(network).__name__}")
         network = self.plain(network, ("network",))
         self.behavior_defaults(network)
+        self.spec_augment(network)
         return network
+
+    def spec_augment(self, network: dict) -> None:
+        """RETURNN's SpecAugment recipe is Python: an `eval` layer calls a function of the
+        config (`self.network.get_config().typed_value('transform')(source(0, as_data=True),
+        network=self.network)`). With --spec-augment such a layer becomes netcompiler's
+        `spec_augment` with the recipe's widths (time masks up to 20 frames, at least 2 per
+        sequence and one per 100 frames; 2 feature masks up to F/5); otherwise a note says so.
+        The recipe's masks grow with the training step (after 1000 and 2000 steps), which is
+        not reproduced."""
+        for name, layer in network.items():
+            if not isinstance(layer, dict) or layer.get("class") != "eval":
+                continue
+            m = _SPEC_AUGMENT_CALL.search(str(layer.get("eval", "")))
+            if m is None or not isinstance(self.values.get(m.group(1)), NotData):
+                continue
+            func = m.group(1)
+            if not self.replace_spec_augment:
+                self.result.notes.append(
+                    f"network.{name} calls the config's Python function `{func}` (RETURNN's "
+                    f"SpecAugment recipe); run with --spec-augment to replace it by "
+                    f"netcompiler's `spec_augment` layer")
+                continue
+            new = {"class": "spec_augment"}
+            if "from" in layer:
+                new["from"] = layer["from"]
+            new.update(SPEC_AUGMENT_RECIPE)
+            network[name] = new
+            self.result.notes.append(
+                f"network.{name}: the `eval` layer calling the config's Python `{func}` "
+                f"(RETURNN's SpecAugment recipe) is replaced by `spec_augment` with the "
+                f"recipe's first widths (--spec-augment); the recipe's growth of the masks "
+                f"with the training step is not reproduced: review the options")
 
     def behavior_defaults(self, network: dict) -> None:
         """RETURNN defaults that changed with `behavior_version`, written out where they differ
@@ -915,16 +950,25 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def convert(read: ReadConfig) -> ImportResult:
-    """Map the values read from a RETURNN config to a netcompiler config."""
-    return _Importer(read).run()
+#: an `eval` calling a function of the config on its input (RETURNN's SpecAugment recipe)
+_SPEC_AUGMENT_CALL = re.compile(
+    r"typed_value\(\s*['\"](\w+)['\"]\s*\)\s*\(\s*source\(\s*0\s*,\s*as_data\s*=\s*True\s*\)")
+#: the widths of RETURNN's SpecAugment recipe before its step-dependent growth
+SPEC_AUGMENT_RECIPE = {"max_num_time_masks": 2, "time_mask_frames_per_mask": 100,
+                       "max_time_mask_width": 20, "max_num_feature_masks": 2}
 
 
-def import_returnn(path: str, exec_mode: bool = False,
-                   timeout: float = DEFAULT_TIMEOUT) -> ImportResult:
+def convert(read: ReadConfig, spec_augment: bool = False) -> ImportResult:
+    """Map the values read from a RETURNN config to a netcompiler config (`spec_augment`:
+    replace the SpecAugment recipe's `eval` layer by netcompiler's `spec_augment`)."""
+    return _Importer(read, spec_augment).run()
+
+
+def import_returnn(path: str, exec_mode: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                   spec_augment: bool = False) -> ImportResult:
     """Read and map a RETURNN config. Raises ReturnnConfigError (ReturnnImportError) with
     located one-line messages for a config that cannot be read or imported."""
-    return convert(read_config(path, exec_mode=exec_mode, timeout=timeout))
+    return convert(read_config(path, exec_mode=exec_mode, timeout=timeout), spec_augment)
 
 
 __all__ = ["ImportResult", "Entry", "ReturnnImportError", "import_returnn", "convert",
@@ -940,6 +984,8 @@ def _command_line(args) -> str:
         parts.append("--exec")
         if args.timeout != DEFAULT_TIMEOUT:
             parts += ["--timeout", f"{args.timeout:g}"]
+    if getattr(args, "spec_augment", False):
+        parts.append("--spec-augment")
     if args.output:
         parts += ["-o", args.output]
     if args.checkpoint:
@@ -973,7 +1019,8 @@ def cli_import_returnn(args, out, err) -> int:
         print(f"{name}: error: --timeout applies to --exec only", file=err)
         return 2
     try:
-        result = import_returnn(args.config, exec_mode=args.exec, timeout=args.timeout)
+        result = import_returnn(args.config, exec_mode=args.exec, timeout=args.timeout,
+                                spec_augment=getattr(args, "spec_augment", False))
     except ReturnnConfigError as exc:
         for msg in exc.messages:
             print(msg, file=err)
@@ -1000,6 +1047,9 @@ def cli_import_returnn(args, out, err) -> int:
         print(f"{name}: {target} does not validate ({len(errors)} "
               f"error{'s' if len(errors) != 1 else ''}); edit it, then "
               f"`netcompiler validate {args.output or 'OUT.yaml'}`", file=err)
+        for note in result.notes:
+            if "--spec-augment" in note:
+                print(f"{name}: hint: {note}", file=err)
         return 1
     if args.checkpoint:
         from .cli import _import_tensorflow_quietly, _needs_tf

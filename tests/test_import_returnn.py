@@ -786,6 +786,31 @@ def test_published_swb_conformer_training_options():
     assert seen[32] == pytest.approx(0.018 * 0.9)
 
 
+def test_published_swb_conformer_spec_augment_recipe(tmp_path, capsys):
+    """The setup's SpecAugment is Python (an eval layer calling the config's `transform`):
+    without --spec-augment the YAML does not validate and the command says how to fix it;
+    with it, the layer is netcompiler's spec_augment with the recipe's widths, and the whole
+    published setup validates."""
+    path = PUBLISHED / "swb-conformer-hybrid-ln.config"
+    out = tmp_path / "swb.yaml"
+    assert main(["import-returnn", str(path), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "[expr.python-call]" in err
+    assert "hint: network.source calls the config's Python function `transform`" in err
+    assert "--spec-augment" in err
+
+    assert main(["import-returnn", str(path), "-o", str(out), "--spec-augment"]) == 0
+    config = load(str(out)).data
+    assert config["network"]["source"] == {
+        "class": "spec_augment", "from": "data", "max_num_time_masks": 2,
+        "time_mask_frames_per_mask": 100, "max_time_mask_width": 20,
+        "max_num_feature_masks": 2}
+    assert "--spec-augment" in out.read_text().splitlines()[3]  # the command in the header
+    assert validate(str(out)).ok
+    result = import_returnn(str(path), spec_augment=True)
+    assert any("growth of the masks" in n for n in result.notes)
+
+
 def test_gradient_options_max_seq_length_and_learning_rates_mapping(tmp_path):
     cfg = tmp_path / "c.config"
     base = ("#!rnn.py\nnetwork = {'output': {'class': 'softmax', 'loss': 'ce'}}\n"
