@@ -4,9 +4,16 @@ Validation (`validate`) never imports TensorFlow; `compile` does.
 """
 from __future__ import annotations
 
+import os
+
 from .diagnostics import ConfigError, Diagnostic
 from .loader import load
 from .validate import ValidationResult, validate
+
+# TensorFlow's C++ log level, unless the user chose one: its start-up chatter (oneDNN notes,
+# CUDA probing) stays off the terminal. Set here, the one place, before any module of the
+# package imports TensorFlow (which reads it when it is imported).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Diagnostic", "ValidationResult", "compile", "load", "validate"]

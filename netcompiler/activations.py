@@ -5,8 +5,8 @@ A name is a base function, optionally scaled: `tanh`, `2*sigmoid`, `0.5*relu`. `
 (feature) axis.
 
 `parse_activation` and `ACTIVATIONS` need no TensorFlow (the shape rules use them);
-`apply_activation` imports TensorFlow when called. `apply_activation_numpy` is a NumPy version
-of the same functions (used by tests and the NumPy evaluator of `eval` expressions).
+`apply_activation` imports TensorFlow when called. (The tests' NumPy references of the same
+functions are in `tests/numpy_reference.py`.)
 
 Definitions where libraries differ: `gelu` is the tanh approximation
 `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (RETURNN's `gelu`), `leaky_relu` has slope 0.2 (TensorFlow's default), `hard_sigmoid` is
@@ -16,11 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover - NumPy is imported where it is used
-    import numpy as np
-
 
 #: activation names without scale; the schema pattern of `activation` lists the same names.
 ACTIVATIONS = (
@@ -104,67 +99,3 @@ def apply_activation(name: str | None, x):
     if scale != 1.0:
         y = tf.cast(scale, y.dtype) * y
     return y
-
-
-def np_sigmoid(x):
-    import numpy as np  # lazy: validation does not need NumPy
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
-
-
-def np_softplus(x):
-    import numpy as np  # lazy: validation does not need NumPy
-    return np.logaddexp(0.0, x)
-
-
-def apply_activation_numpy(name: str | None, x: np.ndarray) -> np.ndarray:
-    """NumPy version of `apply_activation` (same definitions)."""
-    import numpy as np  # lazy: validation does not need NumPy
-    scale, base = parse_activation(name)
-    x = np.asarray(x)
-    with np.errstate(all="ignore"):
-        if base in IDENTITY:
-            y = x
-        elif base == "relu":
-            y = np.maximum(x, 0)
-        elif base == "relu6":
-            y = np.clip(x, 0, 6)
-        elif base == "leaky_relu":
-            y = np.where(x > 0, x, 0.2 * x)
-        elif base == "elu":
-            y = np.where(x > 0, x, np.expm1(x))
-        elif base == "selu":
-            a, s = 1.6732632423543772, 1.0507009873554805
-            y = s * np.where(x > 0, x, a * np.expm1(x))
-        elif base == "gelu":
-            y = 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-        elif base in ("swish", "silu"):
-            y = x * np_sigmoid(x)
-        elif base == "tanh":
-            y = np.tanh(x)
-        elif base == "sigmoid":
-            y = np_sigmoid(x)
-        elif base == "log_sigmoid":
-            y = -np_softplus(-x)
-        elif base == "hard_sigmoid":
-            y = np.clip(x + 3.0, 0, 6) / 6.0
-        elif base in ("softmax", "log_softmax"):
-            z = x - x.max(axis=-1, keepdims=True)
-            lse = np.log(np.exp(z).sum(axis=-1, keepdims=True))
-            y = np.exp(z - lse) if base == "softmax" else z - lse
-        elif base == "softplus":
-            y = np_softplus(x)
-        elif base == "softsign":
-            y = x / (1.0 + np.abs(x))
-        elif base == "abs":
-            y = np.abs(x)
-        elif base == "square":
-            y = x * x
-        elif base == "sqrt":
-            y = np.sqrt(x)
-        elif base == "exp":
-            y = np.exp(x)
-        elif base == "log":
-            y = np.log(x)
-        else:  # pragma: no cover
-            raise ValueError(base)
-    return y * scale if scale != 1.0 else y

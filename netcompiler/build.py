@@ -11,10 +11,7 @@ changing the batch size or the lengths does not retrace. One function is traced 
 from __future__ import annotations
 
 import hashlib
-import os
-from typing import Any, Iterable, Mapping
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+from typing import Any, Callable, Iterable, Mapping
 
 import networkx as nx
 import tensorflow as tf
@@ -73,14 +70,15 @@ class CompiledNetwork(tf.Module):
         data = result.config.data
         train = data.get("train") if isinstance(data.get("train"), dict) else {}
         self.seed = int(seed if seed is not None else train.get("random_seed", 42))
-        self._order = [n for n in self.graph.order()]
+        #: the layer names in dependency order (a layer after every layer it reads, `prev:` aside)
+        self.order: list[str] = [n for n in self.graph.order()]
         # rec layers with a unit dict run their unit in a loop (netcompiler.loop); the unit's
         # layers are skipped by the top-level walk of `forward`
         # variables, created once, named <layer>/<param>
         self.variables_by_name: dict[str, tf.Variable] = {}
         self.layer_params: dict[str, dict[str, tf.Variable]] = {}
         owners = self.graph.param_owner  # reuse_params: layer -> owner of its variables
-        for name in self._order:
+        for name in self.order:
             if name in owners:
                 continue
             layer = self.network.layers[name]
@@ -89,10 +87,11 @@ class CompiledNetwork(tf.Module):
             with tf.device(_param_device(layer.opts.get("param_device"))):
                 self._create_params(name, trainable, params)
             self.layer_params[name] = params
-        for name in self._order:
+        for name in self.order:
             if name in owners:  # the same variables (checked to fit by shape inference)
                 self.layer_params[name] = self.layer_params[owners[name]]
         self._functions: dict[tuple, Any] = {}
+        self._search_functions: dict[tuple, Any] = {}
 
     def _create_params(self, name: str, trainable: bool, params: dict) -> None:
         """Variables of one layer, `<layer>/<param>`, into `params`."""
@@ -154,10 +153,10 @@ class CompiledNetwork(tf.Module):
     def __call__(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
                  training: bool = False, fetch: Iterable[str] | str | None = None
                  ) -> dict[str, tuple[tf.Tensor, tf.Tensor | None]]:
-        fetch = self._normalise_fetch(fetch)
+        fetch = self.normalise_fetch(fetch)
         keys = tuple(sorted(inputs))
         fn = self.get_function(keys, fetch, bool(training))
-        return fn(*self._prepare_inputs(inputs, lengths))
+        return fn(*self.prepare_inputs(inputs, lengths))
 
     def search(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
                beam_size: int | None = None, n_best: int = 1) -> list[list[dict]]:
@@ -167,7 +166,10 @@ class CompiledNetwork(tf.Module):
         from . import loop
         return loop.search(self, inputs, lengths, beam_size=beam_size, n_best=n_best)
 
-    def _prepare_inputs(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None):
+    def prepare_inputs(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None):
+        """(tensors, lengths) for a call: the inputs as tensors of their extern dtype and the
+        lengths of those with a time axis (the full time size where `lengths` has none);
+        inputs that share a time axis must have equal lengths."""
         keys = tuple(sorted(inputs))
         lengths = dict(lengths or {})
         tensors = {}
@@ -209,8 +211,19 @@ class CompiledNetwork(tf.Module):
             self._functions[cache_key] = fn
         return fn
 
+    def search_function(self, key: tuple, make: Callable[[], Any]):
+        """The traced beam-search function for `key` (input keys, beam size, n-best): made by
+        `make()` on first use, then kept with the network for later calls, as `get_function`
+        keeps the forward functions (used by `netcompiler.loop.search`)."""
+        fn = self._search_functions.get(key)
+        if fn is None:
+            fn = self._search_functions[key] = make()
+        return fn
+
     # -- the forward pass (eager or traced) ---------------------------------------------------
-    def _normalise_fetch(self, fetch) -> tuple[str, ...]:
+    def normalise_fetch(self, fetch) -> tuple[str, ...]:
+        """`fetch` (None: the output layer; a layer name; names) as a tuple of layer names;
+        KeyError (with a close match) for a name that is not a layer."""
         if fetch is None:
             fetch = [self.output_name]
         elif isinstance(fetch, str):
@@ -275,7 +288,7 @@ class CompiledNetwork(tf.Module):
         for node in needed:
             if node.startswith("data:") and node not in values and node[5:] not in registered:
                 raise ValueError(f"input `{node[5:]}` is needed for {list(fetch)} but was not given")
-        for name in self._order:
+        for name in self.order:
             if name not in needed:
                 continue
             layer = self.network.layers[name]

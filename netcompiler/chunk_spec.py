@@ -1,8 +1,10 @@
 """RETURNN's `chunking` value, parsed without NumPy (used by import-returnn and the trainer)."""
 from __future__ import annotations
 
+from .errors import UserError
 
-class ChunkingError(ValueError):
+
+class ChunkingError(UserError, ValueError):
     pass
 
 

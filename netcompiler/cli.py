@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .diagnostics import ERROR, Diagnostic, Report, format_github, format_text
+from .command_helpers import import_tensorflow_quietly, needs_tf
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, UsageError, UserError, internal_message
+from .rules import explain_command
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # load problems that mean "could not read the file" (exit 2), not "the config is invalid" (1)
 UNREADABLE_RULES = ("load.missing", "load.unreadable")
 # set to re-raise unexpected exceptions instead of reporting them as `internal` diagnostics
 DEBUG_ENV = "NETCOMPILER_DEBUG"
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A mistake on the command line (exit 2)."""
 
 
 # -- finding configs -------------------------------------------------------------------------------
@@ -100,8 +98,7 @@ class Checked(Report):
 def _internal(path: str, exc: BaseException) -> Diagnostic:
     if os.environ.get(DEBUG_ENV):
         raise exc
-    return Diagnostic(ERROR, f"internal error: {type(exc).__name__}: {exc}; please report",
-                      "internal", (), path)
+    return Diagnostic(ERROR, internal_message(exc), "internal", (), path)
 
 
 def check_config(path: str, overrides: list[str], strict: bool) -> Checked:
@@ -182,7 +179,8 @@ def cmd_validate(args, out: TextIO, err: TextIO) -> int:
     if args.format == "json":
         doc = {
             "configs": [{"path": c.path, "valid": c.valid,
-                         "diagnostics": [d.to_dict() for d in c.diagnostics]} for c in checked],
+                         "diagnostics": [_with_help(d) for d in c.diagnostics]}
+                        for c in checked],
             "errors": n_errors,
             "warnings": n_warnings,
         }
@@ -198,6 +196,11 @@ def cmd_validate(args, out: TextIO, err: TextIO) -> int:
         if args.format == "text" and not args.quiet:
             print(f"checked {_plural(len(checked), 'config')}: {_plural(n_errors, 'error')}, "
                   f"{_plural(n_warnings, 'warning')}", file=out)
+            # where the rule ids are explained: the first error's, else the first warning's
+            first = next((d.rule for c in checked for d in c.errors), None) or next(
+                (d.rule for c in checked for d in c.diagnostics), None)
+            if first is not None:
+                print(f"({explain_command(first)} tells more)", file=out)
     if args.shapes and args.format != "json":
         for c in checked:
             if not c.valid or c.result is None or getattr(c.result, "inferred", None) is None:
@@ -216,6 +219,37 @@ def cmd_validate(args, out: TextIO, err: TextIO) -> int:
     if problems or any(c.unreadable for c in checked):
         return EXIT_USAGE
     return EXIT_INVALID if any(not c.valid for c in checked) else EXIT_OK
+
+
+def _with_help(d: Diagnostic) -> dict:
+    """A diagnostic as JSON, with `help`: the command that explains its rule."""
+    return {**d.to_dict(), "help": explain_command(d.rule)}
+
+
+# -- explain ---------------------------------------------------------------------------------------
+def cmd_explain(args, out: TextIO, err: TextIO) -> int:
+    """`netcompiler explain RULE`: what a diagnostic's rule checks and how to fix it; without
+    RULE, the list of rule ids."""
+    import textwrap
+
+    from .diagnostics import did_you_mean
+    from .rules import FAMILIES, RULES, explain, summary
+
+    if not args.rule:
+        width = max(len(r) for r in RULES)
+        for rule in sorted(RULES):
+            print(f"{rule.ljust(width)}  {textwrap.shorten(summary(rule), 98 - width)}",
+                  file=out)
+        return EXIT_OK
+    rule = args.rule.strip().strip("[]")  # as copied from a message: `[schema.type]`
+    text = explain(rule)
+    if text is None:
+        hint = did_you_mean(rule, list(RULES) + list(FAMILIES))
+        raise UsageError(f"unknown rule `{rule}`" + (f"; {hint}" if hint else "") +
+                         " (`netcompiler explain` lists them)")
+    print(rule, file=out)
+    print(textwrap.fill(text, 79, initial_indent="  ", subsequent_indent="  "), file=out)
+    return EXIT_OK
 
 
 # -- schema ----------------------------------------------------------------------------------------
@@ -404,64 +438,20 @@ def cmd_graph(args, out: TextIO, err: TextIO) -> int:
 
 
 # -- subcommands that need TensorFlow (implemented in other modules) ------------------------------
-TF_LOGS_ENV = "NETCOMPILER_TF_LOGS"
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN notes, CUDA probing on machines
-    without a GPU) kept off the terminal: those lines are written before TensorFlow's own log
-    level applies. Python errors still propagate. NETCOMPILER_TF_LOGS=1 keeps the chatter."""
-    if "tensorflow" in sys.modules or os.environ.get(TF_LOGS_ENV):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (e.g. embedded): nothing to hide
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                import tensorflow as tf
-
-                tf.config.list_physical_devices()  # device probing logs happen here
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
-
-
-def _needs_tf(command: str, exc: ImportError) -> str:
-    """One line for a TensorFlow subcommand whose TensorFlow (or another module of the `tf`
-    extra) is missing or does not import."""
-    from . import TF_INSTALL, missing_tf_extra
-
-    missing = missing_tf_extra(exc)
-    if missing == "tensorflow":
-        return f"netcompiler {command}: needs TensorFlow; install it with {TF_INSTALL}"
-    if missing is not None:
-        return (f"netcompiler {command}: needs TensorFlow and {missing} (not installed); "
-                f"install them with {TF_INSTALL}")
-    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"netcompiler {command}: TensorFlow is installed but does not import ({why}); "
-            f"reinstall it with {TF_INSTALL}")
-
-
 def _lazy(module: str, func: str) -> Callable:
     def handler(args, out: TextIO, err: TextIO) -> int:
         from . import missing_tf_extra
 
         try:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         except ImportError as exc:  # the light install (`pip install netcompiler`)
-            print(_needs_tf(args.command, exc), file=err)
+            print(needs_tf(args.command, exc), file=err)
             return EXIT_USAGE
         try:
             fn = getattr(importlib.import_module(f"netcompiler.{module}"), func)
         except (ImportError, AttributeError) as exc:
             if missing_tf_extra(exc):
-                print(_needs_tf(args.command, exc), file=err)
+                print(needs_tf(args.command, exc), file=err)
             else:
                 print(f"netcompiler {args.command}: not available yet ({exc})", file=err)
             return EXIT_USAGE
@@ -470,7 +460,7 @@ def _lazy(module: str, func: str) -> Callable:
         except ModuleNotFoundError as exc:  # e.g. h5py, imported when an HDF file is read
             if not missing_tf_extra(exc):
                 raise
-            print(_needs_tf(args.command, exc), file=err)
+            print(needs_tf(args.command, exc), file=err)
             return EXIT_USAGE
 
     return handler
@@ -502,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the config JSON Schema")
     p.add_argument("--write", action="store_true", help="rewrite schemas/config.schema.json")
     p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("explain", help="explain a diagnostic's rule id, e.g. shape.conv-groups",
+                       description="What a rule (the [id] at the end of a diagnostic) checks, "
+                                   "and an example of the fix; without RULE, list the rules.")
+    p.add_argument("rule", nargs="?", metavar="RULE", help="e.g. schema.unknown-option")
+    p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("graph", help="draw the layer dependency graph (dot, mermaid, or "
                                      "rendered with Graphviz: svg, png, html)")
@@ -601,8 +597,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.handler(args, sys.stdout, sys.stderr)
-    except UsageError as exc:
+    except UserError as exc:  # a mistake the user can fix: one line (UsageError: exit 2)
         print(f"netcompiler {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except BrokenPipeError:  # e.g. `netcompiler schema | head`
         return EXIT_OK
+    except Exception as exc:  # InternalError or anything unexpected: a bug
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"netcompiler {args.command}: {internal_message(exc)}", file=sys.stderr)
+        return EXIT_INVALID

@@ -9,6 +9,8 @@ import difflib
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
+from .errors import EXIT_USAGE, UserError
+
 ERROR = "error"
 WARNING = "warning"
 #: information that changes nothing the user wrote about, e.g. an assumption RETURNN makes too
@@ -85,7 +87,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{matches[0]}`?" if matches else None
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A user mistake that stops processing; carries its diagnostics."""
 
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
@@ -93,6 +95,12 @@ class ConfigError(Exception):
             diagnostics = [diagnostics]
         self.diagnostics = list(diagnostics)
         super().__init__("\n".join(format_text(d) for d in self.diagnostics))
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """2 when the config could not be read at all (`load.missing`, `load.unreadable`)."""
+        unreadable = any(d.rule in ("load.missing", "load.unreadable") for d in self.diagnostics)
+        return EXIT_USAGE if unreadable else super().exit_code
 
 
 def format_text(d: Diagnostic) -> str:

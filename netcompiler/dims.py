@@ -102,6 +102,11 @@ class Shape:
         return any(d.kind == BATCH for d in self.dims)
 
     @property
+    def batch_axis(self) -> int | None:
+        """The index of the (first) batch axis; None without one."""
+        return next((i for i, d in enumerate(self.dims) if d.kind == BATCH), None)
+
+    @property
     def feature(self) -> Dim | None:
         if self.dims and self.dims[-1].kind == FEATURE:
             return self.dims[-1]

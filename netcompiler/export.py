@@ -19,6 +19,12 @@ from typing import Iterable
 import tensorflow as tf
 
 from .build import CompiledNetwork
+from .checkpoints import checkpoint, checkpoint_prefix, restore_network, variable_tree
+from .command_helpers import TrainError
+
+__all__ = ["checkpoint", "variable_tree", "export_saved_model", "inference_inputs",
+           "serving_function", "shapes_summary", "cli_compile"]
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, UserError
 
 
 def inference_inputs(net: CompiledNetwork, fetch: Iterable[str]) -> tuple[str, ...]:
@@ -44,7 +50,7 @@ def serving_function(net: CompiledNetwork, fetch: tuple[str, ...]):
     def checked_lengths(k, x, lengths):
         shape = net.extern_shapes[k]
         time_axis = shape.index(shape.time)
-        batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == "batch"), None)
+        batch_axis = shape.batch_axis
         checks = [
             tf.debugging.assert_non_negative(
                 lengths, message=f"{k}_lengths: a length is negative"),
@@ -102,7 +108,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 def export_saved_model(net: CompiledNetwork, directory, fetch: Iterable[str] | None = None,
                        summary: str | None = None) -> Path:
     """Write a SavedModel (and `shapes.txt`) to `directory`, atomically."""
-    fetch = net._normalise_fetch(fetch)
+    fetch = net.normalise_fetch(fetch)
     target = Path(directory)
     tmp = _atomic_dir(target)
     try:
@@ -129,29 +135,6 @@ def shapes_summary(net: CompiledNetwork) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-
-def variable_tree(net: CompiledNetwork) -> tf.Module:
-    """Variables as a tree of modules, so checkpoint keys are `<layer>/<param>` (e.g.
-    `att/QKV/.ATTRIBUTES/VARIABLE_VALUE`, `dec/s/W/...` inside a rec unit)."""
-    root = tf.Module()
-    for full, var in net.variables_by_name.items():
-        node = root
-        parts = full.split("/")
-        for part in parts[:-1]:
-            child = getattr(node, part, None) if part.isidentifier() else node.__dict__.get(part)
-            if child is None:
-                child = tf.Module()
-                setattr(node, part, child)
-            node = child
-        setattr(node, parts[-1], var)
-    return root
-
-
-def checkpoint(net: CompiledNetwork, **extra) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(network=variable_tree(net), **extra)
-
-
 def cli_compile(args) -> int:
     """`netcompiler compile CONFIG -o DIR [--set K=V] [--checkpoint CKPT]`."""
     import sys
@@ -163,24 +146,24 @@ def cli_compile(args) -> int:
     for d in result.diagnostics:
         print(format_text(d), file=sys.stderr)
     if result.errors:
-        return 2 if any(d.rule in ("load.missing", "load.unreadable") for d in result.errors) else 1
+        unreadable = any(d.rule in ("load.missing", "load.unreadable") for d in result.errors)
+        return EXIT_USAGE if unreadable else EXIT_INVALID
     try:
         net = CompiledNetwork(result)
-    except NotImplementedError as exc:
+    except UserError as exc:  # e.g. Unsupported
         print(f"netcompiler compile: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     if getattr(args, "checkpoint", None):
-        from .train import TrainError, checkpoint_prefix, restore_network
         try:  # the same fit check as `forward` and `search`: never export random weights
             restore_network(net, checkpoint_prefix(args.checkpoint))
         except TrainError as exc:
             print(f"netcompiler compile: error: --checkpoint {exc}", file=sys.stderr)
-            return 1
+            return EXIT_INVALID
     target = Path(args.output)
     if target.exists() and not target.is_dir():
         print(f"netcompiler compile: error: -o {target} exists and is not a directory",
               file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     summary = shapes_summary(net)
     try:
         export_saved_model(net, args.output, summary=summary)
@@ -188,12 +171,12 @@ def cli_compile(args) -> int:
         reason = exc.strerror or str(exc)
         print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
               file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     except tf.errors.OpError as exc:  # e.g. the disk filled up while writing variables
         reason = str(exc.message).rsplit("; ", 1)[-1].splitlines()[0]
         print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
               file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     print(summary, end="")
     print(f"SavedModel written to {args.output}")
-    return 0
+    return EXIT_OK

@@ -53,7 +53,8 @@ phase (`graph._check_eval`), independently of shape inference.
 Anything else outside the language (other names, attribute access, subscripts, strings,
 lambdas, comprehensions, keyword arguments other than the functions' own parameter names, ...)
 raises `ExprError` naming the offending token. The accepted tree is turned into small `Node`
-values that are evaluated with TensorFlow (`to_tf`, imported lazily) or NumPy (`to_numpy`).
+values that `netcompiler.expr_eval` evaluates with TensorFlow (`to_tf`) or NumPy (`to_numpy`);
+this module imports neither.
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ import ast
 import math
 from dataclasses import dataclass
 
+from .errors import UserError
 from .expr_functions import (ALLOWED_TEXT, DTYPES, FUNCTIONS, LAST_AXIS_FUNCTIONS,
                              PYTHON_ATTRIBUTES, PYTHON_CALL_RULE, PYTHON_NAMES,
                              PYTHON_SOURCE_KEYWORDS, OP_FUNCTIONS)
@@ -70,7 +72,7 @@ MAX_LENGTH = 4000
 MAX_DEPTH = 64
 
 
-class ExprError(ValueError):
+class ExprError(UserError, ValueError):
     """An expression that is not in the language; `token` is the offending text, `rule` a rule
     id of its own where the error has one (`expr.python-call`), else None."""
 
@@ -537,12 +539,13 @@ def sources_used(node: Node) -> set[int]:
     if isinstance(node, Source):
         return {node.index}
     out: set[int] = set()
-    for child in _children(node):
+    for child in children(node):
         out |= sources_used(child)
     return out
 
 
-def _children(node: Node) -> tuple[Node, ...]:
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct operands of an expression node (none for a number or a source)."""
     if isinstance(node, BinOp):
         return (node.left, node.right)
     if isinstance(node, (Neg, Cast)):
@@ -551,18 +554,3 @@ def _children(node: Node) -> tuple[Node, ...]:
         return node.args
     return ()
 
-
-# -- evaluation (netcompiler.expr_eval) ---------------------------------------------------------
-
-def to_numpy(node: Node, sources, aligned: bool = False):
-    """Evaluate with NumPy; see `netcompiler.expr_eval.to_numpy`."""
-    from .expr_eval import to_numpy as evaluate
-
-    return evaluate(node, sources, aligned)
-
-
-def to_tf(node: Node, sources, aligned: bool = False):
-    """Evaluate with TensorFlow; see `netcompiler.expr_eval.to_tf`."""
-    from .expr_eval import to_tf as evaluate
-
-    return evaluate(node, sources, aligned)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source, _children
+from .expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source, children
 from .expr_functions import ANY_FUNCTIONS, COMPARISONS, FLOAT_FUNCTIONS, LAST_AXIS_FUNCTIONS
 
 
@@ -47,12 +47,12 @@ def _feature(node: Node, has: Sequence[bool], memo: dict) -> str:
         else:
             s = a
     else:
-        children = _children(node)
-        states = [_feature(c, has, memo) for c in children]
+        operands = children(node)
+        states = [_feature(c, has, memo) for c in operands]
         if REMOVED in states:
-            for c, st in zip(children, states):
+            for c, st in zip(operands, states):
                 if st in (FULL, KEPT):
-                    removed = [str(x) for x, t in zip(children, states) if t == REMOVED][0]
+                    removed = [str(x) for x, t in zip(operands, states) if t == REMOVED][0]
                     raise ExprError(f"`{removed}` was reduced over the feature axis with "
                                     f"keepdims=False, but `{c}` has the feature axis; use "
                                     f"keepdims=True")
@@ -67,11 +67,11 @@ def _feature(node: Node, has: Sequence[bool], memo: dict) -> str:
     return s
 
 
-def _removed(node: Node) -> bool:
+def removes_last_axis(node: Node) -> bool:
     """Structurally: the result lost the last axis (a reduction with keepdims=False)."""
     if isinstance(node, Call) and node.func.startswith("reduce_"):
         return not node.option("keepdims")
-    return any(_removed(c) for c in _children(node))
+    return any(removes_last_axis(c) for c in children(node))
 
 
 # -- dtypes --------------------------------------------------------------------------------------
@@ -84,13 +84,15 @@ class _Type:
 
 def infer_dtype(node: Node, input_dtypes: Sequence[str]) -> str:
     """The dtype of the expression's result (float32, int32 or bool); ExprError on mixing."""
-    return _infer(node, input_dtypes, {}).dtype
+    return infer_type(node, input_dtypes, {}).dtype
 
 
 _CAST_HINT = "cast it with tf.cast(x, tf.float32)"
 
 
-def _infer(node: Node, dts: Sequence[str], memo: dict) -> _Type:
+def infer_type(node: Node, dts: Sequence[str], memo: dict) -> _Type:
+    """The type (dtype, ...) of `node` for sources of dtypes `dts`, memoised in `memo` by node
+    id; ExprError for operands whose dtypes do not fit."""
     key = id(node)
     if key in memo:
         return memo[key]
@@ -99,41 +101,41 @@ def _infer(node: Node, dts: Sequence[str], memo: dict) -> _Type:
     elif isinstance(node, Source):
         t = _Type(dts[node.index])
     elif isinstance(node, Cast):
-        _infer(node.operand, dts, memo)
+        infer_type(node.operand, dts, memo)
         t = _Type(node.dtype)
     elif isinstance(node, Neg):
-        t = _infer(node.operand, dts, memo)
+        t = infer_type(node.operand, dts, memo)
         if t.dtype == "bool":
             raise ExprError(f"`-` of bool `{node.operand}`; {_CAST_HINT}")
     elif isinstance(node, BinOp) or (isinstance(node, Call) and node.func in
                                      ("minimum", "maximum", "clip")):
         args = (node.left, node.right) if isinstance(node, BinOp) else node.args
         what = f"`{node.op}`" if isinstance(node, BinOp) else f"`{node.func}`"
-        t = _unify([_infer(a, dts, memo) for a in args], args, what)
+        t = _unify([infer_type(a, dts, memo) for a in args], args, what)
         if isinstance(node, BinOp) and node.op == "/" and t.dtype == "int32":
             t = _Type("float32", t.weak)
     elif isinstance(node, Call) and node.func in COMPARISONS:
         args = node.args
         allow_bool = node.func in ("equal", "not_equal")
-        _unify([_infer(a, dts, memo) for a in args], args, f"`{node.func}`", allow_bool)
+        _unify([infer_type(a, dts, memo) for a in args], args, f"`{node.func}`", allow_bool)
         t = _Type("bool")
     elif isinstance(node, Call) and node.func.startswith("logical_"):
         for a in node.args:
-            at = _infer(a, dts, memo)
+            at = infer_type(a, dts, memo)
             if at.dtype != "bool":
                 raise ExprError(f"`{node.func}` needs bool arguments, but `{a}` is {at.dtype}; "
                                 f"compare it, e.g. tf.not_equal(x, 0)")
         t = _Type("bool")
     elif isinstance(node, Call) and node.func == "where":
         cond, x, y = node.args
-        ct = _infer(cond, dts, memo)
+        ct = infer_type(cond, dts, memo)
         if ct.dtype != "bool":
             raise ExprError(f"the condition of `where` must be bool, but `{cond}` is "
                             f"{ct.dtype}; compare it, e.g. tf.greater(x, 0)")
-        t = _unify([_infer(x, dts, memo), _infer(y, dts, memo)], (x, y), "`where`", True)
+        t = _unify([infer_type(x, dts, memo), infer_type(y, dts, memo)], (x, y), "`where`", True)
     elif isinstance(node, Call):
         (arg,) = node.args
-        at = _infer(arg, dts, memo)
+        at = infer_type(arg, dts, memo)
         if node.func in ANY_FUNCTIONS:
             t = at
         else:
@@ -175,7 +177,7 @@ def _unify(types: list[_Type], args, what: str, allow_bool: bool = False) -> _Ty
 
 # -- dtypes the evaluators give operands ------------------------------------------------------------------------------------
 
-def _operand_dtype(node: Node, dtype: str, memo) -> str | None:
+def operand_dtype(node: Node, dtype: str, memo) -> str | None:
     """The dtype the operands of `node` are evaluated in, for a result of `dtype`: float32 for
     `/` and the float functions, the operands' own unified dtype for comparisons and `where`'s
     condition, else the result's dtype."""
@@ -188,9 +190,10 @@ def _operand_dtype(node: Node, dtype: str, memo) -> str | None:
     return dtype
 
 
-def _arg_dtypes(node: Call, dtype: str, memo) -> list[str | None]:
+def arg_dtypes(node: Call, dtype: str, memo) -> list[str | None]:
+    """The dtype each argument of the call `node` is evaluated in, for a result of `dtype`."""
     if node.func == "where":
         return ["bool", dtype, dtype]
     if node.func.startswith("logical_"):
         return ["bool"] * len(node.args)
-    return [_operand_dtype(node, dtype, memo)] * len(node.args)
+    return [operand_dtype(node, dtype, memo)] * len(node.args)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
+from .layers import traits
 from .network import Layer, Network, Ref, layer_references, resolve
 
 
@@ -120,7 +121,7 @@ def build_graph(network: Network) -> Graph:
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
-        if (layer.subnet is not None and layer.layer_class == "subnetwork"
+        if (layer.subnet is not None and traits(layer.layer_class).sub_network_kind == "inline"
                 and "output" not in layer.subnet.layers):
             graph.diagnostics.append(Diagnostic(
                 ERROR, f"the subnetwork of `{layer.name}` has no `output` layer",
@@ -170,11 +171,7 @@ def _check_max_seq_len(graph: Graph, layer: Layer) -> None:
 def eval_option(layer: Layer) -> str | None:
     """The option holding an `eval` expression of this layer (`eval` layer, `combine` with
     `kind: eval`), else None."""
-    opts = layer.opts
-    if layer.layer_class == "eval" or (layer.layer_class == "combine"
-                                       and opts.get("kind") == "eval"):
-        return "eval"
-    return None
+    return traits(layer.layer_class).expression_option(layer.opts)
 
 
 def _check_eval(graph: Graph, layer: Layer) -> None:
@@ -223,7 +220,8 @@ def _check_cycles(graph: Graph) -> None:
         path = first.path if first is not None else ("network",)
         hint = "inside a rec unit, read the previous step with `prev:NAME`"
         layers = [graph.network.layers.get(n) for n in cycle]
-        choice = next((l for l in layers if l is not None and l.layer_class == "choice"), None)
+        choice = next((l for l in layers
+                       if l is not None and traits(l.layer_class).chooses_labels), None)
         if choice is not None:
             # the usual slip: the decoder reads its own label of this step instead of the last
             reader = next((l for l in layers if l is not None and any(

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import did_you_mean
+from .errors import UserError
 
 
-class InitializerError(ValueError):
+class InitializerError(UserError, ValueError):
     """An initialiser that cannot be used; `hint` says what would be accepted."""
 
     def __init__(self, message: str, hint: str | None = None):

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import yaml
 
 from .diagnostics import ERROR, ConfigError, Diagnostic, format_path
+from .errors import UsageError
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 MAP_TAG = "tag:yaml.org,2002:map"
@@ -42,8 +43,8 @@ SAFE_SCALAR_TAGS = {
 MAX_DEPTH = 200
 MAX_ALIAS_NODES = 100_000
 MAX_FILE_BYTES = 16 * 1024 * 1024
-# YAML 1.1 floats need a dot (`1.0e-3`) and a signed exponent; also accept `1e-3`, `1e5`, `1.5e5`
-_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+#: YAML 1.1 floats need a dot (`1.0e-3`) and a signed exponent; also accept `1e-3`, `1e5`, `1.5e5`
+EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class _Loader(yaml.SafeLoader):
     """Safe loader used only to compose nodes and construct scalars."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+.0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT, list("-+.0123456789"))
 
 
 if hasattr(yaml, "CSafeLoader"):
@@ -108,7 +109,7 @@ if hasattr(yaml, "CSafeLoader"):
         """libyaml's parser (C): the same nodes and marks, several times faster. Used for
         valid text; on any YAML error the text is parsed again with `_Loader`, whose
         messages are the ones we report."""
-    _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT,
+    _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT,
                                       list("-+.0123456789"))
 else:  # pragma: no cover - PyYAML without libyaml
     _FastLoader = None
@@ -397,6 +398,10 @@ def load(source, name: str | None = None) -> Config:
     raise TypeError(f"cannot load a config from {type(source).__name__}")
 
 
+class OverrideError(UsageError, ValueError):
+    """A malformed or inapplicable `--set KEY=VALUE` (also a ValueError, as it was before)."""
+
+
 def parse_override(text: str) -> tuple[tuple, Any]:
     """`network.att.num_heads=8` -> (("network", "att", "num_heads"), 8).
 
@@ -404,15 +409,16 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     `[a, b]` a list. A part of the path that is a whole number indexes a list.
     """
     if "=" not in text:
-        raise ValueError(f"--set expects KEY=VALUE, got `{text}`")
+        raise OverrideError(f"--set expects KEY=VALUE, got `{text}`")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"--set: bad key `{key}`")
+        raise OverrideError(f"--set: bad key `{key}`")
     try:
         value = parse_yaml(raw if raw.strip() else "''", "<--set>").data
     except ConfigError as exc:
-        raise ValueError(f"--set {key}: bad value `{raw}`: {exc.diagnostics[0].message}") from None
+        why = exc.diagnostics[0].message
+        raise OverrideError(f"--set {key}: bad value `{raw}`: {why}") from None
     path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
     return path, value
 
@@ -429,13 +435,14 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
                 if node.get(part) is None:  # missing: create the mapping
                     node[part] = {}
                 elif not isinstance(node[part], (dict, list)):
-                    raise ValueError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
+                    raise OverrideError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
                                      f"mapping")
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
-                raise ValueError(f"--set {text}: `{format_path(path[: i + 1])}` is not a mapping")
+                raise OverrideError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
+                                    f"mapping")
             actual.append(part)
         last = path[-1]
         if isinstance(node, dict):
@@ -444,6 +451,6 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         elif isinstance(node, list) and isinstance(last, int) and last < len(node):
             node[last] = value
         else:
-            raise ValueError(f"--set {text}: cannot set `{format_path(path)}`")
+            raise OverrideError(f"--set {text}: cannot set `{format_path(path)}`")
         config.source.overrides[tuple(actual) + (last,)] = text
     return config

@@ -13,7 +13,7 @@ with a unit dict. It
    no loop axis).
    Without search and with a known loop length, in-loop layers the loop itself does not need
    (nothing that stays in the loop reads them, directly or through `prev:`; no per-step state;
-   position-wise classes of `AFTER_LOOP_CLASSES`) are moved out *after* the loop: computed once
+   classes whose rule is `position_wise`) are moved out *after* the loop: computed once
    over the stacked outputs of the in-loop layers they read, e.g. the `output_prob` softmax of a
    teacher-forced attention decoder. While searching, the choice needs them step by step.
    `unit_placement` tells where each layer runs.
@@ -47,38 +47,22 @@ import networkx as nx
 import tensorflow as tf
 
 from .dims import BATCH, FEATURE, SPATIAL, Dim, Shape
+from .errors import Unsupported
 from .layers import get_rule
 from .layers.rec import stacked_shape
 from .network import Layer, Ref
 from .shapes import concat_features
 
-#: classes that carry a state from step to step (rule methods `initial_state`, `call_step`);
-#: `rec` with a cell unit too (see `is_stateful`)
-STATEFUL = ("rnn_cell", "self_attention", "cum_concat")
-#: classes whose per-step output depends on the step number
-STEP_INDEXED = ("positional_encoding", "relative_positional_encoding")
-#: classes that always stay inside the loop (their per-step form has no sequence equivalent here)
-LOOP_ONLY = ("relative_positional_encoding",
-             # the frames so far on a new axis whose length is the step + 1 (one per sequence here)
-             "cum_concat",
-             # they convolve every non-batch, non-feature axis: moved out, the loop axis would
-             # be convolved too, where per step only the step's own axes are
-             "conv", "transposed_conv", "pool")
-#: classes that may be moved out *after* the loop: position-wise over every axis but the feature
-#: axis (or element-wise), no options naming axes, no per-step state -- so their output over the
-#: stacked [B, T_loop, ...] inputs is, frame by frame, their per-step output
-AFTER_LOOP_CLASSES = ("linear", "softmax", "activation", "copy", "combine", "eval", "compare",
-                      "dropout", "layer_norm")
+# What the loop needs to know about a layer class is a trait of its rule
+# (`netcompiler.layers.base.LayerRule`): `stateful` / `carries_state` (a per-step state),
+# `step_indexed`, `loop_only`, `position_wise` (may run after the loop), `chooses_labels`
+# (the search / teacher-forced `choice`) and `masked_step`.
 DEFAULT_MAX_SEQ_LEN = 256
 
 
 # -- shapes --------------------------------------------------------------------------------------
 def _loop_axis(shape: Shape, loop_dim: Dim) -> int:
     return shape.index(loop_dim)
-
-
-def _batch_axis(shape: Shape) -> int | None:
-    return next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
 
 
 def _spec(shape: Shape) -> list:
@@ -99,21 +83,30 @@ def _relax_like(x):
     return _relax(x, spec)
 
 
+def _rule(layer: Layer):
+    """The rule of a unit layer (compiled, so its class has one)."""
+    return get_rule(layer.layer_class)
+
+
+def is_choice(layer: Layer) -> bool:
+    """A label decision (`chooses_labels`): searched, or teacher-forced to its target."""
+    return _rule(layer).chooses_labels
+
+
 def is_stateful(net, layer: Layer) -> bool:
-    """A unit layer that carries a state from step to step: one step of `self_attention` or of a
-    cell (`rnn_cell`, `rec` with a cell unit) over a per-step input without a time axis (over an
-    input with a time axis the layer runs over that axis in every step, no state carried)."""
-    if layer.layer_class in STATEFUL or (layer.layer_class == "rec" and layer.unit is None):
-        # `cum_concat`'s output has its own (new) time axis: it is stateful all the same
-        return layer.layer_class == "cum_concat" or net.inferred.shapes[layer.name].time is None
-    return False
+    """A unit layer that carries a state from step to step: a `stateful` class whose rule says
+    this layer `carries_state` (e.g. one step of `self_attention` or of a cell over a per-step
+    input without a time axis; over an input with a time axis the layer runs over that axis in
+    every step, no state carried)."""
+    rule = _rule(layer)
+    return rule.stateful and rule.carries_state(layer.opts, net.inferred.shapes[layer.name])
 
 
 def masked_scope(layer: Layer) -> bool:
-    """A `masked_computation` layer (not its synthetic input `NAME/data:data`): inside a loop
-    its unit's layers `NAME/...` run per step and it keeps the previous output and unit state
-    where the mask is false."""
-    return layer.layer_class == "masked_computation" and layer.subnet is not None
+    """A `masked_step` layer (`masked_computation`; not its synthetic input `NAME/data:data`):
+    inside a loop its unit's layers `NAME/...` run per step and it keeps the previous output and
+    unit state where the mask is false."""
+    return _rule(layer).masked_step and layer.subnet is not None
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -149,10 +142,6 @@ class UnitPlan:
     after_inputs: set[str] = field(default_factory=set)
 
     @property
-    def in_loop_names(self) -> set[str]:
-        return {l.name for l in self.in_loop}
-
-    @property
     def steps(self) -> list[Layer]:
         """The layers run step by step inside the tf.while_loop, dependency order."""
         after = {l.name for l in self.after}
@@ -178,21 +167,21 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
     names = {l.name for l in unit.layers.values()}
     for l in unit.layers.values():
         if l.unit is not None:  # a validation error (shape.nested-rec)
-            raise NotImplementedError(f"`{l.name}`: a rec unit inside a rec unit is not supported")
+            raise Unsupported(f"`{l.name}`: a rec unit inside a rec unit is not supported")
     loop_dim = net.inferred.loop_dims[rec.name]
     # the unit's dependency graph (prev: edges included); a teacher-forced choice is the target
     # frame and does not read its input, so its incoming edges are cut
     g = nx.DiGraph(net.graph.g.subgraph(names))
     if not search:
         for l in unit.layers.values():
-            if l.layer_class == "choice":
+            if is_choice(l):
                 g.remove_edges_from(list(g.in_edges(l.name)))
     required = {unit.layers[n].name for n in required_locals if n in unit.layers}
     needed = set(required)
     for n in required:
         needed |= nx.ancestors(g, n)
-    order = [net.network.layers[n] for n in net._order if n in needed]
-    choices = [l for l in order if l.layer_class == "choice"]
+    order = [net.network.layers[n] for n in net.order if n in needed]
+    choices = [l for l in order if is_choice(l)]
     search_choice = None
     search_choices = choices if search else []
     if search and choices:
@@ -213,7 +202,7 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
             if masked_scope(l):
                 seeds |= {l.name} | {n for n in needed if n.startswith(l.name + "/")}
         for l in order:
-            if l.layer_class in LOOP_ONLY or net.inferred.shapes[l.name].has(loop_dim):
+            if _rule(l).loop_only or net.inferred.shapes[l.name].has(loop_dim):
                 seeds.add(l.name)
             elif not known_length and is_stateful(net, l):
                 seeds.add(l.name)  # moved out, a cell would need the loop lengths
@@ -229,7 +218,7 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
                         [net.network.layers[n] for n in out_order], search_choice=search_choice,
                         search_choices=list(search_choices))
         for l in plan.moved_out:
-            varying = l.layer_class in STEP_INDEXED or l.layer_class == "choice"
+            varying = _rule(l).step_indexed or is_choice(l)
             for _, ref in net.graph.refs.get(l.name, []):
                 if ref.kind in ("source", "step") or (ref.kind == "extern" and ref.frame):
                     varying = True
@@ -269,7 +258,7 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
 
 def _after_loop_layers(net, sub, order: list[Layer], in_loop: set[str], loop_dim: Dim) -> set[str]:
     """In-loop layers that the loop itself does not need: not on a recurrence, no per-step state,
-    not step indexed, position-wise (`AFTER_LOOP_CLASSES`), and no layer that stays in the loop
+    not step indexed, `position_wise`, and no layer that stays in the loop
     reads them (directly or through `prev:`). They are computed after the loop."""
     loop_sub = sub.subgraph(in_loop)
     pinned = set()
@@ -277,7 +266,7 @@ def _after_loop_layers(net, sub, order: list[Layer], in_loop: set[str], loop_dim
         if len(comp) > 1 or any(loop_sub.has_edge(n, n) for n in comp):
             pinned |= comp  # a recurrence through prev:
     for l in order:
-        if l.name in in_loop and (l.layer_class not in AFTER_LOOP_CLASSES
+        if l.name in in_loop and (not _rule(l).position_wise
                                   or net.inferred.shapes[l.name].has(loop_dim)):
             pinned.add(l.name)
     core = set(pinned)
@@ -317,11 +306,22 @@ def size_target_dims(net, rec: Layer, values=None) -> set:
 
 
 def has_search_choice(rec: Layer) -> bool:
-    return rec.unit is not None and any(l.layer_class == "choice" for l in rec.unit.layers.values())
+    return rec.unit is not None and any(is_choice(l) for l in rec.unit.layers.values())
 
 
 def choice_targets(rec: Layer) -> set[str]:
-    return {l.opts.get("target") for l in rec.unit.layers.values() if l.layer_class == "choice"}
+    return {l.opts.get("target") for l in rec.unit.layers.values() if is_choice(l)}
+
+
+def choice_layer(rec: Layer) -> Layer:
+    """The (first) choice layer of the unit of `rec` (a rec layer with `has_search_choice`)."""
+    return next(l for l in rec.unit.layers.values() if is_choice(l))
+
+
+def search_rec_layers(network) -> list[Layer]:
+    """The rec layers of the network (not inside a rec unit) whose unit has a choice: the
+    decoders beam search can run."""
+    return [l for l in network.layers.values() if not l.scope.in_rec and has_search_choice(l)]
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ class _Runner:
             shape = (self.inferred.extern.get(key[5:]) if key.startswith("data:")
                      else self.inferred.shapes.get(key))
             if shape is not None and shape.has_batch and hasattr(v, "shape"):
-                axis = _batch_axis(shape)
+                axis = shape.batch_axis
                 if want is None or shape.dims[axis] is want:
                     return tf.shape(v)[axis]
                 if found is None:
@@ -527,7 +527,7 @@ class _Runner:
         """A layer computed once outside the loop: moved out before it, or after it (then its
         in-loop inputs are stacked over the loop)."""
         unit_names = {l.name for l in self.unit.layers.values()}
-        if layer.layer_class == "choice":  # teacher forcing: the target sequence
+        if is_choice(layer):  # teacher forcing: the target sequence
             return self._target_value(layer)
         varying = layer.name in self.varying
         inputs = []
@@ -548,7 +548,7 @@ class _Runner:
             else:
                 v, s = self.values[ref.node], self._outer_shape(ref)
             inputs.append((sub, v, s))
-        if varying and get_rule(layer.layer_class).concat_sources:
+        if varying and _rule(layer).concat_sources:
             # a `from` list is concatenated on the feature axis: an input of the enclosing
             # network without the loop axis (`base:x`) is repeated over it, as in every step
             n_from = sum(1 for sub, _, _ in inputs if sub[0] == "from")
@@ -653,7 +653,7 @@ class _Runner:
         """Repeat the batch entries K times (beam search)."""
         if self.K == 1 or shape is None or not shape.has_batch:
             return v
-        return tf.repeat(v, self.K, axis=_batch_axis(shape))
+        return tf.repeat(v, self.K, axis=shape.batch_axis)
 
     def _run_loop(self):
         plan, net = self.plan, self.net
@@ -677,7 +677,7 @@ class _Runner:
             frames[key] = (self._tile(v, shape), _loop_axis(shape, loop_dim))
 
         for layer in steps:
-            if layer.layer_class == "choice" and layer.name not in search_names:
+            if is_choice(layer) and layer.name not in search_names:
                 key = f"data:{layer.opts.get('target')}"  # teacher forcing: the target frame
                 if key not in frames:
                     seq(key, self._target_value(layer), self.inferred.extern[key[5:]])
@@ -774,7 +774,7 @@ class _Runner:
                 name = layer.name
                 shape = self.inferred.shapes[name]
                 if searching and name in search_names:
-                    src = cur_or_ref(layer, t, cur, prev, states, src_only=True)
+                    src = step_source(layer, t, cur, prev)
                     label, scores, bp = self._beam_step(layer, src, scores, ended)
                     # back-pointers of the step: composed over the choices of the unit
                     flat_bp = bp if flat_bp is None else tf.gather(flat_bp, bp)
@@ -789,7 +789,7 @@ class _Runner:
                     ended, length = g(ended), g(length)
                     cur[name] = _relax(label, specs[name])
                     continue
-                if layer.layer_class == "choice":  # teacher forcing inside the loop
+                if is_choice(layer):  # teacher forcing inside the loop
                     cur[name] = _relax(frame(f"data:{layer.opts.get('target')}", t), specs[name])
                     continue
                 inputs = []
@@ -855,7 +855,8 @@ class _Runner:
                 return frame(ref.node, t), shape.without(loop_dim)
             return invariants[ref.node], self._outer_shape(ref)
 
-        def cur_or_ref(layer, t, cur, prev, states, src_only=True):
+        def step_source(layer, t, cur, prev):
+            """The step's `from` input of a layer, concatenated on the feature axis."""
             srcs = [step_ref(ref, t, cur, prev) for sub, ref in net.graph.refs.get(layer.name, [])
                     if sub[0] == "from"]
             vals = [v for v, _ in srcs]
@@ -948,8 +949,7 @@ def search_rec_layer(net) -> Layer:
     """The rec layer searched by `net.search`: the one the network's output depends on."""
     sg = net.graph.static_graph()
     out = net.output_name
-    cands = [l for l in net.network.layers.values()
-             if l.unit is not None and has_search_choice(l) and not l.scope.in_rec]
+    cands = search_rec_layers(net.network)
     if not cands:
         raise ValueError("the network has no rec unit with a `choice` layer to search")
     for l in cands:
@@ -969,10 +969,8 @@ def search(net, inputs, lengths=None, beam_size=None, n_best=1):
     inputs = {k: v for k, v in inputs.items() if k not in targets}
     lengths = {k: v for k, v in (lengths or {}).items() if k in inputs}
     keys = tuple(sorted(inputs))
-    cache = net.__dict__.setdefault("_search_functions", {})
-    key = (keys, beam_size, int(n_best))
-    fn = cache.get(key)
-    if fn is None:
+
+    def make():
         signature = list(net.input_signature(keys))
 
         def run(inp, lens):
@@ -980,9 +978,10 @@ def search(net, inputs, lengths=None, beam_size=None, n_best=1):
             net.forward(inp, lens, training=False, fetch=(rec.name,), search=opts)
             return opts["results"][rec.name]
 
-        fn = tf.function(run, input_signature=signature, autograph=False)
-        cache[key] = fn
-    tensors, lens = net._prepare_inputs(inputs, lengths)
+        return tf.function(run, input_signature=signature, autograph=False)
+
+    fn = net.search_function((keys, beam_size, int(n_best)), make)
+    tensors, lens = net.prepare_inputs(inputs, lengths)
     res = {k: np.asarray(v) for k, v in fn(tensors, lens).items()}
     out = []
     for b in range(res["labels"].shape[0]):

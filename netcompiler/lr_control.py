@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 CONTROLS = ("constant", "warmup", "newbob", "newbob_multi_epoch")
 PER_EPOCH = ("constant", "newbob", "newbob_multi_epoch")
 DECAY_TYPES = ("inverse_sqrt", "exponential", "constant")
@@ -65,7 +67,7 @@ KNOWN_OPTS = {
 }
 
 
-class LearningRateError(ValueError):
+class LearningRateError(UserError, ValueError):
     pass
 
 

@@ -16,10 +16,8 @@ from typing import Any, Iterator
 
 from .diagnostics import ERROR, Diagnostic, did_you_mean
 
-# Options that may name layers (besides `from`). `target` names extern data.
-LAYER_OPTIONS = ("from", "base", "base_ctx", "weights", "key_shift", "size_base", "reuse_params", "state_var_lengths", "window_start", "offset",
-                 "initial_output", "initial_state", "condition", "true_from", "false_from",
-                 "explicit_search_source", "mask", "chunking_layer", "position")
+# Which options of a layer name layers is a trait of its class's rule (`reference_options`);
+# `target` names extern data.
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
@@ -144,53 +142,48 @@ def build_network(data: dict) -> Network:
             layer = Layer(scope.prefix + str(local), str(local), opts, scope.path + (local,), scope)
             register(scope, str(local), layer)
             all_layers[layer.name] = layer
-            if opts.get("class") == "rec" and isinstance(opts.get("unit"), dict):
-                layer.unit = Scope(layer.name + "/", layer.path + ("unit",), rec_layer=layer,
+            # the class's structure traits (`netcompiler.layers.base.LayerRule`): a network
+            # of its own (`sub_network_kind`), synthetic sub-outputs (`sub_outputs`)
+            rule = _rule(opts.get("class"))
+            held = rule.sub_network(opts) if rule is not None else None
+            kind = rule.sub_network_kind if held is not None else None
+            if kind == "loop":
+                layer.unit = Scope(layer.name + "/", layer.path + held[0], rec_layer=layer,
                                    parent=scope)
-                fill(layer.unit, opts["unit"])
-            elif (opts.get("class") == "masked_computation" and isinstance(opts.get("unit"), dict)
-                  and not opts.get("_frames")):
+                fill(layer.unit, held[1])
+            elif kind == "masked":
                 # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
                 # `data` is the masked input, the synthetic layer `NAME/data:data`
                 # (`netcompiler.layers.masked_computation`)
-                layer.subnet = Scope(layer.name + "/", layer.path, rec_layer=scope.rec_layer,
-                                     parent=scope, subnet_layer=layer)
-                data_opts = {"class": "masked_computation", "from": opts.get("from", "data"),
-                             "mask": opts.get("mask"), "_frames": True}
-                data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
-                                   layer.path, scope, synthetic=True)
-                register(layer.subnet, "data:data", data_layer)
-                all_layers[data_layer.name] = data_layer
-                fill(layer.subnet, {"unit": opts["unit"]})
-            elif opts.get("class") == "subnetwork" and isinstance(opts.get("subnetwork"), dict):
-                layer.subnet = Scope(layer.name + "/", layer.path + ("subnetwork",),
+                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
                                      rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
-                fill(layer.subnet, opts["subnetwork"])
+                add_input(layer, scope, rule.sub_network_input(opts))
+                fill(layer.subnet, held[1])
+            elif kind == "inline":
+                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
+                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
+                fill(layer.subnet, held[1])
                 if (_reads_subnet_data(layer) and subnet_inputs(layer)
                         and layer.opts.get("concat_sources", True) is not False):
                     # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
-                    # dropped out); a copy layer `sub/data:data` read by `data` inside
-                    data_opts = {"class": "copy", "from": layer.opts.get("from", "data")}
-                    for key in ("dropout", "dropout_noise_shape"):
-                        if key in layer.opts:
-                            data_opts[key] = layer.opts[key]
-                    data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
-                                       layer.path, scope, synthetic=True)
-                    register(layer.subnet, "data:data", data_layer)
-                    all_layers[data_layer.name] = data_layer
-            elif opts.get("class") == "split":
-                # its sub-outputs `NAME/0`, `NAME/1`, ...: synthetic layers reading it
-                # (`netcompiler.layers.split`)
-                from .layers.split import PART, num_parts
-
-                for i in range(num_parts(opts)):
-                    part_opts = {k: v for k, v in opts.items()
-                                 if k in ("class", "axis", "num_splits", "size_splits")}
-                    part_opts.update({"from": str(local), PART: i})
-                    part = Layer(f"{scope.prefix}{local}/{i}", f"{local}/{i}", part_opts,
-                                 layer.path, scope, synthetic=True)
-                    register(scope, f"{local}/{i}", part)
+                    # dropped out); a layer `sub/data:data` read by `data` inside
+                    add_input(layer, scope, rule.sub_network_input(opts))
+            elif rule is not None:
+                # its sub-outputs (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers reading it
+                for part_local, part_opts in rule.sub_outputs(str(local), opts):
+                    part = Layer(scope.prefix + part_local, part_local, part_opts, layer.path,
+                                 scope, synthetic=True)
+                    register(scope, part_local, part)
                     all_layers[part.name] = part
+
+    def add_input(layer: Layer, scope: Scope, data_opts: dict | None):
+        """The synthetic layer `NAME/data:data` (`data` inside the network of `layer`)."""
+        if data_opts is None:
+            return
+        data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
+                           layer.path, scope, synthetic=True)
+        register(layer.subnet, "data:data", data_layer)
+        all_layers[data_layer.name] = data_layer
 
     fill(top, net)
     registered = {}
@@ -207,8 +200,6 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
     if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
         return []
     if option == "initial_state":  # cells: one value, or a list / dict per state part
-        if opts.get("class") not in ("rnn_cell", "rec"):
-            return []
         items = (value.items() if isinstance(value, dict) else enumerate(value)
                  if isinstance(value, list) else [(None, value)])
         return [((option,) if k is None else (option, k), v) for k, v in items
@@ -228,7 +219,8 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
     """All reference strings of a layer: `from` (default `data`) and layer-valued options
     (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
     refs = max_seq_len_references(layer)
-    if layer.subnet is not None and layer.layer_class == "masked_computation":
+    rule = _rule(layer.layer_class)
+    if layer.subnet is not None and rule is not None and rule.sub_network_kind == "masked":
         # its input is read by `NAME/data:data`, its output is its unit's
         refs.extend(reference_values(layer.opts, "mask"))
         refs.append((("unit",), f"{layer.path[-1]}/unit"))
@@ -241,14 +233,31 @@ def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
         if "output" in layer.subnet.layers:
             refs.append((("subnetwork", "output"), f"{layer.path[-1]}/output"))
         return refs
-    for option in LAYER_OPTIONS:
+    for option in reference_options(layer.layer_class):
         if option == "from" and "from" not in layer.opts:
-            default = _default_from(layer.layer_class)
+            default = rule.default_from if rule is not None else "data"
             if default is not None:
                 refs.append((("from",), default))
             continue
         refs.extend(reference_values(layer.opts, option))
     return refs
+
+
+def reference_options(layer_class: str) -> tuple[str, ...]:
+    """The options of a layer of this class whose values name layers, in the order they are
+    resolved: `from`, the rule's `layer_options`, then the other common ones (`reuse_params`,
+    `initial_output`); only the common ones for an unknown class (a schema error)."""
+    from .layers import COMMON_LAYER_OPTIONS
+
+    rule = _rule(layer_class)
+    own = tuple(o for o in rule.layer_options if o not in COMMON_LAYER_OPTIONS) if rule else ()
+    return COMMON_LAYER_OPTIONS[:1] + own + COMMON_LAYER_OPTIONS[1:]
+
+
+def _rule(layer_class: str):
+    from .layers import get_rule  # lazy: the registry imports every layer module
+
+    return get_rule(layer_class) if isinstance(layer_class, str) else None
 
 
 def subnet_inputs(layer: Layer) -> list[tuple[tuple, str]]:
@@ -279,14 +288,6 @@ def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
         return [(("max_seq_len", i), ref) for i, ref in enumerate(references(parse(text)))]
     except SeqLenExprError:
         return []
-
-
-def _default_from(layer_class: str) -> str | None:
-    """`from` when absent: `data`, unless the class's rule sets `default_from = None`."""
-    from .layers import get_rule  # lazy: the registry imports every layer module
-
-    rule = get_rule(layer_class) if isinstance(layer_class, str) else None
-    return getattr(rule, "default_from", "data") if rule is not None else "data"
 
 
 def resolve(text: str, scope: Scope, network: Network, path: tuple

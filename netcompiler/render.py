@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .diagnostics import ERROR, WARNING, Diagnostic
+from .errors import UserError
 
 FORMATS = ("svg", "png", "html")
 DOT_TIMEOUT_S = 300
@@ -30,7 +31,7 @@ EXTERN_FILL = "#e8f1fb"
 CLUSTER_FILL = {"rec": "#f4f6f8", "subnetwork": "#f8f6f1"}
 
 
-class RenderError(Exception):
+class RenderError(UserError):
     """`dot` is missing or failed: one line for the user (exit 2)."""
 
 

@@ -4,6 +4,7 @@ netcompiler model directory.
     net = netcompiler.compile("net.yaml")
     net.load_returnn_checkpoint("returnn/models/model.080")     # -> LoadReport
 
+    # the model directory (`netcompiler.returnn_checkpoint_import`):
     import_returnn_checkpoint(config_dict, "model.080", "out/model")
     # -> "loaded 16 variables from model.080 (global_step 100) into out/model/ckpt-080"
 
@@ -58,17 +59,14 @@ RETURNN and is left alone.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .errors import UserError
 
 #: RETURNN's training-step counter, saved with every model; reported, not loaded
 GLOBAL_STEP = "global_step"
@@ -77,7 +75,7 @@ _BUNDLE_SUFFIXES = (".index", ".meta", ".data-00000-of-00001")
 _EPOCH_RE = re.compile(r"\.(\d+)$")
 
 
-class ReturnnCheckpointError(Exception):
+class ReturnnCheckpointError(UserError):
     """A user-facing problem with a RETURNN checkpoint (unreadable, does not fit the network)."""
 
 
@@ -155,7 +153,7 @@ def _returnn_name(layer) -> str:
 
 
 def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
-    from .layers.rec import _standard_lstm, is_cumsum, is_gru
+    from .layers.rec import standard_lstm, is_cumsum, is_gru
 
     unit = str(layer.opts.get("unit"))
     rules: list[_Rule] = []
@@ -174,7 +172,7 @@ def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
                 lambda t, c=c, n_in=n_in: dict(zip(out, gru_cell_to_netcompiler(
                     t[f"{c}/gates/kernel"], t[f"{c}/gates/bias"], t[f"{c}/candidate/kernel"],
                     t[f"{c}/candidate/bias"], n_in)))))
-        elif _standard_lstm(unit, cell_only):
+        elif standard_lstm(unit, cell_only):
             cell = "basic_lstm_cell" if unit.lower() == "basiclstm" else "lstm_cell"
             c = f"{P}/rec/{cell}"
             rules.append(_Rule(
@@ -404,105 +402,3 @@ def returnn_epoch(prefix: str) -> int:
     0 without a number."""
     m = _EPOCH_RE.search(os.path.basename(_normalise_prefix(prefix)))
     return int(m.group(1)) if m else 0
-
-
-def import_returnn_checkpoint(config: dict, prefix: str, model_dir: str | None) -> str:
-    """Compile `config` (a netcompiler config dict), load the RETURNN checkpoint `prefix` and
-    write it as the netcompiler checkpoint `MODEL_DIR/ckpt-NNN`, which `forward`, `search`,
-    `compile --checkpoint` and `train` accept. `model_dir` None: the config's
-    `train.model_dir`.
-
-    NNN is RETURNN's epoch from the file name (`model.080` -> 80, `model.pretrain.003` -> 3,
-    else 0), so `train` on MODEL_DIR resumes at epoch NNN + 1 (fine-tuning) as if netcompiler
-    had trained the first NNN epochs, with a fresh optimizer state (RETURNN does not save its
-    optimizer's slots) and a fresh learning-rate control state; RETURNN's `global_step` is kept
-    in `meta.json` (`imported_from`). The checkpoint holds what the trainer's checkpoints hold
-    (network, optimizer built for the config's `train.optimizer`, epoch, ...). A config that the
-    trainer cannot train (no loss, a loss it lacks) gets the network's variables only: enough
-    for forward, search and compile; the summary says why.
-    Returns a one-line summary; ReturnnCheckpointError for user errors (nothing written)."""
-    import io
-
-    from .diagnostics import ConfigError, format_text
-    from .train import TrainError, list_checkpoints
-    from .validate import validate
-
-    if model_dir is None:
-        train = config.get("train") if isinstance(config, dict) else None
-        model_dir = train.get("model_dir") if isinstance(train, dict) else None
-        if not model_dir:
-            raise ReturnnCheckpointError("no --model-dir given and the config has no "
-                                         "train.model_dir: where should the checkpoint go?")
-    model_dir = Path(model_dir)
-    if model_dir.exists() and not model_dir.is_dir():
-        raise ReturnnCheckpointError(f"--model-dir {model_dir}: exists and is not a directory")
-    existing = list_checkpoints(model_dir)
-    if existing:
-        raise ReturnnCheckpointError(
-            f"--model-dir {model_dir} already holds checkpoints "
-            f"({', '.join(p.name for _, p in existing)}); give an empty or new directory")
-    prefix = read_returnn_checkpoint(prefix)[0]  # a bad prefix is reported before compiling
-    result = validate(config)
-    if result.errors:
-        more = len(result.errors) - 1
-        raise ReturnnCheckpointError(f"the config does not validate: "
-                                     f"{format_text(result.errors[0])}"
-                                     + (f" (and {more} more error{'s' if more > 1 else ''})"
-                                        if more else ""))
-    epoch = returnn_epoch(prefix)
-    imported = {"returnn_checkpoint": os.path.abspath(prefix), "returnn_epoch": epoch}
-    note = ""
-    try:
-        import tensorflow as tf
-
-        from .build import CompiledNetwork
-        from .train import Trainer
-        try:
-            trainer = Trainer(result, model_dir=model_dir, out=io.StringIO(),
-                              strategy=tf.distribute.get_strategy())
-        except TrainError as exc:  # not trainable as it is: the network's variables only
-            trainer = None
-            note = (f" (network variables only, `train` cannot resume from it: "
-                    f"{str(exc).strip().splitlines()[0]})")
-        net = trainer.net if trainer is not None else CompiledNetwork(result)
-        report = load_returnn_checkpoint(net, prefix)
-        imported["returnn_global_step"] = report.global_step
-        if trainer is not None:
-            final = trainer.save(epoch)
-            _add_meta(final, {"imported_from": imported})
-        else:
-            final = _save_network_only(net, model_dir, epoch, {"imported_from": imported})
-    except (ConfigError, TrainError, NotImplementedError) as exc:
-        raise ReturnnCheckpointError(str(exc).strip().splitlines()[0]) from None
-    step = f" (global_step {report.global_step})" if report.global_step is not None else ""
-    return f"loaded {len(report.loaded)} variables from {prefix}{step} into {final}{note}"
-
-
-def _add_meta(ckpt_dir: Path, extra: dict) -> None:
-    from .atomic import atomic_write_text
-
-    path = Path(ckpt_dir) / "meta.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    meta.update(extra)
-    atomic_write_text(path, json.dumps(meta, indent=1) + "\n")
-
-
-def _save_network_only(net, model_dir: Path, epoch: int, extra: dict) -> Path:
-    """`model_dir/ckpt-NNN` with the network's variables and meta.json, written into a
-    temporary directory and renamed when complete (as the trainer does)."""
-    from .export import checkpoint
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / f"ckpt-{epoch:03d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=model_dir))
-    try:
-        checkpoint(net).write(str(tmp / "ckpt"))
-        meta = {"epoch": epoch, "seed": net.seed, "global_step": 0, "time": time.time()}
-        meta.update(extra)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final

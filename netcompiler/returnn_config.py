@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InternalError, UserError
+
 PURE_BUILTINS = ("dict", "list", "tuple", "int", "float", "str", "bool", "len", "min", "max",
                  "abs", "round", "sorted", "sum", "range")
 PURE_METHODS = ("copy", "get", "keys", "values", "items", "format", "join", "replace", "split",
@@ -67,7 +69,7 @@ NOT_DATA_KEY = "__netcompiler_not_data__"
 RETURNN_GLOBALS = ("config", "__file__", "__name__", "__builtins__")
 
 
-class ReturnnConfigError(Exception):
+class ReturnnConfigError(UserError):
     """A config that cannot be read: one or more located, one-line messages."""
 
     def __init__(self, messages, usage: bool = False):
@@ -210,7 +212,7 @@ def _binding_lines(tree: ast.Module) -> dict[str, int]:
 
 
 # -- safe mode -------------------------------------------------------------------------------------
-class _Refuse(Exception):
+class _Refuse(InternalError):  # control flow, caught in this module
     """Evaluation hit something that is not data: the reason and the node."""
 
     def __init__(self, reason: str, node: ast.AST):

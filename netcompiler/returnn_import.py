@@ -40,7 +40,8 @@ from typing import Any
 
 import yaml
 
-from .loader import _EXP_FLOAT
+from .errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from .loader import EXP_FLOAT
 from .returnn_config import (DEFAULT_TIMEOUT, NotData, ReadConfig, ReturnnConfigError,
                              find_not_data, read_config)
 
@@ -206,7 +207,7 @@ class _Dumper(yaml.SafeDumper):
     reads `1e-3` as a float), and double-quotes strings with YAML line breaks (NEL, LS, PS)."""
 
 
-_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+.0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT, list("-+.0123456789"))
 _BREAKS = ("\x85", "\u2028", "\u2029")
 
 
@@ -1011,20 +1012,20 @@ def cli_import_returnn(args, out, err) -> int:
     if bool(args.checkpoint) != bool(args.model_dir):
         print(f"{name}: error: --checkpoint PREFIX and --model-dir DIR go together",
               file=err)
-        return 2
+        return EXIT_USAGE
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         print(f"{name}: error: --timeout must be a positive number of seconds", file=err)
-        return 2
+        return EXIT_USAGE
     if args.timeout != DEFAULT_TIMEOUT and not args.exec:
         print(f"{name}: error: --timeout applies to --exec only", file=err)
-        return 2
+        return EXIT_USAGE
     try:
         result = import_returnn(args.config, exec_mode=args.exec, timeout=args.timeout,
                                 spec_augment=getattr(args, "spec_augment", False))
     except ReturnnConfigError as exc:
         for msg in exc.messages:
             print(msg, file=err)
-        return 2 if exc.usage else 1
+        return EXIT_USAGE if exc.usage else EXIT_INVALID
     text = result.to_yaml(_command_line(args))
     target = args.output or "<stdout>"
     check = validate(text, name=target)
@@ -1033,7 +1034,7 @@ def cli_import_returnn(args, out, err) -> int:
             atomic_write_text(args.output, text)
         except OSError as exc:
             print(f"{name}: error: cannot write {args.output}: {exc.strerror or exc}", file=err)
-            return 2
+            return EXIT_USAGE
     else:
         out.write(text)
         out.flush()
@@ -1050,20 +1051,21 @@ def cli_import_returnn(args, out, err) -> int:
         for note in result.notes:
             if "--spec-augment" in note:
                 print(f"{name}: hint: {note}", file=err)
-        return 1
+        return EXIT_INVALID
     if args.checkpoint:
-        from .cli import _import_tensorflow_quietly, _needs_tf
+        from .command_helpers import import_tensorflow_quietly, needs_tf
 
         try:
-            _import_tensorflow_quietly()
-            from .returnn_checkpoint import ReturnnCheckpointError, import_returnn_checkpoint
+            import_tensorflow_quietly()
+            from .returnn_checkpoint_import import (ReturnnCheckpointError,
+                                                    import_returnn_checkpoint)
         except ImportError as exc:  # the light install: the YAML is written, the weights not
-            print(_needs_tf("import-returnn --checkpoint", exc), file=err)
-            return 2
+            print(needs_tf("import-returnn --checkpoint", exc), file=err)
+            return EXIT_USAGE
         try:
             summary = import_returnn_checkpoint(result.config, args.checkpoint, args.model_dir)
         except ReturnnCheckpointError as exc:
             print(f"{name}: error: {exc}", file=err)
-            return 1
+            return EXIT_INVALID
         print(summary, file=out if args.output else err)
-    return 0
+    return EXIT_OK

@@ -11,14 +11,12 @@ from typing import Any
 import tensorflow as tf
 
 from .dims import BATCH, Dim, Shape, time_dim
-from .layers.base import ShapeError
-from .schema import option_default
-
-_MISSING = object()
+from .layer_context import LayerContext
 
 
-class CallContext:
-    """Inputs, options, variables and lengths of one layer call.
+class CallContext(LayerContext):
+    """Inputs, options, variables and lengths of one layer call. `ref(option)` is the tensor
+    of the layer an option names, `ref_shape(option)` its Shape (see `netcompiler.layer_context`).
 
     Attributes:
       name: the layer's full name; opts: its config dict; out_shape: its inferred Shape.
@@ -65,14 +63,7 @@ class CallContext:
         #: run over time, read by `get_last_hidden_state`); None where not recorded (in a loop)
         self.final_states: dict | None = None
 
-    # -- options and inputs ---------------------------------------------------------------------
-    def opt(self, name: str, default: Any = _MISSING) -> Any:
-        if name in self.opts:
-            return self.opts[name]
-        if default is not _MISSING:
-            return default
-        return option_default(self.layer_class, name)
-
+    # -- options and inputs (`opt`: LayerContext) -----------------------------------------------
     @property
     def source(self):
         if len(self.sources) != 1:
@@ -84,27 +75,20 @@ class CallContext:
         return self.source_shapes[0]
 
     # what shape-time helpers (plans a builder re-runs, e.g. resolving `axis`) use of a
-    # ShapeContext (`source_names`, `describe`, `error`); the layer was validated, so their
-    # errors are not expected here
-
-    @staticmethod
-    def describe(name: str, shape: Shape) -> str:
-        return f"`{name}` {shape}"
-
-    @staticmethod
-    def error(message: str, option: str | None = None, rule: str = "shape",
-              hint: str | None = None) -> ShapeError:
-        return ShapeError(message, option, rule, hint)
+    # ShapeContext (`source_names`, LayerContext's `describe` and `error`); the layer was
+    # validated, so their errors are not expected here
 
     def new_time_dim(self, tag: str | None = None) -> Dim:
         """A fresh time axis (for a re-run plan; the layer's real output axes are `out_shape`)."""
         return time_dim(tag or self.name)
 
     def ref(self, option: str):
+        """The tensor of the layer a layer-valued option names; None if the option is absent."""
         got = self._refs.get(option)
         return None if got is None else got[0]
 
     def ref_shape(self, option: str) -> Shape | None:
+        """The Shape of the layer a layer-valued option names; None if the option is absent."""
         got = self._refs.get(option)
         return None if got is None else got[1]
 
@@ -187,7 +171,7 @@ def time_mask(shape: Shape, dim: Dim, lengths, tensor=None, axis: int | None = N
         axis = shape.index(dim)
     maxlen = tf.shape(tensor)[axis] if tensor is not None else tf.reduce_max(lengths)
     mask = tf.sequence_mask(lengths, maxlen=maxlen)  # [B, T]
-    batch_axis = next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
+    batch_axis = shape.batch_axis
     new_shape = [1] * len(shape.dims)
     if batch_axis is None:
         # no batch axis (e.g. a [T, T, F] table): valid where any sequence is valid

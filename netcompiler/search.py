@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_text
+from .errors import UserError
 
-from .train import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, TrainOptions,
-                    _oom_types, _parse_data_spec, _user_error, _validated, checkpoint_prefix,
-                    out_of_memory_error, restore_network)
+from .checkpoints import checkpoint_prefix, restore_network
+from .command_helpers import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, oom_types,
+                              out_of_memory_error, parse_data_spec, user_error, validated_config)
+from .train_options import TrainOptions
 
 EOS = 0
 _TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -113,7 +115,7 @@ def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions
             res = net.search(ins, lens, beam_size=beam, n_best=n_best)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-        except _oom_types():
+        except oom_types():
             frames = max((int(np.max(v)) for v in lens.values()), default=0)
             raise out_of_memory_error(
                 f"in beam search (beam {beam})",
@@ -147,7 +149,7 @@ def _search_dataset_spec(text: str, opts: TrainOptions):
         if not Path(stripped).is_file():
             raise TrainError(f"--data: no such file: {stripped}")
         return {"class": "npz" if lower.endswith(".npz") else "hdf", "files": stripped}, "search"
-    return _parse_data_spec(text, None), "search"
+    return parse_data_spec(text, None), "search"
 
 
 def cli_search(args) -> int:
@@ -156,9 +158,7 @@ def cli_search(args) -> int:
     dataset; writes the n best hypotheses per sequence as TSV (atomically) or to stdout, and --
     when the data has the choice's target -- prints the sequence and label error rates of the
     best hypotheses (see `strip_eos` for how EOS is treated)."""
-    from .datasets import DatasetError
-
-    result = _validated(args)
+    result = validated_config(args)
     if result is None:
         return EXIT_ERROR
     beam = getattr(args, "beam_size", None)
@@ -171,23 +171,21 @@ def cli_search(args) -> int:
         return EXIT_USAGE
     try:
         return _search(args, result)
-    except (TrainError, DatasetError, NotImplementedError) as exc:
-        return _user_error("search", exc)
+    except UserError as exc:  # TrainError, DatasetError, Unsupported, ...
+        return user_error("search", exc)
     except OSError as exc:
-        return _user_error("search", f"cannot write the output: {exc}")
+        return user_error("search", f"cannot write the output: {exc}")
 
 
 def _search(args, result) -> int:
     from .build import CompiledNetwork
     from .datasets import DatasetError, check_shared_time_axes, make_dataset
-    from .loop import choice_targets, has_search_choice, search_rec_layer
+    from .loop import choice_layer, choice_targets, search_rec_layer, search_rec_layers
     from .extern_data import shared_time_keys
 
     config = result.config.data
     opts = TrainOptions.from_config(config)
-    recs = [l for l in result.inferred.network.layers.values()
-            if l.unit is not None and not l.scope.in_rec and has_search_choice(l)]
-    if not recs:
+    if not search_rec_layers(result.inferred.network):
         raise TrainError("the network has no decoder to search: no `rec` layer with a `unit` "
                          "containing a `choice` layer")
     # data first (cheap, the most common mistake), then the checkpoint
@@ -205,9 +203,8 @@ def _search(args, result) -> int:
         check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
     except DatasetError as exc:
         raise TrainError(f"bad dataset: {exc}") from None
-    choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")
     beam = int(args.beam_size if getattr(args, "beam_size", None) is not None
-               else choice.opts.get("beam_size", 1) or 1)
+               else choice_layer(rec).opts.get("beam_size", 1) or 1)
     n_best = int(getattr(args, "n_best", None) or 1)
     if n_best > beam:
         print(f"netcompiler search: error: --n-best {n_best} is larger than the beam size "

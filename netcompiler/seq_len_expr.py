@@ -17,10 +17,12 @@ import ast
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import UserError
+
 MAX_LENGTH = 500
 
 
-class SeqLenExprError(ValueError):
+class SeqLenExprError(UserError, ValueError):
     """Text that is not a `max_seq_len` expression; the message names the offending part."""
 
 

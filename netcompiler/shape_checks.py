@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .diagnostics import ERROR, Diagnostic
 from .dims import Dim, Shape, same_axes
-from .layers import ParamSpec, ShapeError
+from .layers import ParamSpec, ShapeError, get_rule
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import Graph
@@ -39,17 +39,14 @@ def check_shared_params(inferred: InferredNetwork) -> None:
 def check_apply_zero(ctx: ShapeContext) -> None:
     """`initial_output: apply(0)` (RETURNN: the layer applied to zeroed `from` inputs) for a
     layer without a state and without other options that read layers of the unit."""
-    from .network import LAYER_OPTIONS
-
     cls = ctx.layer.layer_class
-    if cls in ("choice", "rnn_cell", "rec", "self_attention"):
+    rule = get_rule(cls)
+    if not rule.supports_apply_zero:
         raise ShapeError(f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
                          f"(netcompiler applies only stateless layers to zeroed inputs)",
                          "initial_output", "shape.initial-output",
                          hint="use `zeros`, a number or `var`")
-    for option in LAYER_OPTIONS:
-        if option in ("from", "initial_output", "reuse_params", "explicit_search_source"):
-            continue
+    for option in rule.layer_options:  # the class's own options that name layers
         value = ctx.opts.get(option)
         texts = value if isinstance(value, list) else [value]
         inner = [t for t in texts if isinstance(t, str)
@@ -145,7 +142,7 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     target = inferred.extern.get(key)  # an unknown key was reported by the graph check
     if target is None:
         return
-    if layer.layer_class == "choice":
+    if get_rule(layer.layer_class).chooses_labels:
         out = _choice_loss_input(inferred, layer, out)
     if layer.scope.in_rec:
         loop = inferred.loop_dims.get(layer.scope.rec_layer.name)

@@ -7,14 +7,14 @@ so one mistake is reported once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from .diagnostics import ERROR, WARNING, Diagnostic
 from .dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, time_dim
+from .errors import InternalError
 from .graph import Graph
+from .layer_context import LayerContext
 from .layers import ParamSpec, ShapeError, get_rule
 from .network import Layer, Network, Ref
-from .schema import option_default
 from .shape_checks import (check_choice_target_axis, check_initial_output, check_loss,
                            check_shared_params, report)
 
@@ -47,7 +47,6 @@ class InferredNetwork:
         return sum(self.param_count(n) for n in self.params)
 
 
-_MISSING = object()
 #: the largest static axis and the most elements of one parameter a network may have: 2**31 - 1,
 #: the int32 index limit of many TensorFlow kernels (a float32 parameter that size is 8 GiB).
 #: Larger sizes are refused at validation (`shape.too-large`) instead of failing at compile time.
@@ -72,14 +71,16 @@ def check_sizes(layer: Layer, shape: Shape, params: dict[str, ParamSpec]) -> Non
 _GUESSING: set[str] = set()  # layers whose shape is being guessed (guards against recursion)
 
 
-class ShapeContext:
-    """What a shape rule sees of one layer: options, input shapes, helpers for errors."""
+class ShapeContext(LayerContext):
+    """What a shape rule sees of one layer: options, input shapes, helpers for errors.
+    `ref(option)` is a Shape here (see `netcompiler.layer_context`)."""
 
     def __init__(self, inferred: InferredNetwork, layer: Layer, sources: list[Shape],
                  source_names: list[str], refs: dict[str, list[tuple[Ref, Shape]]]):
         self._inferred = inferred
         self.layer = layer
         self.name = layer.name
+        self.layer_class = layer.layer_class
         self.opts = layer.opts
         self.sources = sources
         self.source_names = source_names
@@ -89,15 +90,7 @@ class ShapeContext:
         self.warnings: list[Diagnostic] = []
         self._n_created = 0
 
-    # -- options and inputs ---------------------------------------------------------------------
-    def opt(self, name: str, default: Any = _MISSING) -> Any:
-        """An option's value; if absent, `default`, else the default in the class's schema."""
-        if name in self.opts:
-            return self.opts[name]
-        if default is not _MISSING:
-            return default
-        return option_default(self.layer.layer_class, name)
-
+    # -- options and inputs (`opt`: LayerContext) -----------------------------------------------
     @property
     def source(self) -> Shape:
         """The single input (a list in `from` is already concatenated on the feature axis)."""
@@ -115,6 +108,21 @@ class ShapeContext:
         """Shape of the layer named by a layer-valued option, or None if the option is absent."""
         got = self._refs.get(option)
         return got[0][1] if got else None
+
+    def ref_shape(self, option: str) -> Shape | None:
+        """The same as `ref` here (while building, `ref` is the tensor and `ref_shape` this)."""
+        return self.ref(option)
+
+    def option_refs(self, option: str) -> list[tuple[Ref, Shape]]:
+        """Every (reference, shape) a layer-valued option names, in order (an option such as
+        `initial_state` may name several layers); [] if the option names none."""
+        return list(self._refs.get(option, []))
+
+    @property
+    def inferred(self) -> InferredNetwork:
+        """The network's inference so far (shapes, `created_dims`, the graph's references), for
+        rules that look beyond their own inputs and options."""
+        return self._inferred
 
     def ref_name(self, option: str) -> str:
         got = self._refs.get(option)
@@ -218,16 +226,7 @@ class ShapeContext:
             dims[key] = time_dim(tag)
         return dims[key]
 
-    @staticmethod
-    def describe(name: str, shape: Shape) -> str:
-        return f"`{name}` {shape}"
-
-    # -- reporting ------------------------------------------------------------------------------
-    def error(self, message: str, option: str | None = None, rule: str = "shape",
-              hint: str | None = None) -> ShapeError:
-        """Usage: `raise ctx.error(...)`."""
-        return ShapeError(message, option, rule, hint)
-
+    # -- reporting (`describe`, `error`: LayerContext) ----------------------------------------------
     def warn(self, message: str, option: str | None = None, rule: str = "shape",
              hint: str | None = None) -> None:
         path = self.layer.path + ((option,) if option else ())
@@ -291,7 +290,7 @@ class _Pass:
     stand_in: set[str] = field(default_factory=set)
 
 
-class _Unknown(Exception):
+class _Unknown(InternalError):  # control flow, caught in this module
     """An input whose shape is not known in this lenient pass."""
 
 
@@ -420,7 +419,7 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             check_sizes(layer, shape, inferred.params[name])
             if layer.opts.get("loss"):
                 check_loss(inferred, layer, shape)
-            if layer.layer_class == "choice" and layer.scope.in_rec:
+            if rule.chooses_labels and layer.scope.in_rec:
                 check_choice_target_axis(inferred, layer)
             if "initial_output" in layer.opts:
                 check_initial_output(ctx, shape, inferred.params[name])
@@ -453,7 +452,7 @@ def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape
     on it: its inputs may not mix it with another batch (`time_unchunking` maps it back), and an
     output built on the plain batch `B` is on the chunks' batch. Not checked inside rec units
     (their per-step shapes are guessed on `B`)."""
-    if layer.scope.in_rec or layer.layer_class == "time_unchunking":
+    if layer.scope.in_rec or get_rule(layer.layer_class).unchunks:
         return shape
     batches: list[Dim] = []
     for s in in_shapes:
@@ -500,7 +499,7 @@ def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pas
         failed.add(layer.name)
 
 
-class _Skip(Exception):
+class _Skip(InternalError):  # control flow, caught in this module
     pass
 
 

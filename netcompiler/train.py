@@ -63,7 +63,6 @@ import errno
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
@@ -73,27 +72,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 
 from .atomic import atomic_write_text, current_umask, fsync_dir
+# the checkpoint helpers, the options and the commands' shared pieces live in their own modules
+# (search imports them too); names other modules took from here before are still importable here
+from .checkpoints import (CKPT_RE, check_checkpoint_fits, checkpoint,  # noqa: F401
+                          checkpoint_prefix, list_checkpoints, newest_checkpoint, restore_network,
+                          tf_errors)
+from .command_helpers import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError,  # noqa: F401
+                              oom_types, out_of_memory_error, parse_data_spec, user_error,
+                              validated_config)
+from .errors import UserError
+from .search import search_dataset
+from .train_options import TrainOptions
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DIE_ENV = "NETCOMPILER_TEST_DIE_AT"
 NAN_ENV = "NETCOMPILER_TEST_NAN_AT"
 STOP_ENV = "NETCOMPILER_TEST_STOP_AT"
 LOCK_NAME = ".lock"
 #: a step loss above this many times the run's first step loss (at least 1.0) prints a warning
 LOSS_GROWTH_WARNING = 1e3
-CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
                  "dev_seq_error", "wall_time")
 
-
-
-class TrainError(Exception):
-    """A user-facing problem (bad dataset, missing model dir, ...): printed, exit code 1."""
 
 
 class NonFiniteLoss(TrainError):
@@ -106,46 +108,6 @@ class NonFiniteWeights(NonFiniteLoss):
 
 class ModelDirBusy(TrainError):
     """Another process holds the lock of the model directory."""
-
-
-# -- options ---------------------------------------------------------------------------------------
-@dataclass
-class TrainOptions:
-    train_data: Any = None
-    dev_data: Any = None
-    batch_size: int = 5000
-    max_seqs: int | None = None
-    batching: str = "random"
-    num_epochs: int = 1
-    optimizer: dict | None = None
-    learning_rate: float = 1e-3
-    learning_rate_control: str = "constant"
-    learning_rate_control_opts: dict | None = None
-    gradient_clip: float | None = None
-    learning_rates: Any = None
-    gradient_clip_value: float | None = None
-    gradient_noise: float = 0.0
-    max_seq_length: Any = None
-    accum_grad_multiple_step: int = 1
-    chunking: Any = None
-    model_dir: str | None = None
-    save_interval: int = 1
-    keep_last_n: int = 2
-    random_seed: int = 42
-    distribution: str = "default"
-
-    @classmethod
-    def from_config(cls, data: dict) -> "TrainOptions":
-        train = data.get("train") if isinstance(data, dict) else None
-        train = dict(train) if isinstance(train, dict) else {}
-        known = set(cls.__dataclass_fields__)
-        # defaults come from schemas/train.schema.json, the single source of truth
-        from .schema import load_schema
-
-        props = load_schema("train.schema.json")["properties"]
-        values = {k: p["default"] for k, p in props.items() if "default" in p}
-        values.update(train)
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 # -- strategies and optimizers ---------------------------------------------------------------------
@@ -186,118 +148,6 @@ def make_optimizer(spec: dict | None, learning_rate: float):
             kwargs.pop(key, None)
         return tf.keras.optimizers.SGD(momentum=float(momentum or 0.0), **kwargs)
     raise TrainError(f"unknown optimizer class `{cls}` (adam, nadam, sgd, adamw)")
-
-
-# -- checkpoints in a model directory --------------------------------------------------------------
-def list_checkpoints(model_dir) -> list[tuple[int, Path]]:
-    """Complete checkpoints (epoch, directory), oldest first."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    found = []
-    for p in model_dir.iterdir():
-        m = CKPT_RE.match(p.name)
-        if m and p.is_dir() and (p / "meta.json").is_file() and (p / "ckpt.index").is_file():
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
-def newest_checkpoint(model_dir) -> Path | None:
-    found = list_checkpoints(model_dir)
-    return found[-1][1] if found else None
-
-
-def checkpoint_prefix(path) -> str:
-    """The checkpoint prefix for a model dir (newest), a ckpt-NNN dir or a prefix; TrainError if
-    there is none."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "ckpt.index").is_file():
-            return str(path / "ckpt")
-        newest = newest_checkpoint(path)
-        if newest is None:
-            raise TrainError(f"{path}: no checkpoint in this directory (expected ckpt-NNN/ "
-                             f"directories written by `netcompiler train`)")
-        return str(newest / "ckpt")
-    if Path(str(path) + ".index").is_file():
-        return str(path)
-    raise TrainError(f"{path}: no such checkpoint or model directory")
-
-
-def _network_variable_keys(prefix: str) -> dict[str, str]:
-    """`<layer>/<param>` (the path under `network` in the object graph) -> checkpoint key.
-
-    A variable reachable on several paths is stored once, under its *shortest* path: in a
-    trainer checkpoint the variables of a rec unit (`network/dec/s/W`, depth 4) are stored as
-    `optimizer/_trainable_variables/N/...` (depth 3), so the key cannot be derived from the name;
-    the checkpoint's object graph still has the `network/dec/s/W` edge, which is followed here."""
-    import tensorflow as tf
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    reader = tf.train.load_checkpoint(prefix)
-    if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
-        return {}
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    root = next((c.node_id for c in graph.nodes[0].children if c.local_name == "network"), None)
-    out: dict[str, str] = {}
-    if root is None:
-        return out
-    stack = [(root, "")]
-    while stack:
-        node_id, path = stack.pop()
-        node = graph.nodes[node_id]
-        for attr in node.attributes:
-            if attr.name == "VARIABLE_VALUE" and path:
-                out[path] = attr.checkpoint_key
-        if path.count("/") < 8:
-            for child in node.children:
-                stack.append((child.node_id, f"{path}/{child.local_name}" if path
-                              else child.local_name))
-    return out
-
-
-def restore_network(net, prefix) -> None:
-    """Load a network's variables from a checkpoint (a trainer's or `export.checkpoint`'s);
-    a TrainError naming the problem if it was written for another network."""
-    from .export import checkpoint as make_checkpoint
-
-    check_checkpoint_fits(prefix, net)
-    try:
-        status = make_checkpoint(net).read(prefix)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf_errors()) as exc:
-        raise TrainError(f"checkpoint {prefix} does not fit this config: {exc}") from None
-
-
-def check_checkpoint_fits(prefix: str, net) -> None:
-    """TrainError naming the variables a checkpoint lacks or holds with another shape."""
-    import tensorflow as tf
-
-    try:
-        stored = dict(tf.train.list_variables(prefix))
-        keys = _network_variable_keys(prefix)
-    except (tf.errors.OpError, ValueError) as exc:
-        raise TrainError(f"cannot read checkpoint {prefix}: {exc}") from None
-    problems = []
-    for name, var in net.variables_by_name.items():
-        key = keys.get(name, f"network/{name}/.ATTRIBUTES/VARIABLE_VALUE")
-        if key not in stored:
-            problems.append(f"`{name}` is missing")
-        elif tuple(stored[key]) != tuple(var.shape):
-            problems.append(f"`{name}` has shape {list(stored[key])} in the checkpoint but "
-                            f"{list(var.shape)} in this network")
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise TrainError(f"checkpoint {prefix} does not fit this network: "
-                         f"{'; '.join(problems[:5])}{more}")
-
-
-def tf_errors():
-    import tensorflow as tf
-
-    return tf.errors.OpError
 
 
 def _test_hook(env: str, epoch: int, step) -> bool:
@@ -440,21 +290,6 @@ def batch_description(batch) -> str:
             + (f" of up to {frames} frames" if frames else ""))
 
 
-def out_of_memory_error(where: str, batch: str, opts) -> "TrainError":
-    single = batch.startswith("a batch of 1 sequence ")
-    hint = ("the sequence alone does not fit: shorten it or use a device with more memory"
-            if single else
-            f"use a smaller train.batch_size (now {opts.batch_size}, in frames) or "
-            f"train.max_seqs, e.g. --set train.batch_size={max(1, int(opts.batch_size) // 2)}")
-    return TrainError(f"out of memory {where} on {batch}; {hint}")
-
-
-def _oom_types():
-    import tensorflow as tf
-
-    return (tf.errors.ResourceExhaustedError, MemoryError)
-
-
 def write_scalar(tag: str, value: float, step: int) -> None:
     """A TensorBoard scalar (what `tf.summary.scalar` writes, without needing the tensorboard
     package installed)."""
@@ -565,7 +400,6 @@ class Trainer:
         import tensorflow as tf
 
         from .build import CompiledNetwork
-        from .export import checkpoint
         from .lr_control import LearningRateControl, LearningRateError
 
         result.raise_for_errors()
@@ -578,6 +412,11 @@ class Trainer:
         self.progress = progress or Progress(self.out)
         self.strategy = strategy or make_strategy(self.opts.distribution)
         self.num_replicas = int(self.strategy.num_replicas_in_sync)
+        if self.opts.jit_compile and self.num_replicas > 1:
+            # XLA cannot compile a step whose variables live on several devices
+            raise TrainError(f"train.jit_compile needs one device (train.distribution: "
+                             f"default); `{self.opts.distribution}` has {self.num_replicas} "
+                             f"replicas")
         self.seed = int(self.opts.random_seed)
         try:
             self.lr_control = LearningRateControl(self.opts.learning_rate_control,
@@ -618,6 +457,8 @@ class Trainer:
             k for k in self.net.extern_shapes
             if f"data:{k}" in needed or any(s.target == k for s in self.losses)))
         self.trace_counts = {"train": 0, "eval": 0}
+        #: with train.jit_compile: the distinct padded input shapes seen (XLA compiles per shape)
+        self.jit_shapes: set = set()
         self._train_fn = self._make_step(training=True)
         #: with accum_grad_multiple_step N > 1: the step that only accumulates (N - 1 of N)
         self._accum_fn = self._make_step(training=True, apply=False) \
@@ -634,6 +475,7 @@ class Trainer:
     # -- setup ------------------------------------------------------------------------------------
     def _loss_specs(self) -> list[LossSpec]:
         from .dims import BATCH
+        from .layers import traits
         from .losses import LOSSES, NO_TARGET
 
         specs = []
@@ -660,7 +502,7 @@ class Trainer:
             if target not in shapes:
                 raise TrainError(f"layer `{name}`: target `{target}` is not an extern_data key")
             opts, source = dict(layer.opts.get("loss_opts") or {}), ""
-            if layer.layer_class == "choice":
+            if traits(layer.layer_class).chooses_labels:
                 from .shape_checks import choice_loss_source
                 ref = choice_loss_source(self.net.graph, layer)
                 if ref is None:
@@ -679,11 +521,7 @@ class Trainer:
     def _signature(self):
         import tensorflow as tf
 
-        ext = self.net.extern_shapes
-        inputs = {k: tf.TensorSpec([None] * len(ext[k].dims), tf.as_dtype(ext[k].dtype), name=k)
-                  for k in self.input_keys}
-        lengths = {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
-                   for k in self.input_keys if ext[k].time is not None}
+        inputs, lengths = self.net.input_signature(self.input_keys)
         return (inputs, lengths, tf.TensorSpec([], tf.float32, name="weight"))
 
     def _replica_losses(self, inputs, lengths, weight, training: bool):
@@ -777,7 +615,9 @@ class Trainer:
             return strategy.reduce(tf.distribute.ReduceOp.SUM, result, axis=None)
 
         sig = self._signature()
-        return tf.function(step, input_signature=[[sig] * n], autograph=False)
+        # train.jit_compile: XLA; one trace, one XLA compilation per distinct padded shape
+        return tf.function(step, input_signature=[[sig] * n], autograph=False,
+                           jit_compile=bool(self.opts.jit_compile) or None)
 
     def _post_process_grads(self, grads):
         """RETURNN's per-entry gradient options, in its order: `gradient_noise` (a truncated
@@ -887,10 +727,9 @@ class Trainer:
         """Inputs/lengths of these sequences as padded numpy arrays (used for replica slices)."""
         from .datasets import padded_batch
 
-        inputs, lengths = padded_batch(dataset, indices)
-        return ({k: inputs[k] for k in self.input_keys},
-                {k: lengths[k] for k in self.input_keys
-                 if self.net.extern_shapes[k].time is not None})
+        inputs, lengths = padded_batch(dataset, indices, self.input_keys)
+        return (inputs, {k: lengths[k] for k in self.input_keys
+                         if self.net.extern_shapes[k].time is not None})
 
     def _iterate(self, dataset, groups: list[list[int]]):
         """Per step: a list (one entry per replica) of (inputs, lengths, weight)."""
@@ -901,7 +740,7 @@ class Trainer:
             from .datasets import tf_dataset
 
             for inputs, lengths in tf_dataset(dataset, groups):
-                ins = {k: inputs[k] for k in self.input_keys}
+                ins = self._bucket_time({k: inputs[k] for k in self.input_keys})
                 lens = {k: tf.cast(lengths[k], tf.int32) for k in self.input_keys
                         if self.net.extern_shapes[k].time is not None}
                 yield [(ins, lens, tf.constant(1.0))]
@@ -912,11 +751,34 @@ class Trainer:
             for part in parts:
                 if len(part):
                     ins, lens = self._pad(dataset, [int(i) for i in part])
-                    per.append((ins, lens, np.float32(1.0)))
+                    per.append((self._bucket_time(ins), lens, np.float32(1.0)))
                 else:  # fewer sequences than replicas: a dummy sequence with weight 0
                     ins, lens = self._pad(dataset, [int(group[0])])
-                    per.append((ins, lens, np.float32(0.0)))
+                    per.append((self._bucket_time(ins), lens, np.float32(0.0)))
             yield per
+
+    def _bucket_time(self, inputs: dict) -> dict:
+        """With train.jit_compile: pad the first time axis of every input up to a multiple of
+        train.jit_time_multiple frames (zeros, lengths unchanged: masking keeps the results
+        exact), so XLA sees fewer distinct shapes and compiles fewer times. Records the padded
+        shapes in `jit_shapes` (XLA compiles once per distinct shape)."""
+        if not self.opts.jit_compile:
+            return inputs
+        import tensorflow as tf
+
+        multiple, out = int(self.opts.jit_time_multiple or 1), {}
+        for k, x in inputs.items():
+            shape = self.net.extern_shapes[k]
+            if shape.time is not None and multiple > 1:
+                axis = shape.index(shape.time)
+                extra = -int(x.shape[axis]) % multiple
+                if extra:
+                    pad = [[0, 0]] * len(x.shape)
+                    pad[axis] = [0, extra]
+                    x = tf.pad(x, pad) if tf.is_tensor(x) else np.pad(x, pad)
+            out[k] = x
+        self.jit_shapes.add(tuple((k, tuple(int(d) for d in x.shape)) for k, x in out.items()))
+        return out
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -1136,7 +998,7 @@ class Trainer:
                             % self.accum_steps != self.accum_steps - 1:
                         fn = self._accum_fn  # accumulate only (RETURNN's accum_grad_multiple_step)
                     stats = fn(batch).numpy()
-                except _oom_types():
+                except oom_types():
                     raise out_of_memory_error(f"in training (epoch {epoch}, step {step})",
                                               batch_description(batch), self.opts) from None
                 loss = step_loss(self.losses, stats)
@@ -1165,15 +1027,12 @@ class Trainer:
     def dev_search_error(self) -> float:
         """For a network that searches (a rec unit with a `choice`): the sequence error of beam
         search on the dev data (the best hypothesis against the target); else NaN."""
-        from .loop import has_search_choice, search_rec_layer
-        from .search import search_dataset
+        from .loop import choice_layer, search_rec_layer, search_rec_layers
 
-        if self.dev_data is None or not any(
-                l.unit is not None and has_search_choice(l) for l in self.net.network.layers.values()):
+        if self.dev_data is None or not search_rec_layers(self.net.network):
             return float("nan")
         rec = search_rec_layer(self.net)
-        choice = next(l for l in rec.unit.layers.values() if l.layer_class == "choice")
-        beam = int(choice.opts.get("beam_size", 1) or 1)
+        beam = int(choice_layer(rec).opts.get("beam_size", 1) or 1)
         _, errors = search_dataset(self.net, rec, self.dev_data, beam, 1, self.opts)
         return errors.sequence_error
 
@@ -1183,7 +1042,7 @@ class Trainer:
         for batch in self._iterate(dataset, groups):
             try:
                 acc.add(self._eval_fn(batch).numpy())
-            except _oom_types():
+            except oom_types():
                 raise out_of_memory_error(f"evaluating {dataset.describe().split(':')[0]} "
                                           f"(epoch {epoch})", batch_description(batch),
                                           self.opts) from None
@@ -1300,45 +1159,22 @@ class Trainer:
 
 
 # -- the command line ------------------------------------------------------------------------------
-def _validated(args):
-    """Validate the config with overrides; print diagnostics; None on errors."""
-    from .diagnostics import format_text
-    from .validate import validate
-
-    overrides = list(getattr(args, "set", None) or [])
-    if getattr(args, "model_dir", None):
-        overrides.append(f"train.model_dir={args.model_dir}")
-    result = validate(args.config, overrides)
-    for d in result.diagnostics:
-        if not d.file:
-            d = d.located(args.config, d.line, d.col)
-        print(format_text(d), file=sys.stderr)
-    return None if result.errors else result
-
-
-def _user_error(command: str, exc: BaseException) -> int:
-    print(f"netcompiler {command}: error: {exc}", file=sys.stderr)
-    return EXIT_ERROR
-
-
 def cli_train(args) -> int:
     """`netcompiler train CONFIG [--model-dir DIR] [--set K=V]`."""
-    result = _validated(args)
+    result = validated_config(args)
     if result is None:
         return EXIT_ERROR
     try:
         trainer = Trainer(result)
         trainer.model_dir  # noqa: B018  (fail early without a model dir)
         trainer.train()
-    except TrainError as exc:
-        return _user_error("train", exc)
-    except NotImplementedError as exc:
-        return _user_error("train", exc)
+    except UserError as exc:  # TrainError, Unsupported, a dataset or config problem
+        return user_error("train", exc)
     except MemoryError:
-        return _user_error("train", "out of memory (host RAM); use a smaller train.batch_size "
+        return user_error("train", "out of memory (host RAM); use a smaller train.batch_size "
                                     "or smaller datasets")
     except OSError as exc:  # an environmental fault not caught where it happened
-        return _user_error("train", f"{exc.filename + ': ' if exc.filename else ''}"
+        return user_error("train", f"{exc.filename + ': ' if exc.filename else ''}"
                                     f"{os_reason(exc)}")
     except KeyboardInterrupt:
         print("netcompiler train: interrupted; the checkpoints written so far are kept",
@@ -1347,40 +1183,25 @@ def cli_train(args) -> int:
     return EXIT_OK
 
 
-def _parse_data_spec(text: str | None, fallback):
-    if text is None:
-        return fallback
-    from .diagnostics import ConfigError
-    from .loader import parse_yaml
-
-    try:  # the config loader's bounds (alias expansion, nesting) apply to --data too
-        return parse_yaml(text, "--data").data
-    except ConfigError as exc:
-        first = exc.diagnostics[0] if exc.diagnostics else None
-        why = first.message if first is not None else str(exc)
-        raise TrainError(f"--data: not a dataset name or YAML mapping: {why}") from None
-
-
 def cli_forward(args) -> int:
     """`netcompiler forward CONFIG [--checkpoint CKPT] [--data SPEC] [--output OUT.hdf]
     [--layer NAME]`: run the network (inference mode) over a dataset and write the layer's output
     to a RETURNN-style HDF file (atomically)."""
-    result = _validated(args)
+    result = validated_config(args)
     if result is None:
         return EXIT_ERROR
     try:
         return _forward(args, result)
-    except TrainError as exc:
-        return _user_error("forward", exc)
-    except NotImplementedError as exc:
-        return _user_error("forward", exc)
+    except UserError as exc:  # TrainError, Unsupported, a dataset or config problem
+        return user_error("forward", exc)
 
 
 def _forward(args, result) -> int:
     import tensorflow as tf
 
     from .build import CompiledNetwork
-    from .datasets import DatasetError, batches, check_shared_time_axes, make_dataset
+    from .datasets import (DatasetError, batches, check_shared_time_axes, make_dataset,
+                           padded_batch)
     from .extern_data import shared_time_keys
     opts = TrainOptions.from_config(result.config.data)
     ckpt_path = getattr(args, "checkpoint", None) or opts.model_dir
@@ -1391,14 +1212,14 @@ def _forward(args, result) -> int:
     restore_network(net, prefix)
     layer = getattr(args, "layer", None) or "output"
     try:
-        fetch = net._normalise_fetch(layer)
+        fetch = net.normalise_fetch(layer)
     except KeyError as exc:
         raise TrainError(str(exc.args[0])) from None
     from .export import inference_inputs
 
     keys = inference_inputs(net, fetch)
     extern = result.config.data.get("extern_data") or {}
-    spec = _parse_data_spec(getattr(args, "data", None), opts.dev_data or opts.train_data)
+    spec = parse_data_spec(getattr(args, "data", None), opts.dev_data or opts.train_data)
     if spec is None:
         raise TrainError("no --data given and the config has no train.dev_data/train_data")
     try:
@@ -1417,21 +1238,13 @@ def _forward(args, result) -> int:
     order: list[int] = []
     for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
                          int(opts.random_seed), 0):
-        seq_list = [dataset.get_seq(i) for i in group]
-        inputs, lens = {}, {}
-        for k in keys:
-            arrs = [np.asarray(s[k]) for s in seq_list]
-            ln = np.array([len(a) for a in arrs], np.int32)
-            buf = np.zeros((len(arrs), int(ln.max())) + arrs[0].shape[1:], arrs[0].dtype)
-            for j, a in enumerate(arrs):
-                buf[j, :len(a)] = a
-            inputs[k] = tf.constant(buf)
-            if net.extern_shapes[k].time is not None:
-                lens[k] = tf.constant(ln)
+        padded, lengths = padded_batch(dataset, group, keys)
+        inputs = {k: tf.constant(v) for k, v in padded.items()}
+        lens = {k: tf.constant(lengths[k]) for k in keys if net.extern_shapes[k].time is not None}
         try:
             values, out_lens = fn(inputs, lens)[layer]
-        except _oom_types():
-            n = len(seq_list)
+        except oom_types():
+            n = len(group)
             frames = max((int(np.max(np.asarray(v))) for v in lens.values()), default=0)
             raise out_of_memory_error(
                 f"running `{layer}` forward",

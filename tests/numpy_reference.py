@@ -42,6 +42,8 @@ __all__ = [
     "gauss_window_attention",
     "layer_norm",
     "lstm_sequence",
+    "ACTIVATIONS",
+    "activation",
 ]
 
 
@@ -742,3 +744,62 @@ def lstm_sequence(x, lengths, W, b, n_out, direction=1, return_final_state=False
     if return_final_state:
         return out, (h, c)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------------------------
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def _log_softmax(x):
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def _gelu_tanh(x):
+    # RETURNN's `gelu`: the tanh approximation
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+#: the activation functions of configs by base name (``activation: 2*sigmoid`` is 2 times
+#: ``sigmoid``), on float64; softmax and log_softmax over the last axis
+ACTIVATIONS = {
+    "identity": lambda x: x,
+    "linear": lambda x: x,
+    "none": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),  # TensorFlow's default slope
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    "gelu": _gelu_tanh,
+    "swish": lambda x: x * _sigmoid(x),
+    "silu": lambda x: x * _sigmoid(x),
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "log_sigmoid": lambda x: -_softplus(-x),
+    "hard_sigmoid": lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0,  # Keras 3: relu6(x + 3) / 6
+    "softmax": lambda x: np.exp(_log_softmax(x)),
+    "log_softmax": _log_softmax,
+    "softplus": _softplus,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "abs": np.abs,
+    "square": np.square,
+    "sqrt": np.sqrt,
+    "exp": np.exp,
+    "log": np.log,
+}
+
+
+def activation(name, x):
+    """The activation ``name`` of a config (``tanh``, ``2*sigmoid``, ``0.5*relu``; None: the
+    identity) applied to ``x``, in float64."""
+    scale, base = 1.0, "identity" if name is None else str(name).strip()
+    if "*" in base:
+        factor, base = base.split("*", 1)
+        scale, base = float(factor), base.strip()
+    with np.errstate(all="ignore"):
+        return scale * ACTIVATIONS[base](_f64(x))

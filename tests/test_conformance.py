@@ -9,6 +9,7 @@ along). Float outputs are compared with a tolerance, bool/int outputs exactly.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from conformance import EXAMPLES, make_inputs  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 IDS = [e.name for e in EXAMPLES]
+BY_NAME = {e.name: e for e in EXAMPLES}
 
 #: Layer classes without a conformance example, each with the reason. Only classes whose builder
 #: runs inside a decoder loop (a `rec` unit) belong here; they get examples once the decoder
@@ -35,7 +37,19 @@ EXEMPT: dict[str, str] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(name: str, seed: int):
+    return netcompiler.compile(BY_NAME[name].config, seed=seed)
+
+
 def _net(example, seed: int = 1):
+    """The example's network, compiled once per (example, seed) and shared by the tests that
+    only run it (every traced function is cached with it). A test that changes the variables
+    (loads a checkpoint) compiles its own with `_fresh_net`."""
+    return _compiled(example.name, seed)
+
+
+def _fresh_net(example, seed: int):
     return netcompiler.compile(example.config, seed=seed)
 
 
@@ -291,7 +305,7 @@ def test_golden_checkpoint_still_loads_to_the_same_outputs(example):
     if not (path / "io.npz").exists():
         pytest.fail(f"no golden files for `{example.name}`: run `python tests/make_golden.py`")
     io = np.load(path / "io.npz")
-    net = _net(example, seed=12345)  # other initial values on purpose
+    net = _fresh_net(example, seed=12345)  # other initial values on purpose; loads the ckpt
     checkpoint(net).read(str(path / "ckpt")).assert_existing_objects_matched()
     inputs = {k[3:]: io[k] for k in io.files if k.startswith("in_")}
     lengths = {k[4:]: io[k] for k in io.files if k.startswith("len_")}

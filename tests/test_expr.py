@@ -1,6 +1,7 @@
 """The restricted `eval` expression language (netcompiler/expr.py): accepted expressions evaluate
-correctly (NumPy evaluator here; TensorFlow in the `tf`-marked tests), and everything else is
-rejected with an error naming the offending token, without executing anything."""
+correctly (the NumPy evaluator of tests/expr_numpy.py here; TensorFlow in the `tf`-marked
+tests), and everything else is rejected with an error naming the offending token, without
+executing anything."""
 from __future__ import annotations
 
 import builtins
@@ -10,8 +11,11 @@ import pytest
 
 from netcompiler import expr
 from netcompiler import expr_types
-from netcompiler.expr import ExprError, parse_expression, to_numpy
+from netcompiler.expr import ExprError, parse_expression
+from netcompiler.expr_eval import to_tf
 from netcompiler.expr_types import infer_dtype
+
+from expr_numpy import to_numpy
 
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0.1, 2.0, size=(2, 3, 4)).astype(np.float32)
@@ -204,7 +208,7 @@ def test_sources_used():
 def test_accepted_expressions_evaluate_with_tensorflow(text, ref):
     tf = pytest.importorskip("tensorflow")
     tree = parse_expression(text, 2)
-    got = expr.to_tf(tree, [tf.constant(X), tf.constant(Y)]).numpy()
+    got = to_tf(tree, [tf.constant(X), tf.constant(Y)]).numpy()
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref(X.astype(np.float64), Y.astype(np.float64)),
                                rtol=1e-5, atol=1e-6)
@@ -213,10 +217,10 @@ def test_accepted_expressions_evaluate_with_tensorflow(text, ref):
 @pytest.mark.tf
 def test_integer_expressions_with_tensorflow():
     tf = pytest.importorskip("tensorflow")
-    got = expr.to_tf(parse_expression("source(0) + 1", 1), [tf.constant(IDX)]).numpy()
+    got = to_tf(parse_expression("source(0) + 1", 1), [tf.constant(IDX)]).numpy()
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, IDX + 1)
-    got = expr.to_tf(parse_expression("source(0) / 2", 1), [tf.constant(IDX)]).numpy()
+    got = to_tf(parse_expression("source(0) / 2", 1), [tf.constant(IDX)]).numpy()
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, IDX / 2)
 
@@ -353,7 +357,7 @@ def test_returnn_idioms_with_numpy(text, ref, dtype):
 def test_returnn_idioms_with_tensorflow(text, ref, dtype):
     tf = pytest.importorskip("tensorflow")
     tree = parse_expression(text, 4)
-    got = expr.to_tf(tree, [tf.constant(A), tf.constant(P), tf.constant(N),
+    got = to_tf(tree, [tf.constant(A), tf.constant(P), tf.constant(N),
                             tf.constant(M)]).numpy()
     assert got.dtype == NP_DTYPE[dtype]
     want = ref(A.astype(np.float64), P.astype(np.float64), N, M)
@@ -377,8 +381,8 @@ def test_safe_log_and_safe_exp_gradients_pass_the_clamp():
     x = tf.constant([0.0, 0.5, 2.0])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
-        y = expr.to_tf(parse_expression("safe_log(source(0))", 1), [x])
-        z = expr.to_tf(parse_expression("safe_exp(source(0) * 100.0)", 1), [x])
+        y = to_tf(parse_expression("safe_log(source(0))", 1), [x])
+        z = to_tf(parse_expression("safe_exp(source(0) * 100.0)", 1), [x])
     np.testing.assert_allclose(y.numpy(), np.log([1e-20, 0.5, 2.0]), rtol=1e-5)
     g = tape.gradient(y, x).numpy()
     # identity gradient through the clamp: d log(m)/dm = 1/m, also where x < eps

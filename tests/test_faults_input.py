@@ -540,13 +540,13 @@ def test_search_tsv_keeps_one_row_per_hypothesis(tmp_path, capsys):
 
 def test_data_option_is_bounded_like_a_config():
     """`--data` YAML (train/forward/search) goes through the config loader's bounds."""
-    from netcompiler.train import TrainError, _parse_data_spec
+    from netcompiler.command_helpers import TrainError, parse_data_spec
 
     level = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 7):
         level += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n"
     with pytest.raises(TrainError, match=r"^--data: .*aliases expand"):
-        _parse_data_spec(level, None)
-    assert _parse_data_spec("{class: hdf, files: [a.hdf]}", None) == {
+        parse_data_spec(level, None)
+    assert parse_data_spec("{class: hdf, files: [a.hdf]}", None) == {
         "class": "hdf", "files": ["a.hdf"]}
-    assert _parse_data_spec("copy", None) == "copy"
+    assert parse_data_spec("copy", None) == "copy"

@@ -521,7 +521,8 @@ def test_out_of_memory_in_forward_is_one_line(tmp_path, capsys, monkeypatch):
 OOM_SCRIPT = r"""
 import resource, sys
 from netcompiler import cli
-cli._import_tensorflow_quietly()  # first: TensorFlow's start-up maps much address space
+from netcompiler.command_helpers import import_tensorflow_quietly
+import_tensorflow_quietly()  # first: TensorFlow's start-up maps much address space
 vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + 2 * 2 ** 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
 sys.exit(cli.main(sys.argv[1:]))

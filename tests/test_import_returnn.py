@@ -633,7 +633,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 
 def test_cli_checkpoint_flag_calls_the_converter(tmp_path, capsys, monkeypatch):
-    """The --checkpoint wiring, with a stand-in of netcompiler.returnn_checkpoint."""
+    """The --checkpoint wiring, with a stand-in of netcompiler.returnn_checkpoint_import."""
     calls = []
 
     class ReturnnCheckpointError(Exception):
@@ -645,11 +645,11 @@ def test_cli_checkpoint_flag_calls_the_converter(tmp_path, capsys, monkeypatch):
             raise ReturnnCheckpointError("missing variables: output/W")
         return "converted 4 variables"
 
-    fake = types.ModuleType("netcompiler.returnn_checkpoint")
+    fake = types.ModuleType("netcompiler.returnn_checkpoint_import")
     fake.ReturnnCheckpointError = ReturnnCheckpointError
     fake.import_returnn_checkpoint = import_returnn_checkpoint
-    monkeypatch.setitem(sys.modules, "netcompiler.returnn_checkpoint", fake)
-    monkeypatch.setattr("netcompiler.cli._import_tensorflow_quietly", lambda: None)
+    monkeypatch.setitem(sys.modules, "netcompiler.returnn_checkpoint_import", fake)
+    monkeypatch.setattr("netcompiler.command_helpers.import_tensorflow_quietly", lambda: None)
     out = tmp_path / "x.yaml"
     args = ["import-returnn", demo("tf-native-lstm2.12ax"), "-o", str(out), "--checkpoint",
             "net-model/network.005", "--model-dir", str(tmp_path / "m")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netcompiler.activations import ACTIVATIONS, apply_activation_numpy, parse_activation
+from netcompiler.activations import ACTIVATIONS, parse_activation
 from netcompiler.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,13 +104,25 @@ def test_parse_activation():
         parse_activation("sigmod")
 
 
-def test_numpy_activations():
+def test_numpy_reference_covers_every_activation():
+    """The NumPy references of the activation builders' tests (tests/numpy_reference.py) know
+    every name the configs may use, and compute it as defined (hand-computed values)."""
     import numpy as np
+    import numpy_reference as ref
+
+    assert set(ref.ACTIVATIONS) == set(ACTIVATIONS)
     x = np.array([-2.0, -0.5, 0.0, 0.5, 3.0])
-    np.testing.assert_allclose(apply_activation_numpy("2*sigmoid", x), 2 / (1 + np.exp(-x)))
-    np.testing.assert_allclose(apply_activation_numpy("relu", x), [0, 0, 0, 0.5, 3])
-    np.testing.assert_allclose(apply_activation_numpy("softmax", x).sum(), 1.0)
-    np.testing.assert_allclose(apply_activation_numpy("swish", x), x / (1 + np.exp(-x)))
+    np.testing.assert_allclose(ref.activation("2*sigmoid", x), 2 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(ref.activation("relu", x), [0, 0, 0, 0.5, 3])
+    np.testing.assert_allclose(ref.activation("0.5*relu", x), [0, 0, 0, 0.25, 1.5])
+    np.testing.assert_allclose(ref.activation("softmax", x).sum(), 1.0)
+    np.testing.assert_allclose(ref.activation("swish", x), x / (1 + np.exp(-x)))
+    np.testing.assert_allclose(ref.activation("log_sigmoid", x), np.log(1 / (1 + np.exp(-x))))
+    np.testing.assert_allclose(ref.activation("hard_sigmoid", x), [1 / 6, 2.5 / 6, 0.5, 3.5 / 6, 1])
+    np.testing.assert_allclose(ref.activation("leaky_relu", x), [-0.4, -0.1, 0, 0.5, 3])
+    # gelu(1) with the tanh approximation: 0.5 (1 + tanh(sqrt(2/pi) 1.044715)) = 0.841192
+    np.testing.assert_allclose(ref.activation("gelu", np.array([1.0])), [0.8411920], rtol=1e-6)
+    np.testing.assert_array_equal(ref.activation(None, x), x)
 
 
 # -- copy ------------------------------------------------------------------------------------------

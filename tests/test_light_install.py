@@ -158,14 +158,14 @@ def test_python_api_without_tensorflow(light_env):
 
 def test_missing_h5py_alone_is_named():
     # TensorFlow present but another module of the extra missing: the message names it
-    from netcompiler import cli
+    from netcompiler.command_helpers import needs_tf
 
     exc = ModuleNotFoundError("No module named 'h5py'", name="h5py")
-    assert cli._needs_tf("forward", exc) == (
+    assert needs_tf("forward", exc) == (
         'netcompiler forward: needs TensorFlow and h5py (not installed); install them with '
         'pip install "netcompiler[tf]"')
     broken = ImportError("libfoo.so: cannot open shared object file\nmore")
-    assert cli._needs_tf("train", broken) == (
+    assert needs_tf("train", broken) == (
         "netcompiler train: TensorFlow is installed but does not import (libfoo.so: cannot "
         'open shared object file); reinstall it with pip install "netcompiler[tf]"')
 

@@ -20,11 +20,12 @@ tf = pytest.importorskip("tensorflow")
 from netcompiler import cli  # noqa: E402
 from netcompiler.build import compile_network  # noqa: E402
 from netcompiler.returnn_checkpoint import (ReturnnCheckpointError,  # noqa: E402
-                                            gru_cell_to_netcompiler, import_returnn_checkpoint,
+                                            gru_cell_to_netcompiler,
                                             lstm_cell_to_netcompiler,
                                             native_lstm_to_netcompiler, returnn_epoch,
                                             returnn_rules)
 from netcompiler.layers.rec import gru_step, lstm_step  # noqa: E402
+from netcompiler.returnn_checkpoint_import import import_returnn_checkpoint  # noqa: E402
 from netcompiler.train import Trainer, list_checkpoints, restore_network  # noqa: E402
 from netcompiler.validate import validate  # noqa: E402
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import netcompiler
-from netcompiler.build import compile_network
-from tests import numpy_reference as ref
+tf = pytest.importorskip("tensorflow")
+
+import netcompiler  # noqa: E402
+from netcompiler.build import compile_network  # noqa: E402
+from tests import numpy_reference as ref  # noqa: E402
 
 F, N = 3, 4
 RNG = np.random.default_rng(11)

@@ -227,7 +227,7 @@ def test_chunking_keeps_a_sequence_in_its_partition():
 
 
 # -- gradients: per-entry clip and noise (TensorFlow) ----------------------------------------------
-import tensorflow as tf  # noqa: E402
+tf = pytest.importorskip("tensorflow")
 
 from netcompiler.gradients import gradient_post_process  # noqa: E402
 from netcompiler.train import Trainer, TrainError  # noqa: E402

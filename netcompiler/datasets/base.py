@@ -12,8 +12,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """A bad dataset spec, an unreadable file, or data that does not match `extern_data`."""
 
 

@@ -146,11 +146,13 @@ def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
     return [groups[j] for j in perm]
 
 
-def padded_batch(dataset: Dataset, group) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """NumPy version of one `tf_dataset` element: (inputs padded with 0, lengths int32 [B])."""
+def padded_batch(dataset: Dataset, group, keys=None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """NumPy version of one `tf_dataset` element: (inputs padded with 0, lengths int32 [B]),
+    of the keys `keys` (default: all of the dataset's)."""
     seqs = [dataset.get_seq(int(i)) for i in group]
     inputs, lengths = {}, {}
-    for k in dataset.keys:
+    for k in dataset.keys if keys is None else keys:
         info = dataset.key_info[k]
         lens = np.array([len(s[k]) for s in seqs], dtype=np.int32)
         T = int(lens.max()) if len(lens) else 0
@@ -195,6 +197,15 @@ def _flat_and_lengths(dataset: Dataset, key: str):
     return flat, lens
 
 
+#: batches padded at once, and batches prepared ahead of the train step. Fixed numbers with
+#: tf.data's autotuning off: with autotuning, reaching the end of an epoch's iterator blocked
+#: until the autotuner's next wake-up (10 ms doubling to 60 s after the iterator started), so
+#: epochs ended 2-40 s after their last step (benchmarks/vs_returnn.py; epoch times snapped to
+#: 20.5, 41, 82 s). A train step is far slower than padding a batch, so 2 ahead is enough.
+PARALLEL_BATCHES = 2
+PREFETCH_BATCHES = 2
+
+
 def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
     """A `tf.data.Dataset` yielding `(inputs, lengths)` per batch group, in the given order:
     `inputs[key]`: int32 [B, T] (sparse) / float32 [B, T, dim] (dense), batch-major, padded with
@@ -202,8 +213,8 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
     None in the element_spec.
 
     All sequences are held as one `tf.RaggedTensor` per key; each element gathers its rows and
-    pads them inside the tf.data graph (parallel map, no Python per batch), followed by
-    `.prefetch(tf.data.AUTOTUNE)`. Datasets over IN_GRAPH_MAX_BYTES use a Python generator over
+    pads them inside the tf.data graph (parallel map, no Python per batch), followed by a
+    prefetch of PREFETCH_BATCHES (tf.data's autotuning off, see PARALLEL_BATCHES). Datasets over IN_GRAPH_MAX_BYTES use a Python generator over
     precomputed NumPy batches instead."""
     import tensorflow as tf
 
@@ -243,7 +254,7 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
                 lengths[k] = tf.cast(rows.row_lengths(), tf.int32)
             return inputs, lengths
 
-        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(gather, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
     else:
         def gen():
             for g in groups:
@@ -251,5 +262,7 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
 
         ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
     if prefetch:
-        ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds
+        ds = ds.prefetch(PREFETCH_BATCHES)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)

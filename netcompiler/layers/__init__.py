@@ -1,7 +1,7 @@
 """Registry of layer classes: every non-private module here defines `LayerRule` subclasses.
 
-Adding a layer class = one module here (shape rule + builder) + one schema file in
-`schemas/layers/` + one conformance entry.
+Adding a layer class = one module here (shape rule + builder + the traits the engine reads,
+see `LayerRule`) + one schema file in `schemas/layers/` + one conformance entry.
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from .base import LayerRule, ParamSpec, ShapeError
+from .base import COMMON_LAYER_OPTIONS, LayerRule, ParamSpec, ShapeError
 
-__all__ = ["LayerRule", "ParamSpec", "ShapeError", "registry", "get_rule"]
+__all__ = ["COMMON_LAYER_OPTIONS", "LayerRule", "ParamSpec", "ShapeError", "registry",
+           "get_rule", "traits"]
 
 
 def _subclasses(cls):
@@ -39,3 +40,14 @@ def registry() -> dict[str, LayerRule]:
 
 def get_rule(layer_class: str) -> LayerRule | None:
     return registry().get(layer_class)
+
+
+#: every trait at its default: the traits of a class that has no rule
+_NO_TRAITS = LayerRule()
+
+
+def traits(layer_class: str) -> LayerRule:
+    """The rule of a layer class for reading its traits (`traits(cls).stateful`); for an unknown
+    class (a schema error) the base `LayerRule`, every trait at its default."""
+    rule = registry().get(layer_class) if isinstance(layer_class, str) else None
+    return rule if rule is not None else _NO_TRAITS

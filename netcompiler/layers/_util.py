@@ -42,15 +42,16 @@ def src_desc(ctx) -> str:
 
 
 def check_n_out(ctx, out: Shape) -> None:
-    """A given `n_out` must equal the output's feature size (as RETURNN checks it)."""
+    """A given `n_out` must equal the output's feature size (classes if sparse), as RETURNN
+    checks it."""
     n_out = ctx.opts.get("n_out")
-    if n_out is None:
+    if n_out is None or out.feature_size == n_out:
         return
-    if out.feature_size != n_out:
-        raise ctx.error(
-            f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} (input "
-            f"{src_desc(ctx)})", "n_out", "shape.n-out",
-            hint="remove `n_out`; the output size follows from the input")
+    single = len(ctx.sources) == 1  # (a list in `from` concatenated counts as one)
+    raise ctx.error(
+        f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out}"
+        + (f" (input {src_desc(ctx)})" if single else ""), "n_out", "shape.n-out",
+        hint="remove `n_out`; the output size follows from the input" + ("" if single else "s"))
 
 
 def zero_padded(ctx, x, shape: Shape, dim):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule
-from .combine import GuessFromInputs, check_activation, check_n_out, mask_padding
+from ._util import check_n_out
+from .combine import GuessFromInputs, check_activation, mask_padding
 
 
 class ActivationRule(GuessFromInputs, LayerRule):
     layer_class = "activation"
+    position_wise = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -19,6 +19,9 @@ def target_classes(ctx) -> int | None:
 
 class ChoiceRule(LayerRule):
     layer_class = "choice"
+    layer_options = ("explicit_search_source",)
+    chooses_labels = True
+    supports_apply_zero = False
 
     def infer(self, ctx) -> Shape:
         cheating = ctx.opts.get("cheating", False)

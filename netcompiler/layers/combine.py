@@ -17,6 +17,7 @@ from ..dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_d
 from .. import expr as _expr
 from .. import expr_types as _types
 from ..activations import parse_activation
+from ._util import check_n_out
 from .base import LayerRule
 
 COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average", "eval")
@@ -45,15 +46,6 @@ def broadcast_shape(ctx, shapes: list[Shape], names: list[str], option: str = "f
     if feature is not None:
         dims.append(feature)
     return tuple(dims)
-
-
-def check_n_out(ctx, out: Shape) -> None:
-    """An explicit `n_out` must equal the output's feature size (classes if sparse)."""
-    n_out = ctx.opts.get("n_out")
-    if n_out is not None and out.feature_size != n_out:
-        raise ctx.error(f"`n_out: {n_out}` does not match the output {out} of "
-                        f"`{ctx.layer.layer_class}`", "n_out", "shape.n-out",
-                        hint="leave `n_out` out; the output size follows from the inputs")
 
 
 def check_activation(ctx, shape: Shape, option: str = "activation") -> None:
@@ -131,13 +123,13 @@ def broadcast_to_out(ctx, y):
     """`y` broadcast to the full output shape (an `eval` expression may not use every input)."""
     import tensorflow as tf
 
-    target = [_dim_size(ctx, d) for d in ctx.out_shape.dims]
+    target = [dim_size(ctx, d) for d in ctx.out_shape.dims]
     if any(t is None for t in target):
         return y
     return tf.broadcast_to(y, tf.stack(target) if target else tf.constant([], tf.int32))
 
 
-def _dim_size(ctx, d):
+def dim_size(ctx, d):
     """Run-time size of an output axis from the inputs that carry it."""
     import tensorflow as tf
 
@@ -190,8 +182,12 @@ class CombineRule(GuessFromInputs, LayerRule):
     """Element-wise `kind` of all inputs; the output is their broadcast."""
 
     layer_class = "combine"
+    position_wise = True
     concat_sources = False
     broadcasts_sources = True
+
+    def expression_option(self, opts: dict) -> str | None:
+        return "eval" if opts.get("kind") == "eval" else None
 
     def infer(self, ctx) -> Shape:
         kind = ctx.opt("kind")
@@ -379,7 +375,7 @@ def _outer_time_axes(ctx) -> list:
     """Time axes (other than the loop's) of the enclosing network's layers and extern data
     that the unit of this layer's rec layer reads (`base:x`, `data:KEY`); outside a unit, of
     extern data."""
-    inferred = ctx._inferred  # pylint: disable=protected-access
+    inferred = ctx.inferred
     shapes = []
     scope = ctx.layer.scope
     if scope.in_rec:
@@ -443,13 +439,15 @@ def _guess_from_out_type(ctx) -> Shape | None:
 def _call_eval(ctx, option: str = "eval"):
     import tensorflow as tf
 
+    from ..expr_eval import to_tf
+
     out = ctx.out_shape
     tree = _expr.parse_expression(ctx.opt(option), len(ctx.sources))
     # the inputs aligned to their broadcast (feature last), which differs from the output where
     # the expression reduces over the feature axis
     full = Shape(broadcast_shape(ctx, list(ctx.source_shapes), list(ctx.source_names)))
     xs = [align(x, s, full) for x, s in zip(ctx.sources, ctx.source_shapes)]
-    y = _expr.to_tf(tree, xs, aligned=True)
+    y = to_tf(tree, xs, aligned=True)
     y = broadcast_to_out(ctx, y)
     want = tf.as_dtype(out.dtype)
     if y.dtype != want:
@@ -461,6 +459,10 @@ class EvalRule(GuessFromInputs, LayerRule):
     """An expression over `source(i)`; the output is the broadcast of all inputs."""
 
     layer_class = "eval"
+    position_wise = True
+
+    def expression_option(self, opts: dict) -> str | None:
+        return "eval"
     concat_sources = False
     broadcasts_sources = True
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule
-from .combine import GuessFromInputs, _dim_size, align, broadcast_shape, check_n_out
+from ._util import check_n_out
+from .combine import GuessFromInputs, dim_size, align, broadcast_shape
 
 COMPARE_KINDS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
 
 
 class CompareRule(GuessFromInputs, LayerRule):
     layer_class = "compare"
+    position_wise = True
     concat_sources = False
     broadcasts_sources = True
 
@@ -58,7 +60,7 @@ class CompareRule(GuessFromInputs, LayerRule):
         for a, b in zip(xs[:-1], xs[1:]):
             r = op(a, b)
             y = r if y is None else tf.logical_and(y, r)
-        target = [_dim_size(ctx, d) for d in out.dims]
+        target = [dim_size(ctx, d) for d in out.dims]
         y = tf.broadcast_to(y, tf.stack(target)) if target and None not in target else y
         mask = ctx.valid_mask(out, y) if out.time_dims else None
         return y if mask is None else tf.logical_and(y, mask)

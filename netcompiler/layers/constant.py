@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
 from .base import GuessIsInfer, LayerRule
-from .combine import check_n_out
+from ._util import check_n_out
 
 
 def value_shape(value, path: str = "value") -> tuple[list[int], list]:

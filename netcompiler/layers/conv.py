@@ -53,10 +53,13 @@ def out_size(n: int, f: int, d: int, s: int, padding: str) -> int:
     return max(0, -(-(n - e + 1) // s))
 
 
-class _SpatialRule(NoStepGuess, LayerRule):
+class SpatialRule(NoStepGuess, LayerRule):
     """What conv and pool share: the spatial axes and their sizes/lengths."""
 
     size_option = ""
+    # they convolve every non-batch, non-feature axis: moved out of a loop, the loop axis would
+    # be convolved too, where per step only the step's own axes are
+    loop_only = True
 
     def prepared(self, ctx, src: Shape) -> tuple[Shape, list[int] | None, bool]:
         """The input as convolved: (its shape, the axis permutation applied or None, whether a
@@ -271,7 +274,7 @@ def _grouped_as_depthwise(x, W, groups: int, strides, dilations):
     return tf.reshape(y, tf.concat([tf.shape(y)[:-2 if ci > 1 else -1], [groups * co]], 0))
 
 
-class ConvRule(_SpatialRule):
+class ConvRule(SpatialRule):
     layer_class = "conv"
     size_option = "filter_size"
 
@@ -333,7 +336,7 @@ class ConvRule(_SpatialRule):
         return y
 
 
-class PoolRule(_SpatialRule):
+class PoolRule(SpatialRule):
     layer_class = "pool"
     size_option = "pool_size"
 

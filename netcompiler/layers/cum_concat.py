@@ -29,7 +29,7 @@ def new_axis(ctx):
     name = ctx.opts.get("out_spatial_dim")
     rec = ctx.layer.scope.rec_layer.name
     key = ("cum_concat", rec, name) if name else ("cum_concat", ctx.name)
-    dims = ctx._inferred.created_dims
+    dims = ctx.inferred.created_dims
     if key not in dims:
         tag = f"{rec}/{name}" if name else ctx.name
         dims[key] = time_dim(tag, f"time:var:cum_concat:{tag}")
@@ -38,7 +38,9 @@ def new_axis(ctx):
 
 class CumConcatRule(NoStepGuess, LayerRule):
     layer_class = "cum_concat"
-    rec_only = True
+    stateful = True
+    # the frames so far on a new axis whose length is the step + 1: no sequence form here
+    loop_only = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
@@ -52,7 +54,7 @@ class CumConcatRule(NoStepGuess, LayerRule):
                             f"axes only, got {src_desc(ctx)}", "from", "shape.cum-concat",
                             hint="a per-step frame [B, F] (the loop's input frame, or a layer of "
                                  "the unit)")
-        readers = sorted(name for name, refs in ctx._inferred.graph.refs.items()
+        readers = sorted(name for name, refs in ctx.inferred.graph.refs.items()
                          for _, ref in refs
                          if ref.kind == "layer" and ref.prev and ref.target is ctx.layer)
         if readers:
@@ -67,6 +69,10 @@ class CumConcatRule(NoStepGuess, LayerRule):
         return Shape(tuple(dims), src.sparse_dim, src.dtype)
 
     # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    def carries_state(self, opts: dict, step_shape: Shape) -> bool:
+        """Always: its output has its own (new) time axis, the frames so far."""
+        return True
+
     def initial_state(self, ctx, batch_size, max_steps):
         """A buffer [B, T_max, ...] of zeros; step t writes row t."""
         import tensorflow as tf

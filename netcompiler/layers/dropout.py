@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule
-from .combine import GuessFromInputs, check_n_out
+from ._util import check_n_out
+from .combine import GuessFromInputs
 
 
 class DropoutRule(GuessFromInputs, LayerRule):
     layer_class = "dropout"
+    position_wise = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -72,7 +72,7 @@ def generic_plan(ctx, weights: Shape, base: Shape, wname: str, bname: str,
 
 class GenericAttentionRule(LayerRule):
     layer_class = "generic_attention"
-    layer_options = ("weights", "base")
+    layer_options = ("base", "weights")
     concat_sources = False
     default_from = None
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule, ParamSpec
-from .combine import GuessFromInputs, check_n_out, mask_padding
+from ._util import check_n_out
+from .combine import GuessFromInputs, mask_padding
 
 
 class LayerNormRule(GuessFromInputs, LayerRule):
     layer_class = "layer_norm"
+    position_wise = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -10,6 +10,7 @@ class LinearRule(LayerRule):
     """[..., n_in] -> [..., n_out]; sparse [...] (n_in classes) -> [..., n_out]."""
 
     layer_class = "linear"
+    position_wise = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -23,6 +23,7 @@ unit's `initial_output`). `unmask` of such a per-step value is the identity.
 from __future__ import annotations
 
 from ..dims import BATCH, Shape
+from ..errors import InternalError
 from .base import LayerRule
 
 #: the internal option of the synthetic input layer `<layer>/data:data`
@@ -60,6 +61,20 @@ def unit_initial_output(opts: dict) -> float:
 
 class MaskedComputationRule(LayerRule):
     layer_class = "masked_computation"
+    masked_step = True
+    sub_network_kind = "masked"
+
+    def sub_network(self, opts: dict) -> tuple[tuple, dict] | None:
+        """Its `unit` as the one layer `NAME/unit` (none for the synthetic input layer)."""
+        unit = opts.get("unit")
+        if not isinstance(unit, dict) or opts.get(FRAMES):
+            return None
+        return (), {"unit": unit}
+
+    def sub_network_input(self, opts: dict) -> dict | None:
+        """`NAME/data:data`: the masked frames of the layer's input."""
+        return {"class": self.layer_class, "from": opts.get("from", "data"),
+                "mask": opts.get("mask"), FRAMES: True}
     layer_options = ("mask",)
 
     def infer(self, ctx) -> Shape:
@@ -116,7 +131,7 @@ class MaskedComputationRule(LayerRule):
 
         if not ctx.opts.get(FRAMES):
             if ctx.in_rec:
-                raise NotImplementedError("a masked computation inside a rec unit is run by the "
+                raise InternalError("a masked computation inside a rec unit is run by the "
                                           "decoder loop (`call_masked_step`)")
             return tf.identity(ctx.ref("unit"))
         if ctx.in_rec:

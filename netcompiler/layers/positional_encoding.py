@@ -15,6 +15,7 @@ from .base import LayerRule
 class PositionalEncodingRule(LayerRule):
     layer_class = "positional_encoding"
     layer_options = ("offset",)
+    step_indexed = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
@@ -61,7 +62,7 @@ class PositionalEncodingRule(LayerRule):
         log_inc = math.log(1.0e4) / max(n_ts - 1, 1)
         inv = tf.exp(tf.range(n_ts, dtype=tf.float32) * -log_inc)  # [n_ts]
         rank = len(shape.non_feature_dims)
-        batch_axis = next(i for i, d in enumerate(shape.dims) if d.kind == BATCH)
+        batch_axis = shape.batch_axis
         if ctx.opt("constant") > -1:
             pos = tf.reshape(tf.cast(ctx.opt("constant"), tf.float32), [1] * rank)
         elif shape.time is None:  # one decoder step: the position is the step number

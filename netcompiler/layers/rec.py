@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dims import BATCH, Dim, Shape
+from ..errors import InternalError
 from .base import LayerRule, NoStepGuess, ParamSpec
 from ._util import input_features
 
@@ -43,7 +44,9 @@ def is_gru(unit) -> bool:
     return str(unit).lower() in GRU_UNITS
 
 
-def _standard_lstm(unit, cell_only: bool) -> bool:
+def standard_lstm(unit, cell_only: bool) -> bool:
+    """Whether `unit` names RETURNN's standard LSTM (for a cell, also the block LSTMs), whose
+    options and parameter layout netcompiler's `lstm` reproduces."""
     name = str(unit).lower()
     return name in STANDARD_LSTM_UNITS or (cell_only and name in BLOCK_LSTM_UNITS)
 
@@ -51,7 +54,7 @@ def _standard_lstm(unit, cell_only: bool) -> bool:
 def lstm_forget_bias(unit, unit_opts, cell_only: bool) -> float:
     """The constant added to the forget gate: `unit_opts.forget_bias` (default 1.0) for TF's
     LSTMCell (StandardLSTM, BasicLSTM; LSTMBlock as `rnn_cell`), else 0."""
-    if is_gru(unit) or not _standard_lstm(unit, cell_only):
+    if is_gru(unit) or not standard_lstm(unit, cell_only):
         return 0.0
     return float((unit_opts or {}).get("forget_bias", 1.0))
 
@@ -70,7 +73,7 @@ def check_cell_unit(ctx, cell_only: bool) -> None:
             raise ctx.error(f"`unit: {unit}` sums its input: `n_out` must equal the input's "
                             f"features, input {src}", "n_out", "shape.cell-unit")
     opts = ctx.opts.get("unit_opts") or {}
-    allowed = ("forget_bias", "use_peepholes") if _standard_lstm(unit, cell_only) else ()
+    allowed = ("forget_bias", "use_peepholes") if standard_lstm(unit, cell_only) else ()
     for key, value in opts.items():
         if key not in allowed:
             what = (f"`unit: {unit}` takes only `forget_bias` and `use_peepholes`" if allowed
@@ -212,7 +215,7 @@ def check_initial_state(ctx, n_out: int) -> dict[str, ParamSpec]:
     from ..dims import FEATURE
 
     params = {}
-    refs = {r.text: (r, s) for r, s in getattr(ctx, "_refs", {}).get("initial_state", [])}
+    refs = {r.text: (r, s) for r, s in ctx.option_refs("initial_state")}
     for key, (value, _) in initial_state_parts(ctx).items():
         if value is None or value in ("zeros", "ones", "var") or _is_number(value):
             if value == "var":
@@ -255,10 +258,10 @@ def make_initial_state(ctx, batch_size, n: int) -> tuple:
             out.append(tf.broadcast_to(var[None, :], tf.stack([batch_size, n])))
             continue
         if isinstance(value, str) and value not in ("zeros", "ones"):
-            got = ctx._refs.get(sub)
+            got = ctx.ref(sub)
             if got is None:
                 raise ValueError(f"{ctx.name}: the value of `initial_state: {value}` is missing")
-            out.append(tf.cast(got[0], tf.float32))
+            out.append(tf.cast(got, tf.float32))
             continue
         fill = 1.0 if value == "ones" else float(value) if _is_number(value) else 0.0
         out.append(tf.fill(tf.stack([batch_size, n]), fill))
@@ -298,6 +301,10 @@ def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 
 
 class RecRule(NoStepGuess, LayerRule):
     layer_class = "rec"
+    layer_options = ("initial_state",)
+    stateful = True  # with a cell unit (see `carries_state`)
+    supports_apply_zero = False
+    sub_network_kind = "loop"
 
     def infer(self, ctx) -> Shape:
         unit = ctx.opt("unit")
@@ -359,6 +366,15 @@ class RecRule(NoStepGuess, LayerRule):
         return params
 
     # -- one step inside a rec unit (run by netcompiler.loop, like `rnn_cell`) ------------------
+    def sub_network(self, opts: dict) -> tuple[tuple, dict] | None:
+        """A unit dict: the decoder loop's layers (a cell name in `unit` holds none)."""
+        unit = opts.get("unit")
+        return (("unit",), unit) if isinstance(unit, dict) else None
+
+    def carries_state(self, opts: dict, step_shape: Shape) -> bool:
+        """A cell unit carries its state; a unit dict is a loop of its own (no state here)."""
+        return not isinstance(opts.get("unit"), dict) and super().carries_state(opts, step_shape)
+
     def initial_state(self, ctx, batch_size, max_steps=None):
         """The cell state at step 0: (c, h) for the LSTM family, (h,) for GRU, [B, n_out]."""
         return make_initial_state(ctx, batch_size, ctx.out_shape.feature_size)
@@ -373,7 +389,7 @@ class RecRule(NoStepGuess, LayerRule):
 
         unit = ctx.opt("unit")
         if isinstance(unit, dict):
-            raise NotImplementedError("rec units are run by the network's loop builder")
+            raise InternalError("rec units are run by the network's loop builder")
         x, shape = ctx.source, ctx.source_shape  # sparse: rows of W are looked up
         init = make_initial_state(ctx, tf.shape(x)[0], ctx.out_shape.feature_size)
         y, final = run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params,

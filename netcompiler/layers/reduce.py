@@ -21,10 +21,6 @@ MODES = ("sum", "max", "min", "mean", "avg", "logsumexp", "argmax", "argmin")
 ARG_MODES = ("argmax", "argmin")
 
 
-def _batch_index(shape: Shape) -> int | None:
-    return next((i for i, d in enumerate(shape.dims) if d.kind == BATCH), None)
-
-
 class ReduceRule(NoStepGuess, LayerRule):
     """Reduces the axes named by `axes` (or `axis`) with `mode`."""
 

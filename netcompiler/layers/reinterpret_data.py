@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
 from .base import LayerRule
 from ._axes import resolve_axis
-from .combine import check_n_out
+from ._util import check_n_out
 
 
 class ReinterpretDataRule(LayerRule):

@@ -13,6 +13,8 @@ from .base import LayerRule, NoStepGuess, ParamSpec
 
 class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
     layer_class = "relative_positional_encoding"
+    step_indexed = True
+    loop_only = True
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

@@ -5,6 +5,7 @@ axis like `rec` with a cell unit (`[B, T, n_in] -> [B, T, n_out]`). Variables as
 from __future__ import annotations
 
 from ..dims import Shape
+from ..errors import InternalError
 from .base import LayerRule, ParamSpec
 from ._util import input_features
 from .rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
@@ -14,6 +15,9 @@ from .rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
 
 class RnnCellRule(LayerRule):
     layer_class = "rnn_cell"
+    layer_options = ("initial_state",)
+    stateful = True
+    supports_apply_zero = False
 
     # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps=None):
@@ -55,7 +59,7 @@ class RnnCellRule(LayerRule):
 
         shape = ctx.source_shape
         if shape.time is None:
-            raise NotImplementedError("rnn_cell inside a rec unit (one step) is run by the "
+            raise InternalError("rnn_cell inside a rec unit (one step) is run by the "
                                       "decoder loop")
         x = ctx.source  # sparse: rows of W are looked up
         unit = ctx.opt("unit")

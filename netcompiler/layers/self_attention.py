@@ -7,13 +7,16 @@ Over a sequence: [B, T, n_in] -> [B, T, Dv]. Inside a rec unit (one frame per st
 from __future__ import annotations
 
 from ..dims import SPATIAL, Shape
+from ..errors import InternalError, Unsupported
 from .base import LayerRule, ParamSpec
 from ._util import input_features
 
 
 class SelfAttentionRule(LayerRule):
     layer_class = "self_attention"
-    layer_options = ("key_shift",)
+    layer_options = ("key_shift", "state_var_lengths")
+    stateful = True
+    supports_apply_zero = False
 
     # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps):
@@ -193,11 +196,11 @@ class SelfAttentionRule(LayerRule):
         shape = ctx.source_shape
         time = shape.time
         if time is None:
-            raise NotImplementedError("self_attention inside a rec unit (one step) is run by "
+            raise InternalError("self_attention inside a rec unit (one step) is run by "
                                       "the decoder loop")
         if [d.kind for d in shape.dims[:2]] != ["batch", "time"] or len(
                 shape.non_feature_dims) != 2:
-            raise NotImplementedError(f"self_attention over {shape}: expected [B, T, F]")
+            raise Unsupported(f"self_attention over {shape}: expected [B, T, F]")
         x = ctx.source
         qkv = ctx.params["QKV"]
         heads = int(ctx.opt("num_heads"))

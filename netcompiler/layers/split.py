@@ -33,6 +33,16 @@ def num_parts(opts: dict) -> int:
 class SplitRule(NoStepGuess, LayerRule):
     layer_class = "split"
 
+    def sub_outputs(self, local: str, opts: dict) -> list[tuple[str, dict]]:
+        """The parts `NAME/0`, `NAME/1`, ...: the split options and the part's index."""
+        parts = []
+        for i in range(num_parts(opts)):
+            part_opts = {k: v for k, v in opts.items()
+                         if k in ("class", "axis", "num_splits", "size_splits")}
+            part_opts.update({"from": local, PART: i})
+            parts.append((f"{local}/{i}", part_opts))
+        return parts
+
     @staticmethod
     def plan(ctx, src: Shape) -> tuple[int, list[int]]:
         """(axis, part sizes)."""

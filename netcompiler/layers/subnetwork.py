@@ -16,12 +16,26 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule
-from .combine import check_n_out
+from ._util import check_n_out
 
 
 class SubnetworkRule(LayerRule):
     layer_class = "subnetwork"
     concat_sources = False  # its own inputs are read inside (they are not its sources)
+    sub_network_kind = "inline"
+
+    def sub_network(self, opts: dict) -> tuple[tuple, dict] | None:
+        sub = opts.get("subnetwork")
+        return (("subnetwork",), sub) if isinstance(sub, dict) else None
+
+    def sub_network_input(self, opts: dict) -> dict | None:
+        """`NAME/data:data` (made when a layer inside reads `data` and the inputs are
+        concatenated): a `copy` of its inputs, with its `dropout`."""
+        data_opts = {"class": "copy", "from": opts.get("from", "data")}
+        for key in ("dropout", "dropout_noise_shape"):
+            if key in opts:
+                data_opts[key] = opts[key]
+        return data_opts
 
     def infer(self, ctx) -> Shape:
         out = ctx.ref("subnetwork")

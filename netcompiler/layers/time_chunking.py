@@ -67,7 +67,7 @@ class TimeChunkingRule(NoStepGuess, LayerRule):
         not_in_rec(ctx, "time_chunking")
         src = ctx.source
         b, axis, rest = self.plan(ctx, src)
-        created = ctx._inferred.created_dims  # the same axes in every inference pass
+        created = ctx.inferred.created_dims  # the same axes in every inference pass
         key = (ctx.name, CHUNK_BATCH)
         if key not in created:
             created[key] = Dim(BATCH, None, f"{ctx.name}:chunks", f"{ctx.name}:chunked_batch")

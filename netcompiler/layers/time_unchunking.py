@@ -16,6 +16,7 @@ from .time_chunking import ORIG_AXIS, ORIG_BATCH, not_in_rec, pass_key
 
 class TimeUnChunkingRule(NoStepGuess, LayerRule):
     layer_class = "time_unchunking"
+    unchunks = True
     layer_options = ("chunking_layer",)
 
     @staticmethod
@@ -46,7 +47,7 @@ class TimeUnChunkingRule(NoStepGuess, LayerRule):
     def infer(self, ctx) -> Shape:
         not_in_rec(ctx, "time_unchunking")
         chunked = ctx.require_ref("chunking_layer")
-        ref = ctx._refs["chunking_layer"][0][0]
+        ref = ctx.option_refs("chunking_layer")[0][0]
         if ref.kind != "layer" or ref.target.layer_class != "time_chunking":
             raise ctx.error(f"`chunking_layer: {ctx.ref_name('chunking_layer')}` must be a "
                             f"`time_chunking` layer", "chunking_layer", "shape.chunking")
@@ -55,7 +56,7 @@ class TimeUnChunkingRule(NoStepGuess, LayerRule):
             raise ctx.error(f"`time_unchunking` averages overlapping frames: it needs float "
                             f"input, got {src_desc(ctx)}", "from", "shape.chunking")
         _, _, rest = self.plan(ctx, src, chunked)
-        created = ctx._inferred.created_dims
+        created = ctx.inferred.created_dims
         name = ref.target.name
         out = Shape((created[(name, ORIG_BATCH)], created[(name, ORIG_AXIS)])
                     + tuple(src.dims[i] for i in rest), None, src.dtype)

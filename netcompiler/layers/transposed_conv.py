@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from .base import ParamSpec
-from .conv import _SpatialRule
+from .conv import SpatialRule
 from ._util import src_desc
 
 
@@ -70,7 +70,7 @@ def out_length(n: int, f: int, s: int, padding: str, output_padding: int | None,
     return n * s + out_offset(f, s, padding, output_padding) - 2 * remove
 
 
-class TransposedConvRule(_SpatialRule):
+class TransposedConvRule(SpatialRule):
     layer_class = "transposed_conv"
     size_option = "filter_size"
 

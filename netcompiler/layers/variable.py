@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
 from .base import GuessIsInfer, LayerRule, ParamSpec
-from .combine import check_n_out
+from ._util import check_n_out
 
 FLOAT_DTYPES = ("float32",)
 #: initialisers that fit a variable of an int or bool dtype (no random ones)
