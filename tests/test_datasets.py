@@ -487,3 +487,6 @@ def test_tf_dataset_no_retrace_and_generator_path(monkeypatch):
             np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
             np.testing.assert_array_equal(la[k].numpy(), lb[k].numpy())
     assert list(tf_dataset(ds, [])) == []
+    # tf.data's autotuner off on both paths: with it, the end of an epoch's iterator waited for
+    # the autotuner's next wake-up (up to 60 s; benchmarks/vs_returnn.py)
+    assert tfds.options().autotune.enabled is False and gen.options().autotune.enabled is False
