@@ -22,7 +22,7 @@ def compile_cfg(cfg, move_out=True, rec="output"):
 
 def while_ops(net, inputs, lengths, training, fetch):
     fn = net.get_function(tuple(sorted(inputs)), tuple(fetch), training)
-    tensors, lens = net._prepare_inputs(inputs, lengths)
+    tensors, lens = net.prepare_inputs(inputs, lengths)
     graph = fn.get_concrete_function(tensors, lens).graph
 
     def count(g):
@@ -138,7 +138,7 @@ def test_move_out_same_outputs_and_gradients():
     for move_out in (True, False):
         net = compile_cfg(ATT_DEC, move_out)
         with tf.GradientTape() as tape:
-            tensors, lens = net._prepare_inputs({"data": x, "classes": y},
+            tensors, lens = net.prepare_inputs({"data": x, "classes": y},
                                                 {"data": xl, "classes": yl})
             out = net.forward(tensors, lens, training=True, fetch=["output/output_prob"])
             p, _ = out["output/output_prob"]
@@ -201,7 +201,7 @@ def test_in_loop_self_attention_gradients_match():
     for move_out in (True, False):
         net = compile_cfg(SA_UNIT, move_out, rec="rec_att")
         with tf.GradientTape() as tape:
-            tensors, lens = net._prepare_inputs({"data": x}, {"data": xl})
+            tensors, lens = net.prepare_inputs({"data": x}, {"data": xl})
             y, _ = net.forward(tensors, lens, training=True, fetch=["rec_att"])["rec_att"]
             loss = tf.reduce_sum(y * tf.sequence_mask(xl, T, dtype=tf.float32)[:, :, None])
         names = sorted(net.variables_by_name)

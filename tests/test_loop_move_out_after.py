@@ -45,7 +45,7 @@ def unit_layers(cfg: dict) -> list[str]:
 
 
 def loss_and_grads(net, inputs, lengths):
-    tensors, lens = net._prepare_inputs(inputs, lengths)
+    tensors, lens = net.prepare_inputs(inputs, lengths)
     with tf.GradientTape() as tape:
         out = net.forward(tensors, lens, training=True, fetch=("output/output_prob",))
         values, vlens = out["output/output_prob"]
