@@ -114,7 +114,7 @@ def _network_variable_keys(prefix: str) -> dict[str, str]:
 
 
 def restore_network(net, prefix) -> None:
-    """Load a network's variables from a checkpoint (a trainer's or `export.checkpoint`'s);
+    """Load a network's variables from a checkpoint (a trainer's or `checkpoint`'s);
     a TrainError naming the problem if it was written for another network."""
     check_checkpoint_fits(prefix, net)
     try:

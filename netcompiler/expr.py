@@ -53,8 +53,8 @@ phase (`graph._check_eval`), independently of shape inference.
 Anything else outside the language (other names, attribute access, subscripts, strings,
 lambdas, comprehensions, keyword arguments other than the functions' own parameter names, ...)
 raises `ExprError` naming the offending token. The accepted tree is turned into small `Node`
-values that `netcompiler.expr_eval` evaluates with TensorFlow (`to_tf`) or NumPy (`to_numpy`);
-this module imports neither.
+values that `netcompiler.expr_eval` evaluates with TensorFlow (`to_tf`; the tests evaluate
+them with NumPy too, `tests/expr_numpy.py`); this module imports neither.
 """
 from __future__ import annotations
 

@@ -8,7 +8,10 @@ The train step is one `tf.function` with dynamic batch/time sizes (one trace per
 `mirrored` over all GPUs or else all logical CPUs, `multi_worker_mirrored`). Each replica gets
 its own slice of the global batch (a contiguous split of the batch's sequences); losses are
 summed over valid frames and divided by the global frame count, so the loss and the gradients
-are the same as on one device for the same global batch.
+are the same as on one device for the same global batch. `train.jit_compile` compiles the steps
+with XLA (one device only); the time axis of every batch is then padded up to a multiple of
+`train.jit_time_multiple` frames, so XLA compiles once per distinct padded shape
+(`Trainer.jit_shapes`).
 
 Losses (`losses.py`): per loss layer `loss_scale * sum(loss over valid frames) / frames`, plus
 for every layer with `L2: f` the term `f * sum of squares of its trainable variables`. The
@@ -77,12 +80,10 @@ import numpy as np
 from .atomic import atomic_write_text, current_umask, fsync_dir
 # the checkpoint helpers, the options and the commands' shared pieces live in their own modules
 # (search imports them too); names other modules took from here before are still importable here
-from .checkpoints import (CKPT_RE, check_checkpoint_fits, checkpoint,  # noqa: F401
-                          checkpoint_prefix, list_checkpoints, newest_checkpoint, restore_network,
-                          tf_errors)
-from .command_helpers import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError,  # noqa: F401
-                              oom_types, out_of_memory_error, parse_data_spec, user_error,
-                              validated_config)
+from .checkpoints import (check_checkpoint_fits, checkpoint, checkpoint_prefix, list_checkpoints,
+                          newest_checkpoint, restore_network, tf_errors)
+from .command_helpers import (EXIT_ERROR, EXIT_OK, TrainError, oom_types, out_of_memory_error,
+                              parse_data_spec, user_error, validated_config)
 from .errors import UserError
 from .search import search_dataset
 from .train_options import TrainOptions
@@ -892,6 +893,8 @@ class Trainer:
 
     def _cleanup_tmp(self) -> None:
         """Remove what killed runs left (only under the model_dir lock: never a live run's)."""
+        if not self._is_chief():  # only the chief holds the lock (a shared model_dir)
+            return
         for pattern in (".tmp-ckpt-*", ".old-ckpt-*"):
             for p in self.model_dir.glob(pattern):
                 shutil.rmtree(p, ignore_errors=True)

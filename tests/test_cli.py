@@ -406,6 +406,7 @@ def test_graph_errors(tmp_path, capsys):
 
 
 # -- placeholders ----------------------------------------------------------------------------------
+@pytest.mark.tf  # the command imports TensorFlow before its module
 def test_placeholder_subcommands(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli.importlib, "import_module", _no_module)
     path = write(tmp_path, "a.yaml", VALID)

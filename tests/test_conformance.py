@@ -6,6 +6,9 @@ the output is compared on its valid frames only: the lengths of the output's fir
 those the network returns for it; the lengths of any other time axis are those of the extern data
 it belongs to, or those the network returns for a layer whose first time axis it is (fetched
 along). Float outputs are compared with a tolerance, bool/int outputs exactly.
+
+Each example is compiled once (`_net`) and shared by the tests that only run it; the golden test,
+which loads a checkpoint into its network, compiles its own.
 """
 from __future__ import annotations
 

@@ -714,6 +714,7 @@ def test_yaml_round_trip_property():
     check()
 
 
+@pytest.mark.tf
 def test_cli_checkpoint_end_to_end(tmp_path, capsys):
     """A RETURNN config holding the network of the selfatt_encoder checkpoint fixture (as RETURNN
     built it, from reference.json), imported with --checkpoint: the netcompiler checkpoint is

@@ -1,8 +1,9 @@
 """The `tf` marker (tests/conftest.py) covers every TensorFlow test, so that
 `pytest -m "not tf and not slow"` is a front-end lane that runs without TensorFlow.
 
-`.ci/run` runs that lane with TensorFlow made unimportable; here the rule itself is checked on
-small modules, and the lane is collected (not run) without TensorFlow.
+A run with `not tf` in its `-m` expression makes TensorFlow unimportable (so the lane checks
+itself); here: the rule on small modules, the blocking (in a pytest run of its own), and the
+whole lane collected without TensorFlow.
 """
 from __future__ import annotations
 
@@ -13,24 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import module_needs_tf
+from conftest import deselects_tf, module_needs_tf
 
 REPO = Path(__file__).resolve().parents[1]
-
-BLOCKER = """\
-import sys
-
-
-class _BlockTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tensorboard"):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _BlockTensorFlow())
-"""
-
 
 @pytest.mark.parametrize("source, needs", [
     ('import numpy as np\n\ndef test_a():\n    assert np.zeros(1).sum() == 0\n', False),
@@ -65,14 +51,45 @@ def test_the_suite_s_tensorflow_modules_are_marked():
         assert not module_needs_tf(str(here / name)), name
 
 
-def test_the_front_end_lane_collects_without_tensorflow(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+@pytest.mark.parametrize("markexpr, lane", [
+    ("not tf", True), ("not tf and not slow", True), ("not slow and not tf", True),
+    ("not slow", False), ("tf", False), ("", False), (None, False), ("not tfx", False)])
+def test_which_runs_are_the_lane(markexpr, lane):
+    assert deselects_tf(markexpr) is lane
+
+
+def _pytest(args, cwd, pythonpath=()):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "-p",
-         "no:cacheprovider", "-m", "not tf and not slow", "tests"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(REPO),
+                                         env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p",
+                           "no:cacheprovider", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_lane_blocks_tensorflow_in_its_process_and_children(tmp_path):
+    (tmp_path / "test_probe.py").write_text(
+        "import subprocess, sys\n"
+        "import pytest\n\n\n"
+        "def test_probe():\n"
+        "    with pytest.raises(ModuleNotFoundError, match='mark the test `tf`'):\n"
+        "        import tensorflow  # noqa: F401\n"
+        "    child = subprocess.run([sys.executable, '-c', 'import tensorflow'],\n"
+        "                           capture_output=True, text=True)\n"
+        "    assert child.returncode == 1 and 'mark the test `tf`' in child.stderr\n"
+        "    import numpy  # the rest of the tf extra stays\n\n\n"
+        "@pytest.mark.tf\n"
+        "def test_deselected():\n"
+        "    raise AssertionError('a tf test ran in the lane')\n")
+    here = Path(__file__).parent
+    proc = _pytest(["-p", "conftest", "-m", "not tf", "-q", "--rootdir", str(tmp_path),
+                    "test_probe.py"], tmp_path, [here])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 passed, 1 deselected" in proc.stdout
+
+
+def test_the_front_end_lane_collects_without_tensorflow():
+    proc = _pytest(["--collect-only", "-q", "-m", "not tf and not slow", "tests"], REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     collected = [line for line in proc.stdout.splitlines() if "::" in line]
     files = {line.split("::")[0] for line in collected}

@@ -54,10 +54,9 @@ def _forward(net, rng, search=True):
     for name in top:
         value = out[name][0] if isinstance(out[name], tuple) else out[name]
         assert value is not None, name
-    from netcompiler.loop import has_search_choice
+    from netcompiler.loop import search_rec_layers
 
-    if search and any(l.unit is not None and has_search_choice(l) and not l.scope.in_rec
-                      for l in net.network.layers.values()):
+    if search and search_rec_layers(net.network):
         hyps = net.search(inputs, lengths, beam_size=2)
         assert len(hyps) == 3
     return out

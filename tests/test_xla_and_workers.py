@@ -107,7 +107,28 @@ def test_jit_compile_refuses_several_replicas(tmp_path):
         Trainer(result, model_dir=tmp_path / "m", strategy=TwoReplicas(), out=io.StringIO())
 
 
-# -- two workers over loopback == one process --------------------------------------------------------
+@pytest.mark.tf
+def test_xla_benchmark_configs_validate(tmp_path):
+    # benchmarks/xla_train_step.py's networks (its encoder is selfatt_encoder's): valid configs
+    # with the option set, the padding it times the one the Trainer applies
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("xla_train_step",
+                                                  REPO / "benchmarks" / "xla_train_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for blocks in (0, 1):  # 0: the LSTM network
+        cfg = bench.config(blocks, 32, True)
+        path = tmp_path / f"b{blocks}.json"
+        path.write_text(json.dumps(cfg))
+        result = validate(str(path))
+        assert not result.errors, messages(result)
+        assert cfg["train"]["jit_compile"] is True
+        classes = {l["class"] for l in cfg["network"].values()}
+        assert ("rec" in classes) == (blocks == 0) and ("self_attention" in classes) == bool(blocks)
+
+
+# -- two workers over loopback == one process -----------------------------------------------------
 WORKER = r"""
 import io, json, os, sys
 cfg, model_dir, dist, out = sys.argv[1:5]

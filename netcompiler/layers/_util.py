@@ -41,6 +41,18 @@ def src_desc(ctx) -> str:
     return ctx.describe(", ".join(ctx.source_names), ctx.source_shape)
 
 
+def float_features(ctx) -> Shape:
+    """The single input, which must be float32 data with a feature axis (layers that scale or
+    normalise features); a `shape.no-feature` error otherwise."""
+    src = ctx.source
+    if src.sparse or src.feature is None or src.dtype != "float32":
+        what = "sparse input (class indices)" if src.sparse else (
+            f"{src.dtype} input" if src.dtype != "float32" else "an input without feature axis")
+        raise ctx.error(f"`{ctx.layer.layer_class}` needs float features, got {what} "
+                        f"{src_desc(ctx)}", "from", "shape.no-feature")
+    return src
+
+
 def check_n_out(ctx, out: Shape) -> None:
     """A given `n_out` must equal the output's feature size (classes if sparse), as RETURNN
     checks it."""

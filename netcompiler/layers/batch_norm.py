@@ -13,7 +13,7 @@ from ..dims import Shape
 from .base import LayerRule
 from .combine import GuessFromInputs
 from ._common_opts import BATCH_NORM_DEFAULTS, batch_norm_params
-from ._util import check_n_out, src_desc
+from ._util import check_n_out, float_features
 
 
 def layer_opts(ctx) -> dict:
@@ -25,10 +25,7 @@ class BatchNormRule(GuessFromInputs, LayerRule):
     layer_class = "batch_norm"
 
     def infer(self, ctx) -> Shape:
-        src = ctx.source
-        if src.sparse or src.feature is None or src.dtype != "float32":
-            raise ctx.error(f"`batch_norm` needs float input with a feature axis, got "
-                            f"{src_desc(ctx)}", "from", "shape.no-feature")
+        src = float_features(ctx)
         if ctx.in_rec:
             raise ctx.error("`batch_norm` inside a rec unit is not supported (its statistics "
                             "would be updated at every step of the loop)", None,

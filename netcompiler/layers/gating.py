@@ -8,17 +8,14 @@ from __future__ import annotations
 from ..dims import Shape, feature_dim
 from .base import LayerRule
 from .combine import GuessFromInputs, check_activation, mask_padding
-from ._util import check_n_out, src_desc
+from ._util import check_n_out, float_features, src_desc
 
 
 class GatingRule(GuessFromInputs, LayerRule):
     layer_class = "gating"
 
     def infer(self, ctx) -> Shape:
-        src = ctx.source
-        if src.sparse or src.feature is None or src.dtype != "float32":
-            raise ctx.error(f"`gating` needs float input with a feature axis, got "
-                            f"{src_desc(ctx)}", "from", "shape.no-feature")
+        src = float_features(ctx)
         size = src.feature.size
         if size % 2:
             raise ctx.error(f"`gating` splits the features in two halves, but {src_desc(ctx)} "

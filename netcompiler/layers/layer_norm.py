@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..dims import Shape
 from .base import LayerRule, ParamSpec
-from ._util import check_n_out
+from ._util import check_n_out, float_features
 from .combine import GuessFromInputs, mask_padding
 
 
@@ -16,12 +16,7 @@ class LayerNormRule(GuessFromInputs, LayerRule):
     position_wise = True
 
     def infer(self, ctx) -> Shape:
-        src = ctx.source
-        if src.sparse or src.feature is None or src.dtype != "float32":
-            what = "sparse input (class indices)" if src.sparse else (
-                f"{src.dtype} input" if src.dtype != "float32" else "an input without feature axis")
-            raise ctx.error(f"`layer_norm` needs float features, got {what} "
-                            f"`{', '.join(ctx.source_names)}` {src}", "from", "shape.no-feature")
+        src = float_features(ctx)
         check_n_out(ctx, src)
         return src
 
