@@ -217,3 +217,26 @@ def _choice_loss_input(inferred: InferredNetwork, layer: Layer, out: Shape) -> S
 def report(inferred: InferredNetwork, layer: Layer, exc: ShapeError) -> None:
     path = layer.path + ((exc.option,) if exc.option else ())
     inferred.diagnostics.append(Diagnostic(ERROR, exc.message, exc.rule, path, hint=exc.hint))
+
+
+#: the largest static axis and the most elements of one parameter a network may have: 2**31 - 1,
+#: the int32 index limit of many TensorFlow kernels (a float32 parameter that size is 8 GiB).
+#: Larger sizes are refused at validation (`shape.too-large`) instead of failing at compile time.
+MAX_SIZE = 2**31 - 1
+
+
+def check_sizes(layer: "Layer", shape: Shape, params: dict[str, ParamSpec]) -> None:
+    """ShapeError when an axis of the output or a parameter is larger than `MAX_SIZE`."""
+    option = next((k for k in ("n_out", "shape", "dim", "total_key_dim") if k in layer.opts),
+                  None)
+    for d in shape.dims:
+        if isinstance(d.size, (int, float)) and d.size > MAX_SIZE:
+            raise ShapeError(f"`{layer.name}` would have an axis of size {d.size} {shape}; at "
+                             f"most {MAX_SIZE} (2**31-1) is supported", option,
+                             "shape.too-large")
+    for pname, spec in params.items():
+        if spec.size > MAX_SIZE:
+            raise ShapeError(f"`{layer.name}` would have a parameter `{pname}` of shape "
+                             f"{tuple(spec.shape)}, {spec.size} elements; at most {MAX_SIZE} "
+                             f"(2**31-1) per parameter are supported", option,
+                             "shape.too-large")
