@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-from .diagnostics import ConfigError, Diagnostic
-from .loader import load
-from .validate import ValidationResult, validate
+from netcompiler.core.diagnostics import ConfigError, Diagnostic
+from netcompiler.frontend.loader import load
+from netcompiler.frontend.validate import ValidationResult, validate
 
 # TensorFlow's C++ log level, unless the user chose one: its start-up chatter (oneDNN notes,
 # CUDA probing) stays off the terminal. Set here, the one place, before any module of the
@@ -39,7 +39,7 @@ def compile(config, overrides=None, seed=None):  # noqa: A001 - the product's ve
     (a `tf.Module`); raises `ConfigError` with every diagnostic if the config is invalid, and
     ImportError saying how to install TensorFlow where it is missing."""
     try:
-        from .build import compile_network
+        from netcompiler.backend.build import compile_network
     except ModuleNotFoundError as exc:
         missing = missing_tf_extra(exc)
         if missing is None:

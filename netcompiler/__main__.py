@@ -1,4 +1,4 @@
 """`python -m netcompiler` is the `netcompiler` command."""
-from .cli import main
+from netcompiler.cli import main
 
 raise SystemExit(main())

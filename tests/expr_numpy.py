@@ -1,8 +1,8 @@
-"""The tests' NumPy evaluator of `eval` expressions: the oracle that `netcompiler.expr_eval.to_tf`
+"""The tests' NumPy evaluator of `eval` expressions: the oracle that `netcompiler.backend.expr_eval.to_tf`
 (the `eval` layer's TensorFlow builder) is tested against (tests/test_expr.py).
 
-It evaluates the trees `netcompiler.expr.parse_expression` accepts, with the dtypes
-`netcompiler.expr_types` infers; the functions themselves are NumPy's (activations from
+It evaluates the trees `netcompiler.frontend.expr.parse_expression` accepts, with the dtypes
+`netcompiler.frontend.expr_types` infers; the functions themselves are NumPy's (activations from
 `numpy_reference.ACTIVATIONS`).
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from netcompiler.expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source
-from netcompiler.expr_functions import COMPARISONS, SAFE_EPS
-from netcompiler.expr_types import arg_dtypes, infer_type, operand_dtype, removes_last_axis
+from netcompiler.frontend.expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source
+from netcompiler.frontend.expr_functions import COMPARISONS, SAFE_EPS
+from netcompiler.frontend.expr_types import arg_dtypes, infer_type, operand_dtype, removes_last_axis
 
 from numpy_reference import ACTIVATIONS as _ACT
 

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import netcompiler  # noqa: E402
-from netcompiler.export import checkpoint  # noqa: E402
+from netcompiler.backend.export import checkpoint  # noqa: E402
 
 from conformance import EXAMPLES, make_inputs  # noqa: E402
 

@@ -197,15 +197,78 @@ def test_imports_inside_functions_add_no_cycle():
 def test_the_graph_sees_the_package():
     """The checks above read the real package: its modules and known edges are there."""
     graph = import_graph(PACKAGE, module_level=True)
-    assert {"netcompiler.train", "netcompiler.search", "netcompiler.layers.base",
-            "netcompiler.command_helpers"} <= set(graph)
-    assert graph.has_edge("netcompiler.train", "netcompiler.search")
-    assert graph.has_edge("netcompiler.shapes", "netcompiler.layers")  # `from .layers import`
-    assert graph.has_edge("netcompiler.layers.rec", "netcompiler.layers.base")
+    assert {"netcompiler.training.trainer", "netcompiler.training.search", "netcompiler.core.layer_rule",
+            "netcompiler.training.command_support"} <= set(graph)
+    assert graph.has_edge("netcompiler.training.trainer", "netcompiler.training.search")
+    assert graph.has_edge("netcompiler.frontend.shapes", "netcompiler.layers")  # `from .layers import`
+    assert graph.has_edge("netcompiler.layers.rec", "netcompiler.core.layer_rule")
     # inside a function only: `export` is imported by `train` where TensorFlow is needed
-    assert not graph.has_edge("netcompiler.train", "netcompiler.export")
-    assert import_graph(PACKAGE, module_level=False).has_edge("netcompiler.train",
-                                                              "netcompiler.export")
+    assert not graph.has_edge("netcompiler.training.trainer", "netcompiler.backend.export")
+    assert import_graph(PACKAGE, module_level=False).has_edge("netcompiler.training.trainer",
+                                                              "netcompiler.backend.export")
+
+
+#: what each package of the house may import (besides itself and the standard library and
+#: pure-Python dependencies): the front end and the core never reach TensorFlow or NumPy, not even
+#: inside a function; the core stands on nothing else of netcompiler
+LAYERS_OF_THE_HOUSE = {
+    "netcompiler.core": {"netcompiler.core"},
+    "netcompiler.frontend": {"netcompiler.core", "netcompiler.frontend", "netcompiler.layers"},
+}
+HEAVY = {"tensorflow", "numpy", "h5py", "keras", "tensorboard"}
+
+
+def layering_violations(root: Path, rules: dict[str, set[str]], heavy: set[str]) -> list[str]:
+    """Imports (at any level, outside `if TYPE_CHECKING:`) that a package's rule forbids."""
+    found = []
+    for module, (path, tree) in _parsed(root).items():
+        package = next((p for p in rules if module == p or module.startswith(p + ".")), None)
+        if package is None:
+            continue
+        for node in _import_nodes(tree, module_level=False):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                targets = [_base(module, path, node) or ""]
+            for target in targets:
+                top = target.split(".")[0]
+                inside = top == root.name
+                allowed = any(target == a or target.startswith(a + ".") for a in rules[package])
+                if top in heavy or (inside and not allowed and target != root.name):
+                    where = path.relative_to(root.parent)
+                    found.append(f"{where}:{node.lineno}: {package} imports {target}")
+    return found
+
+
+def test_core_and_frontend_never_import_tensorflow_or_the_back_end():
+    assert layering_violations(PACKAGE, LAYERS_OF_THE_HOUSE, HEAVY) == []
+
+
+def test_the_layering_check_finds_violations(tmp_path):
+    root = _package(tmp_path, {
+        "__init__.py": "",
+        "core/__init__.py": "",
+        "core/a.py": "from pkg.front.x import y\n",
+        "front/__init__.py": "",
+        "front/x.py": """
+            from typing import TYPE_CHECKING
+            from pkg.core.a import z
+            if TYPE_CHECKING:
+                from pkg.back.b import T
+
+            def f():
+                import tensorflow as tf
+                from ..back import b
+            """,
+        "back/__init__.py": "",
+        "back/b.py": "import numpy\n",
+    })
+    rules = {"pkg.core": {"pkg.core"}, "pkg.front": {"pkg.core", "pkg.front"}}
+    assert layering_violations(root, rules, {"tensorflow", "numpy"}) == [
+        "pkg/core/a.py:1: pkg.core imports pkg.front.x",
+        "pkg/front/x.py:8: pkg.front imports tensorflow",
+        "pkg/front/x.py:9: pkg.front imports pkg.back",
+    ]
 
 
 # -- the checks themselves, on a small package with every kind of violation -------------------------

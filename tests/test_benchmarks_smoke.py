@@ -82,7 +82,7 @@ def test_search_configs_agree_and_validate(bench, tmp_path):
 
 
 def test_dense_hdf_round_trip(bench, tmp_path):
-    from netcompiler.datasets import make_dataset, read_hdf
+    from netcompiler.training.datasets import make_dataset, read_hdf
 
     s = bench.TrainSizes(**vars(bench.QUICK_TRAIN))
     feats, labels = bench.train_data(s)
@@ -109,7 +109,7 @@ def test_dense_hdf_round_trip(bench, tmp_path):
 
 
 def test_sparse_hdf_round_trip(bench, tmp_path):
-    from netcompiler.datasets import read_hdf
+    from netcompiler.training.datasets import read_hdf
 
     s = bench.SearchSizes(vocab=30, min_len=2, max_len=9)
     src, tgt = bench.search_data(s, 12)

@@ -10,7 +10,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.build import compile_network  # noqa: E402
+from netcompiler.backend.build import compile_network  # noqa: E402
 
 TOL = 1e-5
 RNG = np.random.default_rng(1234)

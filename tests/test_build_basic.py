@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.build import compile_network  # noqa: E402
+from netcompiler.backend.build import compile_network  # noqa: E402
 
 import numpy_reference  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from netcompiler.layers import registry
-from netcompiler.schema import SCHEMA_DIR, layer_schema_files, render_config_schema
+from netcompiler.frontend.schema import SCHEMA_DIR, layer_schema_files, render_config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 # a copy of the reference catalogue of layer classes (shared reference, layers.md)

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXTERN = {"data": {"dim": 4, "sparse": True}, "classes": {"dim": 4, "sparse": True}}
 
@@ -67,7 +67,7 @@ def _np_ce(logp, labels, lens):
 @pytest.mark.parametrize("log_prob", [False, True])
 def test_choice_loss_is_ce_of_its_input(tmp_path, log_prob):
     pytest.importorskip("tensorflow")
-    from netcompiler.train import Trainer
+    from netcompiler.training.trainer import Trainer
 
     cfg = decoder(log_prob=log_prob)
     cfg["train"] = {"train_data": {"class": "copy", "num_seqs": 8, "num_symbols": 4,

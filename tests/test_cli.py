@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netcompiler import cli
+from netcompiler.cli import app as cli
 from netcompiler.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +163,7 @@ def test_non_utf8_is_invalid_exit_1(tmp_path, capsys):
 
 def test_internal_error_is_a_diagnostic(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(cli.DEBUG_ENV)
-    validate_module = importlib.import_module("netcompiler.validate")
+    validate_module = importlib.import_module("netcompiler.frontend.validate")
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
@@ -339,7 +339,7 @@ def test_shapes_skips_invalid_configs(tmp_path, capsys):
 
 # -- schema ----------------------------------------------------------------------------------------
 def test_schema_prints_rendered_schema(capsys):
-    from netcompiler.schema import render_config_schema
+    from netcompiler.frontend.schema import render_config_schema
 
     code, out, _ = run(capsys, "schema")
     assert code == 0
@@ -347,10 +347,10 @@ def test_schema_prints_rendered_schema(capsys):
 
 
 def test_schema_write(capsys, monkeypatch, tmp_path):
-    import netcompiler.schema
+    import netcompiler.frontend.schema
 
     target = tmp_path / "config.schema.json"
-    monkeypatch.setattr(netcompiler.schema, "write_config_schema", lambda: target)
+    monkeypatch.setattr(netcompiler.frontend.schema, "write_config_schema", lambda: target)
     code, out, err = run(capsys, "schema", "--write")
     assert code == 0 and out == "" and str(target) in err
 
@@ -446,7 +446,7 @@ def test_module_entry_point_on_configs():
 
 
 def test_validate_does_not_import_tensorflow():
-    code = ("import netcompiler.cli, sys; netcompiler.cli.main(['validate','configs']); "
+    code = ("import netcompiler.cli.app, sys; netcompiler.cli.app.main(['validate','configs']); "
             "print('tensorflow' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=60)

@@ -21,8 +21,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
-from netcompiler.dims import BATCH, TIME  # noqa: E402
-from netcompiler.export import checkpoint, export_saved_model, inference_inputs  # noqa: E402
+from netcompiler.core.dims import BATCH, TIME  # noqa: E402
+from netcompiler.backend.export import checkpoint, export_saved_model, inference_inputs  # noqa: E402
 from netcompiler.layers import registry  # noqa: E402
 
 from conformance import EXAMPLES, make_inputs  # noqa: E402

@@ -6,7 +6,7 @@ peepholes of `unit_opts: {use_peepholes: true}`, each against a NumPy re-impleme
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 
 def _errors(cfg):

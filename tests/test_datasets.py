@@ -1,4 +1,4 @@
-"""netcompiler.datasets: generated tasks, RETURNN HDF / npz files, batching, tf.data pipeline."""
+"""netcompiler.training.datasets: generated tasks, RETURNN HDF / npz files, batching, tf.data pipeline."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcompiler.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
+from netcompiler.training.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
                                   padded_batch, tf_dataset, write_hdf, write_npz)
 
 # a copy of the project fixtures written by RETURNN (see its README.md)
@@ -40,7 +40,7 @@ def seqs_equal(a, b):
 # ---------------------------------------------------------------- import / config consistency
 
 def test_import_does_not_load_tensorflow():
-    code = ("import sys, netcompiler.datasets as d; d.make_dataset('copy', None); "
+    code = ("import sys, netcompiler.training.datasets as d; d.make_dataset('copy', None); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -59,7 +59,7 @@ def test_example_configs_match_their_datasets():
                 continue
             if isinstance(spec, dict):
                 spec = {**spec, "num_seqs": 5}
-            from netcompiler.conventions import extern_from_num_io
+            from netcompiler.frontend.conventions import extern_from_num_io
 
             extern = cfg.get("extern_data") or extern_from_num_io(cfg)  # or num_inputs/outputs
             ds = make_dataset(spec, extern, name=name)
@@ -463,7 +463,7 @@ def test_tf_dataset_padding_and_lengths(tmp_path):
 @pytest.mark.tf
 def test_tf_dataset_no_retrace_and_generator_path(monkeypatch):
     tf = pytest.importorskip("tensorflow")
-    import netcompiler.datasets.pipeline as pipeline
+    import netcompiler.training.datasets.pipeline as pipeline
 
     ds = make_dataset({"class": "reverse", "num_seqs": 60}, EXTERN["reverse"])
     groups = batches(ds, 40, None, "laplace", 0, 1)

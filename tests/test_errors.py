@@ -1,5 +1,5 @@
-"""One exception base (`netcompiler.errors`), user vs internal errors, and the rule ids explained
-in one place (`netcompiler.rules`, `netcompiler explain RULE`).
+"""One exception base (`netcompiler.core.errors`), user vs internal errors, and the rule ids explained
+in one place (`netcompiler.core.rules`, `netcompiler explain RULE`).
 
 Front-end tests (no TensorFlow) except the one marked `tf`, which checks the exception classes of
 the modules that import TensorFlow.
@@ -20,11 +20,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from netcompiler import cli
+from netcompiler.cli import app as cli
 from netcompiler.cli import main
-from netcompiler.errors import (InternalError, NetCompilerError, Unsupported, UsageError,
+from netcompiler.core.errors import (InternalError, NetCompilerError, Unsupported, UsageError,
                                 UserError, internal_message)
-from netcompiler.rules import FAMILIES, RULES, explain
+from netcompiler.core.rules import FAMILIES, RULES, explain
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "netcompiler"
@@ -131,7 +131,7 @@ def test_every_exception_class_derives_from_netcompiler_error():
 def test_tf_modules_exception_classes():
     trees = _sources()
     tf_modules = {m for m, t in trees.items() if _imports_tensorflow(t)}
-    assert "netcompiler.build" in tf_modules
+    assert "netcompiler.backend.build" in tf_modules
     found: dict[str, type] = {}
     for mod in sorted(tf_modules):
         found.update(_exception_classes(importlib.import_module(mod)))
@@ -141,9 +141,9 @@ def test_tf_modules_exception_classes():
 
 
 def test_user_and_internal_errors_are_told_apart():
-    from netcompiler.diagnostics import ERROR, ConfigError, Diagnostic
-    from netcompiler.loader import OverrideError
-    from netcompiler.train import ModelDirBusy, NonFiniteWeights, TrainError
+    from netcompiler.core.diagnostics import ERROR, ConfigError, Diagnostic
+    from netcompiler.frontend.loader import OverrideError
+    from netcompiler.training.trainer import ModelDirBusy, NonFiniteWeights, TrainError
 
     assert not issubclass(UserError, InternalError) and not issubclass(InternalError, UserError)
     assert issubclass(NonFiniteWeights, TrainError) and issubclass(ModelDirBusy, UserError)
@@ -154,19 +154,19 @@ def test_user_and_internal_errors_are_told_apart():
     assert ConfigError(Diagnostic(ERROR, "no such file", "load.missing")).exit_code == 2
     assert ConfigError(Diagnostic(ERROR, "bad YAML", "load.syntax")).exit_code == 1
     # compatibility: the former ValueErrors still are, Unsupported is a NotImplementedError
-    from netcompiler.chunk_spec import ChunkingError
-    from netcompiler.datasets import DatasetError
-    from netcompiler.expr import ExprError
-    from netcompiler.initializers import InitializerError
-    from netcompiler.lr_control import LearningRateError
-    from netcompiler.seq_len_expr import SeqLenExprError
+    from netcompiler.frontend.chunk_spec import ChunkingError
+    from netcompiler.training.datasets import DatasetError
+    from netcompiler.frontend.expr import ExprError
+    from netcompiler.frontend.initializers import InitializerError
+    from netcompiler.training.lr_control import LearningRateError
+    from netcompiler.frontend.seq_len_expr import SeqLenExprError
 
     for cls in (OverrideError, ChunkingError, LearningRateError, ExprError, InitializerError,
                 SeqLenExprError, DatasetError):
         assert issubclass(cls, ValueError) and cls.__name__ in STILL_VALUE_ERRORS
     assert issubclass(Unsupported, NotImplementedError) and issubclass(Unsupported, UserError)
     # constructors kept: ConfigError takes diagnostics, ShapeError its option, rule and hint
-    from netcompiler.layers.base import ShapeError
+    from netcompiler.core.layer_rule import ShapeError
 
     e = ShapeError("bad axis", "axis", "shape.axis", hint="use T")
     assert (str(e), e.option, e.rule, e.hint) == ("bad axis", "axis", "shape.axis", "use T")
@@ -175,7 +175,7 @@ def test_user_and_internal_errors_are_told_apart():
 
 
 def test_override_errors_are_usage_errors():
-    from netcompiler.loader import OverrideError, parse_override
+    from netcompiler.frontend.loader import OverrideError, parse_override
 
     for text, message in [("novalue", "--set expects KEY=VALUE, got `novalue`"),
                           ("a..b=1", "--set: bad key `a..b`")]:
@@ -236,7 +236,7 @@ def test_unsupported_is_raised_where_a_config_asks_for_too_much():
                 name = _names(node.exc.func)
                 if name & {"Unsupported", "InternalError"}:
                     raised.setdefault(mod, set()).update(name)
-    assert "Unsupported" in raised["netcompiler.loop"]  # a rec unit inside a rec unit
+    assert "Unsupported" in raised["netcompiler.backend.loop.runner"]  # a rec unit inside a rec unit
     assert raised["netcompiler.layers.rnn_cell"] == {"InternalError"}
 
 
@@ -279,7 +279,7 @@ class TrainErrorLike(UserError):
 
 
 def test_validate_reports_an_internal_error_as_a_diagnostic(monkeypatch, tmp_path, capsys):
-    validate_module = importlib.import_module("netcompiler.validate")
+    validate_module = importlib.import_module("netcompiler.frontend.validate")
 
     def boom(*a, **k):
         raise InternalError("lost")
@@ -299,7 +299,7 @@ def test_train_reports_user_errors_in_one_line(monkeypatch, tmp_path, capsys):
     """`train` prints a UserError raised while training (e.g. Unsupported, formerly a
     NotImplementedError) as one line, exit 1; a bare NotImplementedError (a bug) is not its to
     report."""
-    import netcompiler.train as train
+    import netcompiler.training.trainer as train
 
     path = tmp_path / "a.yaml"
     path.write_text(VALID)
@@ -413,7 +413,7 @@ def test_explain_lists_every_rule(capsys):
 def test_explain_needs_no_tensorflow_or_numpy():
     code = textwrap.dedent("""
         import sys
-        from netcompiler.cli import main
+        from netcompiler.cli.app import main
         assert main(["explain", "shape.axis"]) == 0
         heavy = sorted(m for m in ("tensorflow", "numpy") if m in sys.modules)
         assert not heavy, heavy

@@ -3,8 +3,8 @@ an expression error keeps its own rule (`expr.python-call` for reaching into RET
 objects) and is reported exactly once, at `network.<layer>.eval`."""
 import pytest
 
-from netcompiler.expr import PYTHON_CALL_RULE, ExprError, parse_expression
-from netcompiler.validate import validate
+from netcompiler.frontend.expr import PYTHON_CALL_RULE, ExprError, parse_expression
+from netcompiler.frontend.validate import validate
 
 EXTERN = {"data": {"dim": 4}, "classes": {"dim": 5, "sparse": True}}
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -50,7 +50,7 @@ def test_shapes_table_of_an_example_lists_every_layer():
 
 def test_validation_does_not_import_tensorflow():
     code = ("import sys, netcompiler\n"
-            "from netcompiler.cli import main\n"
+            "from netcompiler.cli.app import main\n"
             f"rc = main(['validate', '--quiet', {str(ROOT / 'configs')!r}])\n"
             "print(rc, 'tensorflow' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

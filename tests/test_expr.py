@@ -9,11 +9,11 @@ import builtins
 import numpy as np
 import pytest
 
-from netcompiler import expr
-from netcompiler import expr_types
-from netcompiler.expr import ExprError, parse_expression
-from netcompiler.expr_eval import to_tf
-from netcompiler.expr_types import infer_dtype
+from netcompiler.frontend import expr
+from netcompiler.frontend import expr_types
+from netcompiler.frontend.expr import ExprError, parse_expression
+from netcompiler.backend.expr_eval import to_tf
+from netcompiler.frontend.expr_types import infer_dtype
 
 from expr_numpy import to_numpy
 
@@ -480,7 +480,7 @@ EXTERN = {
 
 
 def _validate(network: dict):
-    from netcompiler.validate import validate
+    from netcompiler.frontend.validate import validate
     net = dict(network)
     net.setdefault("output", {"class": "copy", "from": next(iter(network))})
     return validate({"extern_data": EXTERN, "network": net})
@@ -594,7 +594,7 @@ def _rec_net(out_type, extra=None):
     if out_type is not None:
         unit["acc"]["out_type"] = out_type
     unit.update(extra or {})
-    from netcompiler.validate import validate
+    from netcompiler.frontend.validate import validate
     return validate({"extern_data": {"data": {"dim": 8}, "target": {"dim": 5, "sparse": True}},
                      "network": {"enc": {"class": "copy", "from": "data"},
                                  "output": {"class": "rec", "from": [], "target": "target",
@@ -613,7 +613,7 @@ def test_eval_out_type_breaks_a_prev_cycle():
 @pytest.mark.tf
 def test_eval_layer_builds_the_idioms():
     tf = pytest.importorskip("tensorflow")
-    from netcompiler.build import compile_network
+    from netcompiler.backend.build import compile_network
 
     b, t, f = 2, 5, 4
     x = RNG.normal(size=(b, t, f)).astype(np.float32)

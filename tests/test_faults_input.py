@@ -21,10 +21,11 @@ import h5py
 import numpy as np
 import pytest
 
-from netcompiler import cli, loader
-from netcompiler.datasets import DatasetError, make_dataset, read_hdf, write_hdf
-from netcompiler.loader import parse_yaml
-from netcompiler.validate import validate
+from netcompiler.cli import app as cli
+from netcompiler.frontend import loader
+from netcompiler.training.datasets import DatasetError, make_dataset, read_hdf, write_hdf
+from netcompiler.frontend.loader import parse_yaml
+from netcompiler.frontend.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 ADDRESS_LIMIT = 2 * 1024 ** 3  # 2 GiB of address space for the subprocess
@@ -59,7 +60,7 @@ def run_limited(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_LIMIT}, {ADDRESS_LIMIT}))
-        from netcompiler.cli import main
+        from netcompiler.cli.app import main
         sys.exit(main({argv!r}))
     """)
     env = dict(os.environ)
@@ -435,8 +436,8 @@ def test_hdf_reader_wraps_layout_errors(tmp_path):
 def test_misaligned_lengths_are_refused_naming_the_sequence(tmp_path, same_time_as):
     """`classes` on the time axis of `data`: by `same_time_as`, or unified by the frame-wise
     loss. A file whose lengths differ in one sequence is refused, naming it."""
-    from netcompiler.datasets import check_shared_time_axes
-    from netcompiler.extern_data import shared_time_keys
+    from netcompiler.training.datasets import check_shared_time_axes
+    from netcompiler.frontend.extern_data import shared_time_keys
 
     extern = json.loads(json.dumps(EXTERN))
     if not same_time_as:
@@ -489,7 +490,7 @@ def test_train_cli_gives_one_line_for_each_bad_data_file(tmp_path, capsys):
 
 # -- tabs and newlines in sequence tags: one row per hypothesis in the search TSV -----------------
 def test_tsv_escaping_round_trip():
-    from netcompiler.search import tsv_field, tsv_unescape
+    from netcompiler.training.search import tsv_field, tsv_unescape
 
     assert tsv_field("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
     for tag in ["plain", "a\tb", "x\ny\r\n", "back\\slash", "\\t literally", "", "ü\t€"]:
@@ -499,10 +500,10 @@ def test_tsv_escaping_round_trip():
 
 @pytest.mark.tf
 def test_search_tsv_keeps_one_row_per_hypothesis(tmp_path, capsys):
-    from netcompiler.build import compile_network
-    from netcompiler.datasets import write_npz
-    from netcompiler.export import checkpoint
-    from netcompiler.search import tsv_unescape
+    from netcompiler.backend.build import compile_network
+    from netcompiler.training.datasets import write_npz
+    from netcompiler.backend.export import checkpoint
+    from netcompiler.training.search import tsv_unescape
 
     config = {
         "extern_data": {"data": {"dim": 2}, "classes": {"dim": 3, "sparse": True}},
@@ -540,7 +541,7 @@ def test_search_tsv_keeps_one_row_per_hypothesis(tmp_path, capsys):
 
 def test_data_option_is_bounded_like_a_config():
     """`--data` YAML (train/forward/search) goes through the config loader's bounds."""
-    from netcompiler.command_helpers import TrainError, parse_data_spec
+    from netcompiler.training.command_support import TrainError, parse_data_spec
 
     level = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 7):

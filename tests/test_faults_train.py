@@ -23,11 +23,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler import cli  # noqa: E402
-from netcompiler import atomic  # noqa: E402
-from netcompiler.train import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, STOP_ENV, Trainer,  # noqa: E402
+from netcompiler.cli import app as cli
+from netcompiler.core import atomic
+from netcompiler.training.trainer import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, STOP_ENV, Trainer,  # noqa: E402
                                TrainError, list_checkpoints)
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 pytestmark = pytest.mark.tf
 REPO = Path(__file__).resolve().parents[1]
@@ -295,7 +295,7 @@ def test_scores_row_restored_after_kill_between_rename_and_scores(tmp_path):
 def test_scores_write_failure_is_one_line_and_the_row_comes_back(tmp_path, monkeypatch, capsys):
     cfg = write_config(tmp_path)
     model = tmp_path / "m"
-    import netcompiler.train as train_mod
+    import netcompiler.training.trainer as train_mod
 
     real = train_mod.atomic_write_text
     calls = []
@@ -492,7 +492,7 @@ def _oom(*_args, **_kw):
 
 
 def test_out_of_memory_in_forward_is_one_line(tmp_path, capsys, monkeypatch):
-    from netcompiler.build import CompiledNetwork
+    from netcompiler.backend.build import CompiledNetwork
 
     make_trainer(tmp_path, ["train.num_epochs=1"]).train()
     cfg = write_config(tmp_path)
@@ -521,7 +521,7 @@ def test_out_of_memory_in_forward_is_one_line(tmp_path, capsys, monkeypatch):
 OOM_SCRIPT = r"""
 import resource, sys
 from netcompiler import cli
-from netcompiler.command_helpers import import_tensorflow_quietly
+from netcompiler.training.command_support import import_tensorflow_quietly
 import_tensorflow_quietly()  # first: TensorFlow's start-up maps much address space
 vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + 2 * 2 ** 30, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -541,8 +541,8 @@ def test_real_out_of_memory_in_a_20000_frame_forward(tmp_path):
     """Not patched: self-attention over 20000 frames needs 2 x 20000^2 floats (3.2 GB) per
     score matrix; the process gets 2 GiB of address space beyond what TensorFlow mapped."""
     import netcompiler
-    from netcompiler.datasets import write_hdf
-    from netcompiler.export import checkpoint
+    from netcompiler.training.datasets import write_hdf
+    from netcompiler.backend.export import checkpoint
 
     cfg = write_config(tmp_path, ATTENTION)
     net = netcompiler.compile(validate(cfg))
@@ -629,7 +629,7 @@ DENSE = {
 
 def test_saved_model_has_static_features_and_checks_lengths(tmp_path):
     import netcompiler
-    from netcompiler.export import export_saved_model
+    from netcompiler.backend.export import export_saved_model
 
     net = netcompiler.compile(DENSE, seed=1)
     export_saved_model(net, tmp_path / "sm")

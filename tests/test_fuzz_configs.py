@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netcompiler.diagnostics import ERROR, NOTE, WARNING, Diagnostic
-from netcompiler.validate import ValidationResult, validate
+from netcompiler.core.diagnostics import ERROR, NOTE, WARNING, Diagnostic
+from netcompiler.frontend.validate import ValidationResult, validate
 
 VALID_CONFIGS = [
     {

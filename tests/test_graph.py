@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from netcompiler.diagnostics import ERROR, WARNING, format_text
-from netcompiler.graph import build_graph, output_layers
-from netcompiler.loader import parse_yaml
-from netcompiler.network import build_network
-from netcompiler.validate import validate
+from netcompiler.core.diagnostics import ERROR, WARNING, format_text
+from netcompiler.frontend.graph import build_graph, output_layers
+from netcompiler.frontend.loader import parse_yaml
+from netcompiler.frontend.network import build_network
+from netcompiler.frontend.validate import validate
 
 BASE = """\
 extern_data:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from netcompiler import cli
-from netcompiler.render import ORANGE, RED, build_drawing, render_dot
-from netcompiler.validate import validate
+from netcompiler.cli import app as cli
+from netcompiler.frontend.render import ORANGE, RED, build_drawing, render_dot
+from netcompiler.frontend.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

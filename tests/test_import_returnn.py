@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from netcompiler.cli import main
-from netcompiler.loader import load
-from netcompiler.returnn_config import NotData, ReturnnConfigError, read_config
-from netcompiler.returnn_import import ReturnnImportError, dump_yaml, import_returnn
-from netcompiler.validate import validate
+from netcompiler.frontend.loader import load
+from netcompiler.returnn.config import NotData, ReturnnConfigError, read_config
+from netcompiler.returnn.convert import ReturnnImportError, dump_yaml, import_returnn
+from netcompiler.frontend.validate import validate
 
 DEMOS = Path(__file__).parent / "returnn_demos"
 REPO = Path(__file__).parent.parent
@@ -152,9 +152,9 @@ def test_demo_imports_in_safe_mode(name):
 
 def test_imported_train_section_is_accepted_by_training():
     """The datasets and learning-rate options build with netcompiler's own (TF-free) code."""
-    from netcompiler.datasets import make_dataset
-    from netcompiler.lr_control import LearningRateControl
-    from netcompiler.train import TrainOptions
+    from netcompiler.training.datasets import make_dataset
+    from netcompiler.training.lr_control import LearningRateControl
+    from netcompiler.training.trainer import TrainOptions
 
     config = import_returnn(demo("tf-rec-explicit-rnn")).config
     opts = TrainOptions.from_config(config)
@@ -293,7 +293,7 @@ def test_conv_bias_follows_returnns_behavior_version(tmp_path, version, want_bia
 def test_newbob_threshold_mapping_decides_like_returnn():
     """netcompiler's newbob with the mapped threshold decays exactly when RETURNN's would
     ((new - old) / |new| > t), for positive scores; checked on a grid of score pairs."""
-    from netcompiler.lr_control import LearningRateControl
+    from netcompiler.training.lr_control import LearningRateControl
 
     t = -0.01
     mapped = round(t / (1 - t), 12)
@@ -633,7 +633,7 @@ def test_cli_exit_codes(tmp_path, capsys):
 
 
 def test_cli_checkpoint_flag_calls_the_converter(tmp_path, capsys, monkeypatch):
-    """The --checkpoint wiring, with a stand-in of netcompiler.returnn_checkpoint_import."""
+    """The --checkpoint wiring, with a stand-in of netcompiler.returnn.checkpoint_import."""
     calls = []
 
     class ReturnnCheckpointError(Exception):
@@ -645,11 +645,11 @@ def test_cli_checkpoint_flag_calls_the_converter(tmp_path, capsys, monkeypatch):
             raise ReturnnCheckpointError("missing variables: output/W")
         return "converted 4 variables"
 
-    fake = types.ModuleType("netcompiler.returnn_checkpoint_import")
+    fake = types.ModuleType("netcompiler.returnn.checkpoint_import")
     fake.ReturnnCheckpointError = ReturnnCheckpointError
     fake.import_returnn_checkpoint = import_returnn_checkpoint
-    monkeypatch.setitem(sys.modules, "netcompiler.returnn_checkpoint_import", fake)
-    monkeypatch.setattr("netcompiler.command_helpers.import_tensorflow_quietly", lambda: None)
+    monkeypatch.setitem(sys.modules, "netcompiler.returnn.checkpoint_import", fake)
+    monkeypatch.setattr("netcompiler.training.command_support.import_tensorflow_quietly", lambda: None)
     out = tmp_path / "x.yaml"
     args = ["import-returnn", demo("tf-native-lstm2.12ax"), "-o", str(out), "--checkpoint",
             "net-model/network.005", "--model-dir", str(tmp_path / "m")]
@@ -665,7 +665,7 @@ def test_cli_checkpoint_flag_calls_the_converter(tmp_path, capsys, monkeypatch):
 
 
 def test_import_returnn_does_not_import_tensorflow(tmp_path):
-    code = ("import sys; from netcompiler.cli import main; "
+    code = ("import sys; from netcompiler.cli.app import main; "
             f"rc = main(['import-returnn', {demo('tf-attention')!r}, "
             f"'-o', {str(tmp_path / 'a.yaml')!r}]); "
             "print(rc, 'tensorflow' in sys.modules)")
@@ -767,9 +767,9 @@ def test_published_swb_conformer_training_options():
                 "learning_rate_control_min_num_epochs_per_new_lr",
                 "learning_rate_control_relative_error_relative_lr",
                 "learning_rate_control_error_measure"} & set(warned)
-    from netcompiler.lr_control import LearningRateControl
-    from netcompiler.schema import validate_config
-    from netcompiler.train import TrainOptions
+    from netcompiler.training.lr_control import LearningRateControl
+    from netcompiler.frontend.schema import validate_config
+    from netcompiler.training.trainer import TrainOptions
 
     assert not [d for d in validate_config({"network": {}, "train": train})
                 if d.severity == "error"]

@@ -3,7 +3,7 @@ layer of the enclosing network)."""
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXTERN = {"data": {"dim": 4}}
 

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import numpy_reference as ref  # noqa: E402
 
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 LENS = np.array([5, 2, 6, 1], np.int32)  # max 6 < T = 7: every sequence has padding
 B, T, N_IN, N = 4, 7, 5, 3
@@ -92,7 +92,7 @@ def test_in_loop_lstm_state_is_a_validation_error():
 
 # -- values (TensorFlow) ----------------------------------------------------------------------------
 def _build(network, seed=1):
-    from netcompiler.build import compile_network
+    from netcompiler.backend.build import compile_network
     return compile_network({"extern_data": {"data": {"dim": N_IN}}, "network": network},
                            seed=seed)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import netcompiler
-from netcompiler.initializers import InitSpec, check_initializer, parse_initializer
+from netcompiler.frontend.initializers import InitSpec, check_initializer, parse_initializer
 
 
 def cfg(network: dict, extern: dict | None = None) -> dict:
@@ -497,8 +497,8 @@ def test_batch_norm_statistics_are_checkpointed(tmp_path):
     net = _bn_net(True)
     net(inputs={"data": x}, lengths={"data": lengths}, training=True)
     saved = net.variable("output/batch_norm/variance").numpy()
-    from netcompiler.export import checkpoint
-    from netcompiler.train import restore_network
+    from netcompiler.backend.export import checkpoint
+    from netcompiler.training.trainer import restore_network
 
     prefix = checkpoint(net).write(str(tmp_path / "ckpt"))
     other = _bn_net(True)

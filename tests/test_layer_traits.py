@@ -1,4 +1,4 @@
-"""Layer traits live on the rules (`netcompiler.layers.base.LayerRule`), not in the engine.
+"""Layer traits live on the rules (`netcompiler.core.layer_rule.LayerRule`), not in the engine.
 
 - the engine modules name no layer class: no comparison of a class with a class-name literal,
   no `{class: NAME}` literal, no list of class names (checked on their syntax tree);
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from netcompiler.layers import COMMON_LAYER_OPTIONS, LayerRule, get_rule, registry, traits
-from netcompiler.schema import layer_options as schema_options
+from netcompiler.frontend.schema import layer_options as schema_options
 
 
 
@@ -30,9 +30,9 @@ def module_source(module: str) -> str:
 
 #: modules that must not name layer classes: what a class is, its rule says (their source is
 #: read, not imported: some import TensorFlow)
-ENGINE_MODULES = ("netcompiler.loop", "netcompiler.network", "netcompiler.graph",
-                  "netcompiler.shapes", "netcompiler.shape_checks", "netcompiler.build",
-                  "netcompiler.train", "netcompiler.search")
+ENGINE_MODULES = ("netcompiler.backend.loop.runner", "netcompiler.frontend.network", "netcompiler.frontend.graph",
+                  "netcompiler.frontend.shapes", "netcompiler.frontend.shape_checks", "netcompiler.backend.build",
+                  "netcompiler.training.trainer", "netcompiler.training.search")
 
 BOOL_TRAITS = ("concat_sources", "broadcasts_sources", "stateful", "step_indexed", "loop_only",
                "position_wise", "chooses_labels", "masked_step", "supports_apply_zero",
@@ -175,7 +175,7 @@ def test_traits_of_an_unknown_class_are_the_defaults():
 
 
 def test_reference_options_come_from_the_rule():
-    from netcompiler.network import Layer, Scope, layer_references, reference_options
+    from netcompiler.frontend.network import Layer, Scope, layer_references, reference_options
 
     assert reference_options("switch") == ("from", "condition", "true_from", "false_from",
                                            "reuse_params", "initial_output")
@@ -211,7 +211,7 @@ UNIT_CFG = {
 
 
 def _compile(cfg):
-    from netcompiler.build import compile_network
+    from netcompiler.backend.build import compile_network
 
     return compile_network(copy.deepcopy(cfg), seed=1)
 
@@ -219,7 +219,7 @@ def _compile(cfg):
 @pytest.mark.tf
 def test_loop_only_and_position_wise_traits_decide_where_a_layer_runs(monkeypatch):
     from netcompiler.layers.copy import CopyRule
-    from netcompiler.loop import unit_placement
+    from netcompiler.backend.loop.runner import unit_placement
 
     both = {"output/acc", "output/output"}
     place = unit_placement(_compile(UNIT_CFG), "output")

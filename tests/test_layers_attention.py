@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXTERN = {
     "data": {"dim": 8},                               # [B, T(data), F=8]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXTERN = {
     "data": {"dim": 32},                                   # [B, T(data), F=32]
@@ -438,7 +438,7 @@ def test_inside_rec_unit_per_step_shapes():
 
 def test_validation_does_not_import_tensorflow():
     import subprocess  # a fresh interpreter: other tests may have imported TensorFlow
-    code = ("import sys; from netcompiler.validate import validate; "
+    code = ("import sys; from netcompiler.frontend.validate import validate; "
             "r = validate({'extern_data': {'data': {'dim': 4}}, 'network': {"
             "'a': {'class': 'conv', 'filter_size': [3], 'n_out': 2, 'strides': 2},"
             "'b': {'class': 'pool', 'from': 'a', 'mode': 'avg', 'pool_size': [2]},"
@@ -452,9 +452,9 @@ def test_validation_does_not_import_tensorflow():
 
 # -- axis descriptions (RETURNN's Data.get_axes_from_description) ------------------------------
 
-from netcompiler.dims import BATCH_DIM, Shape, feature_dim, spatial_dim, time_dim  # noqa: E402
+from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim, time_dim  # noqa: E402
 from netcompiler.layers._axes import resolve_axes, resolve_axis  # noqa: E402
-from netcompiler.layers.base import ShapeError  # noqa: E402
+from netcompiler.core.layer_rule import ShapeError  # noqa: E402
 
 
 class _Ctx:

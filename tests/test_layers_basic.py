@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from netcompiler.activations import ACTIVATIONS, parse_activation
-from netcompiler.validate import validate
+from netcompiler.frontend.activations import ACTIVATIONS, parse_activation
+from netcompiler.frontend.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -526,7 +526,7 @@ def test_reinterpret_set_axes_errors():
 def test_validation_does_not_import_tensorflow():
     code = (
         "import sys\n"
-        "from netcompiler.validate import validate\n"
+        "from netcompiler.frontend.validate import validate\n"
         "r = validate({'extern_data': {'data': {'dim': 3}, 'c': {'dim': 4, 'sparse': True}},\n"
         "  'network': {'a': {'class': 'activation', 'activation': 'relu'},\n"
         "    'e': {'class': 'eval', 'from': ['a', 'data'], 'eval': 'tf.tanh(source(0)) * source(1)'},\n"

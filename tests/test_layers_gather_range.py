@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXT = {"data": {"dim": 6}, "cls": {"dim": 5, "sparse": True}, "img": {"shape": [None, 4, 6]}}
 B, T, T_CLS = 3, 7, 6

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = {"data": {"dim": 6}, "cls": {"dim": 5, "sparse": True}, "img": {"shape": [None, 4, 6]}}
@@ -296,7 +296,7 @@ def test_reduce_avg_is_masked_mean():
 def test_batch_norm_layer_against_numpy(tmp_path):
     import tensorflow as tf
 
-    from netcompiler.export import checkpoint
+    from netcompiler.backend.export import checkpoint
 
     import netcompiler
 

@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from netcompiler import cli  # noqa: E402
-from netcompiler.train import Trainer  # noqa: E402
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.cli import app as cli
+from netcompiler.training.trainer import Trainer  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 pytestmark = pytest.mark.tf
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netcompiler import TF_EXTRA_MODULES
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -78,7 +78,7 @@ def test_validate_without_tensorflow(light_env):
 
 
 def test_schema_without_tensorflow(light_env):
-    from netcompiler.schema import render_config_schema
+    from netcompiler.frontend.schema import render_config_schema
 
     proc = light(light_env, "schema")
     assert proc.returncode == 0, proc.stderr
@@ -158,7 +158,7 @@ def test_python_api_without_tensorflow(light_env):
 
 def test_missing_h5py_alone_is_named():
     # TensorFlow present but another module of the extra missing: the message names it
-    from netcompiler.command_helpers import needs_tf
+    from netcompiler.training.command_support import needs_tf
 
     exc = ModuleNotFoundError("No module named 'h5py'", name="h5py")
     assert needs_tf("forward", exc) == (

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from netcompiler.diagnostics import ConfigError, Diagnostic
-from netcompiler.loader import (Config, Mark, apply_overrides, from_dict, load, load_file,
+from netcompiler.core.diagnostics import ConfigError, Diagnostic
+from netcompiler.frontend.loader import (Config, Mark, apply_overrides, from_dict, load, load_file,
                                 parse_override, parse_yaml)
-from netcompiler.validate import ValidationResult, validate
+from netcompiler.frontend.validate import ValidationResult, validate
 
 BASE_YAML = """\
 extern_data:

@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.build import compile_network  # noqa: E402
+from netcompiler.backend.build import compile_network  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 
@@ -354,7 +354,7 @@ def test_fetch_attention_weights_stacked_base_convert():
 
 
 def test_move_out_plan():
-    from netcompiler.loop import plan_unit
+    from netcompiler.backend.loop.runner import plan_unit
 
     net = compile_network(ATT_DEC)
     rec = net.network.layers["output"]

@@ -11,9 +11,9 @@ import yaml
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.build import compile_network  # noqa: E402
-from netcompiler.loop import unit_placement  # noqa: E402
-from netcompiler.losses import compute_loss  # noqa: E402
+from netcompiler.backend.build import compile_network  # noqa: E402
+from netcompiler.backend.loop.runner import unit_placement  # noqa: E402
+from netcompiler.training.losses import compute_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = ("reverse_dot_attention", "base_convert_attention", "copy_gauss_window")

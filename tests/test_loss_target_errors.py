@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 HEAD = """\
 extern_data:

@@ -1,4 +1,4 @@
-"""Losses of `netcompiler.losses` against NumPy on ragged batches with random padding."""
+"""Losses of `netcompiler.training.losses` against NumPy on ragged batches with random padding."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler import losses  # noqa: E402
+from netcompiler.training import losses
 
 pytestmark = pytest.mark.tf
 
@@ -215,7 +215,7 @@ def _levenshtein(a, b) -> int:
 
 
 def test_edit_distance_loss_keeps_statistics_only():
-    from netcompiler.losses import compute_loss
+    from netcompiler.training.losses import compute_loss
 
     rng = np.random.default_rng(5)
     hyp = rng.integers(0, 4, size=(4, 6)).astype(np.int32)

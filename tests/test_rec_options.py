@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netcompiler.seq_len_expr import SeqLenExprError, evaluate, parse, references
-from netcompiler.validate import validate
+from netcompiler.frontend.seq_len_expr import SeqLenExprError, evaluate, parse, references
+from netcompiler.frontend.validate import validate
 
 
 # -- max_seq_len expressions (parsed, never executed) ----------------------------------------------

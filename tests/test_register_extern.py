@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 
 def enc_dec() -> dict:
@@ -69,7 +69,7 @@ def test_forward_and_training_read_the_registered_target(tmp_path):
     assert np.asarray(lens).tolist() == [3, 2]
     np.testing.assert_array_equal(np.asarray(decoded)[0], [1, 2, 4])
 
-    from netcompiler.train import Trainer
+    from netcompiler.training.trainer import Trainer
 
     cfg = enc_dec()
     cfg["train"] = {"train_data": {"class": "copy", "num_seqs": 20, "num_symbols": 4,

@@ -1,4 +1,4 @@
-"""Loading RETURNN checkpoints (`netcompiler.returnn_checkpoint`): the fixtures RETURNN itself
+"""Loading RETURNN checkpoints (`netcompiler.returnn.checkpoint`): the fixtures RETURNN itself
 saved (tests/fixtures/returnn-checkpoints/, see its README) reproduce RETURNN's outputs; missing,
 extra and misshapen tensors are errors that load nothing; the gate layouts against NumPy LSTM /
 GRU steps written from RETURNN's and TF's formulas; `import_returnn_checkpoint` writes a model
@@ -17,17 +17,17 @@ import yaml
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler import cli  # noqa: E402
-from netcompiler.build import compile_network  # noqa: E402
-from netcompiler.returnn_checkpoint import (ReturnnCheckpointError,  # noqa: E402
+from netcompiler.cli import app as cli
+from netcompiler.backend.build import compile_network  # noqa: E402
+from netcompiler.returnn.checkpoint import (ReturnnCheckpointError,  # noqa: E402
                                             gru_cell_to_netcompiler,
                                             lstm_cell_to_netcompiler,
                                             native_lstm_to_netcompiler, returnn_epoch,
                                             returnn_rules)
 from netcompiler.layers.rec import gru_step, lstm_step  # noqa: E402
-from netcompiler.returnn_checkpoint_import import import_returnn_checkpoint  # noqa: E402
-from netcompiler.train import Trainer, list_checkpoints, restore_network  # noqa: E402
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.returnn.checkpoint_import import import_returnn_checkpoint  # noqa: E402
+from netcompiler.training.trainer import Trainer, list_checkpoints, restore_network  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 pytestmark = pytest.mark.tf
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "returnn-checkpoints"
@@ -191,7 +191,7 @@ def test_bad_prefixes_are_one_line_errors(tmp_path):
     with pytest.raises(ReturnnCheckpointError, match="directory without a checkpoint"):
         net.load_returnn_checkpoint(tmp_path)
     # a netcompiler checkpoint is not a RETURNN one
-    from netcompiler.export import checkpoint
+    from netcompiler.backend.export import checkpoint
     own = checkpoint(net).write(str(tmp_path / "own" / "ckpt"))
     with pytest.raises(ReturnnCheckpointError, match="not one saved by RETURNN"):
         net.load_returnn_checkpoint(own)
@@ -448,7 +448,7 @@ def test_import_then_forward_compile_and_refuse_a_second_time(tmp_path):
     restore_network(net, str(model_dir / "ckpt-001" / "ckpt"))
     assert max(max_diffs(net, name).values()) < TOL
     # netcompiler forward CONFIG --checkpoint MODEL_DIR (the reference batch as npz data)
-    from netcompiler.datasets import read_hdf, write_npz
+    from netcompiler.training.datasets import read_hdf, write_npz
     cfg = tmp_path / "net.yaml"
     cfg.write_text(yaml.safe_dump(config))
     ref, _, inputs, lengths = reference(name)
@@ -503,7 +503,7 @@ def test_import_errors_leave_no_model_dir(tmp_path):
 def _finetune_config(tmp_path) -> dict:
     """The lstm_dot_attention network with a loss and a tiny npz training set made of the
     reference batch."""
-    from netcompiler.datasets import write_npz
+    from netcompiler.training.datasets import write_npz
 
     config = load_config("lstm_dot_attention")
     config["network"]["output"]["unit"]["output_prob"]["loss"] = "ce"

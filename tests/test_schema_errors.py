@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from netcompiler.diagnostics import ERROR, format_text
-from netcompiler.validate import validate
+from netcompiler.core.diagnostics import ERROR, format_text
+from netcompiler.frontend.validate import validate
 
 # columns used below (1-based):
 # line 5: `class` 9, `from` 24, `n_out` 36, `activation` 47
@@ -220,7 +220,7 @@ def test_unknown_rec_unit():
 
 def test_unknown_initializer():
     d = only(check(BASE, "activation: tanh", "forward_weights_init: glorot_unifrom"))
-    assert d.rule == "schema.initializer"  # names/calls are checked by netcompiler.initializers
+    assert d.rule == "schema.initializer"  # names/calls are checked by netcompiler.frontend.initializers
     assert d.message.startswith("unknown initialiser `glorot_unifrom` (one of: constant, ")
     assert d.hint == "did you mean `glorot_uniform`?"
     assert where(d) == (("network", "enc", "forward_weights_init"), 5, 47)

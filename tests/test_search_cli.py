@@ -12,12 +12,12 @@ import yaml
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler import cli  # noqa: E402
-from netcompiler.build import compile_network  # noqa: E402
-from netcompiler.datasets import make_dataset, write_npz  # noqa: E402
-from netcompiler.export import checkpoint  # noqa: E402
-from netcompiler.train import Trainer  # noqa: E402
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.cli import app as cli
+from netcompiler.backend.build import compile_network  # noqa: E402
+from netcompiler.training.datasets import make_dataset, write_npz  # noqa: E402
+from netcompiler.backend.export import checkpoint  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -249,7 +249,7 @@ def test_resume_decoder_training(trained, tmp_path):
 def test_out_of_memory_in_search_is_one_line(trained, tmp_path, capsys, monkeypatch):
     import tensorflow as tf
 
-    from netcompiler.build import CompiledNetwork
+    from netcompiler.backend.build import CompiledNetwork
 
     def search(self, *args, **kw):  # the device runs out of memory
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")

@@ -5,7 +5,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 import numpy_reference as ref  # noqa: E402
 

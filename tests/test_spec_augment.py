@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import netcompiler
-from netcompiler.expr import SPEC_AUGMENT_EXAMPLE
+from netcompiler.frontend.expr import SPEC_AUGMENT_EXAMPLE
 
 
 def cfg(layer: dict, dim: int = 20, extra: dict | None = None) -> dict:
@@ -267,7 +267,7 @@ train:
 def test_training_masks_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     import os
 
-    from netcompiler.train import Trainer
+    from netcompiler.training.trainer import Trainer
 
     def train(model_dir, epochs, text=TRAIN_CONFIG):
         path = tmp_path / "c.yaml"

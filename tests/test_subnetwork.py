@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import netcompiler
-from netcompiler.graph import output_layers
+from netcompiler.frontend.graph import output_layers
 
 B, T, F = 3, 5, 4
 LEN = np.array([5, 3, 1], dtype=np.int32)

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
     ('import pytest\npytest.importorskip("tensorflow")\n', True),
     ('import tensorflow as tf\n', True),
     ('import netcompiler\n\ndef test_a():\n    netcompiler.compile("c.yaml")\n', True),
-    ('from netcompiler.build import compile_network\n', True),
-    ('from netcompiler.train import Trainer\n', True),
+    ('from netcompiler.backend.build import compile_network\n', True),
+    ('from netcompiler.training.trainer import Trainer\n', True),
     # in a string or a comment (code run in a subprocess without TensorFlow): not a sign
     ('CODE = "import netcompiler; netcompiler.compile(x)"\n# needs no tensorflow\n', False),
     # TensorFlow tests marked one by one: the marks are trusted, the rest is front end

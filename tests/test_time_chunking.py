@@ -11,7 +11,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
-from netcompiler.build import compile_network  # noqa: E402
+from netcompiler.backend.build import compile_network  # noqa: E402
 from tests import numpy_reference as ref  # noqa: E402
 
 F, N = 3, 4

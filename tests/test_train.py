@@ -14,11 +14,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler import cli  # noqa: E402
-from netcompiler.lr_control import LearningRateControl, LearningRateError  # noqa: E402
-from netcompiler.train import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, Trainer, TrainError,  # noqa: E402
+from netcompiler.cli import app as cli
+from netcompiler.training.lr_control import LearningRateControl, LearningRateError  # noqa: E402
+from netcompiler.training.trainer import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, Trainer, TrainError,  # noqa: E402
                                list_checkpoints)
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 pytestmark = pytest.mark.tf
 REPO = Path(__file__).resolve().parents[1]
@@ -213,8 +213,8 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from netcompiler.validate import validate
-from netcompiler.train import Trainer
+from netcompiler.frontend.validate import validate
+from netcompiler.training.trainer import Trainer
 import io
 cfg, out = sys.argv[1], sys.argv[2]
 res = {}

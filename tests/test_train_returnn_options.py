@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from netcompiler.lr_control import LearningRateControl, LearningRateError
+from netcompiler.training.lr_control import LearningRateControl, LearningRateError
 
 # -- learning_rates (no TensorFlow needed) ---------------------------------------------------------
 
@@ -153,7 +153,7 @@ def test_state_round_trip_continues_like_an_uninterrupted_run():
 
 # -- max_seq_length in batching --------------------------------------------------------------------
 def _dataset(lengths, classes_lengths=None):
-    from netcompiler.datasets.base import ArrayDataset, KeyInfo
+    from netcompiler.training.datasets.base import ArrayDataset, KeyInfo
 
     lengths = np.asarray(lengths)
     cl = np.asarray(classes_lengths if classes_lengths is not None else lengths)
@@ -166,8 +166,8 @@ def _dataset(lengths, classes_lengths=None):
 
 
 def test_max_seq_length_skips_long_training_sequences():
-    from netcompiler.datasets import DatasetError
-    from netcompiler.datasets.pipeline import batches
+    from netcompiler.training.datasets import DatasetError
+    from netcompiler.training.datasets.pipeline import batches
 
     ds = _dataset([5, 12, 8, 30, 10, 11], classes_lengths=[2, 3, 9, 1, 4, 5])
     for batching in ("random", "sorted", "laplace:2"):
@@ -186,8 +186,8 @@ def test_max_seq_length_skips_long_training_sequences():
 
 # -- chunking -------------------------------------------------------------------------------------
 def test_chunking_cuts_sequences_like_returnn():
-    from netcompiler.datasets import DatasetError
-    from netcompiler.datasets.chunking import ChunkedDataset, parse_chunking
+    from netcompiler.training.datasets import DatasetError
+    from netcompiler.training.datasets.chunking import ChunkedDataset, parse_chunking
 
     assert parse_chunking("4:2") == (4, 2) and parse_chunking("5") == (5, 5)
     assert parse_chunking([3, 1]) == (3, 1) and parse_chunking("0") is None
@@ -214,8 +214,8 @@ def test_chunking_cuts_sequences_like_returnn():
 
 
 def test_chunking_keeps_a_sequence_in_its_partition():
-    from netcompiler.datasets.chunking import ChunkedDataset
-    from netcompiler.datasets.pipeline import batches, epoch_seq_indices
+    from netcompiler.training.datasets.chunking import ChunkedDataset
+    from netcompiler.training.datasets.pipeline import batches, epoch_seq_indices
 
     ds = _dataset([6, 6, 6, 6])
     ds.partition = 2  # epoch 1: sequences 0, 1; epoch 2: sequences 2, 3
@@ -229,9 +229,9 @@ def test_chunking_keeps_a_sequence_in_its_partition():
 # -- gradients: per-entry clip and noise (TensorFlow) ----------------------------------------------
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.gradients import gradient_post_process  # noqa: E402
-from netcompiler.train import Trainer, TrainError  # noqa: E402
-from netcompiler.validate import validate  # noqa: E402
+from netcompiler.training.gradients import gradient_post_process  # noqa: E402
+from netcompiler.training.trainer import Trainer, TrainError  # noqa: E402
+from netcompiler.frontend.validate import validate  # noqa: E402
 
 
 def test_gradient_clip_value_clips_every_entry():
@@ -382,8 +382,8 @@ import io, json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from netcompiler.validate import validate
-from netcompiler.train import Trainer
+from netcompiler.frontend.validate import validate
+from netcompiler.training.trainer import Trainer
 cfg, out = sys.argv[1], sys.argv[2]
 res = {}
 for name in ("default", "mirrored"):
@@ -475,7 +475,7 @@ def test_accum_grad_training_resumes_like_an_uninterrupted_run(tmp_path):
 
 
 def test_training_on_chunks_keeps_dev_data_whole(tmp_path):
-    from netcompiler.datasets.chunking import ChunkedDataset
+    from netcompiler.training.datasets.chunking import ChunkedDataset
 
     # unquoted, YAML 1.1 reads 5:3 as the integer 303 (base 60): rejected, not misread
     path = tmp_path / "c.yaml"

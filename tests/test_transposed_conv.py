@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 EXTERN = {
     "data": {"dim": 6},                      # [B, T(data), F=6]

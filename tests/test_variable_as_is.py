@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 
 def _cfg(network: dict, extern: dict | None = None, **top) -> dict:
@@ -154,7 +154,7 @@ def test_variable_trainable_false():
 @tf_only
 def test_as_is_loss_against_numpy():
     pytest.importorskip("tensorflow")
-    from netcompiler.losses import compute_loss
+    from netcompiler.training.losses import compute_loss
 
     rng = np.random.default_rng(0)
     values = rng.normal(size=(3, 5, 2)).astype(np.float32)
@@ -174,7 +174,7 @@ def test_as_is_loss_against_numpy():
 
 
 def _trainer(tmp_path, network: dict, extern: dict | None = None):
-    from netcompiler.train import Trainer
+    from netcompiler.training.trainer import Trainer
 
     cfg = _cfg(network, extern, train={
         "train_data": {"class": "12ax", "num_seqs": 10}, "batch_size": 100, "num_epochs": 1,

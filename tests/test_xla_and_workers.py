@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netcompiler.validate import validate
+from netcompiler.frontend.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_jit_compile_option_validates(tmp_path):
 
 # -- XLA trains like the plain step ----------------------------------------------------------------
 def _train(tmp_path, jit: bool, name: str):
-    from netcompiler.train import Trainer
+    from netcompiler.training.trainer import Trainer
 
     result = validate(write(tmp_path, CONFIG), [f"train.jit_compile={str(jit).lower()}"])
     assert not result.errors, messages(result)
@@ -96,7 +96,7 @@ def test_jit_compile_trains_like_the_plain_step(tmp_path):
 
 @pytest.mark.tf
 def test_jit_compile_refuses_several_replicas(tmp_path):
-    from netcompiler.train import Trainer, TrainError
+    from netcompiler.training.trainer import Trainer, TrainError
 
     class TwoReplicas:  # only asked for its replica count before the refusal
         num_replicas_in_sync = 2
@@ -132,8 +132,8 @@ def test_xla_benchmark_configs_validate(tmp_path):
 WORKER = r"""
 import io, json, os, sys
 cfg, model_dir, dist, out = sys.argv[1:5]
-from netcompiler.validate import validate
-from netcompiler.train import Trainer
+from netcompiler.frontend.validate import validate
+from netcompiler.training.trainer import Trainer
 t = Trainer(validate(cfg, [f"train.distribution={dist}"]), model_dir=model_dir, out=io.StringIO())
 t.train()
 json.dump({"replicas": t.num_replicas, "chief": t._is_chief(),
@@ -190,7 +190,7 @@ def test_two_workers_over_loopback_train_like_one_process(tmp_path):
     deadline = time.time() + 170
     try:
         # meanwhile, the reference: one process, one device, the same global batches
-        from netcompiler.train import Trainer
+        from netcompiler.training.trainer import Trainer
 
         ref = Trainer(validate(cfg, []), model_dir=tmp_path / "single", out=io.StringIO())
         ref.train()

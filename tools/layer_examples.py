@@ -20,7 +20,7 @@ import yaml
 
 import netcompiler
 from netcompiler.layers import registry
-from netcompiler.schema import load_schema
+from netcompiler.frontend.schema import load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "tests" / "conformance.py"

@@ -35,9 +35,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from netcompiler.atomic import atomic_write_text
+from netcompiler.core.atomic import atomic_write_text
 from netcompiler.layers import registry
-from netcompiler.schema import layer_schema_files, load_schema
+from netcompiler.frontend.schema import layer_schema_files, load_schema
 
 
 def _sibling(name: str):

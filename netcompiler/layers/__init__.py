@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from .base import COMMON_LAYER_OPTIONS, LayerRule, ParamSpec, ShapeError
+from netcompiler.core.layer_rule import COMMON_LAYER_OPTIONS, LayerRule, ParamSpec, ShapeError
 
 __all__ = ["COMMON_LAYER_OPTIONS", "LayerRule", "ParamSpec", "ShapeError", "registry",
            "get_rule", "traits"]

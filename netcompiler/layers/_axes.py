@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape
 
 _INDEXED = re.compile(r"^(s|spatial|d|dyn|dynamic|static|except_batch):(-?\d+)$")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dims import FEATURE, Shape
-from .base import ParamSpec
-from ._axes import resolve_axes
+from netcompiler.core.dims import FEATURE, Shape
+from netcompiler.core.layer_rule import ParamSpec
+from netcompiler.layers._axes import resolve_axes
 
 #: batch_norm defaults (RETURNN's current behaviour version: momentum 0.1, statistics updated
 #: only in training, the update delayed, param_version 2; netcompiler masks padding by default)

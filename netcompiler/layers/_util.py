@@ -1,7 +1,7 @@
 """Small helpers shared by shape rules."""
 from __future__ import annotations
 
-from ..dims import Shape
+from netcompiler.core.dims import Shape
 
 
 def n_out_or_target(ctx, option: str = "n_out") -> int:

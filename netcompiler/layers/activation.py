@@ -1,14 +1,14 @@
 """`activation`: an element-wise activation (`relu`, `tanh`, `2*sigmoid`, ...); same shape.
 
 `softmax` and `log_softmax` normalise over the feature axis. The functions are defined in
-`netcompiler.activations` (shared with `linear`, `combine` and `eval`).
+`netcompiler.frontend.activations` (shared with `linear`, `combine` and `eval`).
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from ._util import check_n_out
-from .combine import GuessFromInputs, check_activation, mask_padding
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._util import check_n_out
+from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
 
 
 class ActivationRule(GuessFromInputs, LayerRule):
@@ -29,6 +29,6 @@ class ActivationRule(GuessFromInputs, LayerRule):
         return src
 
     def call(self, ctx):
-        from ..activations import apply_activation
+        from netcompiler.backend.activations import apply_activation
 
         return mask_padding(ctx, apply_activation(ctx.opt("activation"), ctx.source))

@@ -9,11 +9,11 @@ moving ones; then `* gamma` (`use_std`) and `+ beta` (`use_shift`).
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from .combine import GuessFromInputs
-from ._common_opts import BATCH_NORM_DEFAULTS, batch_norm_params
-from ._util import check_n_out, float_features
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs
+from netcompiler.layers._common_opts import BATCH_NORM_DEFAULTS, batch_norm_params
+from netcompiler.layers._util import check_n_out, float_features
 
 
 def layer_opts(ctx) -> dict:
@@ -37,6 +37,6 @@ class BatchNormRule(GuessFromInputs, LayerRule):
         return batch_norm_params(int(out.feature_size), layer_opts(ctx))
 
     def call(self, ctx):
-        from ._common_opts import apply_batch_norm
+        from netcompiler.layers._common_opts import apply_batch_norm
 
         return apply_batch_norm(ctx, ctx.source, ctx.out_shape, layer_opts(ctx))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..dims import Shape
-from .base import LayerRule
-from .combine import GuessFromInputs
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs
 
 
 class CastRule(GuessFromInputs, LayerRule):

@@ -7,8 +7,8 @@ the target has classes.
 """
 from __future__ import annotations
 
-from ..dims import BATCH_DIM, Shape
-from .base import LayerRule
+from netcompiler.core.dims import BATCH_DIM, Shape
+from netcompiler.core.layer_rule import LayerRule
 
 
 def target_classes(ctx) -> int | None:

@@ -12,13 +12,13 @@ layer whose shape follows from its inputs).
 """
 from __future__ import annotations
 
-from ..dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_dims,
+from netcompiler.core.dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_dims,
                     feature_dim, spatial_dim)
-from .. import expr as _expr
-from .. import expr_types as _types
-from ..activations import parse_activation
-from ._util import check_n_out
-from .base import LayerRule
+from netcompiler.frontend import expr as _expr
+from netcompiler.frontend import expr_types as _types
+from netcompiler.frontend.activations import parse_activation
+from netcompiler.layers._util import check_n_out
+from netcompiler.core.layer_rule import LayerRule
 
 COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average", "eval")
 
@@ -169,7 +169,7 @@ def _checked_output(ctx, out: Shape) -> Shape:
 def _activate_and_mask(ctx, y):
     """`activation` applied to the `combine`/`eval` result, padded frames of a float result
     set to 0."""
-    from ..activations import apply_activation
+    from netcompiler.backend.activations import apply_activation
 
     if ctx.opt("activation") is not None:
         y = apply_activation(ctx.opt("activation"), y)
@@ -439,7 +439,7 @@ def _guess_from_out_type(ctx) -> Shape | None:
 def _call_eval(ctx, option: str = "eval"):
     import tensorflow as tf
 
-    from ..expr_eval import to_tf
+    from netcompiler.backend.expr_eval import to_tf
 
     out = ctx.out_shape
     tree = _expr.parse_expression(ctx.opt(option), len(ctx.sources))

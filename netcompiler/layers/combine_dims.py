@@ -6,10 +6,10 @@ part of the merge, in input order (the first axis outermost): `[B, S=3, F=32]` w
 """
 from __future__ import annotations
 
-from ..dims import FEATURE, SPATIAL, Shape
-from ._axes import resolve_axes
-from .merge_dims import MergeDimsRule
-from ._util import src_desc
+from netcompiler.core.dims import FEATURE, SPATIAL, Shape
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers.merge_dims import MergeDimsRule
+from netcompiler.layers._util import src_desc
 
 
 class CombineDimsRule(MergeDimsRule):

@@ -6,10 +6,10 @@ the inputs (as `combine`), dtype bool, never sparse: a sparse `[B]` input gives 
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from ._util import check_n_out
-from .combine import GuessFromInputs, dim_size, align, broadcast_shape
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._util import check_n_out
+from netcompiler.layers.combine import GuessFromInputs, dim_size, align, broadcast_shape
 
 COMPARE_KINDS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
 

@@ -5,9 +5,9 @@ variable `v: [D]`; no bias, no projection. `[B, V]` (or `[B, T(dec), V]`).
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule, ParamSpec
-from .dot_attention import (CONCAT_FORMULATION, attend, attention_output, guess_attention_step,
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule, ParamSpec
+from netcompiler.layers.dot_attention import (CONCAT_FORMULATION, attend, attention_output, guess_attention_step,
                             to_decoder_form)
 
 

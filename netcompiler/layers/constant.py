@@ -5,9 +5,9 @@ integers, bool for booleans, float32 otherwise). The layer reads no input (use `
 """
 from __future__ import annotations
 
-from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
-from .base import GuessIsInfer, LayerRule
-from ._util import check_n_out
+from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import GuessIsInfer, LayerRule
+from netcompiler.layers._util import check_n_out
 
 
 def value_shape(value, path: str = "value") -> tuple[list[int], list]:

@@ -25,10 +25,10 @@ feature axis (if any) becomes the last spatial axis (after those of `in_spatial_
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess, ParamSpec
-from ._axes import resolve_axes
-from ._util import src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess, ParamSpec
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import src_desc
 
 
 def _per_axis(ctx, option: str, value, n: int, default) -> list[int]:
@@ -306,7 +306,7 @@ class ConvRule(SpatialRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from ..activations import apply_activation
+        from netcompiler.backend.activations import apply_activation
 
         W = ctx.params["W"]
         groups = int(ctx.opt("groups", 1) or 1)

@@ -1,10 +1,10 @@
 """`copy`: the input unchanged (a `from` list: concatenated on the feature axis)."""
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from ._util import check_n_out
-from .combine import GuessFromInputs
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._util import check_n_out
+from netcompiler.layers.combine import GuessFromInputs
 
 
 class CopyRule(GuessFromInputs, LayerRule):

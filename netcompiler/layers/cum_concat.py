@@ -9,7 +9,7 @@ the same name share the axis (keys and values of an attention), and `stag:NAME` 
 other layers' axis options. Without it every cum_concat layer makes its own axis, named after
 the layer.
 
-It always runs step by step inside the loop (netcompiler.loop keeps it there with a buffer of
+It always runs step by step inside the loop (netcompiler.backend.loop.runner keeps it there with a buffer of
 the loop's maximum number of steps as its state; the steps not reached yet are zeros and lie
 beyond the axis' length t + 1, so masked layers such as `softmax_over_spatial` ignore them).
 RETURNN moves it out of the loop as an identity with per-step lengths ([T]-shaped lengths);
@@ -18,9 +18,9 @@ Outside a rec unit it is an error, as in RETURNN.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, SPATIAL, Shape, time_dim
-from .base import LayerRule, NoStepGuess
-from ._util import src_desc
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Shape, time_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._util import src_desc
 
 
 def new_axis(ctx):
@@ -68,7 +68,7 @@ class CumConcatRule(NoStepGuess, LayerRule):
         dims.insert(at, new_axis(ctx))
         return Shape(tuple(dims), src.sparse_dim, src.dtype)
 
-    # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    # -- one step inside a rec unit (run by netcompiler.backend.loop.runner) ------------------------------------
     def carries_state(self, opts: dict, step_shape: Shape) -> bool:
         """Always: its output has its own (new) time axis, the frames so far."""
         return True

@@ -2,16 +2,16 @@
 DecideLayer). Without a beam it is the identity, with the same shape (sparse labels stay sparse).
 
 In netcompiler a forward pass (teacher forcing) has no beam: beam search is run by
-`net.search` (netcompiler.loop), which finds the decoder through `decide` and itself returns
+`net.search` (netcompiler.backend.loop.runner), which finds the decoder through `decide` and itself returns
 the best hypotheses (ranked with the `choice`'s `length_normalization`). So `decide` is the
 identity when the network is compiled. `length_normalization` (RETURNN: divide the beam scores
 by the hypothesis lengths before picking the best) is accepted; it has no effect without a beam.
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from .combine import GuessFromInputs
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs
 
 
 class DecideRule(GuessFromInputs, LayerRule):

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
-from .base import LayerRule
-from ._axes import resolve_axes
-from ._util import zero_padded
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import zero_padded
 
 
 def static(d: Dim) -> bool:

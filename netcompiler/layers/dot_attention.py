@@ -7,8 +7,8 @@ keys `j >= len_base[b]` masked, softmax over j, `out[b] = sum_j w[b,j] base[b,j]
 """
 from __future__ import annotations
 
-from ..dims import BATCH, BATCH_DIM, FEATURE, TIME, Dim, Shape, feature_dim, spatial_dim
-from .base import LayerRule
+from netcompiler.core.dims import BATCH, BATCH_DIM, FEATURE, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule
 
 DOT_FORMULATION = (
     "`energy: {class: dot, from: [base_ctx, s], red1: F, red2: F, var1: T, var2: null}`, "

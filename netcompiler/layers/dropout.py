@@ -5,10 +5,10 @@ by the compiler, training only), so the builder returns its (already dropped-out
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from ._util import check_n_out
-from .combine import GuessFromInputs
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._util import check_n_out
+from netcompiler.layers.combine import GuessFromInputs
 
 
 class DropoutRule(GuessFromInputs, LayerRule):

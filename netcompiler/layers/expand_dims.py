@@ -10,9 +10,9 @@
 """
 from __future__ import annotations
 
-from ..dims import FEATURE, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import FEATURE, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 class ExpandDimsRule(NoStepGuess, LayerRule):

@@ -23,10 +23,10 @@ that range instead (a sequence of length 0 still gives zeros).
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 def _is_int(value) -> bool:

@@ -5,10 +5,10 @@ splitting their concatenation). Defaults: `activation: tanh`, `gate_activation: 
 """
 from __future__ import annotations
 
-from ..dims import Shape, feature_dim
-from .base import LayerRule
-from .combine import GuessFromInputs, check_activation, mask_padding
-from ._util import check_n_out, float_features, src_desc
+from netcompiler.core.dims import Shape, feature_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
+from netcompiler.layers._util import check_n_out, float_features, src_desc
 
 
 class GatingRule(GuessFromInputs, LayerRule):
@@ -30,7 +30,7 @@ class GatingRule(GuessFromInputs, LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from ..activations import apply_activation
+        from netcompiler.backend.activations import apply_activation
 
         a, b = tf.split(ctx.source, 2, axis=-1)
         y = (apply_activation(ctx.opt("activation"), a)

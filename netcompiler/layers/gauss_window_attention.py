@@ -7,9 +7,9 @@ T(dec)]` / `[B, T(dec), F=1]`). Output: a Gauss-weighted (unnormalised) window o
 """
 from __future__ import annotations
 
-from ..dims import Shape, feature_dim, spatial_dim
-from .base import LayerRule
-from .dot_attention import GAUSS_FORMULATION, check_base, decoder_axes, guess_attention_step
+from netcompiler.core.dims import Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.dot_attention import GAUSS_FORMULATION, check_base, decoder_axes, guess_attention_step
 
 
 class GaussWindowAttentionRule(LayerRule):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..dims import BATCH, FEATURE, TIME, Dim, Shape, spatial_dim
-from .base import LayerRule
-from .dot import same_axis
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Dim, Shape, spatial_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.dot import same_axis
 
 
 @dataclass

@@ -15,8 +15,8 @@ carries its state in the loop, or is moved out of it): a validation error; its o
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
 
 #: keys meaning the whole state (RETURNN: `*`, `flat`; null as in older netcompiler configs)
 WHOLE_KEYS = (None, "*", "flat")
@@ -27,7 +27,7 @@ PART_KEYS = ("c", "h", "output")
 def cell_unit(opts: dict) -> str | None:
     """The cell unit (lower case) of a cell layer's options (`rnn_cell`, `rec` with a cell
     unit name), else None."""
-    from .rec import CELL_UNITS
+    from netcompiler.layers.rec import CELL_UNITS
 
     if opts.get("class") not in ("rec", "rnn_cell"):
         return None
@@ -40,7 +40,7 @@ def cell_unit(opts: dict) -> str | None:
 def state_part(key, unit: str | None) -> str | None:
     """What `key` selects of an input: `c`, `h`, `c+h` (the whole LSTM state), None for an
     invalid key."""
-    from .rec import is_gru
+    from netcompiler.layers.rec import is_gru
 
     if key == "output":
         key = "h"

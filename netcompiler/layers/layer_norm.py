@@ -5,10 +5,10 @@ and `bias: [F]` (init 0). Same shape as the input.
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule, ParamSpec
-from ._util import check_n_out, float_features
-from .combine import GuessFromInputs, mask_padding
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule, ParamSpec
+from netcompiler.layers._util import check_n_out, float_features
+from netcompiler.layers.combine import GuessFromInputs, mask_padding
 
 
 class LayerNormRule(GuessFromInputs, LayerRule):

@@ -2,9 +2,9 @@
 `[B] int32`."""
 from __future__ import annotations
 
-from ..dims import BATCH_DIM, TIME, Shape
-from .base import LayerRule
-from ._axes import resolve_axis
+from netcompiler.core.dims import BATCH_DIM, TIME, Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._axes import resolve_axis
 
 
 class LengthRule(LayerRule):

@@ -1,9 +1,9 @@
 """`linear` and `softmax`: y = act(x @ W + b); sparse input = rows of W (embedding lookup)."""
 from __future__ import annotations
 
-from ..dims import BATCH, Shape
-from .base import LayerRule, ParamSpec, ShapeError
-from ._util import input_features, n_out_or_target
+from netcompiler.core.dims import BATCH, Shape
+from netcompiler.core.layer_rule import LayerRule, ParamSpec, ShapeError
+from netcompiler.layers._util import input_features, n_out_or_target
 
 
 class LinearRule(LayerRule):
@@ -39,7 +39,7 @@ class LinearRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from ..activations import apply_activation
+        from netcompiler.backend.activations import apply_activation
 
         x = ctx.source
         W = ctx.params["W"]

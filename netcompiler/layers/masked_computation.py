@@ -4,7 +4,7 @@
     full:   {class: unmask, from: masked, mask: m}
 
 The `unit` (a layer dict, also a `subnetwork`) is inlined like a sub-network
-(`netcompiler.network`): it is the layer `masked/unit` (variables `masked/unit/W`; the layers of
+(`netcompiler.frontend.network`): it is the layer `masked/unit` (variables `masked/unit/W`; the layers of
 a `subnetwork` unit are `masked/unit/NAME`), and inside it `data` is the masked input, the
 synthetic layer `masked/data:data` (a `masked_computation` layer with the internal option
 `_frames`). `base:x` is a layer of the enclosing network (not masked).
@@ -22,9 +22,9 @@ unit's `initial_output`). `unmask` of such a per-step value is the identity.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, Shape
-from ..errors import InternalError
-from .base import LayerRule
+from netcompiler.core.dims import BATCH, Shape
+from netcompiler.core.errors import InternalError
+from netcompiler.core.layer_rule import LayerRule
 
 #: the internal option of the synthetic input layer `<layer>/data:data`
 FRAMES = "_frames"

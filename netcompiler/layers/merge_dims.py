@@ -6,10 +6,10 @@ axis is among the merged axes the result is the feature axis: `[B, S=3, F=8]` wi
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axes
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str = "merge_dims"

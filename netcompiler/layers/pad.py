@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axes
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import check_n_out, src_desc
 
 MODES = ("constant", "reflect", "symmetric", "replication")
 

@@ -8,8 +8,8 @@ every frame.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, Shape
-from .base import LayerRule
+from netcompiler.core.dims import BATCH, Shape
+from netcompiler.core.layer_rule import LayerRule
 
 
 class PositionalEncodingRule(LayerRule):

@@ -8,10 +8,10 @@ static axis (n classes). RETURNN's deprecated `unbroadcast` and `keepdims` must 
 """
 from __future__ import annotations
 
-from ..dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import src_desc
+from netcompiler.core.dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import src_desc
 
 
 class RangeInAxisRule(NoStepGuess, LayerRule):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dims import BATCH, Dim, Shape
-from ..errors import InternalError
-from .base import LayerRule, NoStepGuess, ParamSpec
-from ._util import input_features
+from netcompiler.core.dims import BATCH, Dim, Shape
+from netcompiler.core.errors import InternalError
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess, ParamSpec
+from netcompiler.layers._util import input_features
 
 # Cell names as RETURNN's RecLayer.get_rnn_cell_class accepts them (case-insensitive), by what
 # they compute under TF 2 (weights are laid out as `run_cell_over_time` describes):
@@ -212,7 +212,7 @@ def _is_number(v) -> bool:
 def check_initial_state(ctx, n_out: int) -> dict[str, ParamSpec]:
     """Shape check of `initial_state` (raises ShapeError); the `var` parameters
     (`initial_c`, `initial_h`: [n_out], zeros)."""
-    from ..dims import FEATURE
+    from netcompiler.core.dims import FEATURE
 
     params = {}
     refs = {r.text: (r, s) for r, s in ctx.option_refs("initial_state")}
@@ -365,7 +365,7 @@ class RecRule(NoStepGuess, LayerRule):
         params.update(check_initial_state(ctx, out.feature_size))
         return params
 
-    # -- one step inside a rec unit (run by netcompiler.loop, like `rnn_cell`) ------------------
+    # -- one step inside a rec unit (run by netcompiler.backend.loop.runner, like `rnn_cell`) ------------------
     def sub_network(self, opts: dict) -> tuple[tuple, dict] | None:
         """A unit dict: the decoder loop's layers (a cell name in `unit` holds none)."""
         unit = opts.get("unit")

@@ -12,10 +12,10 @@ the number of classes (a static axis or the feature axis); over a time axis it i
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axes
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import check_n_out, src_desc
 
 MODES = ("sum", "max", "min", "mean", "avg", "logsumexp", "argmax", "argmin")
 ARG_MODES = ("argmax", "argmin")

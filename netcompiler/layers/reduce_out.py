@@ -5,10 +5,10 @@
 """
 from __future__ import annotations
 
-from ..dims import Shape, feature_dim
-from .base import LayerRule
-from .combine import GuessFromInputs
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import Shape, feature_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs
+from netcompiler.layers._util import check_n_out, src_desc
 
 MODES = ("max", "sum", "mean", "avg")
 

@@ -7,8 +7,8 @@ F=n_out]` (query i = t, keys 0..t). Variable `encoding_matrix: [2c+1, n_out]` un
 """
 from __future__ import annotations
 
-from ..dims import Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess, ParamSpec
+from netcompiler.core.dims import Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess, ParamSpec
 
 
 class RelativePositionalEncodingRule(NoStepGuess, LayerRule):

@@ -4,11 +4,11 @@ axis like `rec` with a cell unit (`[B, T, n_in] -> [B, T, n_out]`). Variables as
 `initial_state` (both forms): see `rec.check_initial_state`."""
 from __future__ import annotations
 
-from ..dims import Shape
-from ..errors import InternalError
-from .base import LayerRule, ParamSpec
-from ._util import input_features
-from .rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
+from netcompiler.core.dims import Shape
+from netcompiler.core.errors import InternalError
+from netcompiler.core.layer_rule import LayerRule, ParamSpec
+from netcompiler.layers._util import input_features
+from netcompiler.layers.rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
                   lstm_forget_bias, make_initial_state, peephole_params,
                   run_cell_over_time, store_final_state)
 
@@ -19,7 +19,7 @@ class RnnCellRule(LayerRule):
     stateful = True
     supports_apply_zero = False
 
-    # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    # -- one step inside a rec unit (run by netcompiler.backend.loop.runner) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps=None):
         """The cell state at step 0: (c, h) for the LSTM family, (h,) for GRU, [B, n_out]."""
         return make_initial_state(ctx, batch_size, ctx.out_shape.feature_size)

@@ -6,10 +6,10 @@ Over a sequence: [B, T, n_in] -> [B, T, Dv]. Inside a rec unit (one frame per st
 """
 from __future__ import annotations
 
-from ..dims import SPATIAL, Shape
-from ..errors import InternalError, Unsupported
-from .base import LayerRule, ParamSpec
-from ._util import input_features
+from netcompiler.core.dims import SPATIAL, Shape
+from netcompiler.core.errors import InternalError, Unsupported
+from netcompiler.core.layer_rule import LayerRule, ParamSpec
+from netcompiler.layers._util import input_features
 
 
 class SelfAttentionRule(LayerRule):
@@ -18,7 +18,7 @@ class SelfAttentionRule(LayerRule):
     stateful = True
     supports_apply_zero = False
 
-    # -- one step inside a rec unit (run by netcompiler.loop) ------------------------------------
+    # -- one step inside a rec unit (run by netcompiler.backend.loop.runner) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps):
         """Preallocated key/value buffers [B, T_max, H, dk + dv] (keys and values side by side;
         memory linear in the number of steps); step t writes row t."""

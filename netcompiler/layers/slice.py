@@ -7,10 +7,10 @@
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import LayerRule
-from ._axes import resolve_axis
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 class SliceRule(LayerRule):

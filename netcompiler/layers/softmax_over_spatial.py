@@ -6,9 +6,9 @@ entries the dtype's lowest value).
 """
 from __future__ import annotations
 
-from ..dims import BATCH, TIME, Shape
-from .base import LayerRule
-from ._axes import resolve_axis
+from netcompiler.core.dims import BATCH, TIME, Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._axes import resolve_axis
 
 
 def softmax_axis(ctx, shape: Shape) -> int:

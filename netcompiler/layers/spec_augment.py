@@ -29,10 +29,10 @@ the same masks as an uninterrupted one.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape
-from .base import LayerRule
-from .combine import GuessFromInputs
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import GuessFromInputs
+from netcompiler.layers._util import check_n_out, src_desc
 
 #: salts of the random draws (distinct from dropout's salt 0 of the same layer)
 _TIME_SALT, _FEATURE_SALT = 1001, 1011

@@ -1,16 +1,16 @@
 """`split`: one static axis (`axis`, default the feature axis) cut into `num_splits` equal parts
 or parts of `size_splits` (RETURNN's SplitLayer). The layer itself is its input unchanged; the
 parts are its sub-outputs `NAME/0`, `NAME/1`, ... (synthetic layers of the same network, made
-by `netcompiler.network` from the options; read them as any layer: `from: NAME/1`,
+by `netcompiler.frontend.network` from the options; read them as any layer: `from: NAME/1`,
 `base:NAME/0`). In part i the axis has the size of the part (the feature axis stays the
 feature axis). RETURNN's `out_dims` (dim tags) is not offered.
 """
 from __future__ import annotations
 
-from ..dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import src_desc
+from netcompiler.core.dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import src_desc
 
 #: the internal option of a synthetic part layer `<split>/<i>`: its index
 PART = "_part"

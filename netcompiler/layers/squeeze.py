@@ -6,10 +6,10 @@ data without a feature axis. Time axes cannot be squeezed (their size is not kno
 """
 from __future__ import annotations
 
-from ..dims import BATCH, TIME, Shape
-from .base import LayerRule
-from ._axes import resolve_axes
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, TIME, Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._axes import resolve_axes
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 class SqueezeRule(LayerRule):

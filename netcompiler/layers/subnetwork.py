@@ -2,7 +2,7 @@
 
     sub: {class: subnetwork, from: x, subnetwork: {h: {class: linear, ...}, output: {...}}}
 
-The sub-network is inlined (`netcompiler.network`): its layers are ordinary layers of the
+The sub-network is inlined (`netcompiler.frontend.network`): its layers are ordinary layers of the
 enclosing network named `sub/name` (variables `sub/name/W`), so graph, shape inference, loop
 planning and the builder see nothing new; inside a rec unit they run per step like any unit
 layer. Inside, `data` (= `data:data`) is the layer's input: its `from` concatenated on the
@@ -14,9 +14,9 @@ layers with a `loss` inside count as losses of the network.
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from ._util import check_n_out
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers._util import check_n_out
 
 
 class SubnetworkRule(LayerRule):

@@ -6,10 +6,10 @@ the data); a time axis never becomes the feature axis.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 class SwapAxesRule(NoStepGuess, LayerRule):

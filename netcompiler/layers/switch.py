@@ -8,9 +8,9 @@ No `from`: the inputs are these three options.
 """
 from __future__ import annotations
 
-from ..dims import Shape
-from .base import LayerRule
-from .combine import align, broadcast_shape
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule
+from netcompiler.layers.combine import align, broadcast_shape
 
 VALUE_OPTIONS = ("true_from", "false_from")
 

@@ -17,10 +17,10 @@ time the chunking layer records (padded T, B, n_chunks, chunk_step) for this for
 """
 from __future__ import annotations
 
-from ..dims import BATCH, SPATIAL, TIME, Dim, Shape
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import BATCH, SPATIAL, TIME, Dim, Shape
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import check_n_out, src_desc
 
 #: created_dims keys (with the chunking layer's name first): the chunk batch axis, and the
 #: batch and the axis it chunks (read by `time_unchunking`)

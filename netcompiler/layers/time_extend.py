@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-from ..dims import Shape
-from .base import LayerRule, NoStepGuess
-from ._util import check_n_out, src_desc
+from netcompiler.core.dims import Shape
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._util import check_n_out, src_desc
 
 
 class _TimeExtendRule(NoStepGuess, LayerRule):

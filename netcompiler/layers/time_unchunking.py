@@ -8,10 +8,10 @@ no chunk covers validly (past b's length) is 0.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, TIME, Shape
-from .base import LayerRule, NoStepGuess
-from ._util import check_n_out, src_desc
-from .time_chunking import ORIG_AXIS, ORIG_BATCH, not_in_rec, pass_key
+from netcompiler.core.dims import BATCH, TIME, Shape
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._util import check_n_out, src_desc
+from netcompiler.layers.time_chunking import ORIG_AXIS, ORIG_BATCH, not_in_rec, pass_key
 
 
 class TimeUnChunkingRule(NoStepGuess, LayerRule):

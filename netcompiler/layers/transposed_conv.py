@@ -32,10 +32,10 @@ layers) are not supported.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
-from .base import ParamSpec
-from .conv import SpatialRule
-from ._util import src_desc
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import ParamSpec
+from netcompiler.layers.conv import SpatialRule
+from netcompiler.layers._util import src_desc
 
 
 def _is_int(v) -> bool:
@@ -164,7 +164,7 @@ class TransposedConvRule(SpatialRule):
     def call(self, ctx):
         import tensorflow as tf
 
-        from ..activations import apply_activation
+        from netcompiler.backend.activations import apply_activation
 
         x, shape = self.prepared_input(ctx)
         spatial, sizes, strides, padding, out_pad, remove = self.tplan(ctx, shape)

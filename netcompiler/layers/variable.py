@@ -6,16 +6,16 @@
 `dummy-time` axis has the static size 1), `add_batch_axis: true` a batch axis in front of all
 (the variable repeated per sequence; RETURNN's default is false since 2021, before it was
 true). `dtype` (float32, int32, bool) is that of the variable; `init` is an initialiser as
-everywhere (netcompiler.initializers), RETURNN's default 0. The variable is
+everywhere (netcompiler.frontend.initializers), RETURNN's default 0. The variable is
 `<layer>/<layer name>` (RETURNN names it after the layer, inside the layer's scope, so
 `sub/var` has `sub/var/var`; `param_name` renames it) and is trained unless `trainable: false`
 (a variable of an int or bool dtype never is). The layer reads no input.
 """
 from __future__ import annotations
 
-from ..dims import BATCH_DIM, Shape, feature_dim, spatial_dim
-from .base import GuessIsInfer, LayerRule, ParamSpec
-from ._util import check_n_out
+from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim
+from netcompiler.core.layer_rule import GuessIsInfer, LayerRule, ParamSpec
+from netcompiler.layers._util import check_n_out
 
 FLOAT_DTYPES = ("float32",)
 #: initialisers that fit a variable of an int or bool dtype (no random ones)
@@ -88,7 +88,7 @@ def _check_exact_init(ctx, dtype: str) -> None:
     init = ctx.opt("init")
     if init is None or (isinstance(init, (int, float)) and not isinstance(init, bool)):
         return
-    from ..initializers import InitializerError, parse_initializer
+    from netcompiler.frontend.initializers import InitializerError, parse_initializer
     try:
         name = parse_initializer(init).name
     except InitializerError:

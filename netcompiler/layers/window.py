@@ -9,10 +9,10 @@ it. `[B, T, F]` -> `[B, T, S=w, F]`.
 """
 from __future__ import annotations
 
-from ..dims import BATCH, FEATURE, TIME, Shape, spatial_dim
-from .base import LayerRule, NoStepGuess
-from ._axes import resolve_axis
-from ._util import check_n_out, pad_axis, src_desc, zero_padded
+from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, spatial_dim
+from netcompiler.core.layer_rule import LayerRule, NoStepGuess
+from netcompiler.layers._axes import resolve_axis
+from netcompiler.layers._util import check_n_out, pad_axis, src_desc, zero_padded
 
 
 class WindowRule(NoStepGuess, LayerRule):

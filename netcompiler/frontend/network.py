@@ -1,0 +1,399 @@
+"""The network structure of a config: layers by full name, scopes (rec units), references.
+
+Pure data, no TensorFlow. A layer's full name is `name` at the top level and `rec/name` inside
+the unit of the `rec` layer `rec` (nested units: `outer/inner/name`).
+
+A `subnetwork` layer `sub` is inlined: its layers are ordinary layers of the enclosing network
+(the top level or a rec unit, its *host*) named `sub/name`, resolved in a `Scope` of their own
+(`data` is the subnetwork's input, `base:x` a layer of the enclosing network); the `subnetwork`
+layer itself reads `sub/output`. From outside, `sub/name` names a layer of the subnetwork and
+`rec/name` a layer of a rec unit (stacked over its loop: `Ref.stacked`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator
+
+from netcompiler.core.diagnostics import ERROR, Diagnostic, did_you_mean
+
+# Which options of a layer name layers is a trait of its class's rule (`reference_options`);
+# `target` names extern data.
+# values of `initial_output` that are keywords, not layer references
+INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
+# values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
+INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_epoch_no_init",
+                          "placeholder")
+
+
+@dataclass
+class Scope:
+    """One network: the top-level `network`, the `unit` of a `rec` layer, or the `subnetwork` of
+    a `subnetwork` layer (`subnet_layer`; its layers also belong to the enclosing scopes, named
+    `sub/name`, up to the host scope that runs them)."""
+
+    prefix: str  # "" at top level, "dec/" inside rec layer "dec"
+    path: tuple  # config path of the layer dict, e.g. ("network",) or ("network","dec","unit")
+    layers: dict[str, "Layer"] = field(default_factory=dict)
+    rec_layer: "Layer | None" = None
+    parent: "Scope | None" = None
+    subnet_layer: "Layer | None" = None  # the `subnetwork` layer whose sub-network this is
+
+    @property
+    def in_rec(self) -> bool:
+        return self.rec_layer is not None
+
+    @property
+    def host(self) -> "Scope":
+        """The top-level network or rec unit whose layers this scope's layers are."""
+        scope = self
+        while scope.subnet_layer is not None:
+            scope = scope.parent
+        return scope
+
+
+@dataclass
+class Layer:
+    name: str  # full name
+    local_name: str
+    opts: dict
+    path: tuple  # config path of this layer's dict
+    scope: Scope
+    unit: Scope | None = None  # the sub-network of a rec layer with a unit dict
+    subnet: Scope | None = None  # the inlined sub-network of a `subnetwork` layer
+    #: made by netcompiler, not in the config (a subnetwork's `data:data`): its `path` is that
+    #: of the layer it stands for
+    synthetic: bool = False
+
+    @property
+    def layer_class(self) -> str:
+        return self.opts.get("class", "")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved reference.
+
+    kind: "layer" (target is a Layer), "extern" (target is an extern data key), "source" (the
+    current frame of the enclosing rec layer's input), "step" (`:i`, the step index of the
+    enclosing rec layer's loop: an int32 scalar per step). `prev` for `prev:x`. `frame` is True
+    for `data:KEY` inside a rec unit (the current frame of extern data).
+    """
+
+    kind: str
+    target: Any
+    prev: bool = False
+    frame: bool = False
+    text: str = ""
+    #: a layer of a rec unit read from outside its loop (`rec/name`): its values stacked over
+    #: the loop ([B, T_loop, ...], `netcompiler.layers.rec.stacked_shape`)
+    stacked: bool = False
+
+    @property
+    def node(self) -> str:
+        if self.kind == "layer":
+            return self.target.name
+        if self.kind == "extern":
+            return f"data:{self.target}"
+        if self.kind == "step":
+            return f"{self.target.name}:i"
+        return f"{self.target.name}:source"
+
+
+@dataclass
+class Network:
+    top: Scope
+    layers: dict[str, Layer]  # all layers by full name
+    extern: dict  # extern_data config
+    #: `register_as_extern_data: KEY`: extern data made by a layer, KEY -> that layer
+    registered: dict[str, Layer] = field(default_factory=dict)
+
+    def data_keys(self) -> set:
+        """Every key `data:KEY` and `target` may name: extern data and registered layers."""
+        return set(self.extern) | set(self.registered)
+
+    def iter_scopes(self) -> Iterator[Scope]:
+        stack = [self.top]
+        while stack:
+            s = stack.pop(0)
+            yield s
+            stack.extend(layer.unit for layer in s.layers.values() if layer.unit is not None)
+
+
+def build_network(data: dict) -> Network:
+    """Collect layers and scopes from config data (assumed schema-checked where it matters)."""
+    extern = data.get("extern_data") if isinstance(data.get("extern_data"), dict) else {}
+    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    all_layers: dict[str, Layer] = {}
+    top = Scope("", ("network",))
+
+    def register(scope: Scope, local: str, layer: Layer):
+        # a layer of a sub-network also belongs to the enclosing scopes, as `sub/name`
+        scope.layers[local] = layer
+        while scope.subnet_layer is not None:
+            local = scope.subnet_layer.path[-1] + "/" + local
+            scope = scope.parent
+            scope.layers[local] = layer
+        layer.local_name = local  # relative to the host scope (the unit's layers are by it)
+
+    def fill(scope: Scope, layer_dicts: dict):
+        for local, opts in layer_dicts.items():
+            if not isinstance(opts, dict):
+                continue
+            layer = Layer(scope.prefix + str(local), str(local), opts, scope.path + (local,), scope)
+            register(scope, str(local), layer)
+            all_layers[layer.name] = layer
+            # the class's structure traits (`netcompiler.core.layer_rule.LayerRule`): a network
+            # of its own (`sub_network_kind`), synthetic sub-outputs (`sub_outputs`)
+            rule = _rule(opts.get("class"))
+            held = rule.sub_network(opts) if rule is not None else None
+            kind = rule.sub_network_kind if held is not None else None
+            if kind == "loop":
+                layer.unit = Scope(layer.name + "/", layer.path + held[0], rec_layer=layer,
+                                   parent=scope)
+                fill(layer.unit, held[1])
+            elif kind == "masked":
+                # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
+                # `data` is the masked input, the synthetic layer `NAME/data:data`
+                # (`netcompiler.layers.masked_computation`)
+                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
+                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
+                add_input(layer, scope, rule.sub_network_input(opts))
+                fill(layer.subnet, held[1])
+            elif kind == "inline":
+                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
+                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
+                fill(layer.subnet, held[1])
+                if (_reads_subnet_data(layer) and subnet_inputs(layer)
+                        and layer.opts.get("concat_sources", True) is not False):
+                    # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
+                    # dropped out); a layer `sub/data:data` read by `data` inside
+                    add_input(layer, scope, rule.sub_network_input(opts))
+            elif rule is not None:
+                # its sub-outputs (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers reading it
+                for part_local, part_opts in rule.sub_outputs(str(local), opts):
+                    part = Layer(scope.prefix + part_local, part_local, part_opts, layer.path,
+                                 scope, synthetic=True)
+                    register(scope, part_local, part)
+                    all_layers[part.name] = part
+
+    def add_input(layer: Layer, scope: Scope, data_opts: dict | None):
+        """The synthetic layer `NAME/data:data` (`data` inside the network of `layer`)."""
+        if data_opts is None:
+            return
+        data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
+                           layer.path, scope, synthetic=True)
+        register(layer.subnet, "data:data", data_layer)
+        all_layers[data_layer.name] = data_layer
+
+    fill(top, net)
+    registered = {}
+    for layer in all_layers.values():
+        key = layer.opts.get("register_as_extern_data")
+        if isinstance(key, str) and key not in extern and key not in registered:
+            registered[key] = layer  # clashes are reported by the graph check
+    return Network(top, all_layers, extern, registered)
+
+
+def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
+    """The reference strings of a layer option with their sub-paths: [((option, i), text)]."""
+    value = opts.get(option)
+    if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
+        return []
+    if option == "initial_state":  # cells: one value, or a list / dict per state part
+        items = (value.items() if isinstance(value, dict) else enumerate(value)
+                 if isinstance(value, list) else [(None, value)])
+        return [((option,) if k is None else (option, k), v) for k, v in items
+                if isinstance(v, str) and v not in INITIAL_STATE_KEYWORDS]
+    if option == "reuse_params" and isinstance(value, dict):
+        # RETURNN's dict form: only {reuse_layer: NAME} (the other keys are refused by the
+        # shape check)
+        value = value.get("reuse_layer")
+    if isinstance(value, str):
+        return [((option,), value)]
+    if isinstance(value, list):
+        return [((option, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+    return []
+
+
+def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
+    """All reference strings of a layer: `from` (default `data`) and layer-valued options
+    (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
+    refs = max_seq_len_references(layer)
+    rule = _rule(layer.layer_class)
+    if layer.subnet is not None and rule is not None and rule.sub_network_kind == "masked":
+        # its input is read by `NAME/data:data`, its output is its unit's
+        refs.extend(reference_values(layer.opts, "mask"))
+        refs.append((("unit",), f"{layer.path[-1]}/unit"))
+        return refs
+    if layer.subnet is not None:
+        # its inputs are read inside (by `data`, through the layer `data:data` when that
+        # exists); its output is the sub-network's `output` (missing: reported by the graph)
+        if "data:data" not in layer.subnet.layers:
+            refs.extend(subnet_inputs(layer))
+        if "output" in layer.subnet.layers:
+            refs.append((("subnetwork", "output"), f"{layer.path[-1]}/output"))
+        return refs
+    for option in reference_options(layer.layer_class):
+        if option == "from" and "from" not in layer.opts:
+            default = rule.default_from if rule is not None else "data"
+            if default is not None:
+                refs.append((("from",), default))
+            continue
+        refs.extend(reference_values(layer.opts, option))
+    return refs
+
+
+def reference_options(layer_class: str) -> tuple[str, ...]:
+    """The options of a layer of this class whose values name layers, in the order they are
+    resolved: `from`, the rule's `layer_options`, then the other common ones (`reuse_params`,
+    `initial_output`); only the common ones for an unknown class (a schema error)."""
+    from netcompiler.layers import COMMON_LAYER_OPTIONS
+
+    rule = _rule(layer_class)
+    own = tuple(o for o in rule.layer_options if o not in COMMON_LAYER_OPTIONS) if rule else ()
+    return COMMON_LAYER_OPTIONS[:1] + own + COMMON_LAYER_OPTIONS[1:]
+
+
+def _rule(layer_class: str):
+    from netcompiler.layers import get_rule  # lazy: the registry imports every layer module
+
+    return get_rule(layer_class) if isinstance(layer_class, str) else None
+
+
+def subnet_inputs(layer: Layer) -> list[tuple[tuple, str]]:
+    """The inputs of a `subnetwork` layer: its `from` (default `data`) with sub-paths."""
+    if "from" not in layer.opts:
+        return [(("from",), "data")]
+    return reference_values(layer.opts, "from")
+
+
+def _reads_subnet_data(layer: Layer) -> bool:
+    """True if a layer of the sub-network of `layer` reads `data` / `data:data` (its input)."""
+    for sub_layer in layer.subnet.layers.values():
+        if sub_layer.scope is layer.subnet and any(
+                text in ("data", "data:data") for _, text in layer_references(sub_layer)):
+            return True
+    return False
+
+
+def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
+    """References in a rec layer's `max_seq_len` expression (none if it does not parse: that
+    is reported by the graph check)."""
+    from netcompiler.frontend.seq_len_expr import SeqLenExprError, parse, references
+
+    text = layer.opts.get("max_seq_len")
+    if not isinstance(text, str):
+        return []
+    try:
+        return [(("max_seq_len", i), ref) for i, ref in enumerate(references(parse(text)))]
+    except SeqLenExprError:
+        return []
+
+
+def resolve(text: str, scope: Scope, network: Network, path: tuple
+            ) -> tuple[Ref | None, Diagnostic | None]:
+    """Resolve one reference string seen in `scope`; returns (ref, None) or (None, error)."""
+
+    def err(message: str, rule: str, hint: str | None = None):
+        return None, Diagnostic(ERROR, message, rule, path, hint=hint)
+
+    prev = False
+    rest = text
+    if rest.startswith("prev:"):
+        if not scope.in_rec:
+            return err(f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec")
+        prev = True
+        rest = rest[len("prev:"):]
+    if rest.startswith("base:"):
+        if not scope.in_rec and scope.subnet_layer is None:
+            return err(f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
+                       "graph.base-outside-rec")
+        if prev:
+            return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
+        ref, diag = resolve(rest[len("base:"):], scope.parent, network, path)
+        return (replace(ref, text=text) if ref is not None else None), diag
+    if scope.subnet_layer is not None and (rest == "data" or rest.startswith("data:")):
+        if prev:
+            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
+        return _resolve_subnet_data(text, rest, scope, network, path)
+    if rest == "data" or rest.startswith("data:"):
+        key = rest[len("data:"):] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
+        if prev:
+            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
+        if key == "source":
+            if not scope.in_rec:
+                return err(f"`{text}`: `data:source` is only valid inside a rec unit",
+                           "graph.source-outside-rec")
+            return Ref("source", scope.rec_layer, text=text), None
+        if key not in network.data_keys():
+            return err(f"unknown extern data `{key}` in `{text}`", "graph.unknown-data",
+                       did_you_mean(key, network.data_keys()))
+        return Ref("extern", key, frame=scope.in_rec, text=text), None
+    if rest == ":i":  # RETURNN's step index of the loop (RecStepInfoLayer)
+        if not scope.in_rec:
+            return err(f"`{text}`: the step index `:i` is only valid inside a rec unit",
+                       "graph.step-outside-rec")
+        if prev:
+            return err(f"`{text}`: `prev:` of the step index is not supported",
+                       "graph.bad-reference", hint="use `:i` and subtract 1 in an `eval`")
+        return Ref("step", scope.rec_layer, text=text), None
+    if rest in scope.layers:
+        return Ref("layer", scope.layers[rest], prev=prev, text=text), None
+    unit_layer = _unit_layer(rest, scope)
+    if unit_layer is not None:
+        if prev:
+            return err(f"`{text}`: `prev:` of a layer of a rec unit read from outside its loop "
+                       f"is not supported", "graph.bad-reference")
+        return Ref("layer", unit_layer, text=text, stacked=True), None
+    candidates = list(scope.layers)
+    nested = scope.in_rec or scope.subnet_layer is not None  # `base:` reads the parent
+    if nested and not prev:
+        candidates += [f"base:{n}" for n in scope.parent.layers]
+    hint = did_you_mean(rest, candidates)
+    if hint is None and nested and not prev:
+        # `enc` written for `base:enc`: compare with the plain names of the enclosing network
+        match = did_you_mean(rest, scope.parent.layers)
+        if match is not None:
+            hint = match.replace("`", "`base:", 1)
+    where = (f" in the subnetwork of `{scope.subnet_layer.name}`" if scope.subnet_layer is not None
+             else f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else "")
+    return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
+
+
+def _unit_layer(rest: str, scope: Scope) -> Layer | None:
+    """`rec/name` seen in `scope`: the layer `name` of the unit of rec layer `rec` (a layer of
+    `scope`), else None."""
+    parts = rest.split("/")
+    for i in range(1, len(parts)):
+        head, tail = "/".join(parts[:i]), "/".join(parts[i:])
+        rec = scope.layers.get(head)
+        if rec is not None and rec.unit is not None and tail in rec.unit.layers:
+            return rec.unit.layers[tail]
+    return None
+
+
+def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network, path: tuple
+                         ) -> tuple[Ref | None, Diagnostic | None]:
+    """`data` / `data:KEY` inside the sub-network of a `subnetwork` layer, as RETURNN defines
+    them: `data` (= `data:data`) is its input (`from`, concatenated: the layer `sub/data:data`);
+    with `concat_sources: false` `data:NAME` / `data:i` is the input `NAME` / the i-th input
+    and `data` the first; any other `data:KEY` is `data:KEY` of the enclosing network."""
+    sub = scope.subnet_layer
+    key = "data" if rest == "data" else rest[len("data:"):]
+    if sub.opts.get("concat_sources", True) is not False:
+        if key == "data":
+            if "data:data" in scope.layers:
+                return Ref("layer", scope.layers["data:data"], text=text), None
+            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
+                                    f"input (`from: []`)", "graph.unknown-data", path,
+                                    hint="give the subnetwork a `from`, or read `base:NAME`")
+    else:
+        inputs = subnet_inputs(sub)
+        for i, (sub_path, name) in enumerate(inputs):
+            if key in (name, str(i)) or (key == "data" and i == 0):
+                ref, diag = resolve(name, scope.parent, network, sub.path + sub_path)
+                return (replace(ref, text=text) if ref is not None else None), diag
+        if key == "data":
+            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
+                                    f"input", "graph.unknown-data", path)
+    return resolve(rest, scope.parent, network, path)

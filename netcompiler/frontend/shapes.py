@@ -1,0 +1,596 @@
+"""Shape inference: every layer's output shape, with the identity of each time axis.
+
+Runs the shape rule of each layer class (`netcompiler.layers`) in dependency order, without
+TensorFlow. Errors are collected as diagnostics; a layer whose inputs failed is skipped silently
+so one mistake is reported once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netcompiler.core.diagnostics import ERROR, WARNING, Diagnostic
+from netcompiler.core.dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, time_dim
+from netcompiler.core.errors import InternalError
+from netcompiler.frontend.graph import Graph
+from netcompiler.frontend.layer_context import LayerContext
+from netcompiler.layers import ParamSpec, ShapeError, get_rule
+from netcompiler.frontend.network import Layer, Network, Ref
+from netcompiler.frontend.shape_checks import (check_choice_target_axis, check_initial_output, check_loss,
+                           check_shared_params, check_sizes, report)
+
+
+@dataclass
+class InferredNetwork:
+    """What shape inference found."""
+
+    network: Network
+    graph: Graph
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    params: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)
+    extern: dict[str, Shape] = field(default_factory=dict)
+    loop_dims: dict[str, Dim] = field(default_factory=dict)  # rec layer name -> loop axis
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: axes created by layers, by (layer, tag, n): the same object in every inference pass, so
+    #: that a shape read through `prev:` in one pass matches the one computed in the next
+    created_dims: dict[tuple, Dim] = field(default_factory=dict)
+    #: extern time axes a frame-wise loss compares, (output's key, target's key) -> config path
+    #: of the loss's `target`: `validate` makes them one axis (see `unify_extern_time`)
+    unify: dict[tuple[str, str], tuple] = field(default_factory=dict)
+
+    def param_count(self, name: str) -> int:
+        if name in self.graph.param_owner:  # shares another layer's variables
+            return 0
+        return sum(p.size for p in self.params.get(name, {}).values())
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.param_count(n) for n in self.params)
+
+
+_GUESSING: set[str] = set()  # layers whose shape is being guessed (guards against recursion)
+
+
+class ShapeContext(LayerContext):
+    """What a shape rule sees of one layer: options, input shapes, helpers for errors.
+    `ref(option)` is a Shape here (see `netcompiler.frontend.layer_context`)."""
+
+    def __init__(self, inferred: InferredNetwork, layer: Layer, sources: list[Shape],
+                 source_names: list[str], refs: dict[str, list[tuple[Ref, Shape]]]):
+        self._inferred = inferred
+        self.layer = layer
+        self.name = layer.name
+        self.layer_class = layer.layer_class
+        self.opts = layer.opts
+        self.sources = sources
+        self.source_names = source_names
+        self._refs = refs
+        self.in_rec = layer.scope.in_rec
+        self.loop_dim = inferred.loop_dims.get(layer.scope.rec_layer.name) if self.in_rec else None
+        self.warnings: list[Diagnostic] = []
+        self._n_created = 0
+
+    # -- options and inputs (`opt`: LayerContext) -----------------------------------------------
+    @property
+    def source(self) -> Shape:
+        """The single input (a list in `from` is already concatenated on the feature axis)."""
+        if len(self.sources) != 1:
+            raise self.error(f"`{self.layer.layer_class}` needs exactly one input, got "
+                             f"{len(self.sources)}", "from", "shape.inputs")
+        return self.sources[0]
+
+    @property
+    def source_shape(self) -> Shape:
+        """`source`, under the name a builder's CallContext gives it (for shared helpers)."""
+        return self.source
+
+    def ref(self, option: str) -> Shape | None:
+        """Shape of the layer named by a layer-valued option, or None if the option is absent."""
+        got = self._refs.get(option)
+        return got[0][1] if got else None
+
+    def ref_shape(self, option: str) -> Shape | None:
+        """The same as `ref` here (while building, `ref` is the tensor and `ref_shape` this)."""
+        return self.ref(option)
+
+    def option_refs(self, option: str) -> list[tuple[Ref, Shape]]:
+        """Every (reference, shape) a layer-valued option names, in order (an option such as
+        `initial_state` may name several layers); [] if the option names none."""
+        return list(self._refs.get(option, []))
+
+    @property
+    def inferred(self) -> InferredNetwork:
+        """The network's inference so far (shapes, `created_dims`, the graph's references), for
+        rules that look beyond their own inputs and options."""
+        return self._inferred
+
+    def ref_name(self, option: str) -> str:
+        got = self._refs.get(option)
+        return got[0][0].text if got else str(self.opts.get(option))
+
+    def require_ref(self, option: str) -> Shape:
+        shape = self.ref(option)
+        if shape is None:
+            raise self.error(f"`{self.layer.layer_class}` needs `{option}`", option,
+                             "shape.missing-option")
+        return shape
+
+    def extern(self, key: str) -> Shape | None:
+        return self._inferred.extern.get(key)
+
+    def source_refs(self) -> list[Ref]:
+        """The references of the `from` inputs, in order (`ref.target.opts`: a layer input's
+        options, e.g. the `unit` of a cell)."""
+        return [ref for sub, ref in self._inferred.graph.refs.get(self.name, [])
+                if sub[0] == "from"]
+
+    def unit_shape(self, local_name: str) -> Shape | None:
+        """Inside the rule of a rec layer: the per-step shape of a layer of its unit."""
+        return self._inferred.shapes.get(f"{self.name}/{local_name}")
+
+    @property
+    def rec_loop_dim(self) -> Dim | None:
+        """Inside the rule of a rec layer: the axis its loop runs over."""
+        return self._inferred.loop_dims.get(self.name)
+
+    # -- guessing shapes (to break `prev:` cycles) ----------------------------------------------
+    def known_ref(self, option: str) -> Shape | None:
+        """The shape of a layer-valued option if that layer is already inferred (or extern
+        data), without inputs being gathered; for `guess_step_shape`."""
+        got = self.ref(option)
+        if got is not None:
+            return got
+        for sub, ref in self._inferred.graph.refs.get(self.name, []):
+            if sub[0] == option and not ref.prev:
+                return self._known_shape(ref)
+        return None
+
+    def guess_from_inputs(self, rule) -> Shape | None:
+        """`rule.infer` run on the input shapes known so far (inferred, or guessed in turn),
+        skipping the layer's own `prev:` output; None when some input is unknown."""
+        layer = self.layer
+        if layer.name in _GUESSING:
+            return None
+        _GUESSING.add(layer.name)
+        try:
+            shapes, names = [], []
+            for sub, ref in self._inferred.graph.refs.get(layer.name, []):
+                if sub[0] != "from" or (ref.kind == "layer" and ref.target is layer):
+                    continue
+                shape = self._known_shape(ref)
+                if shape is None:
+                    return None
+                shapes.append(shape)
+                names.append(ref.text)
+            try:
+                if rule.concat_sources and len(shapes) > 1:
+                    shapes, names = [concat_features(shapes, names)], ["+".join(names)]
+                return rule.infer(ShapeContext(self._inferred, layer, shapes, names, {}))
+            except ShapeError:
+                return None
+        finally:
+            _GUESSING.discard(layer.name)
+
+    def _known_shape(self, ref: Ref) -> Shape | None:
+        inferred = self._inferred
+        if ref.kind == "extern":
+            shape = inferred.extern.get(ref.target)
+            if shape is not None and ref.frame:
+                loop = inferred.loop_dims.get(self.layer.scope.rec_layer.name)
+                return shape.without(loop) if loop is not None and shape.has(loop) else None
+            return shape
+        if ref.kind != "layer":
+            return None
+        target = ref.target
+        if target.name in inferred.shapes:
+            return read_shape(inferred, ref)
+        rule = get_rule(target.layer_class)
+        if rule is None:
+            return None
+        try:
+            return rule.guess_step_shape(ShapeContext(inferred, target, [], [], {}))
+        except ShapeError:
+            return None
+
+    # -- building shapes ------------------------------------------------------------------------
+    def batch_shape(self, n_out: int) -> Shape:
+        return Shape((BATCH_DIM, feature_dim(n_out)))
+
+    def new_time_dim(self, tag: str | None = None) -> Dim:
+        """A time axis this layer creates; the same object in every pass (see `created_dims`)."""
+        tag = tag or self.name
+        key = (self.name, tag, self._n_created)
+        self._n_created += 1
+        dims = self._inferred.created_dims
+        if key not in dims:
+            dims[key] = time_dim(tag)
+        return dims[key]
+
+    # -- reporting (`describe`, `error`: LayerContext) ----------------------------------------------
+    def warn(self, message: str, option: str | None = None, rule: str = "shape",
+             hint: str | None = None) -> None:
+        path = self.layer.path + ((option,) if option else ())
+        self.warnings.append(Diagnostic(WARNING, message, rule, path, hint=hint))
+
+
+def read_shape(inferred: InferredNetwork, ref: Ref) -> Shape:
+    """The shape a resolved layer or extern reference reads (once inferred): `rec/name` from
+    outside the loop of `rec` reads the per-step shape of `name` stacked over the loop."""
+    if ref.kind == "extern":
+        return inferred.extern[ref.target]
+    shape = inferred.shapes[ref.target.name]
+    if ref.stacked:
+        from netcompiler.layers.rec import stacked_shape
+        return stacked_shape(shape, inferred.loop_dims[ref.target.scope.rec_layer.name])
+    return shape
+
+
+def concat_features(shapes: list[Shape], names: list[str]) -> Shape:
+    """Inputs of a `from` list, concatenated on the feature axis (other axes must match)."""
+    if len(shapes) == 1:
+        return shapes[0]
+    first = shapes[0]
+    for name, s in zip(names, shapes):
+        if s.sparse or s.feature is None:
+            raise ShapeError(f"cannot concatenate `{name}` {s} on the feature axis: it has no "
+                             f"feature axis", "from", "shape.concat")
+    total = 0
+    for name, s in zip(names, shapes):
+        if not same_axes(s.non_feature_dims, first.non_feature_dims):
+            raise ShapeError(
+                f"cannot concatenate inputs whose axes differ: `{names[0]}` {first} and "
+                f"`{name}` {s}", "from", "shape.concat")
+        total += s.feature.size
+    return Shape(first.non_feature_dims + (feature_dim(total),))
+
+
+#: lenient passes before the final strict one, when `prev:` reads a layer computed later
+MAX_PASSES = 8
+
+
+@dataclass
+class _Pass:
+    """The state of one inference pass over the network.
+
+    Lenient passes (RETURNN's template construction) find the shapes that `prev:` cycles settle
+    on: `prev:x` reads x's shape from the previous pass (or x's own guess), an input not known
+    yet makes a layer unknown instead of failing (broadcasting layers ignore it), and nothing is
+    reported. The final strict pass starts from the shapes they settled on and reports.
+    """
+
+    lenient: bool
+    prev_shapes: dict[str, Shape]
+    unknown: set[str] = field(default_factory=set)
+    #: prev: targets read before being computed: name -> (assumed shape, reader)
+    assumed: dict[str, tuple[Shape, str]] = field(default_factory=dict)
+    #: prev: targets whose shape nothing could tell: name -> (reader, config path of the ref)
+    unresolved: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    #: strict pass: layers that read an unresolved `prev:` and stand in with their guess, so
+    #: that the layers after them are still checked (and report the real blocker)
+    stand_in: set[str] = field(default_factory=set)
+
+
+class _Unknown(InternalError):  # control flow, caught in this module
+    """An input whose shape is not known in this lenient pass."""
+
+
+def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str] = frozenset()
+                 ) -> InferredNetwork:
+    """Infer all layer shapes. `failed_layers` (e.g. with schema errors) are skipped."""
+    network = graph.network
+    inferred = InferredNetwork(network, graph, extern=extern)
+    failed: set[str] = set(failed_layers)
+    # extern data that failed to parse counts as failed
+    failed.update(f"data:{k}" for k in network.extern if k not in extern)
+    order = graph.order()
+    prev_shapes: dict[str, Shape] = {}
+    unsettled: dict[str, tuple[Shape, Shape]] = {}
+    if _reads_prev_ahead(graph, order):
+        history: list[dict[str, Shape]] = []
+        for _ in range(MAX_PASSES):
+            trial = InferredNetwork(network, graph, extern=extern, loop_dims=inferred.loop_dims,
+                                    created_dims=inferred.created_dims)
+            _run_pass(trial, order, set(failed), _Pass(True, prev_shapes))
+            history.append(trial.shapes)
+            if len(history) > 1 and _same_shapes(history[-2], history[-1]):
+                break
+            prev_shapes = trial.shapes
+        else:
+            unsettled = {n: (history[-2][n], s) for n, s in history[-1].items()
+                         if n in history[-2] and not _same_shape(history[-2][n], s)}
+        prev_shapes = history[-1]
+    final = _Pass(False, prev_shapes)
+    _run_pass(inferred, order, failed, final)
+    for name, (before, after) in unsettled.items():
+        layer = network.layers[name]
+        report(inferred, layer, ShapeError(
+            f"the shape of `{name}` does not settle: it is {before} in one pass over the "
+            f"`prev:` cycle and {after} in the next", "from", "shape.prev-diverges",
+            hint="a layer on the cycle grows its input; set `n_out` or cut the growth"))
+    _report_unresolved(inferred, final)
+    check_shared_params(inferred)
+    return inferred
+
+
+def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
+    """True if some `prev:x` is read before x is computed (a cycle through `prev:`)."""
+    position = {name: i for i, name in enumerate(order)}
+    for name, refs in graph.refs.items():
+        for _, ref in refs:
+            if ref.prev and ref.kind == "layer" and position.get(ref.target.name, -1) >= \
+                    position.get(name, -1):
+                return True
+    return False
+
+
+def _same_shape(a: Shape, b: Shape) -> bool:
+    return same_axes(a.dims, b.dims) and a.sparse_dim == b.sparse_dim and a.dtype == b.dtype
+
+
+def _same_shapes(a: dict[str, Shape], b: dict[str, Shape]) -> bool:
+    return a.keys() == b.keys() and all(_same_shape(a[k], b[k]) for k in a)
+
+
+def _report_unresolved(inferred: InferredNetwork, final: _Pass) -> None:
+    """`prev:x` that no pass could give a shape: report it unless the layers of that unit
+    already have an error (then that error is the real blocker)."""
+    errors = [d.path for d in inferred.diagnostics if d.severity == ERROR]
+    for name, (reader, path) in final.unresolved.items():
+        layer = inferred.network.layers[name]
+        scope_path = layer.scope.path
+        if any(p[: len(scope_path)] == scope_path for p in errors):
+            continue
+        inferred.diagnostics.append(Diagnostic(
+            ERROR, f"cannot infer the shape of `prev:{layer.local_name}`: every layer it "
+            f"depends on in the cycle through `prev:` depends on it in turn, and none of them "
+            f"has a size of its own", "shape.prev", path,
+            hint=f"set `n_out` on `{name}` (or on a layer of the cycle) to break it"))
+
+
+def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], state: _Pass
+              ) -> None:
+    network = inferred.network
+    lenient = state.lenient
+    for key in network.registered:  # set again when their layer is inferred in this pass
+        inferred.extern.pop(key, None)
+    for name in order:
+        layer = network.layers[name]
+        if name in failed:
+            continue
+        rule = get_rule(layer.layer_class)
+        if rule is None:
+            failed.add(name)
+            continue
+        try:
+            sources, names, refs = _gather_inputs(inferred, layer, failed, state)
+        except _Skip:
+            failed.add(name)
+            continue
+        except _Unknown:
+            _guess_or_unknown(inferred, layer, rule, state, failed)
+            continue
+        except ShapeError as exc:
+            if lenient:
+                _guess_or_unknown(inferred, layer, rule, state, failed)
+            else:
+                report(inferred, layer, exc)
+                failed.add(name)
+            continue
+        if any(s is None for s in sources):
+            known = [s for s in sources if s is not None]
+            if not (rule.broadcasts_sources and known):
+                _guess_or_unknown(inferred, layer, rule, state, failed)
+                continue
+            # an input not known yet is neutral for a broadcasting layer
+            sources = [known[0] if s is None else s for s in sources]
+        try:
+            in_shapes = list(sources) + [s for got in refs.values() for _, s in got]
+            if rule.concat_sources and len(sources) > 1:
+                sources = [concat_features(sources, names)]
+                names = ["+".join(names)]
+            ctx = ShapeContext(inferred, layer, sources, names, refs)
+            shape = _on_input_batch(layer, in_shapes, rule.infer(ctx))
+            inferred.shapes[name] = shape
+            if network.registered.get(layer.opts.get("register_as_extern_data")) is layer:
+                inferred.extern[layer.opts["register_as_extern_data"]] = shape
+            if lenient:
+                continue
+            inferred.params[name] = rule.params(ctx, shape)
+            check_sizes(layer, shape, inferred.params[name])
+            if layer.opts.get("loss"):
+                check_loss(inferred, layer, shape)
+            if rule.chooses_labels and layer.scope.in_rec:
+                check_choice_target_axis(inferred, layer)
+            if "initial_output" in layer.opts:
+                check_initial_output(ctx, shape, inferred.params[name])
+            if any(layer.opts.get(k) for k in ("dropout_noise_shape", "batch_norm")):
+                from netcompiler.layers._common_opts import check_common_options
+                check_common_options(ctx, shape, inferred.params[name])
+            inferred.diagnostics.extend(ctx.warnings)
+            if rule.deprecated:
+                inferred.diagnostics.append(Diagnostic(
+                    WARNING, f"`{layer.layer_class}` is deprecated", "deprecated",
+                    layer.path + ("class",), hint=f"use the explicit formulation: {rule.deprecated}"))
+        except ShapeError as exc:
+            if lenient:
+                inferred.shapes.pop(name, None)
+                _guess_or_unknown(inferred, layer, rule, state, failed)
+                continue
+            report(inferred, layer, exc)
+            failed.add(name)
+            continue
+        if name in state.assumed:
+            guess, user = state.assumed.pop(name)
+            if not _same_shape(guess, shape):
+                report(inferred, layer, ShapeError(
+                    f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
+                    f"but `{name}` is {shape}", "n_out", "shape.prev"))
+
+
+def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape:
+    """A layer on the batch of chunks of a `time_chunking` layer (a batch axis of its own) stays
+    on it: its inputs may not mix it with another batch (`time_unchunking` maps it back), and an
+    output built on the plain batch `B` is on the chunks' batch. Not checked inside rec units
+    (their per-step shapes are guessed on `B`)."""
+    if layer.scope.in_rec or get_rule(layer.layer_class).unchunks:
+        return shape
+    batches: list[Dim] = []
+    for s in in_shapes:
+        for d in s.dims:
+            if d.kind == "batch" and not any(d is b for b in batches):
+                batches.append(d)
+    if not any(b is not BATCH_DIM for b in batches):
+        return shape
+    if len(batches) > 1:
+        raise ShapeError(
+            f"`{layer.name}` mixes the batch axes {' and '.join(str(b) for b in batches)}: a "
+            f"batch of chunks (`time_chunking`) has other entries than the batch it was cut "
+            f"from", "from", "shape.chunk-batch",
+            hint="bring the chunks back with `time_unchunking` first")
+    return Shape(tuple(batches[0] if d is BATCH_DIM else d for d in shape.dims),
+                 shape.sparse_dim, shape.dtype)
+
+
+def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:
+    """A layer's shape known without its inputs: its rule's guess (`n_out`, `target`, ...),
+    else the shape of its `initial_output` layer."""
+    ctx = ShapeContext(inferred, layer, [], [], {})
+    try:
+        guess = rule.guess_step_shape(ctx)
+    except ShapeError:
+        guess = None
+    if guess is None and isinstance(layer.opts.get("initial_output"), str):
+        guess = ctx.known_ref("initial_output")
+    return guess
+
+
+def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pass,
+                      failed: set[str]) -> None:
+    """A layer whose inputs are not all known takes its guess (inside a rec unit, where guesses
+    are per-step shapes), else stays unknown for this pass (the strict pass: is skipped)."""
+    guess = _guess(inferred, layer, rule) if layer.scope.in_rec else None
+    if guess is not None:
+        inferred.shapes[layer.name] = guess
+        if not state.lenient:
+            state.stand_in.add(layer.name)
+    elif state.lenient:
+        state.unknown.add(layer.name)
+    else:
+        failed.add(layer.name)
+
+
+class _Skip(InternalError):  # control flow, caught in this module
+    pass
+
+
+def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass) -> Dim:
+    """The axis a rec unit loops over: its input's time axis, else the time axis of
+    `size_target`, else its target's time axis, else a new axis (searching, ended by the `end`
+    layer / `max_seq_len`)."""
+    if rec.name in inferred.loop_dims:
+        return inferred.loop_dims[rec.name]
+    dim = None
+    src = _rec_input_shape(inferred, rec, failed, state)  # _Unknown: decided in a later pass
+    if src is not None and src.time is not None:
+        dim = src.time
+    for option in ("size_target", "target"):
+        target = rec.opts.get(option)
+        if dim is None and isinstance(target, str) and target in inferred.extern \
+                and inferred.extern[target].time:
+            dim = inferred.extern[target].time
+    if dim is None:
+        dim = time_dim(rec.name)
+    inferred.loop_dims[rec.name] = dim
+    return dim
+
+
+def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass
+                     ) -> Shape | None:
+    shapes, names = [], []
+    for sub, ref in inferred.graph.refs.get(rec.name, []):
+        if sub[0] != "from":
+            continue
+        s = _ref_shape(inferred, rec, ref, failed, state, None)
+        if s is None:
+            raise _Unknown()
+        shapes.append(s)
+        names.append(ref.text)
+    if not shapes:
+        return None
+    return concat_features(shapes, names)
+
+
+def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[str],
+               state: _Pass, path: tuple | None) -> Shape | None:
+    """The shape a reference reads; None: not known in this lenient pass."""
+    if ref.kind == "extern":
+        if f"data:{ref.target}" in failed or ref.target not in inferred.extern:
+            raise _Skip()
+        shape = inferred.extern[ref.target]
+        if ref.frame:
+            loop = _loop_dim(inferred, layer.scope.rec_layer, failed, state)
+            if shape.has(loop):
+                return shape.without(loop)
+            raise ShapeError(
+                f"`{ref.text}` is read per step, but its time axis {shape.time} is not the axis "
+                f"{loop} the loop of `{layer.scope.rec_layer.name}` runs over", "from",
+                "shape.loop-axis")
+        return shape
+    if ref.kind == "step":  # `:i`: a scalar per step, no batch axis (as in RETURNN)
+        return Shape((), None, "int32")
+    if ref.kind == "source":
+        rec = ref.target
+        src = _rec_input_shape(inferred, rec, failed, state)
+        if src is None:
+            raise ShapeError(f"`data:source`: rec layer `{rec.name}` has no input", "from",
+                             "shape.inputs")
+        loop = _loop_dim(inferred, rec, failed, state)
+        return src.without(loop) if src.has(loop) else src
+    target: Layer = ref.target
+    if target.name in failed:
+        raise _Skip()
+    if target.name in inferred.shapes:
+        return read_shape(inferred, ref)
+    if ref.prev:
+        guess = state.prev_shapes.get(target.name)
+        if guess is None:
+            rule = get_rule(target.layer_class)
+            guess = _guess(inferred, target, rule) if rule is not None else None
+        if guess is None:
+            if not state.lenient:
+                state.unresolved.setdefault(target.name, (layer.name, path or layer.path))
+            return None
+        state.assumed.setdefault(target.name, (guess, layer.name))
+        return guess
+    if state.lenient and target.name in state.unknown:
+        return None
+    raise _Skip()
+
+
+def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass):
+    """Input shapes (None where not known in a lenient pass) and layer-valued options."""
+    if layer.scope.in_rec:
+        _loop_dim(inferred, layer.scope.rec_layer, failed, state)
+    sources, names = [], []
+    refs: dict[str, list[tuple[Ref, Shape]]] = {}
+    for sub, ref in inferred.graph.refs.get(layer.name, []):
+        shape = _ref_shape(inferred, layer, ref, failed, state, layer.path + sub)
+        if sub[0] == "from":
+            sources.append(shape)
+            names.append(ref.text)
+        elif shape is None:
+            if not state.lenient:
+                raise _Unknown()
+            # lenient: try without it (e.g. `window_start` does not change the output's shape);
+            # the strict pass checks the layer with all of its options
+        else:
+            refs.setdefault(sub[0], []).append((ref, shape))
+    if layer.unit is not None:
+        _loop_dim(inferred, layer, failed, state)
+        for sub_layer in layer.unit.layers.values():
+            if sub_layer.name in failed:
+                raise _Skip()
+            if state.lenient and sub_layer.name in state.unknown:
+                raise _Unknown()
+    return sources, names, refs
+
+
