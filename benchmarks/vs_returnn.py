@@ -15,6 +15,7 @@ Then, with netcompiler's venv active:
     python benchmarks/vs_returnn.py --quick --search  # ... and a tiny decoding run
     python benchmarks/vs_returnn.py --skip-returnn  # netcompiler only
     python benchmarks/vs_returnn.py --skip-search --epochs 10
+    python benchmarks/vs_returnn.py --skip-search --epochs 10 --precision float32,mixed_bfloat16
 
 What it does, in a fresh work directory (`--workdir`, default a temporary one; kept with --keep):
 
@@ -48,6 +49,11 @@ What it does, in a fresh work directory (`--workdir`, default a temporary one; k
    RETURNN's native LSTM op is compiled on first use; on a machine without CUDA it builds only
    with `returnn.tf.native_op.OpMaker.with_cuda = False`, which the generated RETURNN config sets
    (two lines at its top). The compilation (cached by RETURNN) falls into the tiny train run.
+
+`--precision float32,mixed_bfloat16` trains netcompiler once per precision (`train.precision`,
+the same data, seed and initial weights), one after the other; the report then also gives each
+mixed-precision run's epoch times, its ratio to RETURNN's (float32) and to netcompiler's float32
+run, and its final train loss against float32's (issue 12's goal: within 2 %).
 
 Figures vary with the load of the machine: run on a quiet machine, and read `uptime` (printed
 at the start and the end).
@@ -234,7 +240,8 @@ def decoder_network(s: SearchSizes) -> dict:
 
 
 # -- configs ----------------------------------------------------------------------------------------
-def netcompiler_train_config(s: TrainSizes, hdf: Path, model_dir: Path) -> dict:
+def netcompiler_train_config(s: TrainSizes, hdf: Path, model_dir: Path,
+                              precision: str = "float32") -> dict:
     return {
         "extern_data": {"data": {"dim": s.features},
                         "classes": {"dim": s.classes, "sparse": True, "same_time_as": "data"}},
@@ -243,8 +250,13 @@ def netcompiler_train_config(s: TrainSizes, hdf: Path, model_dir: Path) -> dict:
                   "batch_size": s.batch_frames, "max_seqs": s.batch_seqs, "batching": "random",
                   "num_epochs": s.epochs, "optimizer": {"class": "adam"},
                   "learning_rate": s.learning_rate, "learning_rate_control": "constant",
-                  "model_dir": str(model_dir), "keep_last_n": 1},
+                  "model_dir": str(model_dir), "keep_last_n": 1, "precision": precision},
     }
+
+
+#: the report's name of netcompiler's run in each precision
+PRECISION_TOOLS = {"float32": "netcompiler", "mixed_bfloat16": "nc-bf16",
+                   "mixed_float16": "nc-fp16"}
 
 
 def netcompiler_search_config(s: SearchSizes, hdf: Path, model_dir: Path) -> dict:
@@ -385,7 +397,7 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, echo: bool = False) -> Run:
 
 def check(run: Run, what: str) -> None:
     if run.rc != 0:
-        tail = "\n".join(f"    {l}" for _, l in run.lines[-25:])
+        tail = "\n".join(f"    {line}" for _, line in run.lines[-25:])
         raise SystemExit(f"{what} failed (exit {run.rc}; log {run.log}):\n{tail}")
 
 
@@ -453,7 +465,8 @@ def fmt(x: float) -> str:
     return f"{x:6.2f}s"
 
 
-def bench_train(s: TrainSizes, work: Path, returnn_py: Path | None, echo: bool) -> dict:
+def bench_train(s: TrainSizes, work: Path, returnn_py: Path | None, echo: bool,
+                precisions: tuple[str, ...] = ("float32",)) -> dict:
     d = work / "train"
     d.mkdir(parents=True, exist_ok=True)
     feats, labels = train_data(s)
@@ -477,19 +490,22 @@ def bench_train(s: TrainSizes, work: Path, returnn_py: Path | None, echo: bool) 
             raise SystemExit(f"RETURNN: found {len(eps)} epoch lines in {run.log}, expected "
                              f"{s.epochs}")
         res["returnn"] = dict(summarize(eps), total=run.total, epochs=eps)
-    cfg = write_yaml(d / "netcompiler_train.yaml",
-                     netcompiler_train_config(s, hdf, d / "netcompiler-model"))
-    cmd = netcompiler_cmd() + ["train", str(cfg)]
-    print(f"  netcompiler: {' '.join(cmd)}", flush=True)
-    run = run_logged(cmd, d / "netcompiler_train.log", d, echo)
-    check(run, "netcompiler training")
-    eps = netcompiler_epochs(run, d / "netcompiler-model")
-    res["netcompiler"] = dict(summarize(eps), total=run.total, epochs=eps)
+    for precision in precisions:
+        tool = PRECISION_TOOLS[precision]
+        model_dir = d / f"{tool}-model"
+        cfg = write_yaml(d / f"{tool}_train.yaml",
+                         netcompiler_train_config(s, hdf, model_dir, precision))
+        cmd = netcompiler_cmd() + ["train", str(cfg)]
+        print(f"  netcompiler ({precision}): {' '.join(cmd)}", flush=True)
+        run = run_logged(cmd, d / f"{tool}_train.log", d, echo)
+        check(run, f"netcompiler training ({precision})")
+        eps = netcompiler_epochs(run, model_dir)
+        res[tool] = dict(summarize(eps), total=run.total, epochs=eps)
     return res
 
 
 def report_train(res: dict) -> None:
-    tools = [t for t in ("returnn", "netcompiler") if t in res]
+    tools = [t for t in ("returnn", *PRECISION_TOOLS.values()) if t in res]
     n = max(len(res[t]["times"]) for t in tools)
     print("\nper-epoch time (s):")
     print("  epoch " + "".join(f"{t:>13}" for t in tools)
@@ -507,15 +523,33 @@ def report_train(res: dict) -> None:
                        ("launch to end of epoch 1", "to_end_of_1"),
                        ("whole process (launch to exit)", "total")):
         vals = "  ".join(f"{t} {fmt(res[t][key])}" for t in tools)
-        ratio = ""
-        if len(tools) == 2 and res["returnn"][key] > 0:
-            ratio = f"  ratio netcompiler/RETURNN {res['netcompiler'][key] / res['returnn'][key]:.2f}x"
-        print(f"  {label:42s} {vals}{ratio}")
+        print(f"  {label:42s} {vals}{ratios(res, tools, key)}")
     if "returnn" in res:
         print("  (RETURNN: from its `start epoch` to its `finished after` line; netcompiler: "
               "scores.tsv wall_time)")
-    losses = [e["loss"] for e in res["netcompiler"]["epochs"]]
-    print(f"  netcompiler train loss per epoch: {', '.join(f'{x:.4f}' for x in losses)}")
+    for tool in tools[1 if "returnn" in res else 0:]:
+        losses = [e["loss"] for e in res[tool]["epochs"]]
+        print(f"  {tool} train loss per epoch: {', '.join(f'{x:.4f}' for x in losses)}")
+    base = res.get("netcompiler")
+    for tool in (t for t in tools if t not in ("returnn", "netcompiler")):
+        if base is None:
+            continue
+        a, b = base["epochs"][-1]["loss"], res[tool]["epochs"][-1]["loss"]
+        print(f"  final train loss after {len(res[tool]['epochs'])} epochs: float32 {a:.4f}, "
+              f"{tool} {b:.4f} ({100 * (b - a) / a:+.2f} %; goal: within 2 %)")
+
+
+def ratios(res: dict, tools: list[str], key: str) -> str:
+    """`  ratio` texts of each netcompiler run to RETURNN's and of each mixed-precision run to
+    netcompiler's float32 run, for one figure (`steady`, `first`, ...)."""
+    out = []
+    ours = [t for t in tools if t != "returnn"]
+    if "returnn" in res and res["returnn"][key] > 0:
+        out += [f"{t}/RETURNN {res[t][key] / res['returnn'][key]:.2f}x" for t in ours]
+    if "netcompiler" in res and res["netcompiler"][key] > 0:
+        out += [f"{t}/netcompiler {res[t][key] / res['netcompiler'][key]:.2f}x"
+                for t in ours if t != "netcompiler"]
+    return "  ratio " + ", ".join(out) if out else ""
 
 
 def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool) -> dict:
@@ -635,7 +669,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", help="work directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--echo", action="store_true", help="show the tools' output as it comes")
+    ap.add_argument("--precision", default="float32", metavar="P[,P...]",
+                    help="train netcompiler in each of these precisions (float32, "
+                         "mixed_bfloat16, mixed_float16; default %(default)s), e.g. "
+                         "float32,mixed_bfloat16")
     args = ap.parse_args(argv)
+    precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
+    unknown = [p for p in precisions if p not in PRECISION_TOOLS]
+    if unknown or not precisions:
+        ap.error(f"--precision: unknown {unknown} (one of {', '.join(PRECISION_TOOLS)})")
 
     ts = TrainSizes(**vars(QUICK_TRAIN)) if args.quick else TrainSizes()
     ss = SearchSizes(**vars(QUICK_SEARCH)) if args.quick else SearchSizes()
@@ -656,7 +698,7 @@ def main(argv=None) -> int:
     print(f"before: {uptime()}\nwork directory: {work}", flush=True)
     try:
         if not args.skip_train:
-            report_train(bench_train(ts, work, returnn_py, args.echo))
+            report_train(bench_train(ts, work, returnn_py, args.echo, precisions))
         if not args.skip_search and (args.search or not args.quick):
             report_search(bench_search(ss, work, returnn_py, args.echo))
     finally:

@@ -70,8 +70,8 @@ def timed(fn, arg, cpu: list | None = None) -> float:
 
 
 def run(args, jit: bool) -> dict:
-    from netcompiler.training.trainer import Trainer
     from netcompiler.frontend.validate import validate
+    from netcompiler.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "c.json"

@@ -34,10 +34,11 @@ def missing_tf_extra(exc: BaseException) -> str | None:
     return None
 
 
-def compile(config, overrides=None, seed=None):  # noqa: A001 - the product's verb
+def compile(config, overrides=None, seed=None, precision=None):  # noqa: A001 - the product's verb
     """Validate and compile a config (path, YAML text, dict) into a `CompiledNetwork`
     (a `tf.Module`); raises `ConfigError` with every diagnostic if the config is invalid, and
-    ImportError saying how to install TensorFlow where it is missing."""
+    ImportError saying how to install TensorFlow where it is missing. `precision`:
+    `float32`, `mixed_bfloat16` or `mixed_float16` (None: the config's `train.precision`)."""
     try:
         from netcompiler.backend.build import compile_network
     except ModuleNotFoundError as exc:
@@ -47,4 +48,4 @@ def compile(config, overrides=None, seed=None):  # noqa: A001 - the product's ve
         raise ImportError(f"netcompiler.compile needs TensorFlow (no module named "
                           f"{missing!r}); install it with {TF_INSTALL}", name=missing) from exc
 
-    return compile_network(config, overrides=overrides, seed=seed)
+    return compile_network(config, overrides=overrides, seed=seed, precision=precision)

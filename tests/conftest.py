@@ -71,7 +71,7 @@ def _code_only(source: str) -> str:
     return " ".join(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_needs_tf(path: str) -> bool:
     """True if every test of the test module at `path` gets the `tf` marker (see the module
     docstring)."""

@@ -8,7 +8,7 @@ It evaluates the trees `netcompiler.frontend.expr.parse_expression` accepts, wit
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

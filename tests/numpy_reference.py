@@ -58,7 +58,7 @@ def _f64(x):
 def _lengths(lengths, batch):
     lengths = np.asarray(lengths)
     if lengths.shape != (batch,):
-        raise ValueError("lengths must have shape [B]=(%d,), got %r" % (batch, lengths.shape))
+        raise ValueError(f"lengths must have shape [B]=({batch},), got {lengths.shape!r}")
     if not np.issubdtype(lengths.dtype, np.integer):
         if not np.all(np.asarray(lengths) == np.round(lengths)):
             raise ValueError("lengths must be integers")
@@ -113,7 +113,7 @@ def linear_sparse(idx, W, b=None):
         raise TypeError("linear_sparse expects integer indices")
     W = _f64(W)
     if idx.size and (idx.min() < 0 or idx.max() >= W.shape[0]):
-        raise IndexError("sparse index out of range [0, %d)" % W.shape[0])
+        raise IndexError(f"sparse index out of range [0, {W.shape[0]})")
     y = W[idx]
     if b is not None:
         y = y + _f64(b)
@@ -187,7 +187,7 @@ def split_qkv_heads(y, num_heads, total_key_dim, n_out):
     B, T, F = y.shape
     P = 2 * dk + dv
     if F != H * P:
-        raise ValueError("QKV output dim %d != 2*Dk+Dv = %d" % (F, H * P))
+        raise ValueError(f"QKV output dim {F} != 2*Dk+Dv = {H * P}")
     y = y.reshape(B, T, H, P).transpose(0, 2, 1, 3)  # [B,H,T,P]
     return y[..., :dk], y[..., dk:2 * dk], y[..., 2 * dk:]
 
@@ -213,8 +213,8 @@ def _attend(q, k, v, key_mask, key_shift):
         ks = _f64(key_shift)
         Tq, Tk = q.shape[2], k.shape[2]
         if ks.shape != (Tq, Tk, q.shape[3]):
-            raise ValueError("key_shift must have shape [Tq,Tk,dk]=%r, got %r"
-                             % ((Tq, Tk, q.shape[3]), ks.shape))
+            raise ValueError(f"key_shift must have shape [Tq,Tk,dk]={(Tq, Tk, q.shape[3])!r}, "
+                             f"got {ks.shape!r}")
         energy = energy + np.einsum("bhid,ijd->bhij", q, ks)
     w = masked_softmax(energy, key_mask, axis=-1)
     out = np.einsum("bhij,bhjd->bhid", w, v)  # [B,H,Tq,dv]
@@ -432,7 +432,7 @@ def relative_positional_encoding(T_q, T_k, encoding_matrix=None, clipping=16, fi
     else:
         M = _f64(encoding_matrix)
         if M.shape[0] != 2 * c + 1:
-            raise ValueError("encoding_matrix must have 2*clipping+1 = %d rows" % (2 * c + 1))
+            raise ValueError(f"encoding_matrix must have 2*clipping+1 = {2 * c + 1} rows")
     if query_offset is None:
         query_offset = T_k - T_q
     i = np.arange(T_q)[:, None] + int(query_offset)
@@ -527,13 +527,13 @@ def generic_attention(weights, base, has_decoder_axis=None, auto_squeeze=True):
         has_decoder_axis = w.ndim == base.ndim and tuple(w.shape[2:]) == inner
     expect = inner if not has_decoder_axis else (w.shape[1],) + inner
     if tuple(w.shape[1:]) != tuple(expect) or w.shape[0] != base.shape[0]:
-        raise ValueError("weights shape %r does not fit base %r (decoder axis: %s)"
-                         % (w.shape, base.shape, has_decoder_axis))
+        raise ValueError(f"weights shape {w.shape!r} does not fit base {base.shape!r} "
+                         f"(decoder axis: {has_decoder_axis})")
     letters = "cdefghiklmnopqrsu"
     extra = letters[:n_extra]
     if has_decoder_axis:
-        return np.einsum("btj%s,bj%sv->bt%sv" % (extra, extra, extra), w, base)
-    return np.einsum("bj%s,bj%sv->b%sv" % (extra, extra, extra), w, base)
+        return np.einsum(f"btj{extra},bj{extra}v->bt{extra}v", w, base)
+    return np.einsum(f"bj{extra},bj{extra}v->b{extra}v", w, base)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,7 +562,7 @@ def dot_attention(s, base_ctx, base, base_len, energy_factor=None, return_weight
     s, base_ctx, base = _f64(s), _f64(base_ctx), _f64(base)
     B, Te, D = base_ctx.shape
     if s.shape[-1] != D:
-        raise ValueError("source dim %d != base_ctx dim %d" % (s.shape[-1], D))
+        raise ValueError(f"source dim {s.shape[-1]} != base_ctx dim {D}")
     dec = s.ndim == 3
     s3 = s if dec else s[:, None, :]  # [B,Td,D]
     e = np.einsum("bjd,btd->btj", base_ctx, s3)  # [B,Td,Te]
@@ -644,8 +644,8 @@ def gauss_window_attention(t, base, base_len, window_size, std=1.0, inner_size=N
     else:
         raise ValueError("t must be [B], [B,1] or [B,Td]")
     W = int(window_size)
-    I = 1 if inner_size is None else int(inner_size)
-    offs = (np.arange(I) - (I - 1) / 2.0) * float(inner_size_step) if inner_size else np.zeros(1)
+    n_inner = 1 if inner_size is None else int(inner_size)
+    offs = (np.arange(n_inner) - (n_inner - 1) / 2.0) * float(inner_size_step) if inner_size else np.zeros(1)
     c = np.round(t)  # half to even
     idx = c[..., None] - (W // 2) + np.arange(W)  # [B,Td,W] (float, integral values)
     g = np.minimum(np.clip(idx, 0, Te - 1), (base_len - 1)[:, None, None])
@@ -717,7 +717,7 @@ def lstm_sequence(x, lengths, W, b, n_out, direction=1, return_final_state=False
     B, T, n_in = x.shape
     n = int(n_out)
     if W.shape != (n_in + n, 4 * n):
-        raise ValueError("W must be [n_in + n_out, 4*n_out] = %r" % ((n_in + n, 4 * n),))
+        raise ValueError(f"W must be [n_in + n_out, 4*n_out] = {(n_in + n, 4 * n)!r}")
     b = np.zeros(4 * n) if b is None else _f64(b)
     lengths = _lengths(lengths, B)
     if direction not in (1, -1):

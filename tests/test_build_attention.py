@@ -13,9 +13,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import numpy_reference as ref  # noqa: E402
-
 from netcompiler.backend.build import compile_network  # noqa: E402
+
+import numpy_reference as ref  # noqa: E402
 
 pytestmark = pytest.mark.tf
 

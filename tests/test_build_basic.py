@@ -52,7 +52,7 @@ def build(network: dict, fetch, training=False, seed=None):
     out = compiled(inputs={k: INPUTS[k] for k in keys},
                    lengths={k: LENGTHS[k] for k in keys if k in LENGTHS},
                    training=training, fetch=list(fetch))
-    return compiled, {k: (v.numpy(), None if l is None else l.numpy()) for k, (v, l) in out.items()}
+    return compiled, {k: (v.numpy(), None if lens is None else lens.numpy()) for k, (v, lens) in out.items()}
 
 
 def valid(x, lengths=LEN, axis=1):

@@ -325,8 +325,8 @@ def test_shapes_rec_unit_indented(tmp_path, capsys):
     code, out, _ = run(capsys, "validate", "--shapes", path)
     assert code == 0, out
     lines = out.splitlines()
-    (dec,) = [l for l in lines if l.startswith("dec-1 ")]
-    (sub,) = [l for l in lines if l.lstrip().startswith("dec-1/s ")]
+    (dec,) = [line for line in lines if line.startswith("dec-1 ")]
+    (sub,) = [line for line in lines if line.lstrip().startswith("dec-1/s ")]
     assert sub.startswith("  dec-1/s")
     assert lines.index(sub) > lines.index(dec)
     assert "[B, F=8]" in sub and sub.split()[-1] == str(8 * 8 + 8)
@@ -382,11 +382,11 @@ def test_graph_mermaid(tmp_path, capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "flowchart TD"
-    assert any(l.strip().startswith("subgraph ") and "dec-1 (rec unit)" in l for l in lines)
+    assert any(line.strip().startswith("subgraph ") and "dec-1 (rec unit)" in line for line in lines)
     assert "  n_dec_1_s -.->|prev| n_dec_1_s" in lines
-    assert any(l.strip() == 'n_dec_1_s["dec-1/s<br/>linear"]' for l in lines)
-    assert sum(l.strip().startswith("subgraph") for l in lines) == sum(
-        l.strip() == "end" for l in lines)
+    assert any(line.strip() == 'n_dec_1_s["dec-1/s<br/>linear"]' for line in lines)
+    assert sum(line.strip().startswith("subgraph") for line in lines) == sum(
+        line.strip() == "end" for line in lines)
 
 
 def test_graph_with_set(tmp_path, capsys):
@@ -408,7 +408,7 @@ def test_graph_errors(tmp_path, capsys):
 # -- placeholders ----------------------------------------------------------------------------------
 @pytest.mark.tf  # the command imports TensorFlow before its module
 def test_placeholder_subcommands(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli.importlib, "import_module", _no_module)
+    monkeypatch.setattr(importlib, "import_module", _no_module)
     path = write(tmp_path, "a.yaml", VALID)
     for argv in (["compile", path, "-o", str(tmp_path / "out")], ["train", path],
                  ["search", path, "--checkpoint", "ck", "--data", "d"], ["forward", path]):

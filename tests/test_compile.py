@@ -8,9 +8,9 @@ import yaml
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
+from netcompiler.backend.export import checkpoint  # noqa: E402
 from netcompiler.cli import main  # noqa: E402
 from netcompiler.core.diagnostics import ConfigError  # noqa: E402
-from netcompiler.backend.export import checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
-from netcompiler.core.dims import BATCH, TIME  # noqa: E402
 from netcompiler.backend.export import checkpoint, export_saved_model, inference_inputs  # noqa: E402
+from netcompiler.core.dims import BATCH, TIME  # noqa: E402
 from netcompiler.layers import registry  # noqa: E402
 
 from conformance import EXAMPLES, make_inputs  # noqa: E402
@@ -40,7 +40,7 @@ EXEMPT: dict[str, str] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name: str, seed: int):
     return netcompiler.compile(BY_NAME[name].config, seed=seed)
 
@@ -289,7 +289,7 @@ def test_xla_compiles_to_the_same_outputs(example):
     rng = np.random.default_rng(4)
     inputs, lengths = make_inputs(net.extern_shapes, 3, 6, rng, [6, 3, 5])
     expected, dim_lengths = _run(net, inputs, lengths)
-    fn = tf.function(lambda i, l: net.forward(i, l, training=False, fetch=("output",)),
+    fn = tf.function(lambda i, lens: net.forward(i, lens, training=False, fetch=("output",)),
                      jit_compile=True, autograph=False)
     got, got_lens = fn({k: tf.constant(v) for k, v in inputs.items()},
                        {k: tf.constant(v) for k, v in lengths.items()})["output"]

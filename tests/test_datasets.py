@@ -11,8 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcompiler.training.datasets import (ArrayDataset, DatasetError, KeyInfo, batches, make_dataset,
-                                  padded_batch, tf_dataset, write_hdf, write_npz)
+from netcompiler.training.datasets import (
+    ArrayDataset,
+    DatasetError,
+    KeyInfo,
+    batches,
+    make_dataset,
+    padded_batch,
+    tf_dataset,
+    write_hdf,
+    write_npz,
+)
 
 # a copy of the project fixtures written by RETURNN (see its README.md)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "returnn-hdf"

@@ -20,10 +20,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from netcompiler.cli import app as cli
 from netcompiler.cli import main
-from netcompiler.core.errors import (InternalError, NetCompilerError, Unsupported, UsageError,
-                                UserError, internal_message)
+from netcompiler.cli import schema as schema_command
+from netcompiler.core.errors import (
+    InternalError,
+    NetCompilerError,
+    Unsupported,
+    UsageError,
+    UserError,
+    internal_message,
+)
 from netcompiler.core.rules import FAMILIES, RULES, explain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +45,7 @@ USER = {
     "ShapeError", "TrainError", "NonFiniteLoss", "NonFiniteWeights", "ModelDirBusy",
 }
 #: bugs (control-flow signals that should never escape their module are bugs when they do)
-INTERNAL = {"InternalError", "_Unknown", "_Skip", "_Refuse"}
+INTERNAL = {"InternalError", "_Unknown", "_Skip", "Refusal"}
 #: were ValueErrors before the common base, and still are (callers catch ValueError)
 STILL_VALUE_ERRORS = {"OverrideError", "ChunkingError", "LearningRateError", "ExprError",
                       "InitializerError", "SeqLenExprError", "DatasetError"}
@@ -52,7 +58,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sources() -> dict[str, ast.Module]:
     return {_module_name(p): ast.parse(p.read_text(encoding="utf-8"), str(p))
             for p in sorted(PACKAGE.rglob("*.py"))}
@@ -143,11 +149,12 @@ def test_tf_modules_exception_classes():
 def test_user_and_internal_errors_are_told_apart():
     from netcompiler.core.diagnostics import ERROR, ConfigError, Diagnostic
     from netcompiler.frontend.loader import OverrideError
-    from netcompiler.training.trainer import ModelDirBusy, NonFiniteWeights, TrainError
+    from netcompiler.training.command_support import TrainError
+    from netcompiler.training.finiteness import NonFiniteWeights
+    from netcompiler.training.model_dir import ModelDirBusy
 
     assert not issubclass(UserError, InternalError) and not issubclass(InternalError, UserError)
     assert issubclass(NonFiniteWeights, TrainError) and issubclass(ModelDirBusy, UserError)
-    assert cli.UsageError is UsageError  # its old home
     # exit codes: 1 for a user error, 2 for a usage error and for an unreadable config
     assert TrainError("x").exit_code == 1 and UsageError("x").exit_code == 2
     assert OverrideError("x").exit_code == 2
@@ -155,11 +162,11 @@ def test_user_and_internal_errors_are_told_apart():
     assert ConfigError(Diagnostic(ERROR, "bad YAML", "load.syntax")).exit_code == 1
     # compatibility: the former ValueErrors still are, Unsupported is a NotImplementedError
     from netcompiler.frontend.chunk_spec import ChunkingError
-    from netcompiler.training.datasets import DatasetError
     from netcompiler.frontend.expr import ExprError
     from netcompiler.frontend.initializers import InitializerError
-    from netcompiler.training.lr_control import LearningRateError
     from netcompiler.frontend.seq_len_expr import SeqLenExprError
+    from netcompiler.training.datasets import DatasetError
+    from netcompiler.training.lr_control import LearningRateError
 
     for cls in (OverrideError, ChunkingError, LearningRateError, ExprError, InitializerError,
                 SeqLenExprError, DatasetError):
@@ -236,7 +243,7 @@ def test_unsupported_is_raised_where_a_config_asks_for_too_much():
                 name = _names(node.exc.func)
                 if name & {"Unsupported", "InternalError"}:
                     raised.setdefault(mod, set()).update(name)
-    assert "Unsupported" in raised["netcompiler.backend.loop.runner"]  # a rec unit inside a rec unit
+    assert "Unsupported" in raised["netcompiler.backend.loop.plan"]  # a rec unit inside a rec unit
     assert raised["netcompiler.layers.rnn_cell"] == {"InternalError"}
 
 
@@ -258,7 +265,7 @@ def _raising(exc: BaseException):
 ])
 def test_cli_reports_errors_in_one_line(monkeypatch, capsys, exc, code, line):
     monkeypatch.delenv("NETCOMPILER_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "cmd_schema", _raising(exc))
+    monkeypatch.setattr(schema_command, "run", _raising(exc))
     assert main(["schema"]) == code
     out, err = capsys.readouterr()
     assert out == "" and err == line + "\n"
@@ -266,10 +273,10 @@ def test_cli_reports_errors_in_one_line(monkeypatch, capsys, exc, code, line):
 
 def test_cli_debug_reraises_internal_errors(monkeypatch, capsys):
     monkeypatch.setenv("NETCOMPILER_DEBUG", "1")
-    monkeypatch.setattr(cli, "cmd_schema", _raising(InternalError("boom")))
+    monkeypatch.setattr(schema_command, "run", _raising(InternalError("boom")))
     with pytest.raises(InternalError, match="boom"):
         main(["schema"])
-    monkeypatch.setattr(cli, "cmd_schema", _raising(TrainErrorLike("user")))
+    monkeypatch.setattr(schema_command, "run", _raising(TrainErrorLike("user")))
     assert main(["schema"]) == 1  # user errors are not bugs: still one line
     assert capsys.readouterr().err == "netcompiler schema: error: user\n"
 

@@ -35,8 +35,10 @@ def test_every_example_has_expected_shapes():
 
 
 def test_shapes_table_of_an_example_lists_every_layer():
+    import contextlib
+    import io
+
     from netcompiler.cli import main
-    import io, contextlib
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main(["validate", "--shapes", str(ROOT / "configs" / "transformer_encoder.yaml")])

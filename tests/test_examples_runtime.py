@@ -9,7 +9,7 @@ tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
 from netcompiler.core.dims import BATCH, TIME  # noqa: E402
-from netcompiler.backend.loop.runner import stacked_shape  # noqa: E402
+from netcompiler.layers.rec import stacked_shape  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

@@ -9,10 +9,9 @@ import builtins
 import numpy as np
 import pytest
 
-from netcompiler.frontend import expr
-from netcompiler.frontend import expr_types
-from netcompiler.frontend.expr import ExprError, parse_expression
 from netcompiler.backend.expr_eval import to_tf
+from netcompiler.frontend import expr, expr_types
+from netcompiler.frontend.expr import ExprError, parse_expression
 from netcompiler.frontend.expr_types import infer_dtype
 
 from expr_numpy import to_numpy

@@ -23,9 +23,9 @@ import pytest
 
 from netcompiler.cli import app as cli
 from netcompiler.frontend import loader
-from netcompiler.training.datasets import DatasetError, make_dataset, read_hdf, write_hdf
 from netcompiler.frontend.loader import parse_yaml
 from netcompiler.frontend.validate import validate
+from netcompiler.training.datasets import DatasetError, make_dataset, read_hdf
 
 REPO = Path(__file__).resolve().parents[1]
 ADDRESS_LIMIT = 2 * 1024 ** 3  # 2 GiB of address space for the subprocess
@@ -48,7 +48,7 @@ def run(capsys, *argv):
 
 def one_error(out: str) -> str:
     """The single error line of `validate`'s output (plus its summary line)."""
-    lines = [l for l in out.splitlines() if ": error: " in l]
+    lines = [line for line in out.splitlines() if ": error: " in line]
     assert len(lines) == 1, out
     assert "Traceback" not in out and "internal" not in out, out
     return lines[0]
@@ -99,7 +99,7 @@ def test_alias_bomb_is_refused_quickly_within_2gb(tmp_path, name, text, line):
     assert len(text) < 1500  # a few hundred bytes
     proc = run_limited(["validate", name], tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    [error] = [l for l in proc.stdout.splitlines() if ": error: " in l]
+    [error] = [line for line in proc.stdout.splitlines() if ": error: " in line]
     # located at the alias that crosses the limit
     assert error.startswith(f"{name}:{line}:"), error
     assert error.endswith("[load.alias-limit]")
@@ -436,8 +436,8 @@ def test_hdf_reader_wraps_layout_errors(tmp_path):
 def test_misaligned_lengths_are_refused_naming_the_sequence(tmp_path, same_time_as):
     """`classes` on the time axis of `data`: by `same_time_as`, or unified by the frame-wise
     loss. A file whose lengths differ in one sequence is refused, naming it."""
-    from netcompiler.training.datasets import check_shared_time_axes
     from netcompiler.frontend.extern_data import shared_time_keys
+    from netcompiler.training.datasets import check_shared_time_axes
 
     extern = json.loads(json.dumps(EXTERN))
     if not same_time_as:
@@ -501,8 +501,8 @@ def test_tsv_escaping_round_trip():
 @pytest.mark.tf
 def test_search_tsv_keeps_one_row_per_hypothesis(tmp_path, capsys):
     from netcompiler.backend.build import compile_network
-    from netcompiler.training.datasets import write_npz
     from netcompiler.backend.export import checkpoint
+    from netcompiler.training.datasets import write_npz
     from netcompiler.training.search import tsv_unescape
 
     config = {

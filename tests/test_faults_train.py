@@ -25,9 +25,12 @@ tf = pytest.importorskip("tensorflow")
 
 from netcompiler.cli import app as cli
 from netcompiler.core import atomic
-from netcompiler.training.trainer import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, STOP_ENV, Trainer,  # noqa: E402
-                               TrainError, list_checkpoints)
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training.checkpoints import list_checkpoints  # noqa: E402
+from netcompiler.training.command_support import TrainError  # noqa: E402
+from netcompiler.training.fault_injection import DIE_ENV, NAN_ENV, STOP_ENV  # noqa: E402
+from netcompiler.training.scores import SCORE_COLUMNS  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 REPO = Path(__file__).resolve().parents[1]
@@ -295,9 +298,9 @@ def test_scores_row_restored_after_kill_between_rename_and_scores(tmp_path):
 def test_scores_write_failure_is_one_line_and_the_row_comes_back(tmp_path, monkeypatch, capsys):
     cfg = write_config(tmp_path)
     model = tmp_path / "m"
-    import netcompiler.training.trainer as train_mod
+    import netcompiler.training.scores as scores_mod
 
-    real = train_mod.atomic_write_text
+    real = scores_mod.atomic_write_text
     calls = []
 
     def full(path, text, **kw):
@@ -306,13 +309,13 @@ def test_scores_write_failure_is_one_line_and_the_row_comes_back(tmp_path, monke
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, text, **kw)
 
-    monkeypatch.setattr(train_mod, "atomic_write_text", full)
+    monkeypatch.setattr(scores_mod, "atomic_write_text", full)
     code = cli.main(["train", cfg, "--model-dir", str(model), "--set", "train.num_epochs=3"])
     line = one_line_error(capsys.readouterr().err)
     assert code == 1
     assert f"cannot write {model / 'scores.tsv'} (No space left on device)" in line
     assert [e for e, _ in list_checkpoints(model)] == [1, 2]
-    monkeypatch.setattr(train_mod, "atomic_write_text", real)
+    monkeypatch.setattr(scores_mod, "atomic_write_text", real)
     assert cli.main(["train", cfg, "--model-dir", str(model), "--set",
                      "train.num_epochs=3"]) == 0
     assert [r["epoch"] for r in read_scores(model)] == ["1", "2", "3"]
@@ -541,8 +544,8 @@ def test_real_out_of_memory_in_a_20000_frame_forward(tmp_path):
     """Not patched: self-attention over 20000 frames needs 2 x 20000^2 floats (3.2 GB) per
     score matrix; the process gets 2 GiB of address space beyond what TensorFlow mapped."""
     import netcompiler
-    from netcompiler.training.datasets import write_hdf
     from netcompiler.backend.export import checkpoint
+    from netcompiler.training.datasets import write_hdf
 
     cfg = write_config(tmp_path, ATTENTION)
     net = netcompiler.compile(validate(cfg))

@@ -280,7 +280,7 @@ def test_unused_layer_warning():
 
 def test_layers_feeding_a_loss_or_output_flag_are_used():
     network = build_network(parse_yaml(DECODER).data)
-    assert sorted(l.name for l in output_layers(network)) == ["ctx", "output"]
+    assert sorted(layer.name for layer in output_layers(network)) == ["ctx", "output"]
     assert check(DECODER).warnings == []
 
 

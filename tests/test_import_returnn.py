@@ -19,9 +19,12 @@ import pytest
 
 from netcompiler.cli import main
 from netcompiler.frontend.loader import load
-from netcompiler.returnn.config import NotData, ReturnnConfigError, read_config
-from netcompiler.returnn.convert import ReturnnImportError, dump_yaml, import_returnn
 from netcompiler.frontend.validate import validate
+from netcompiler.returnn.config import read_config
+from netcompiler.returnn.config_values import NotData, ReturnnConfigError
+from netcompiler.returnn.convert import import_returnn
+from netcompiler.returnn.import_result import ReturnnImportError
+from netcompiler.returnn.yaml_out import dump_yaml
 
 DEMOS = Path(__file__).parent / "returnn_demos"
 REPO = Path(__file__).parent.parent
@@ -154,7 +157,7 @@ def test_imported_train_section_is_accepted_by_training():
     """The datasets and learning-rate options build with netcompiler's own (TF-free) code."""
     from netcompiler.training.datasets import make_dataset
     from netcompiler.training.lr_control import LearningRateControl
-    from netcompiler.training.trainer import TrainOptions
+    from netcompiler.training.options import TrainOptions
 
     config = import_returnn(demo("tf-rec-explicit-rnn")).config
     opts = TrainOptions.from_config(config)
@@ -695,7 +698,8 @@ def test_json_config(tmp_path):
 
 def test_yaml_round_trip_property():
     """Any JSON-like config dumps to YAML that netcompiler's loader reads back unchanged."""
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF,
                                  blacklist_categories=("Cs",)), max_size=30)
@@ -767,9 +771,9 @@ def test_published_swb_conformer_training_options():
                 "learning_rate_control_min_num_epochs_per_new_lr",
                 "learning_rate_control_relative_error_relative_lr",
                 "learning_rate_control_error_measure"} & set(warned)
-    from netcompiler.training.lr_control import LearningRateControl
     from netcompiler.frontend.schema import validate_config
-    from netcompiler.training.trainer import TrainOptions
+    from netcompiler.training.lr_control import LearningRateControl
+    from netcompiler.training.options import TrainOptions
 
     assert not [d for d in validate_config({"network": {}, "train": train})
                 if d.severity == "error"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-import numpy_reference as ref  # noqa: E402
-
 from netcompiler.frontend.validate import validate  # noqa: E402
+
+import numpy_reference as ref  # noqa: E402
 
 LENS = np.array([5, 2, 6, 1], np.int32)  # max 6 < T = 7: every sequence has padding
 B, T, N_IN, N = 4, 7, 5, 3

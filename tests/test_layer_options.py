@@ -498,7 +498,7 @@ def test_batch_norm_statistics_are_checkpointed(tmp_path):
     net(inputs={"data": x}, lengths={"data": lengths}, training=True)
     saved = net.variable("output/batch_norm/variance").numpy()
     from netcompiler.backend.export import checkpoint
-    from netcompiler.training.trainer import restore_network
+    from netcompiler.training.checkpoints import restore_network
 
     prefix = checkpoint(net).write(str(tmp_path / "ckpt"))
     other = _bn_net(True)

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netcompiler.layers import COMMON_LAYER_OPTIONS, LayerRule, get_rule, registry, traits
 from netcompiler.frontend.schema import layer_options as schema_options
-
+from netcompiler.layers import COMMON_LAYER_OPTIONS, LayerRule, get_rule, registry, traits
 
 
 def module_source(module: str) -> str:
@@ -30,9 +29,13 @@ def module_source(module: str) -> str:
 
 #: modules that must not name layer classes: what a class is, its rule says (their source is
 #: read, not imported: some import TensorFlow)
-ENGINE_MODULES = ("netcompiler.backend.loop.runner", "netcompiler.frontend.network", "netcompiler.frontend.graph",
-                  "netcompiler.frontend.shapes", "netcompiler.frontend.shape_checks", "netcompiler.backend.build",
-                  "netcompiler.training.trainer", "netcompiler.training.search")
+LOOP_MODULES = tuple(f"netcompiler.backend.loop.{m}" for m in (
+    "runner", "plan", "unit_traits", "setup", "outer", "initial", "moved_out", "step_inputs",
+    "step_loop", "beam", "max_len", "tensors", "decode"))
+ENGINE_MODULES = LOOP_MODULES + (
+    "netcompiler.frontend.network", "netcompiler.frontend.graph", "netcompiler.frontend.shapes",
+    "netcompiler.frontend.shape_checks", "netcompiler.backend.build", "netcompiler.training.trainer",
+    "netcompiler.training.loss_specs", "netcompiler.training.step", "netcompiler.training.search")
 
 BOOL_TRAITS = ("concat_sources", "broadcasts_sources", "stateful", "step_indexed", "loop_only",
                "position_wise", "chooses_labels", "masked_step", "supports_apply_zero",
@@ -218,8 +221,8 @@ def _compile(cfg):
 
 @pytest.mark.tf
 def test_loop_only_and_position_wise_traits_decide_where_a_layer_runs(monkeypatch):
+    from netcompiler.backend.loop.plan import unit_placement
     from netcompiler.layers.copy import CopyRule
-    from netcompiler.backend.loop.runner import unit_placement
 
     both = {"output/acc", "output/output"}
     place = unit_placement(_compile(UNIT_CFG), "output")

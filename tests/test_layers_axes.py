@@ -453,8 +453,8 @@ def test_validation_does_not_import_tensorflow():
 # -- axis descriptions (RETURNN's Data.get_axes_from_description) ------------------------------
 
 from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim, time_dim  # noqa: E402
-from netcompiler.layers._axes import resolve_axes, resolve_axis  # noqa: E402
 from netcompiler.core.layer_rule import ShapeError  # noqa: E402
+from netcompiler.layers._axes import resolve_axes, resolve_axis  # noqa: E402
 
 
 class _Ctx:

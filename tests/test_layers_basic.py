@@ -108,6 +108,7 @@ def test_numpy_reference_covers_every_activation():
     """The NumPy references of the activation builders' tests (tests/numpy_reference.py) know
     every name the configs may use, and compute it as defined (hand-computed values)."""
     import numpy as np
+
     import numpy_reference as ref
 
     assert set(ref.ACTIVATIONS) == set(ACTIVATIONS)

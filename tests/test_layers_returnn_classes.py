@@ -296,9 +296,8 @@ def test_reduce_avg_is_masked_mean():
 def test_batch_norm_layer_against_numpy(tmp_path):
     import tensorflow as tf
 
-    from netcompiler.backend.export import checkpoint
-
     import netcompiler
+    from netcompiler.backend.export import checkpoint
 
     net = netcompiler.compile(cfg({"output": {"class": "batch_norm", "momentum": 0.3,
                                               "epsilon": 1e-3, "gamma_init": 2.0}}))

@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from netcompiler.cli import app as cli
-from netcompiler.training.trainer import Trainer  # noqa: E402
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -6,8 +6,16 @@ import json
 import pytest
 
 from netcompiler.core.diagnostics import ConfigError, Diagnostic
-from netcompiler.frontend.loader import (Config, Mark, apply_overrides, from_dict, load, load_file,
-                                parse_override, parse_yaml)
+from netcompiler.frontend.loader import (
+    Config,
+    Mark,
+    apply_overrides,
+    from_dict,
+    load,
+    load_file,
+    parse_override,
+    parse_yaml,
+)
 from netcompiler.frontend.validate import ValidationResult, validate
 
 BASE_YAML = """\

@@ -354,11 +354,11 @@ def test_fetch_attention_weights_stacked_base_convert():
 
 
 def test_move_out_plan():
-    from netcompiler.backend.loop.runner import plan_unit
+    from netcompiler.backend.loop.plan import plan_unit
 
     net = compile_network(ATT_DEC)
     rec = net.network.layers["output"]
-    names = lambda ls: sorted(l.local_name for l in ls)  # noqa: E731
+    names = lambda ls: sorted(layer.local_name for layer in ls)  # noqa: E731
     train = plan_unit(net, rec, {"output", "output_prob"}, search=False)
     # teacher forcing: the choice (= the target) and its embedding leave the loop
     assert names(train.moved_out) == ["emb", "output"]

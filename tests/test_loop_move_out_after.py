@@ -12,7 +12,7 @@ import yaml
 tf = pytest.importorskip("tensorflow")
 
 from netcompiler.backend.build import compile_network  # noqa: E402
-from netcompiler.backend.loop.runner import unit_placement  # noqa: E402
+from netcompiler.backend.loop.plan import unit_placement  # noqa: E402
 from netcompiler.training.losses import compute_loss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

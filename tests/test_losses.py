@@ -54,7 +54,7 @@ def test_ce_matches_numpy(seed, ls):
     want, frames, errors = _np_ce(logits, targets, lengths, ls)
 
     # graph mode: the softmax op's logits are used
-    got = _graph(lambda x, y, l: losses.ce_loss(tf.nn.softmax(x), y, l, ls))(
+    got = _graph(lambda x, y, lens: losses.ce_loss(tf.nn.softmax(x), y, lens, ls))(
         logits, targets, lengths)
     np.testing.assert_allclose(got.loss.numpy(), want, rtol=1e-5)
     assert got.frames.numpy() == frames == lengths.sum()
@@ -175,7 +175,7 @@ def test_ctc_matches_numpy(seed):
         best = logp[b, :in_lens[b]].argmax(-1)
         hyp = [int(c) for i, c in enumerate(best) if c != K - 1 and (i == 0 or c != best[i - 1])]
         errors += _edit_distance(hyp, list(targets[b, :tgt_lens[b]]))
-    fn = _graph(lambda x, l, y, yl: losses.compute_loss("ctc", tf.nn.softmax(x), l, y, yl))
+    fn = _graph(lambda x, xl, y, yl: losses.compute_loss("ctc", tf.nn.softmax(x), xl, y, yl))
     got = fn(logits, in_lens, targets, tgt_lens)
     np.testing.assert_allclose(got.loss.numpy(), want, rtol=1e-4)
     assert got.frames.numpy() == in_lens.sum()

@@ -176,8 +176,9 @@ def test_in_loop_equals_outside_loop():
 def test_returnn_corpus_network_running_sum_of_odd_steps():
     """RETURNN's test_MaskedComputationLayer_UnmaskLayer_in_loop(_opt): the masked cumsum of the
     labels at odd steps."""
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     path = Path(__file__).parent / "returnn_corpus" / \
         "rec_MaskedComputationLayer_UnmaskLayer_in_loop.yaml"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from netcompiler.frontend.conventions import extern_from_num_io
 from netcompiler.core.dims import Dim
+from netcompiler.frontend.conventions import extern_from_num_io
 from netcompiler.frontend.shapes import InferredNetwork, ShapeContext
 from netcompiler.frontend.validate import validate
 
@@ -189,7 +189,12 @@ def test_unified_axes_check_lengths_when_fed():
 def test_misaligned_dataset_is_refused(tmp_path):
     import numpy as np
 
-    from netcompiler.training.datasets import ArrayDataset, DatasetError, KeyInfo, check_shared_time_axes
+    from netcompiler.training.datasets import (
+        ArrayDataset,
+        DatasetError,
+        KeyInfo,
+        check_shared_time_axes,
+    )
 
     info = {"data": KeyInfo(3, False), "classes": KeyInfo(5, True)}
     flat = {"data": np.zeros((7, 3), np.float32), "classes": np.zeros(6, np.int32)}

@@ -8,7 +8,6 @@ import pytest
 from netcompiler.frontend.seq_len_expr import SeqLenExprError, evaluate, parse, references
 from netcompiler.frontend.validate import validate
 
-
 # -- max_seq_len expressions (parsed, never executed) ----------------------------------------------
 
 @pytest.mark.parametrize("text, lengths, expected", [

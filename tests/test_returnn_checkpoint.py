@@ -17,17 +17,21 @@ import yaml
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.cli import app as cli
 from netcompiler.backend.build import compile_network  # noqa: E402
-from netcompiler.returnn.checkpoint import (ReturnnCheckpointError,  # noqa: E402
-                                            gru_cell_to_netcompiler,
-                                            lstm_cell_to_netcompiler,
-                                            native_lstm_to_netcompiler, returnn_epoch,
-                                            returnn_rules)
-from netcompiler.layers.rec import gru_step, lstm_step  # noqa: E402
-from netcompiler.returnn.checkpoint_import import import_returnn_checkpoint  # noqa: E402
-from netcompiler.training.trainer import Trainer, list_checkpoints, restore_network  # noqa: E402
+from netcompiler.cli import app as cli
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.layers.rec import gru_step, lstm_step  # noqa: E402
+from netcompiler.returnn.checkpoint import (  # noqa: E402
+    ReturnnCheckpointError,
+    gru_cell_to_netcompiler,
+    lstm_cell_to_netcompiler,
+    native_lstm_to_netcompiler,
+    returnn_epoch,
+    returnn_rules,
+)
+from netcompiler.returnn.checkpoint_import import import_returnn_checkpoint  # noqa: E402
+from netcompiler.training.checkpoints import list_checkpoints, restore_network  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "returnn-checkpoints"

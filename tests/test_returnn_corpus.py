@@ -10,8 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from returnn_corpus.harness import (CorpusFailure, corpus_files, header,  # noqa: E402
-                                    run_network)
+from returnn_corpus.harness import CorpusFailure, corpus_files, header, run_network  # noqa: E402
 
 FILES = corpus_files()
 

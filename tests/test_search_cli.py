@@ -12,12 +12,12 @@ import yaml
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.cli import app as cli
 from netcompiler.backend.build import compile_network  # noqa: E402
-from netcompiler.training.datasets import make_dataset, write_npz  # noqa: E402
 from netcompiler.backend.export import checkpoint  # noqa: E402
-from netcompiler.training.trainer import Trainer  # noqa: E402
+from netcompiler.cli import app as cli
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training.datasets import make_dataset, write_npz  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -122,7 +122,7 @@ def test_tsv_nbest_and_error_rates(trained, tmp_path, capsys):
         assert int(length) == len(labs)
         assert 0 not in labs  # the EOS step is not part of a hypothesis (include_eos: false)
         by_tag.setdefault(tag, []).append((int(rank), float(score), labs))
-    for tag, hyps in by_tag.items():
+    for hyps in by_tag.values():
         assert [h[0] for h in hyps] == [1, 2, 3]
         scores = [h[1] for h in hyps]
         assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)

@@ -160,7 +160,7 @@ def test_counts_of_masked_frames_and_features_are_within_bounds():
     n_runs_t, n_runs_f, frames = [], [], []
     for step in range(4):
         x, y = run(layer, step=step)
-        for b, (rows, cols) in enumerate(decompose(x, y)):
+        for rows, cols in decompose(x, y):
             r = runs(rows)
             assert 1 <= len(r) <= 3 and 1 <= rows.sum() <= 3 * 3
             assert all(stop - start <= 3 * 3 for start, stop in r)

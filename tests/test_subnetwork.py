@@ -132,7 +132,7 @@ def test_loss_inside_a_subnetwork_counts():
         "output": {"class": "copy", "from": "sub"}}}
     r = netcompiler.validate(cfg)
     assert not r.errors and not r.warnings, r.diagnostics
-    assert "sub/prob" in {l.name for l in output_layers(r.graph.network)}
+    assert "sub/prob" in {layer.name for layer in output_layers(r.graph.network)}
     # its target is checked where it is written
     cfg["network"]["sub"]["subnetwork"]["prob"]["n_out"] = 5
     assert [(p, rl) for p, rl, _ in _errors(cfg)] == [

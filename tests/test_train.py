@@ -15,10 +15,13 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from netcompiler.cli import app as cli
-from netcompiler.training.lr_control import LearningRateControl, LearningRateError  # noqa: E402
-from netcompiler.training.trainer import (DIE_ENV, NAN_ENV, SCORE_COLUMNS, Trainer, TrainError,  # noqa: E402
-                               list_checkpoints)
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training.checkpoints import list_checkpoints  # noqa: E402
+from netcompiler.training.command_support import TrainError  # noqa: E402
+from netcompiler.training.fault_injection import DIE_ENV, NAN_ENV  # noqa: E402
+from netcompiler.training.lr_control import LearningRateControl, LearningRateError  # noqa: E402
+from netcompiler.training.scores import SCORE_COLUMNS  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 REPO = Path(__file__).resolve().parents[1]

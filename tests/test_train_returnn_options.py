@@ -229,9 +229,10 @@ def test_chunking_keeps_a_sequence_in_its_partition():
 # -- gradients: per-entry clip and noise (TensorFlow) ----------------------------------------------
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.training.gradients import gradient_post_process  # noqa: E402
-from netcompiler.training.trainer import Trainer, TrainError  # noqa: E402
 from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training.command_support import TrainError  # noqa: E402
+from netcompiler.training.gradients import gradient_post_process  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
 
 
 def test_gradient_clip_value_clips_every_entry():

@@ -26,6 +26,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 import netcompiler  # noqa: E402
+
 from conformance import EXAMPLES, make_inputs  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,12 +50,12 @@ def _cases():
 
 def _forward(net, rng, search=True):
     inputs, lengths = make_inputs(net.extern_shapes, 3, 5, rng, [5, 3, 1])
-    top = [l.name for l in net.network.layers.values() if not l.scope.in_rec]
+    top = [layer.name for layer in net.network.layers.values() if not layer.scope.in_rec]
     out = net(inputs=inputs, lengths=lengths, training=False, fetch=top)
     for name in top:
         value = out[name][0] if isinstance(out[name], tuple) else out[name]
         assert value is not None, name
-    from netcompiler.backend.loop.runner import search_rec_layers
+    from netcompiler.backend.loop.unit_traits import search_rec_layers
 
     if search and search_rec_layers(net.network):
         hyps = net.search(inputs, lengths, beam_size=2)
@@ -148,7 +149,7 @@ def _np_state(net, init, key, enc_state, B, n):
 @pytest.mark.parametrize("cls", ["rec", "rnn_cell"])
 @pytest.mark.parametrize("init", INITS, ids=[str(i) for i in INITS])
 def test_cell_in_unit_steps_equal_moved_out_and_numpy(cls, init):
-    from netcompiler.backend.loop.runner import unit_placement
+    from netcompiler.backend.loop.plan import unit_placement
 
     assert not netcompiler.validate(_cell_config(cls, "lstm", init, True)).errors
     stepwise = netcompiler.compile(_cell_config(cls, "lstm", init, False), seed=2)
@@ -196,7 +197,7 @@ def test_gru_cell_rec_in_unit(init):
 def test_recurrent_cell_rec_in_unit_stays_in_loop():
     """A cell rec reading `prev:output` runs step by step in both settings, and equals a NumPy
     loop that feeds the previous output back."""
-    from netcompiler.backend.loop.runner import unit_placement
+    from netcompiler.backend.loop.plan import unit_placement
 
     a = netcompiler.compile(_cell_config("rec", "lstm", "ones", False, recurrent=True), seed=4)
     b = netcompiler.compile(_cell_config("rec", "lstm", "ones", True, recurrent=True), seed=4)

@@ -96,7 +96,8 @@ def test_jit_compile_trains_like_the_plain_step(tmp_path):
 
 @pytest.mark.tf
 def test_jit_compile_refuses_several_replicas(tmp_path):
-    from netcompiler.training.trainer import Trainer, TrainError
+    from netcompiler.training.command_support import TrainError
+    from netcompiler.training.trainer import Trainer
 
     class TwoReplicas:  # only asked for its replica count before the refusal
         num_replicas_in_sync = 2
@@ -124,7 +125,7 @@ def test_xla_benchmark_configs_validate(tmp_path):
         result = validate(str(path))
         assert not result.errors, messages(result)
         assert cfg["train"]["jit_compile"] is True
-        classes = {l["class"] for l in cfg["network"].values()}
+        classes = {layer["class"] for layer in cfg["network"].values()}
         assert ("rec" in classes) == (blocks == 0) and ("self_attention" in classes) == bool(blocks)
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 import netcompiler
-from netcompiler.layers import registry
 from netcompiler.frontend.schema import load_schema
+from netcompiler.layers import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFORMANCE = ROOT / "tests" / "conformance.py"

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from netcompiler.core.atomic import atomic_write_text
-from netcompiler.layers import registry
 from netcompiler.frontend.schema import layer_schema_files, load_schema
+from netcompiler.layers import registry
 
 
 def _sibling(name: str):

@@ -11,18 +11,21 @@ changing the batch size or the lengths does not retrace. One function is traced 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 import tensorflow as tf
 
+from netcompiler.backend.compute import check_precision, precision_scope
+from netcompiler.backend.runtime import CallContext
 from netcompiler.core.diagnostics import ConfigError
 from netcompiler.core.dims import Dim, Shape
-from netcompiler.layers import ParamSpec, get_rule
 from netcompiler.frontend.network import Layer
-from netcompiler.backend.runtime import CallContext
 from netcompiler.frontend.shapes import InferredNetwork
 from netcompiler.frontend.validate import ValidationResult, validate
+from netcompiler.layers import ParamSpec, get_rule
+
 
 def _seed_for(base_seed: int, name: str) -> int:
     """A per-variable seed, stable across runs and independent of creation order."""
@@ -60,7 +63,8 @@ def _param_device(device: str | None) -> str | None:
 class CompiledNetwork(tf.Module):
     """A compiled network: variables by `<layer>/<param>` name and a traced forward pass."""
 
-    def __init__(self, result: ValidationResult, seed: int | None = None):
+    def __init__(self, result: ValidationResult, seed: int | None = None,
+                 precision: str | None = None):
         super().__init__(name="netcompiler_network")
         result.raise_for_errors()
         self.result = result
@@ -70,6 +74,9 @@ class CompiledNetwork(tf.Module):
         data = result.config.data
         train = data.get("train") if isinstance(data.get("train"), dict) else {}
         self.seed = int(seed if seed is not None else train.get("random_seed", 42))
+        #: `float32`, `mixed_bfloat16` or `mixed_float16` (netcompiler.backend.compute): the
+        #: dtype matmuls, einsums and convolutions run in; variables are float32 in every one
+        self.precision = check_precision(precision or train.get("precision") or "float32")
         #: the layer names in dependency order (a layer after every layer it reads, `prev:` aside)
         self.order: list[str] = [n for n in self.graph.order()]
         # rec layers with a unit dict run their unit in a loop (netcompiler.backend.loop.runner); the unit's
@@ -162,9 +169,9 @@ class CompiledNetwork(tf.Module):
                beam_size: int | None = None, n_best: int = 1) -> list[list[dict]]:
         """Beam search over the rec unit with a `choice` (the target inputs are ignored).
         Per sequence the `n_best` hypotheses, best first: dicts with `labels` (int array of
-        `length` labels), `length`, `score` (ranking score), `log_prob`. See netcompiler.backend.loop.runner."""
-        from netcompiler.backend.loop import runner as loop
-        return loop.search(self, inputs, lengths, beam_size=beam_size, n_best=n_best)
+        `length` labels), `length`, `score` (ranking score), `log_prob`. See netcompiler.backend.loop.decode."""
+        from netcompiler.backend.loop import decode
+        return decode.search(self, inputs, lengths, beam_size=beam_size, n_best=n_best)
 
     def prepare_inputs(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None):
         """(tensors, lengths) for a call: the inputs as tensors of their extern dtype and the
@@ -214,7 +221,7 @@ class CompiledNetwork(tf.Module):
     def search_function(self, key: tuple, make: Callable[[], Any]):
         """The traced beam-search function for `key` (input keys, beam size, n-best): made by
         `make()` on first use, then kept with the network for later calls, as `get_function`
-        keeps the forward functions (used by `netcompiler.backend.loop.runner.search`)."""
+        keeps the forward functions (used by `netcompiler.backend.loop.decode.search`)."""
         fn = self._search_functions.get(key)
         if fn is None:
             fn = self._search_functions[key] = make()
@@ -252,7 +259,12 @@ class CompiledNetwork(tf.Module):
         """The forward pass, eager or inside the caller's `tf.function` (no AutoGraph needed:
         loops are explicit `tf.while_loop`s). `step_seed` (an int scalar tensor that changes
         every training step, e.g. the optimizer's iteration count) makes dropout
-        reproducible."""
+        reproducible. Products run in the network's `precision`."""
+        with precision_scope(self.precision):
+            return self._forward_pass(inputs, lengths, training, fetch, search, step_seed)
+
+    def _forward_pass(self, inputs, lengths, training: bool, fetch, search, step_seed):
+        """`forward` inside the network's precision scope."""
         fetch = tuple(fetch)
         values: dict[str, Any] = {}
         dim_lengths: dict[Dim, Any] = {}
@@ -382,17 +394,21 @@ class CompiledNetwork(tf.Module):
 
 
 def _concat_shape(shapes: list[Shape]) -> Shape:
-    from netcompiler.frontend.shapes import concat_features
+    from netcompiler.frontend.feature_concat import concat_features
     return concat_features(shapes, [str(s) for s in shapes])
 
 
-def compile_network(config, overrides: list[str] | None = None, seed: int | None = None
-                    ) -> CompiledNetwork:
-    """Validate and compile a config (path, YAML text, dict or Config); raises ConfigError."""
+def compile_network(config, overrides: list[str] | None = None, seed: int | None = None,
+                    precision: str | None = None) -> CompiledNetwork:
+    """Validate and compile a config (path, YAML text, dict or Config); raises ConfigError.
+    `precision` (None: the config's `train.precision`, float32 by default) see
+    netcompiler.backend.compute."""
+    if precision is not None:
+        check_precision(precision)  # before validating: a typo here is the caller's, not the config's
     result = config if isinstance(config, ValidationResult) else validate(config, overrides)
     if result.errors:
         raise ConfigError(result.errors)
-    return CompiledNetwork(result, seed=seed)
+    return CompiledNetwork(result, seed=seed, precision=precision)
 
 
 def _check_shared_lengths(extern, lens) -> None:

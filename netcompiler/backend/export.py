@@ -13,13 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import tensorflow as tf
 
 from netcompiler.backend.build import CompiledNetwork
-from netcompiler.training.checkpoints import checkpoint, checkpoint_prefix, restore_network, variable_tree
+from netcompiler.training.checkpoints import (
+    checkpoint,
+    checkpoint_prefix,
+    restore_network,
+    variable_tree,
+)
 from netcompiler.training.command_support import TrainError
 
 __all__ = ["checkpoint", "variable_tree", "export_saved_model", "inference_inputs",

@@ -4,7 +4,7 @@ tests' NumPy evaluator of the same trees, their oracle, is `tests/expr_numpy.py`
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from netcompiler.frontend.expr import BinOp, Call, Cast, Neg, Node, Num, Source
 from netcompiler.frontend.expr_functions import SAFE_EPS

@@ -10,8 +10,12 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Union
+
+#: a file or directory name as the callers hold it
+PathArg = Union[str, "os.PathLike[str]"]
 
 _UMASK_LOCK = threading.Lock()
 
@@ -31,7 +35,7 @@ def current_umask() -> int:
     return mask
 
 
-def fsync_dir(path) -> None:
+def fsync_dir(path: PathArg) -> None:
     """Flush a directory's entries (renames, new files) to disk; a no-op where directories
     cannot be opened (Windows)."""
     try:
@@ -46,36 +50,36 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
-def atomic_write(path, write_fn: Callable[[str], None], suffix: str = ".tmp",
+def atomic_write(path: PathArg, write_fn: Callable[[str], None], suffix: str = ".tmp",
                  make_parents: bool = True) -> Path:
     """Call `write_fn(tmp_path)` on a temporary file next to `path`, then replace `path`.
     Without `make_parents`, a missing directory is an error (e.g. a mistyped `-o` path)."""
-    path = Path(path)
+    target = Path(path)
     if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
         mode = 0o666 & ~current_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     try:
         write_fn(tmp)
         with open(tmp, "rb") as f:  # on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
-    return path
+    fsync_dir(target.parent)
+    return target
 
 
-def atomic_write_text(path, text: str, make_parents: bool = False) -> Path:
+def atomic_write_text(path: PathArg, text: str, make_parents: bool = False) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -6,17 +6,16 @@ raising, so `netcompiler validate` can report all of them at once.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
 
+from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.errors import EXIT_USAGE, UserError
 
 ERROR = "error"
 WARNING = "warning"
 #: information that changes nothing the user wrote about, e.g. an assumption RETURNN makes too
 NOTE = "note"
-
-ConfigPath = tuple  # a path into the config data, e.g. ("network", "att", "num_heads")
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,10 @@ class Diagnostic:
     def dotted_path(self) -> str:
         return format_path(self.path)
 
-    def located(self, file: str | None, line: int | None, col: int | None) -> "Diagnostic":
+    def located(self, file: str | None, line: int | None, col: int | None) -> Diagnostic:
         return replace(self, file=file, line=line, col=col)
 
-    def as_error(self) -> "Diagnostic":
+    def as_error(self) -> Diagnostic:
         return replace(self, severity=ERROR)
 
     def full_message(self) -> str:
@@ -52,7 +51,7 @@ class Diagnostic:
             text += f" ({self.hint})"
         return text
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | int | None]:
         return {
             "severity": self.severity,
             "rule": self.rule,
@@ -65,7 +64,7 @@ class Diagnostic:
         }
 
 
-def format_path(path: Sequence) -> str:
+def format_path(path: Sequence[str | int]) -> str:
     """`("network", "att", "num_heads")` -> `network.att.num_heads`; list indices as `[i]`."""
     out = ""
     for part in path:

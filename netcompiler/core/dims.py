@@ -10,8 +10,8 @@ lengths of each dynamic axis are looked up by its `Dim`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
 
 BATCH = "batch"
 TIME = "time"  # dynamic axis with per-sequence lengths
@@ -30,7 +30,7 @@ class Dim:
     #: empty: derived from kind, size and tag (see `layers._axes.returnn_description`)
     description: str = ""
 
-    def matches(self, other: "Dim") -> bool:
+    def matches(self, other: Dim) -> bool:
         """Same axis: the same object; static axes of the same kind also match by size."""
         if self is other:
             return True
@@ -85,7 +85,7 @@ class Shape:
     sparse_dim: int | None = None
     dtype: str = "float32"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "dims", tuple(self.dims))
 
     # -- queries ------------------------------------------------------------------------------
@@ -147,18 +147,18 @@ class Shape:
         return any(d is dim for d in self.dims)
 
     # -- derived shapes -----------------------------------------------------------------------
-    def with_feature(self, size: int) -> "Shape":
+    def with_feature(self, size: int) -> Shape:
         """Same non-feature axes, a dense feature axis of `size` (sparse input -> dense)."""
         return Shape(self.non_feature_dims + (feature_dim(size),), None, "float32")
 
-    def without(self, dim: Dim) -> "Shape":
+    def without(self, dim: Dim) -> Shape:
         return replace(self, dims=tuple(d for d in self.dims if d is not dim))
 
-    def with_dtype(self, dtype: str) -> "Shape":
+    def with_dtype(self, dtype: str) -> Shape:
         return replace(self, dtype=dtype)
 
-    def dense(self) -> "Shape":
-        return self if not self.sparse else self.with_feature(self.sparse_dim)
+    def dense(self) -> Shape:
+        return self if self.sparse_dim is None else self.with_feature(self.sparse_dim)
 
     def __str__(self) -> str:
         text = "[" + ", ".join(str(d) for d in self.dims) + "]"
@@ -175,6 +175,11 @@ class Shape:
 
 def same_axes(a: Sequence[Dim], b: Sequence[Dim]) -> bool:
     return len(a) == len(b) and all(x.matches(y) for x, y in zip(a, b))
+
+
+def same_shape(a: Shape, b: Shape) -> bool:
+    """The same axes (matched as `same_axes` does), sparse classes and dtype."""
+    return same_axes(a.dims, b.dims) and a.sparse_dim == b.sparse_dim and a.dtype == b.dtype
 
 
 def broadcast_dims(shapes: Iterable[Shape]) -> tuple[Dim, ...] | None:

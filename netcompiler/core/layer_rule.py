@@ -8,8 +8,9 @@ TensorFlow only when a network is compiled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+from netcompiler.core.config_types import ConfigPath, LayerOptions
 from netcompiler.core.dims import Shape
 from netcompiler.core.errors import UserError
 
@@ -117,15 +118,15 @@ class LayerRule:
     #: (`time_unchunking`): its output is not on its inputs' batch axis
     unchunks: ClassVar[bool] = False
 
-    def infer(self, ctx: "ShapeContext") -> Shape:
+    def infer(self, ctx: ShapeContext) -> Shape:
         """Output shape of the layer from its inputs' shapes and options."""
         raise NotImplementedError
 
-    def params(self, ctx: "ShapeContext", out: Shape) -> dict[str, ParamSpec]:
+    def params(self, ctx: ShapeContext, out: Shape) -> dict[str, ParamSpec]:
         """The layer's variables by parameter name (`W`, `b`, `QKV`, ...)."""
         return {}
 
-    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+    def guess_step_shape(self, ctx: ShapeContext) -> Shape | None:
         """A shape known without inputs, used to break `prev:` cycles; None if unknown."""
         n_out = ctx.opts.get("n_out")
         if isinstance(n_out, int) and not isinstance(n_out, bool):
@@ -133,7 +134,7 @@ class LayerRule:
         return None
 
     # -- traits that depend on the layer ---------------------------------------------------------
-    def carries_state(self, opts: dict, step_shape: Shape) -> bool:
+    def carries_state(self, opts: LayerOptions, step_shape: Shape) -> bool:
         """Whether a layer of this class with these options and per-step output shape carries a
         state from step to step inside a rec unit: `stateful` classes over a per-step input
         without a time axis (over an input with a time axis the layer runs over that axis in
@@ -141,23 +142,23 @@ class LayerRule:
         return self.stateful and step_shape.time is None
 
     # -- structure (`netcompiler.frontend.network`) ------------------------------------------------------
-    def sub_network(self, opts: dict) -> tuple[tuple, dict] | None:
+    def sub_network(self, opts: LayerOptions) -> tuple[ConfigPath, dict[str, LayerOptions]] | None:
         """The network a layer with these options holds (`sub_network_kind`): (its config path
         below the layer's path, its layer dicts by name); None if it holds none (the default;
         e.g. `rec` with a cell `unit`)."""
         return None
 
-    def sub_network_input(self, opts: dict) -> dict | None:
+    def sub_network_input(self, opts: LayerOptions) -> LayerOptions | None:
         """The options of the synthetic layer `NAME/data:data`, `data` inside the layer's
         network (its input), or None (no such layer, the default)."""
         return None
 
-    def expression_option(self, opts: dict) -> str | None:
+    def expression_option(self, opts: LayerOptions) -> str | None:
         """The option holding an `eval` expression (parsed once by the graph check), or None
         (the default)."""
         return None
 
-    def sub_outputs(self, local: str, opts: dict) -> list[tuple[str, dict]]:
+    def sub_outputs(self, local: str, opts: LayerOptions) -> list[tuple[str, LayerOptions]]:
         """Synthetic layers of the same network that read this one, its sub-outputs (`split`:
         `NAME/0`, `NAME/1`, ...): [(local name, options)]; none by default."""
         return []
@@ -187,15 +188,21 @@ class NoStepGuess:
     """Mixin: no `prev:` shape guess (an `n_out` option only checks the output's feature size,
     it does not give the shape of a step); put it before `LayerRule` in the bases."""
 
-    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+    def guess_step_shape(self, ctx: ShapeContext) -> Shape | None:
         return None
+
+
+class InfersShape(Protocol):
+    """What `GuessIsInfer` needs of the rule it is mixed into: its shape rule."""
+
+    def infer(self, ctx: ShapeContext) -> Shape: ...
 
 
 class GuessIsInfer:
     """Mixin for layers without inputs (`constant`, `variable`): the `prev:` guess is the shape
     itself; put it before `LayerRule` in the bases."""
 
-    def guess_step_shape(self, ctx: "ShapeContext") -> Shape | None:
+    def guess_step_shape(self: InfersShape, ctx: ShapeContext) -> Shape | None:
         try:
             return self.infer(ctx)
         except ShapeError:

@@ -1,6 +1,8 @@
 """RETURNN's `chunking` value, parsed without NumPy (used by import-returnn and the trainer)."""
 from __future__ import annotations
 
+from typing import Any
+
 from netcompiler.core.errors import UserError
 
 
@@ -8,12 +10,13 @@ class ChunkingError(UserError, ValueError):
     pass
 
 
-def parse_chunking(value) -> tuple[int, int] | None:
+def parse_chunking(value: Any) -> tuple[int, int] | None:
     """RETURNN's `chunking` value ("size:step", "size", size, [size, step]) as (size, step);
     None for no chunking (0, "0", "", None). ChunkingError otherwise (e.g. per-key dicts)."""
     if value in (None, "", 0, "0"):
         return None
-    size, step = None, None
+    size: int  # every branch below sets it or raises
+    step: int | None = None
     if isinstance(value, str):
         head, _, tail = value.partition(":")
         try:

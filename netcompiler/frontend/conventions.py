@@ -13,6 +13,9 @@ written is what is checked), and returns the notes it has to say. Pure data, no 
 """
 from __future__ import annotations
 
+from typing import Any
+
+from netcompiler.core.config_types import ConfigData, ConfigPath
 from netcompiler.core.diagnostics import Diagnostic
 
 DEFAULT_TARGET = "classes"
@@ -20,7 +23,7 @@ DEFAULT_TARGET = "classes"
 NO_TARGET_LOSSES = ("as_is",)
 
 
-def extern_from_num_io(data: dict) -> dict | None:
+def extern_from_num_io(data: ConfigData) -> dict[str, dict[str, Any]] | None:
     """`extern_data` from `num_inputs`/`num_outputs`; None when the config has neither (or has
     `extern_data` itself, which then wins as in RETURNN)."""
     if isinstance(data.get("extern_data"), dict):
@@ -28,7 +31,7 @@ def extern_from_num_io(data: dict) -> dict | None:
     num_in, num_out = data.get("num_inputs"), data.get("num_outputs")
     if num_in is None and num_out is None:
         return None
-    extern: dict = {}
+    extern: dict[str, dict[str, Any]] = {}
     if isinstance(num_in, int) and not isinstance(num_in, bool):
         extern["data"] = {"dim": num_in}
     if isinstance(num_out, int) and not isinstance(num_out, bool):
@@ -43,12 +46,12 @@ def extern_from_num_io(data: dict) -> dict | None:
     return extern
 
 
-def default_target(data: dict) -> str:
+def default_target(data: ConfigData) -> str:
     target = data.get("target")
     return target if isinstance(target, str) and target else DEFAULT_TARGET
 
 
-def apply_conventions(data: dict) -> list[Diagnostic]:
+def apply_conventions(data: object) -> list[Diagnostic]:
     """Make RETURNN's implicit defaults explicit in `data` (in place)."""
     notes: list[Diagnostic] = []
     if not isinstance(data, dict):
@@ -65,7 +68,8 @@ def apply_conventions(data: dict) -> list[Diagnostic]:
     return notes
 
 
-def _fill_targets(layers: dict, target: str, path: tuple, notes: list[Diagnostic]) -> None:
+def _fill_targets(layers: dict[str, Any], target: str, path: ConfigPath,
+                  notes: list[Diagnostic]) -> None:
     for name, opts in layers.items():
         if not isinstance(opts, dict):
             continue

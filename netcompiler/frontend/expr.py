@@ -60,13 +60,22 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from netcompiler.core.errors import UserError
-from netcompiler.frontend.expr_functions import (ALLOWED_TEXT, DTYPES, FUNCTIONS, LAST_AXIS_FUNCTIONS,
-                             PYTHON_ATTRIBUTES, PYTHON_CALL_RULE, PYTHON_NAMES,
-                             PYTHON_SOURCE_KEYWORDS, OP_FUNCTIONS)
-
+from netcompiler.frontend.expr_functions import (
+    ALLOWED_TEXT,
+    DTYPES,
+    FUNCTIONS,
+    LAST_AXIS_FUNCTIONS,
+    OP_FUNCTIONS,
+    PYTHON_ATTRIBUTES,
+    PYTHON_CALL_RULE,
+    PYTHON_NAMES,
+    PYTHON_SOURCE_KEYWORDS,
+)
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
@@ -96,7 +105,7 @@ class Node:
 class Num(Node):
     value: int | float
 
-    def __str__(self):
+    def __str__(self) -> str:
         return repr(self.value)
 
 
@@ -104,7 +113,7 @@ class Num(Node):
 class Source(Node):
     index: int
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"source({self.index})"
 
 
@@ -114,7 +123,7 @@ class BinOp(Node):
     left: Node
     right: Node
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"({self.left} {self.op} {self.right})"
 
 
@@ -122,7 +131,7 @@ class BinOp(Node):
 class Neg(Node):
     operand: Node
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"(-{self.operand})"
 
 
@@ -135,10 +144,10 @@ class Call(Node):
     args: tuple[Node, ...]
     options: tuple[tuple[str, object], ...] = ()
 
-    def option(self, name: str, default=None):
+    def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 
-    def __str__(self):
+    def __str__(self) -> str:
         parts = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.options]
         return f"{self.func}({', '.join(parts)})"
 
@@ -148,7 +157,7 @@ class Cast(Node):
     operand: Node
     dtype: str  # float32 | int32 | bool
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"cast({self.operand}, {self.dtype})"
 
 
@@ -200,7 +209,7 @@ SPEC_AUGMENT_EXAMPLE = ("{class: spec_augment, from: data, max_num_time_masks: 2
                         "max_num_feature_masks: 2}")
 
 
-def _is_source_call(node: ast.AST) -> bool:
+def _is_source_call(node: ast.AST) -> TypeGuard[ast.Call]:
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
             and node.func.id == "source")
 
@@ -232,10 +241,10 @@ def _python_call(text: str, tree: ast.AST) -> ExprError | None:
     `get_config`, `typed_value`, RETURNN's helper `py_print`, an attribute `.placeholder`, an
     attribute or method of `source(...)` (`source(0, as_data=True).time_dimension()`) and
     `source(i, as_data=True)` / `as_layer=True` (RETURNN's `Data` / layer objects)."""
-    hit = None
+    hit: tuple[ast.expr, str, tuple[int, int]] | None = None
     for node in ast.walk(tree):
-        name = _python_hit(node)
-        if name is None:
+        name = _python_hit(node) if isinstance(node, ast.expr) else None  # (hits are exprs)
+        if name is None or not isinstance(node, ast.expr):
             continue
         # the leftmost use; `self` (a name) before the attributes that start at its column
         key = (node.col_offset, 0 if isinstance(node, ast.Name) else 1)
@@ -330,10 +339,10 @@ class _Parser:
         if isinstance(node, ast.Compare):
             operands = [self.walk(node.left, d)] + [self.walk(c, d) for c in node.comparators]
             parts = []
-            for op, a, b in zip(node.ops, operands, operands[1:]):
-                func = _CMPOPS.get(type(op))
+            for cmp, a, b in zip(node.ops, operands, operands[1:]):
+                func = _CMPOPS.get(type(cmp))
                 if func is None:
-                    raise self.fail(node, f"comparison `{type(op).__name__}` is not allowed")
+                    raise self.fail(node, f"comparison `{type(cmp).__name__}` is not allowed")
                 parts.append(Call(func, (a, b)))
             out = parts[0]
             for p in parts[1:]:  # a < b < c: (a < b) and (b < c), as in Python
@@ -357,16 +366,18 @@ class _Parser:
         word = _NODE_WORDS.get(type(node), f"`{type(node).__name__}` expressions")
         raise self.fail(node, f"{word} are not allowed")
 
-    def literal(self, node: ast.AST, name: str, what: str):
+    def literal(self, node: ast.AST, name: str, what: str) -> int | bool | None:
         """A literal parameter (int, bool, None), e.g. `axis=-1`, `keepdims=True`."""
         v = node
         neg = False
         if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub):
             neg, v = True, v.operand
         if isinstance(v, ast.Constant) and (v.value is None or isinstance(v.value, (int, bool))):
-            if neg and (isinstance(v.value, bool) or v.value is None):
+            if not neg:
+                return v.value
+            if isinstance(v.value, bool) or v.value is None:
                 raise self.fail(node, f"`{what}` of `{name}` must be a literal", "")
-            return -v.value if neg else v.value
+            return -v.value
         raise self.fail(node, f"`{what}` of `{name}` must be a literal (a number, True or "
                         f"False)", "")
 
@@ -401,8 +412,8 @@ class _Parser:
             raise self.fail(node, f"out of range, the layer has {have}", "")
         return Source(i)
 
-    def _bind_keywords(self, node: ast.Call, name: str, allowed, values: dict,
-                       what: str) -> None:
+    def _bind_keywords(self, node: ast.Call, name: str, allowed: Sequence[str],
+                       values: dict[str, ast.AST], what: str) -> None:
         """The keyword arguments of a call into `values` (positional ones are there already);
         only `allowed` names, each once."""
         for kw in node.keywords:
@@ -446,11 +457,12 @@ class _Parser:
         if canonical == "cast":
             self._need(node, name, params, values)
             dt_node = values["dtype"]
+            dt: str | None = None
             if isinstance(dt_node, ast.Constant) and isinstance(dt_node.value, str):
                 dt = dt_node.value
             else:
                 dt = _dotted(dt_node)
-            if dt not in DTYPES:
+            if dt is None or dt not in DTYPES:
                 raise self.fail(dt_node, "the dtype of `tf.cast` must be one of tf.float32, "
                                 "tf.int32, tf.bool (or \"float32\", \"int32\", \"bool\")", "")
             return Cast(self.walk(values["x"], depth), DTYPES[dt])
@@ -466,7 +478,7 @@ class _Parser:
                         "over a time axis use the `softmax_over_spatial` layer")
                 raise self.fail(where, f"`{name}` works over the last (feature) axis only, "
                                 f"with axis=-1", hint)
-            keepdims = False
+            keepdims: int | bool | None = False
             if "keepdims" in values:
                 keepdims = self.literal(values["keepdims"], name, "keepdims")
                 if not isinstance(keepdims, bool):
@@ -476,7 +488,7 @@ class _Parser:
                 options.append(("keepdims", keepdims))
             tensor_params = params[:1]
         elif canonical == "gelu":
-            approximate = False
+            approximate: int | bool | None = False
             if "approximate" in values:
                 approximate = self.literal(values["approximate"], name, "approximate")
                 if not isinstance(approximate, bool):
@@ -492,7 +504,8 @@ class _Parser:
             return BinOp(OP_FUNCTIONS[canonical], *args)
         return Call(canonical, args, tuple(options))
 
-    def _need(self, node, name, params, values) -> None:
+    def _need(self, node: ast.AST, name: str, params: Sequence[str],
+              values: dict[str, ast.AST]) -> None:
         missing = [p for p in params if p not in values]
         if missing:
             raise self.fail(node, f"`{name}` is missing argument `{missing[0]}`", "")

@@ -4,12 +4,16 @@
 evaluators (`netcompiler.backend.expr_eval`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from netcompiler.frontend.expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source, children
-from netcompiler.frontend.expr_functions import ANY_FUNCTIONS, COMPARISONS, FLOAT_FUNCTIONS, LAST_AXIS_FUNCTIONS
-
+from netcompiler.frontend.expr_functions import (
+    ANY_FUNCTIONS,
+    COMPARISONS,
+    FLOAT_FUNCTIONS,
+    LAST_AXIS_FUNCTIONS,
+)
 
 # -- the feature axis ------------------------------------------------------------------------------
 
@@ -25,7 +29,7 @@ def infer_feature(node: Node, has_feature: Sequence[bool]) -> str:
     return _feature(node, has_feature, {})
 
 
-def _feature(node: Node, has: Sequence[bool], memo: dict) -> str:
+def _feature(node: Node, has: Sequence[bool], memo: dict[int, str]) -> str:
     key = id(node)
     if key in memo:
         return memo[key]
@@ -90,7 +94,7 @@ def infer_dtype(node: Node, input_dtypes: Sequence[str]) -> str:
 _CAST_HINT = "cast it with tf.cast(x, tf.float32)"
 
 
-def infer_type(node: Node, dts: Sequence[str], memo: dict) -> _Type:
+def infer_type(node: Node, dts: Sequence[str], memo: dict[int, _Type]) -> _Type:
     """The type (dtype, ...) of `node` for sources of dtypes `dts`, memoised in `memo` by node
     id; ExprError for operands whose dtypes do not fit."""
     key = id(node)
@@ -151,7 +155,7 @@ def infer_type(node: Node, dts: Sequence[str], memo: dict) -> _Type:
     return t
 
 
-def _unify(types: list[_Type], args, what: str, allow_bool: bool = False) -> _Type:
+def _unify(types: list[_Type], args: Sequence[Node], what: str, allow_bool: bool = False) -> _Type:
     bools = [t.dtype == "bool" for t in types]
     if any(bools):
         if allow_bool and all(bools):
@@ -177,7 +181,7 @@ def _unify(types: list[_Type], args, what: str, allow_bool: bool = False) -> _Ty
 
 # -- dtypes the evaluators give operands ------------------------------------------------------------------------------------
 
-def operand_dtype(node: Node, dtype: str, memo) -> str | None:
+def operand_dtype(node: BinOp | Call, dtype: str, memo: dict[int, _Type]) -> str | None:
     """The dtype the operands of `node` are evaluated in, for a result of `dtype`: float32 for
     `/` and the float functions, the operands' own unified dtype for comparisons and `where`'s
     condition, else the result's dtype."""
@@ -190,7 +194,7 @@ def operand_dtype(node: Node, dtype: str, memo) -> str | None:
     return dtype
 
 
-def arg_dtypes(node: Call, dtype: str, memo) -> list[str | None]:
+def arg_dtypes(node: Call, dtype: str, memo: dict[int, _Type]) -> list[str | None]:
     """The dtype each argument of the call `node` is evaluated in, for a result of `dtype`."""
     if node.func == "where":
         return ["bool", dtype, dtype]

@@ -4,12 +4,15 @@ target reads together (RETURNN matches them by position; here with a note, and a
 where data is fed). No TensorFlow."""
 from __future__ import annotations
 
+from typing import Any
+
+from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.diagnostics import ERROR, NOTE, Diagnostic
 from netcompiler.core.dims import BATCH_DIM, Dim, Shape, feature_dim, spatial_dim, time_dim
 from netcompiler.layers import ShapeError
 
 
-def extern_shapes(extern: dict, same_time: dict[str, str] | None = None
+def extern_shapes(extern: dict[str, Any], same_time: dict[str, str] | None = None
                   ) -> tuple[dict[str, Shape], list[Diagnostic]]:
     """Shapes of the `extern_data` entries (batch-major, with their own time axes).
     `same_time` adds `same_time_as` relations found by unification (key -> other key)."""
@@ -54,7 +57,7 @@ def shared_time_keys(extern: dict[str, Shape]) -> list[tuple[str, ...]]:
     return [tuple(keys) for keys in groups.values() if len(keys) > 1]
 
 
-def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
+def unify_extern_time(pairs: dict[tuple[str, str], ConfigPath], extern: dict[str, Any]
                       ) -> tuple[dict[str, str], list[Diagnostic]]:
     """`same_time_as` relations (key -> key whose time axis it takes) for the extern time axes
     that frame-wise losses compare, with a note for each; the lengths of the two are checked
@@ -66,7 +69,7 @@ def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
             k = parent[k]
         return k
 
-    notes = []
+    notes: list[Diagnostic] = []
     for (a, b), path in pairs.items():
         ra, rb = root(a), root(b)
         if ra == rb:
@@ -86,7 +89,7 @@ def unify_extern_time(pairs: dict[tuple[str, str], tuple], extern: dict
     return {k: root(k) for k in parent}, notes
 
 
-def _extern_shape(key: str, spec: dict, same_as: Shape | None) -> Shape:
+def _extern_shape(key: str, spec: dict[str, Any], same_as: Shape | None) -> Shape:
     sparse = bool(spec.get("sparse", False))
     dim = spec.get("dim")
     shape = spec.get("shape")

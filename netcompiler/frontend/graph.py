@@ -11,27 +11,28 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.diagnostics import ERROR, WARNING, Diagnostic, did_you_mean
-from netcompiler.layers import traits
 from netcompiler.frontend.network import Layer, Network, Ref, layer_references, resolve
+from netcompiler.layers import traits
 
 
 @dataclass
 class Graph:
     network: Network
-    g: nx.DiGraph
+    g: nx.DiGraph[str]
     # layer full name -> [(option sub-path, Ref)] in option order
-    refs: dict[str, list[tuple[tuple, Ref]]] = field(default_factory=dict)
+    refs: dict[str, list[tuple[ConfigPath, Ref]]] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: `reuse_params`: layer -> the layer whose variables it shares
     param_owner: dict[str, str] = field(default_factory=dict)
 
-    def static_graph(self) -> nx.DiGraph:
+    def static_graph(self) -> nx.DiGraph[str]:
         """The graph without `prev:` edges (must be acyclic). A plain copy, made once: filtered
         views are slow to walk on 1000-layer networks."""
         cached = getattr(self, "_static", None)
         if cached is None or cached[0] != self.g.number_of_edges():
-            sg = nx.DiGraph()
+            sg: nx.DiGraph[str] = nx.DiGraph()
             sg.add_nodes_from(self.g.nodes(data=True))
             sg.add_edges_from((u, v, d) for u, v, d in self.g.edges(data=True) if not d["prev"])
             cached = (self.g.number_of_edges(), sg)
@@ -45,12 +46,12 @@ class Graph:
                  if n in self.network.layers]
         return names
 
-    def _sort_key(self, node: str):
+    def _sort_key(self, node: str) -> tuple[int, str] | tuple[int, int, str]:
         layer = self.network.layers.get(node)
         return (0, node) if layer is None else (1, layer.path.__len__(), node)
 
 
-def _add_edge(g: nx.DiGraph, u: str, v: str, prev: bool, option: str):
+def _add_edge(g: nx.DiGraph[str], u: str, v: str, prev: bool, option: str | int) -> None:
     if g.has_edge(u, v):
         # a non-prev edge wins: it is the one that constrains the order
         g.edges[u, v]["prev"] = g.edges[u, v]["prev"] and prev
@@ -59,11 +60,11 @@ def _add_edge(g: nx.DiGraph, u: str, v: str, prev: bool, option: str):
 
 
 def build_graph(network: Network) -> Graph:
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     graph = Graph(network, g)
     for key in network.extern:
         g.add_node(f"data:{key}", kind="extern")
-    for key, layer in network.registered.items():
+    for key in network.registered:
         g.add_node(f"data:{key}", kind="extern")
     for layer in network.layers.values():
         g.add_node(layer.name, kind="layer", rec=layer.scope.rec_layer.name
@@ -83,6 +84,7 @@ def build_graph(network: Network) -> Graph:
             if diag is not None:
                 graph.diagnostics.append(diag)
                 continue
+            assert ref is not None, "resolve gives a Ref or an error"
             if sub[0] == "reuse_params":
                 # shares variables, reads no values: no edge (RETURNN allows a reuse of a layer
                 # that depends on this one)
@@ -150,7 +152,7 @@ def _check_registered(graph: Graph, layer: Layer) -> None:
     elif layer.scope.in_rec:
         graph.diagnostics.append(Diagnostic(
             ERROR, f"`register_as_extern_data` inside the unit of "
-            f"`{layer.scope.rec_layer.name}` is not supported (only top-level layers)",
+            f"`{layer.scope.loop_layer.name}` is not supported (only top-level layers)",
             "graph.register-extern", path, hint="register a top-level layer that reads it"))
     else:
         _add_edge(graph.g, layer.name, f"data:{key}", False, "register_as_extern_data")
@@ -183,7 +185,8 @@ def _check_eval(graph: Graph, layer: Layer) -> None:
 
     option = eval_option(layer)
     text = layer.opts.get(option) if option else None
-    if not isinstance(text, str):  # missing / not a string: the schema or the shape rule
+    # missing / not a string: the schema or the shape rule says so
+    if option is None or not isinstance(text, str):
         return
     try:
         parse_expression(text)
@@ -193,7 +196,7 @@ def _check_eval(graph: Graph, layer: Layer) -> None:
             exc.rule or "shape.eval", layer.path + (option,), hint=exc.hint))
 
 
-def _refs_of(layer: Layer, network: Network) -> list[tuple[tuple, Ref]]:
+def _refs_of(layer: Layer, network: Network) -> list[tuple[ConfigPath, Ref]]:
     out = []
     for sub, text in layer_references(layer):
         if sub[0] != "from":
@@ -206,7 +209,7 @@ def _refs_of(layer: Layer, network: Network) -> list[tuple[tuple, Ref]]:
 
 def _check_cycles(graph: Graph) -> None:
     sg = graph.static_graph()
-    seen: set[frozenset] = set()
+    seen: set[frozenset[str]] = set()
     for cycle in nx.simple_cycles(sg):
         key = frozenset(cycle)
         if key in seen:
@@ -220,13 +223,13 @@ def _check_cycles(graph: Graph) -> None:
         path = first.path if first is not None else ("network",)
         hint = "inside a rec unit, read the previous step with `prev:NAME`"
         layers = [graph.network.layers.get(n) for n in cycle]
-        choice = next((l for l in layers
-                       if l is not None and traits(l.layer_class).chooses_labels), None)
+        choice = next((layer for layer in layers
+                       if layer is not None and traits(layer.layer_class).chooses_labels), None)
         if choice is not None:
             # the usual slip: the decoder reads its own label of this step instead of the last
-            reader = next((l for l in layers if l is not None and any(
+            reader = next((layer for layer in layers if layer is not None and any(
                 ref.kind == "layer" and ref.target is choice and not ref.prev
-                for _, ref in graph.refs.get(l.name, []))), None)
+                for _, ref in graph.refs.get(layer.name, []))), None)
             if reader is not None:
                 path = reader.path
             hint = f"did you mean `prev:{choice.local_name}`?"
@@ -251,7 +254,7 @@ def output_layers(network: Network) -> list[Layer]:
 def check_outputs(graph: Graph) -> list[Diagnostic]:
     """No `output` layer is an error; layers that feed no output or loss get a warning."""
     network = graph.network
-    diags = []
+    diags: list[Diagnostic] = []
     if "output" not in network.top.layers and not output_layers(network):
         # RETURNN needs no `output` layer when others carry a loss or `is_output_layer`
         diags.append(Diagnostic(ERROR, "the network has no `output` layer (and no layer with a "
@@ -260,7 +263,7 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
     for scope in network.iter_scopes():
         if scope.in_rec and "output" not in scope.layers:
             diags.append(Diagnostic(
-                ERROR, f"the unit of rec layer `{scope.rec_layer.name}` has no `output` layer",
+                ERROR, f"the unit of rec layer `{scope.loop_layer.name}` has no `output` layer",
                 "graph.no-output", scope.path))
     sinks = {layer.name for layer in output_layers(network)}
     for scope in network.iter_scopes():
@@ -268,9 +271,9 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
             for local in ("output", "end"):
                 if local in scope.layers:
                     sinks.add(scope.layers[local].name)
-            sinks.update(l.name for l in scope.layers.values()
-                         if l.opts.get("loss") or l.opts.get("is_output_layer"))
-    needed = set()
+            sinks.update(layer.name for layer in scope.layers.values()
+                         if layer.opts.get("loss") or layer.opts.get("is_output_layer"))
+    needed: set[str] = set()
     for s in sinks:
         if s in graph.g:
             needed.add(s)
@@ -279,8 +282,9 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
     # (e.g. a loss inside the unit) is used itself: it runs that unit's loop
     for name in list(needed):
         layer = network.layers.get(name)
-        while layer is not None and layer.scope.in_rec and layer.scope.rec_layer.name not in needed:
-            rec = layer.scope.rec_layer
+        while (layer is not None and layer.scope.in_rec
+               and layer.scope.loop_layer.name not in needed):
+            rec = layer.scope.loop_layer
             needed.add(rec.name)
             needed.update(nx.ancestors(graph.g, rec.name))
             layer = rec

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netcompiler.frontend.graph import Graph
+
+#: nodes by scope (None: the top level; else the rec layer whose unit holds them)
+Members = dict[str | None, list[str]]
 
 
 class NodeIds:
     """Sanitised, unique node ids for dot and mermaid (names may contain `/`, `:`, `-`)."""
 
-    def __init__(self, prefix: str = "n_"):
+    def __init__(self, prefix: str = "n_") -> None:
         self.prefix = prefix
         self.ids: dict[str, str] = {}
         self.used: set[str] = set()
@@ -25,11 +33,11 @@ class NodeIds:
         return self.ids[name]
 
 
-def graph_parts(graph):
+def graph_parts(graph: Graph) -> tuple[Members, dict[str, tuple[str, str]]]:
     """Nodes by scope (None = top), node labels, edges."""
     network = graph.network
     g = graph.g
-    members: dict[str | None, list[str]] = {}
+    members: Members = {}
     labels: dict[str, tuple[str, str]] = {}
     for node, attrs in g.nodes(data=True):
         layer = network.layers.get(node)
@@ -43,7 +51,7 @@ def graph_parts(graph):
     return members, labels
 
 
-def drawn_edges(graph):
+def drawn_edges(graph: Graph) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The graph's edges; of the edges from a unit to its rec layer only the one from the unit's
     `output` (the loop's result) is drawn, the cluster shows the rest."""
     for u, v, attrs in graph.g.edges(data=True):
@@ -56,13 +64,13 @@ def dot_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_dot(graph) -> str:
+def render_dot(graph: Graph) -> str:
     ids = NodeIds()
     members, labels = graph_parts(graph)
     network = graph.network
     lines = ["digraph network {", "  rankdir=TB;", "  node [shape=box];"]
 
-    def emit(rec: str | None, indent: str):
+    def emit(rec: str | None, indent: str) -> None:
         for node in members.get(rec, []):
             name, cls = labels[node]
             label = dot_quote(name)[1:-1] + (r"\n" + dot_quote(cls)[1:-1] if cls else "")
@@ -97,13 +105,13 @@ def mermaid_text(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
-def render_mermaid(graph) -> str:
+def render_mermaid(graph: Graph) -> str:
     ids = NodeIds()
     members, labels = graph_parts(graph)
     network = graph.network
     lines = ["flowchart TD"]
 
-    def emit(rec: str | None, indent: str):
+    def emit(rec: str | None, indent: str) -> None:
         for node in members.get(rec, []):
             name, cls = labels[node]
             label = mermaid_text(name) + (f"<br/>{mermaid_text(cls)}" if cls else "")

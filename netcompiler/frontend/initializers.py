@@ -167,7 +167,7 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def _bind(name: str, raw: str, args: list, kwargs: dict, text: str) -> InitSpec:
+def _bind(name: str, raw: str, args: list[Any], kwargs: dict[str, Any], text: str) -> InitSpec:
     params, defaults = _SIGNATURES[name]
     if len(args) > len(params):
         raise InitializerError(f"initialiser `{text}`: `{raw}` takes at most {len(params)} "
@@ -190,11 +190,11 @@ def _bind(name: str, raw: str, args: list, kwargs: dict, text: str) -> InitSpec:
     return InitSpec(name, out)
 
 
-def _is_number(v) -> bool:
+def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _check_values(name: str, kw: dict, text: str) -> None:
+def _check_values(name: str, kw: dict[str, Any], text: str) -> None:
     for key, v in kw.items():
         if key in ("mode", "distribution"):
             allowed = _FAN_MODES if key == "mode" else _DISTRIBUTIONS
@@ -244,11 +244,11 @@ def parse_initializer(value: Any) -> InitSpec:
     except SyntaxError as exc:
         raise InitializerError(f"initialiser `{text}` is not a valid call: {exc.msg}") from None
     call = tree.body
-    if not isinstance(call, ast.Call) or _dotted(call.func) is None:
+    raw = _dotted(call.func) if isinstance(call, ast.Call) else None
+    if not isinstance(call, ast.Call) or raw is None:
         raise InitializerError(f"initialiser `{text}` must be one call `name(args)`",
                                "e.g. `variance_scaling_initializer(scale=0.78, mode='fan_in', "
                                "distribution='uniform')`")
-    raw = _dotted(call.func)
     name = _canonical(raw)
     if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None
                                                                 for k in call.keywords):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netcompiler.core.config_types import LayerOptions
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import ShapeError
 from netcompiler.frontend.schema import option_default
@@ -33,7 +34,7 @@ class LayerContext:
 
     name: str
     layer_class: str
-    opts: dict
+    opts: LayerOptions
 
     # -- options --------------------------------------------------------------------------------
     def opt(self, name: str, default: Any = MISSING) -> Any:

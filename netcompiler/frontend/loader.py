@@ -23,12 +23,14 @@ import copy
 import os
 import re
 import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Protocol
 
 import yaml
 
+from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.diagnostics import ERROR, ConfigError, Diagnostic, format_path
 from netcompiler.core.errors import UsageError
 
@@ -58,25 +60,25 @@ class SourceMap:
     """Positions of keys and values by config path."""
 
     file: str | None = None
-    keys: dict[tuple, Mark] = field(default_factory=dict)
-    values: dict[tuple, Mark] = field(default_factory=dict)
+    keys: dict[ConfigPath, Mark] = field(default_factory=dict)
+    values: dict[ConfigPath, Mark] = field(default_factory=dict)
     # paths set from the command line: path -> the `--set` text
-    overrides: dict[tuple, str] = field(default_factory=dict)
+    overrides: dict[ConfigPath, str] = field(default_factory=dict)
 
-    def locate(self, path: tuple) -> tuple[str | None, int | None, int | None]:
+    def locate(self, path: Sequence[str | int]) -> tuple[str | None, int | None, int | None]:
         """File, line and column for a path; falls back to the nearest enclosing known path."""
-        path = tuple(path)
+        at: ConfigPath = tuple(path)
         # an override of the path or of a parent replaced what the file had there
-        for n in range(len(path), -1, -1):
-            if path[:n] in self.overrides:
-                return f"<--set {self.overrides[path[:n]]}>", None, None
+        for n in range(len(at), -1, -1):
+            if at[:n] in self.overrides:
+                return f"<--set {self.overrides[at[:n]]}>", None, None
         while True:
-            mark = self.keys.get(path) or self.values.get(path)
+            mark = self.keys.get(at) or self.values.get(at)
             if mark is not None:
                 return self.file, mark.line, mark.col
-            if not path:
+            if not at:
                 return self.file, None, None
-            path = path[:-1]
+            at = at[:-1]
 
 
 @dataclass
@@ -104,6 +106,20 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT, list("-+.0123456789"))
 
 
+#: either parser's loader (same nodes, marks and methods; not subclasses of one another)
+YamlLoader = yaml.SafeLoader | yaml.CSafeLoader
+
+
+class YamlMark(Protocol):
+    """A position in the text as either parser gives it (0-based line and column)."""
+
+    @property
+    def line(self) -> int: ...
+
+    @property
+    def column(self) -> int: ...
+
+
 if hasattr(yaml, "CSafeLoader"):
     class _FastLoader(yaml.CSafeLoader):
         """libyaml's parser (C): the same nodes and marks, several times faster. Used for
@@ -111,18 +127,20 @@ if hasattr(yaml, "CSafeLoader"):
         messages are the ones we report."""
     _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT,
                                       list("-+.0123456789"))
+    _FAST_LOADER: type[yaml.CSafeLoader] | None = _FastLoader
 else:  # pragma: no cover - PyYAML without libyaml
-    _FastLoader = None
+    _FAST_LOADER = None
 
 
-def _error(message: str, file: str | None, mark=None, rule: str = "load.yaml") -> ConfigError:
+def _error(message: str, file: str | None, mark: YamlMark | None = None,
+           rule: str = "load.yaml") -> ConfigError:
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
     return ConfigError(Diagnostic(ERROR, message, rule, (), file, line, col))
 
 
-def _convert(node: yaml.Node, loader: _Loader, path: tuple, smap: SourceMap, depth: int,
-             active: set[int]):
+def _convert(node: yaml.Node, loader: YamlLoader, path: ConfigPath, smap: SourceMap, depth: int,
+             active: set[int]) -> Any:
     file = smap.file
     if depth > MAX_DEPTH or id(node) in active:
         raise _error("recursive or too deeply nested YAML structure", file, node.start_mark)
@@ -154,7 +172,7 @@ def _convert(node: yaml.Node, loader: _Loader, path: tuple, smap: SourceMap, dep
             pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
             for key_node, value_node in flat.value:
                 pairs[_scalar_key(key_node, loader, file)] = (key_node, value_node)
-            result: dict = {}
+            result: dict[str, Any] = {}
             for key, (key_node, value_node) in pairs.items():
                 smap.keys[path + (key,)] = Mark(key_node.start_mark.line + 1,
                                                 key_node.start_mark.column + 1)
@@ -187,7 +205,7 @@ def _convert(node: yaml.Node, loader: _Loader, path: tuple, smap: SourceMap, dep
     return value
 
 
-def _scalar_key(key_node: yaml.Node, loader: _Loader, file: str | None) -> str:
+def _scalar_key(key_node: yaml.Node, loader: YamlLoader, file: str | None) -> str:
     """Mapping keys are kept as their text: option and layer names are strings (JSON Schema
     property names are too), and `yes:`/`1:` must not turn into `True`/`1`."""
     if not isinstance(key_node, yaml.ScalarNode):
@@ -198,7 +216,7 @@ def _scalar_key(key_node: yaml.Node, loader: _Loader, file: str | None) -> str:
     return str(key_node.value)
 
 
-def _check_bounds(loader_cls, text: str, file: str | None) -> None:
+def _check_bounds(loader_cls: type[YamlLoader], text: str, file: str | None) -> None:
     """Walk the parser's events (no composing, no recursion) and refuse a document nested deeper
     than `MAX_DEPTH` or whose aliases would expand to more than `MAX_ALIAS_NODES` nodes. Each
     finished anchor remembers the size and height of its subtree (after expanding the aliases in
@@ -207,7 +225,8 @@ def _check_bounds(loader_cls, text: str, file: str | None) -> None:
     try:
         done: dict[str, tuple[int, int]] = {}  # anchor -> (size, height) of its finished node
         # open collections: [size so far, height of the tallest child, anchor]
-        stack: list[list] = []
+        stack: list[list[Any]] = []
+        node: tuple[int, int] | None  # (size, height) of the node the event finishes
         expanded = 0
         while True:
             event = loader.get_event()
@@ -226,7 +245,7 @@ def _check_bounds(loader_cls, text: str, file: str | None) -> None:
                 anchor, node = event.anchor, (1, 1)
             elif isinstance(event, yaml.AliasEvent):
                 anchor = None
-                node = done.get(event.anchor)
+                node = done.get(event.anchor) if event.anchor is not None else None
                 if node is None:
                     if any(frame[2] == event.anchor for frame in stack):
                         raise _error(f"recursive alias `*{event.anchor}` (it refers to a node "
@@ -252,7 +271,7 @@ def _check_bounds(loader_cls, text: str, file: str | None) -> None:
         loader.dispose()
 
 
-def _compose(loader_cls, text: str, file: str | None) -> Config:
+def _compose(loader_cls: type[YamlLoader], text: str, file: str | None) -> Config:
     """Parse with one loader class; YAML errors propagate as raised by the parser."""
     _check_bounds(loader_cls, text, file)
     smap = SourceMap(file)
@@ -269,9 +288,9 @@ def _compose(loader_cls, text: str, file: str | None) -> Config:
 
 def parse_yaml(text: str, file: str | None = None) -> Config:
     """Parse YAML (or JSON) text into a `Config`; raises `ConfigError` for bad input."""
-    if _FastLoader is not None:
+    if _FAST_LOADER is not None:
         try:
-            return _compose(_FastLoader, text, file)
+            return _compose(_FAST_LOADER, text, file)
         except yaml.YAMLError:
             pass  # parse again below: the pure-Python parser's messages are the ones we report
     try:
@@ -339,7 +358,7 @@ def _read_config_bytes(name: str) -> bytes:
         os.close(fd)
 
 
-def load_file(path: str | os.PathLike) -> Config:
+def load_file(path: str | os.PathLike[str]) -> Config:
     """Load a YAML or JSON config file (a regular file of at most `MAX_FILE_BYTES`)."""
     name = str(path)
     p = Path(path)
@@ -367,12 +386,12 @@ def load_file(path: str | os.PathLike) -> Config:
     return parse_yaml(text, name)
 
 
-def from_dict(data: Mapping, name: str = "<dict>") -> Config:
+def from_dict(data: Mapping[Any, Any], name: str = "<dict>") -> Config:
     """Wrap a Python dict (a RETURNN-style network config) without positions."""
     return Config(_plain(copy.deepcopy(dict(data))), SourceMap(name))
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Tuples to lists, so dict configs and YAML configs look the same to validation."""
     if isinstance(value, Mapping):
         # keys as text, as the YAML loader keeps them (`1:` is the key "1")
@@ -382,7 +401,7 @@ def _plain(value):
     return value
 
 
-def load(source, name: str | None = None) -> Config:
+def load(source: object, name: str | None = None) -> Config:
     """Load a config from a path, YAML/JSON text, a dict, or return a `Config` as is."""
     if isinstance(source, Config):
         return source
@@ -402,7 +421,7 @@ class OverrideError(UsageError, ValueError):
     """A malformed or inapplicable `--set KEY=VALUE` (also a ValueError, as it was before)."""
 
 
-def parse_override(text: str) -> tuple[tuple, Any]:
+def parse_override(text: str) -> tuple[ConfigPath, Any]:
     """`network.att.num_heads=8` -> (("network", "att", "num_heads"), 8).
 
     The value is parsed as a YAML scalar (or flow collection), so `8` is an int, `true` a bool,
@@ -428,7 +447,8 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     for text in overrides:
         path, value = parse_override(text)
         node = config.data
-        actual: list = []  # the path as used: a number names a mapping key "N" in a mapping
+        # the path as used: a number names a mapping key "N" in a mapping
+        actual: list[str | int] = []
         for i, part in enumerate(path[:-1]):
             if isinstance(node, dict):
                 part = str(part)

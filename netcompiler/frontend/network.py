@@ -11,10 +11,15 @@ layer itself reads `sub/output`. From outside, `sub/name` names a layer of the s
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
+from netcompiler.core.config_types import ConfigData, ConfigPath, LayerOptions
 from netcompiler.core.diagnostics import ERROR, Diagnostic, did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netcompiler.core.layer_rule import LayerRule
 
 # Which options of a layer name layers is a trait of its class's rule (`reference_options`);
 # `target` names extern data.
@@ -32,22 +37,35 @@ class Scope:
     `sub/name`, up to the host scope that runs them)."""
 
     prefix: str  # "" at top level, "dec/" inside rec layer "dec"
-    path: tuple  # config path of the layer dict, e.g. ("network",) or ("network","dec","unit")
-    layers: dict[str, "Layer"] = field(default_factory=dict)
-    rec_layer: "Layer | None" = None
-    parent: "Scope | None" = None
-    subnet_layer: "Layer | None" = None  # the `subnetwork` layer whose sub-network this is
+    path: ConfigPath  # config path of the layer dict, e.g. ("network",) or ("network","dec","unit")
+    layers: dict[str, Layer] = field(default_factory=dict)
+    rec_layer: Layer | None = None
+    parent: Scope | None = None
+    subnet_layer: Layer | None = None  # the `subnetwork` layer whose sub-network this is
 
     @property
     def in_rec(self) -> bool:
         return self.rec_layer is not None
 
     @property
-    def host(self) -> "Scope":
+    def outer(self) -> Scope:
+        """The enclosing scope; asked only of a rec unit or a subnetwork (the top level has
+        none)."""
+        assert self.parent is not None, "the top-level network has no enclosing scope"
+        return self.parent
+
+    @property
+    def loop_layer(self) -> Layer:
+        """The rec layer whose loop runs this scope's layers; asked only where `in_rec`."""
+        assert self.rec_layer is not None, f"scope `{self.prefix}` is not in a rec unit"
+        return self.rec_layer
+
+    @property
+    def host(self) -> Scope:
         """The top-level network or rec unit whose layers this scope's layers are."""
         scope = self
         while scope.subnet_layer is not None:
-            scope = scope.parent
+            scope = scope.outer
         return scope
 
 
@@ -55,8 +73,8 @@ class Scope:
 class Layer:
     name: str  # full name
     local_name: str
-    opts: dict
-    path: tuple  # config path of this layer's dict
+    opts: LayerOptions
+    path: ConfigPath  # config path of this layer's dict
     scope: Scope
     unit: Scope | None = None  # the sub-network of a rec layer with a unit dict
     subnet: Scope | None = None  # the inlined sub-network of a `subnetwork` layer
@@ -66,7 +84,10 @@ class Layer:
 
     @property
     def layer_class(self) -> str:
-        return self.opts.get("class", "")
+        """The `class` option: a str once the schema check passed (before that, whatever the
+        config says: the rule look-ups take any value and find no rule for a wrong one)."""
+        layer_class: str = self.opts.get("class", "")
+        return layer_class
 
 
 @dataclass(frozen=True)
@@ -91,7 +112,8 @@ class Ref:
     @property
     def node(self) -> str:
         if self.kind == "layer":
-            return self.target.name
+            layer: Layer = self.target
+            return layer.name
         if self.kind == "extern":
             return f"data:{self.target}"
         if self.kind == "step":
@@ -103,11 +125,11 @@ class Ref:
 class Network:
     top: Scope
     layers: dict[str, Layer]  # all layers by full name
-    extern: dict  # extern_data config
+    extern: dict[str, Any]  # extern_data config
     #: `register_as_extern_data: KEY`: extern data made by a layer, KEY -> that layer
     registered: dict[str, Layer] = field(default_factory=dict)
 
-    def data_keys(self) -> set:
+    def data_keys(self) -> set[str]:
         """Every key `data:KEY` and `target` may name: extern data and registered layers."""
         return set(self.extern) | set(self.registered)
 
@@ -119,23 +141,24 @@ class Network:
             stack.extend(layer.unit for layer in s.layers.values() if layer.unit is not None)
 
 
-def build_network(data: dict) -> Network:
+def build_network(data: ConfigData) -> Network:
     """Collect layers and scopes from config data (assumed schema-checked where it matters)."""
-    extern = data.get("extern_data") if isinstance(data.get("extern_data"), dict) else {}
-    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    extern_data, network = data.get("extern_data"), data.get("network")
+    extern: dict[str, Any] = extern_data if isinstance(extern_data, dict) else {}
+    net: dict[str, Any] = network if isinstance(network, dict) else {}
     all_layers: dict[str, Layer] = {}
     top = Scope("", ("network",))
 
-    def register(scope: Scope, local: str, layer: Layer):
+    def register(scope: Scope, local: str, layer: Layer) -> None:
         # a layer of a sub-network also belongs to the enclosing scopes, as `sub/name`
         scope.layers[local] = layer
         while scope.subnet_layer is not None:
-            local = scope.subnet_layer.path[-1] + "/" + local
-            scope = scope.parent
+            local = f"{scope.subnet_layer.path[-1]}/{local}"
+            scope = scope.outer
             scope.layers[local] = layer
         layer.local_name = local  # relative to the host scope (the unit's layers are by it)
 
-    def fill(scope: Scope, layer_dicts: dict):
+    def fill(scope: Scope, layer_dicts: dict[str, Any]) -> None:
         for local, opts in layer_dicts.items():
             if not isinstance(opts, dict):
                 continue
@@ -145,48 +168,54 @@ def build_network(data: dict) -> Network:
             # the class's structure traits (`netcompiler.core.layer_rule.LayerRule`): a network
             # of its own (`sub_network_kind`), synthetic sub-outputs (`sub_outputs`)
             rule = _rule(opts.get("class"))
-            held = rule.sub_network(opts) if rule is not None else None
+            if rule is None:
+                continue
+            held = rule.sub_network(opts)
             kind = rule.sub_network_kind if held is not None else None
-            if kind == "loop":
-                layer.unit = Scope(layer.name + "/", layer.path + held[0], rec_layer=layer,
-                                   parent=scope)
-                fill(layer.unit, held[1])
-            elif kind == "masked":
-                # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
-                # `data` is the masked input, the synthetic layer `NAME/data:data`
-                # (`netcompiler.layers.masked_computation`)
-                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
-                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
-                add_input(layer, scope, rule.sub_network_input(opts))
-                fill(layer.subnet, held[1])
-            elif kind == "inline":
-                layer.subnet = Scope(layer.name + "/", layer.path + held[0],
-                                     rec_layer=scope.rec_layer, parent=scope, subnet_layer=layer)
-                fill(layer.subnet, held[1])
-                if (_reads_subnet_data(layer) and subnet_inputs(layer)
-                        and layer.opts.get("concat_sources", True) is not False):
-                    # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
-                    # dropped out); a layer `sub/data:data` read by `data` inside
-                    add_input(layer, scope, rule.sub_network_input(opts))
-            elif rule is not None:
+            if held is None or kind is None:
                 # its sub-outputs (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers reading it
                 for part_local, part_opts in rule.sub_outputs(str(local), opts):
                     part = Layer(scope.prefix + part_local, part_local, part_opts, layer.path,
                                  scope, synthetic=True)
                     register(scope, part_local, part)
                     all_layers[part.name] = part
+                continue
+            sub_path, sub_layers = held
+            if kind == "loop":
+                layer.unit = Scope(layer.name + "/", layer.path + sub_path, rec_layer=layer,
+                                   parent=scope)
+                fill(layer.unit, sub_layers)
+                continue
+            subnet = layer.subnet = Scope(layer.name + "/", layer.path + sub_path,
+                                          rec_layer=scope.rec_layer, parent=scope,
+                                          subnet_layer=layer)
+            if kind == "masked":
+                # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
+                # `data` is the masked input, the synthetic layer `NAME/data:data`
+                # (`netcompiler.layers.masked_computation`)
+                add_input(layer, subnet, scope, rule.sub_network_input(opts))
+                fill(subnet, sub_layers)
+            else:  # "inline"
+                fill(subnet, sub_layers)
+                if (_reads_subnet_data(layer) and subnet_inputs(layer)
+                        and layer.opts.get("concat_sources", True) is not False):
+                    # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
+                    # dropped out); a layer `sub/data:data` read by `data` inside
+                    add_input(layer, subnet, scope, rule.sub_network_input(opts))
 
-    def add_input(layer: Layer, scope: Scope, data_opts: dict | None):
-        """The synthetic layer `NAME/data:data` (`data` inside the network of `layer`)."""
+    def add_input(layer: Layer, subnet: Scope, scope: Scope,
+                  data_opts: LayerOptions | None) -> None:
+        """The synthetic layer `NAME/data:data` (`data` inside `subnet`, the network of
+        `layer`)."""
         if data_opts is None:
             return
-        data_layer = Layer(layer.subnet.prefix + "data:data", "data:data", data_opts,
+        data_layer = Layer(subnet.prefix + "data:data", "data:data", data_opts,
                            layer.path, scope, synthetic=True)
-        register(layer.subnet, "data:data", data_layer)
+        register(subnet, "data:data", data_layer)
         all_layers[data_layer.name] = data_layer
 
     fill(top, net)
-    registered = {}
+    registered: dict[str, Layer] = {}
     for layer in all_layers.values():
         key = layer.opts.get("register_as_extern_data")
         if isinstance(key, str) and key not in extern and key not in registered:
@@ -194,7 +223,7 @@ def build_network(data: dict) -> Network:
     return Network(top, all_layers, extern, registered)
 
 
-def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
+def reference_values(opts: LayerOptions, option: str) -> list[tuple[ConfigPath, str]]:
     """The reference strings of a layer option with their sub-paths: [((option, i), text)]."""
     value = opts.get(option)
     if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
@@ -215,7 +244,7 @@ def reference_values(opts: dict, option: str) -> list[tuple[tuple, str]]:
     return []
 
 
-def layer_references(layer: Layer) -> list[tuple[tuple, str]]:
+def layer_references(layer: Layer) -> list[tuple[ConfigPath, str]]:
     """All reference strings of a layer: `from` (default `data`) and layer-valued options
     (and the `max_len_from('...')` of a `max_seq_len` expression, seen from the unit)."""
     refs = max_seq_len_references(layer)
@@ -254,13 +283,13 @@ def reference_options(layer_class: str) -> tuple[str, ...]:
     return COMMON_LAYER_OPTIONS[:1] + own + COMMON_LAYER_OPTIONS[1:]
 
 
-def _rule(layer_class: str):
+def _rule(layer_class: object) -> LayerRule | None:
     from netcompiler.layers import get_rule  # lazy: the registry imports every layer module
 
     return get_rule(layer_class) if isinstance(layer_class, str) else None
 
 
-def subnet_inputs(layer: Layer) -> list[tuple[tuple, str]]:
+def subnet_inputs(layer: Layer) -> list[tuple[ConfigPath, str]]:
     """The inputs of a `subnetwork` layer: its `from` (default `data`) with sub-paths."""
     if "from" not in layer.opts:
         return [(("from",), "data")]
@@ -269,14 +298,17 @@ def subnet_inputs(layer: Layer) -> list[tuple[tuple, str]]:
 
 def _reads_subnet_data(layer: Layer) -> bool:
     """True if a layer of the sub-network of `layer` reads `data` / `data:data` (its input)."""
-    for sub_layer in layer.subnet.layers.values():
-        if sub_layer.scope is layer.subnet and any(
+    subnet = layer.subnet
+    if subnet is None:
+        return False
+    for sub_layer in subnet.layers.values():
+        if sub_layer.scope is subnet and any(
                 text in ("data", "data:data") for _, text in layer_references(sub_layer)):
             return True
     return False
 
 
-def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
+def max_seq_len_references(layer: Layer) -> list[tuple[ConfigPath, str]]:
     """References in a rec layer's `max_seq_len` expression (none if it does not parse: that
     is reported by the graph check)."""
     from netcompiler.frontend.seq_len_expr import SeqLenExprError, parse, references
@@ -290,11 +322,14 @@ def max_seq_len_references(layer: Layer) -> list[tuple[tuple, str]]:
         return []
 
 
-def resolve(text: str, scope: Scope, network: Network, path: tuple
-            ) -> tuple[Ref | None, Diagnostic | None]:
+#: what resolving a reference gives: (the Ref, None), or (None, the error)
+Resolved = tuple[Ref | None, Diagnostic | None]
+
+
+def resolve(text: str, scope: Scope, network: Network, path: ConfigPath) -> Resolved:
     """Resolve one reference string seen in `scope`; returns (ref, None) or (None, error)."""
 
-    def err(message: str, rule: str, hint: str | None = None):
+    def err(message: str, rule: str, hint: str | None = None) -> Resolved:
         return None, Diagnostic(ERROR, message, rule, path, hint=hint)
 
     prev = False
@@ -310,7 +345,7 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
                        "graph.base-outside-rec")
         if prev:
             return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
-        ref, diag = resolve(rest[len("base:"):], scope.parent, network, path)
+        ref, diag = resolve(rest[len("base:"):], scope.outer, network, path)
         return (replace(ref, text=text) if ref is not None else None), diag
     if scope.subnet_layer is not None and (rest == "data" or rest.startswith("data:")):
         if prev:
@@ -348,15 +383,15 @@ def resolve(text: str, scope: Scope, network: Network, path: tuple
     candidates = list(scope.layers)
     nested = scope.in_rec or scope.subnet_layer is not None  # `base:` reads the parent
     if nested and not prev:
-        candidates += [f"base:{n}" for n in scope.parent.layers]
+        candidates += [f"base:{n}" for n in scope.outer.layers]
     hint = did_you_mean(rest, candidates)
     if hint is None and nested and not prev:
         # `enc` written for `base:enc`: compare with the plain names of the enclosing network
-        match = did_you_mean(rest, scope.parent.layers)
+        match = did_you_mean(rest, scope.outer.layers)
         if match is not None:
             hint = match.replace("`", "`base:", 1)
     where = (f" in the subnetwork of `{scope.subnet_layer.name}`" if scope.subnet_layer is not None
-             else f" in the unit of `{scope.rec_layer.name}`" if scope.in_rec else "")
+             else f" in the unit of `{scope.loop_layer.name}`" if scope.in_rec else "")
     return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
 
 
@@ -372,13 +407,14 @@ def _unit_layer(rest: str, scope: Scope) -> Layer | None:
     return None
 
 
-def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network, path: tuple
-                         ) -> tuple[Ref | None, Diagnostic | None]:
+def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network,
+                         path: ConfigPath) -> Resolved:
     """`data` / `data:KEY` inside the sub-network of a `subnetwork` layer, as RETURNN defines
     them: `data` (= `data:data`) is its input (`from`, concatenated: the layer `sub/data:data`);
     with `concat_sources: false` `data:NAME` / `data:i` is the input `NAME` / the i-th input
     and `data` the first; any other `data:KEY` is `data:KEY` of the enclosing network."""
     sub = scope.subnet_layer
+    assert sub is not None, "asked only inside a subnetwork"
     key = "data" if rest == "data" else rest[len("data:"):]
     if sub.opts.get("concat_sources", True) is not False:
         if key == "data":
@@ -391,9 +427,9 @@ def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network, p
         inputs = subnet_inputs(sub)
         for i, (sub_path, name) in enumerate(inputs):
             if key in (name, str(i)) or (key == "data" and i == 0):
-                ref, diag = resolve(name, scope.parent, network, sub.path + sub_path)
+                ref, diag = resolve(name, scope.outer, network, sub.path + sub_path)
                 return (replace(ref, text=text) if ref is not None else None), diag
         if key == "data":
             return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
                                     f"input", "graph.unknown-data", path)
-    return resolve(rest, scope.parent, network, path)
+    return resolve(rest, scope.outer, network, path)

@@ -15,10 +15,18 @@ import html
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from netcompiler.core.config_types import ConfigPath, LayerOptions
 from netcompiler.core.diagnostics import ERROR, WARNING, Diagnostic
 from netcompiler.core.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from netcompiler.frontend.graph import Graph
+    from netcompiler.frontend.network import Layer
+    from netcompiler.frontend.validate import ValidationResult
 
 FORMATS = ("svg", "png", "html")
 DOT_TIMEOUT_S = 300
@@ -55,15 +63,20 @@ class Node:
 class Drawing:
     nodes: dict[str, Node]
     clusters: dict[str, tuple[str, str | None]]  # cluster layer -> (kind, parent cluster)
-    edges: list[tuple[str, str, dict]]
+    edges: list[tuple[str, str, dict[str, Any]]]
     general: list[str]  # diagnostics that belong to no layer
 
 
-def _flags(result) -> tuple[dict[str, list[Diagnostic]], list[Diagnostic]]:
+def _graph_of(result: ValidationResult) -> Graph:
+    assert result.graph is not None, "drawn only when validation got as far as the graph"
+    return result.graph
+
+
+def _flags(result: ValidationResult) -> tuple[dict[str, list[Diagnostic]], list[Diagnostic]]:
     """Errors and warnings by graph node (the layer whose config path is the longest prefix of
     the diagnostic's path; `extern_data.KEY...` -> `data:KEY`), and those of no node."""
-    network = result.graph.network
-    by_path: dict[tuple, str] = {}
+    network = _graph_of(result).network
+    by_path: dict[ConfigPath, str] = {}
     for layer in network.layers.values():
         if layer.synthetic and layer.path in by_path:
             continue  # a synthetic layer shares its config path with the layer it stands for
@@ -86,7 +99,7 @@ def _flags(result) -> tuple[dict[str, list[Diagnostic]], list[Diagnostic]]:
     return flagged, general
 
 
-def _sources_text(opts: dict) -> str:
+def _sources_text(opts: LayerOptions) -> str:
     value = opts.get("from")
     if value is None:
         return ""
@@ -95,7 +108,7 @@ def _sources_text(opts: dict) -> str:
     return str(value)
 
 
-def _training_text(opts: dict) -> str:
+def _training_text(opts: LayerOptions) -> str:
     """`loss: ce, target: classes` of a layer (its loss and target as written), or ""."""
     parts = [f"{key}: {opts[key]}" for key in ("loss", "target")
              if isinstance(opts.get(key), (str, int, float)) and opts.get(key) != ""]
@@ -107,16 +120,16 @@ def _message(d: Diagnostic) -> str:
     return f"{where}{d.severity}: {d.full_message()} [{d.rule}]"
 
 
-def build_drawing(result) -> Drawing:
+def build_drawing(result: ValidationResult) -> Drawing:
     """What to draw for a `ValidationResult` that has a graph (shapes where inferred)."""
-    graph = result.graph
+    graph = _graph_of(result)
     network = graph.network
     inferred = result.inferred
     shapes = inferred.shapes if inferred is not None else {}
     extern_shapes = inferred.extern if inferred is not None else {}
     flagged, general = _flags(result)
 
-    def cluster_of(layer) -> str | None:
+    def cluster_of(layer: Layer) -> str | None:
         if layer.synthetic and "/" in layer.name:  # `sub/data:data`: the input of `sub`
             owner = network.layers.get(layer.name.rsplit("/", 1)[0])
             if owner is not None and owner.subnet is not None and owner is not layer:
@@ -127,11 +140,11 @@ def build_drawing(result) -> Drawing:
         return scope.rec_layer.name if scope.rec_layer is not None else None
 
     clusters: dict[str, tuple[str, str | None]] = {}
-    for layer in network.layers.values():
-        if layer.unit is not None:
-            clusters[layer.name] = ("rec", cluster_of(layer))
-        elif layer.subnet is not None:
-            clusters[layer.name] = ("subnetwork", cluster_of(layer))
+    for holder in network.layers.values():
+        if holder.unit is not None:
+            clusters[holder.name] = ("rec", cluster_of(holder))
+        elif holder.subnet is not None:
+            clusters[holder.name] = ("subnetwork", cluster_of(holder))
 
     def depth(cluster: str | None) -> int:
         d = 0
@@ -170,7 +183,7 @@ def build_drawing(result) -> Drawing:
         node.messages = [_message(d) for d in diags]
         node.depth = depth(node.cluster)
         nodes[name] = node
-    edges = []
+    edges: list[tuple[str, str, dict[str, Any]]] = []
     for u, v, attrs in graph.g.edges(data=True):
         # of the edges from a unit to its rec layer only the unit's `output` (the loop's
         # result) is drawn: the cluster shows the rest
@@ -348,12 +361,12 @@ def render_html(drawing: Drawing, svg: str, title: str, summary: str) -> str:
         + "\n".join(rows) + "\n</tbody>\n</table>\n</body>\n</html>\n")
 
 
-def _table_order(drawing: Drawing):
+def _table_order(drawing: Drawing) -> Callable[[Node], tuple[bool, list[int]]]:
     """Extern data first, then layers in their config order, each cluster's layers after the
     layer that owns the cluster."""
     position = {name: i for i, name in enumerate(drawing.nodes)}
 
-    def key(node: Node):
+    def key(node: Node) -> tuple[bool, list[int]]:
         chain = [node.name]
         cluster = node.cluster
         while cluster is not None:
@@ -364,15 +377,15 @@ def _table_order(drawing: Drawing):
     return key
 
 
-def summary_line(result) -> str:
+def summary_line(result: ValidationResult) -> str:
     n_err = len(result.errors)
     n_warn = len(result.warnings)
-    layers = sum(not layer.synthetic for layer in result.graph.network.layers.values())
+    layers = sum(not layer.synthetic for layer in _graph_of(result).network.layers.values())
     return (f"{layers} layer{'s' if layers != 1 else ''}, {n_err} error{'s' if n_err != 1 else ''}"
             f", {n_warn} warning{'s' if n_warn != 1 else ''}")
 
 
-def render(result, fmt: str, title: str) -> bytes:
+def render(result: ValidationResult, fmt: str, title: str) -> bytes:
     """The drawing of a validated config as `fmt` (svg, png, html) bytes."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")

@@ -7,27 +7,33 @@ layer accepts), `layers/<class>.schema.json` (one per layer class), `train.schem
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
+from netcompiler.core.config_types import ConfigPath, LayerOptions
 from netcompiler.core.diagnostics import ERROR, Diagnostic, did_you_mean, format_path
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+#: a JSON Schema document or subschema, as `json.load` gives it
+JsonSchema = dict[str, Any]
 
 
 def schema_path(name: str) -> Path:
     return SCHEMA_DIR / name
 
 
-@lru_cache(maxsize=None)
-def load_schema(relative: str) -> dict:
-    return json.loads((SCHEMA_DIR / relative).read_text(encoding="utf-8"))
+@cache
+def load_schema(relative: str) -> JsonSchema:
+    schema: JsonSchema = json.loads((SCHEMA_DIR / relative).read_text(encoding="utf-8"))
+    return schema
 
 
 def layer_schema_files() -> dict[str, Path]:
@@ -60,8 +66,8 @@ def config_validator() -> jsonschema.Draft202012Validator:
                                            format_checker=None)
 
 
-@lru_cache(maxsize=None)
-def layer_options(layer_class: str) -> dict[str, dict]:
+@cache
+def layer_options(layer_class: str) -> dict[str, JsonSchema]:
     """Every option a layer class accepts (its own and the common ones) -> property schema."""
     options = dict(load_schema("common.schema.json")["$defs"]["common_options"]["properties"])
     files = layer_schema_files()
@@ -79,14 +85,14 @@ def layer_classes() -> list[str]:
     return sorted(layer_schema_files())
 
 
-def render_config_schema() -> dict:
+def render_config_schema() -> JsonSchema:
     """The config schema with one `if class == X then layers/X.schema.json` per layer file.
 
     `config.schema.json` is this rendering, checked in (a test keeps them equal), so external
     tools such as check-jsonschema and editors see the whole catalogue.
     """
     base = load_schema("config_base.json")
-    schema = json.loads(json.dumps(base))
+    schema: JsonSchema = json.loads(json.dumps(base))
     classes = layer_classes()
     layer = schema["$defs"]["layer"]
     layer["properties"]["class"] = {"enum": classes, "description": "The layer class."}
@@ -100,10 +106,11 @@ def render_config_schema() -> dict:
 
 # -- translating jsonschema errors into diagnostics -----------------------------------------------
 
-def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
+def _layer_context(data: Any, path: ConfigPath) -> tuple[str | None, ConfigPath | None]:
     """If `path` points into a layer dict, (its class, the layer dict's path)."""
     node = data
-    layer_class, layer_path = None, None
+    layer_class: str | None = None
+    layer_path: ConfigPath | None = None
     for i, part in enumerate(path):
         try:
             node = node[part]
@@ -117,7 +124,7 @@ def _layer_context(data: Any, path: tuple) -> tuple[str | None, tuple | None]:
     return layer_class, layer_path
 
 
-def _is_layer_container(path: tuple) -> bool:
+def _is_layer_container(path: ConfigPath) -> bool:
     """`("network",)`, `(..., "unit")` and `(..., "subnetwork")` below a layer hold layers by
     name."""
     if path == ("network",):
@@ -149,37 +156,46 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _allowed_names(error: ValidationError, data: Any, path: tuple) -> list[str]:
+def _schema_of(error: ValidationError) -> Mapping[str, Any]:
+    """The subschema whose keyword failed: a mapping in every error that the checks translate
+    (the stubs also allow the schemas `true` / `false`, and `Unset` for hand-made errors)."""
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
+def _allowed_names(error: ValidationError, data: Any, path: ConfigPath) -> list[str]:
     layer_class, layer_path = _layer_context(data, path)
     if layer_path == path and layer_class is not None:
         return list(layer_options(layer_class))
-    names = list(error.schema.get("properties", {}))
+    names = list(_schema_of(error).get("properties", {}))
     return names
 
 
-def _enum_values(schema: dict) -> list:
+def _enum_values(schema: Mapping[str, Any]) -> list[Any]:
     if "enum" in schema:
         return list(schema["enum"])
-    values = []
+    values: list[Any] = []
     for key in ("anyOf", "oneOf"):
         for sub in schema.get(key, []):
             values.extend(v for v in _enum_values(sub) if v is not None)
     return values
 
 
-def translate(error: ValidationError, data: Any, prefix: tuple = ()) -> list[Diagnostic]:
+def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> list[Diagnostic]:
     """One jsonschema error -> diagnostics with a config path, message and hint.
 
     `prefix` is the config path of the instance that was validated (a layer dict)."""
     path = prefix + tuple(error.absolute_path)
     v = error.validator
-    instance = error.instance
+    # the failed value and keyword value: config data and schema data (`Unset` only in
+    # hand-made errors)
+    instance: Any = error.instance
+    expected: Any = error.validator_value
     name = format_path(path[-1:]) if path else "config"
     if v in ("unevaluatedProperties", "additionalProperties"):
         allowed = _allowed_names(error, data, path)
         layer_class, layer_path = _layer_context(data, path)
         extra = [k for k in instance if k not in allowed] if isinstance(instance, dict) else []
-        out = []
+        out: list[Diagnostic] = []
         for key in extra:
             if layer_path == path and layer_class:
                 msg = f"unknown option `{key}` for layer class `{layer_class}`"
@@ -189,13 +205,14 @@ def translate(error: ValidationError, data: Any, prefix: tuple = ()) -> list[Dia
                                   hint=did_you_mean(key, allowed)))
         return out
     if v == "required":
-        missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
+        missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
         layer_class, layer_path = _layer_context(data, path)
         what = f" of layer class `{layer_class}`" if layer_class and layer_path == path else ""
         return [Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option",
                            path) for k in missing]
-    if v == "enum" or (v == "anyOf" and _enum_values(error.schema) and isinstance(instance, str)):
-        values = _enum_values(error.schema)
+    if v == "enum" or (v == "anyOf" and _enum_values(_schema_of(error))
+                       and isinstance(instance, str)):
+        values = _enum_values(_schema_of(error))
         if path and path[-1] == "class":
             return [Diagnostic(ERROR, f"unknown layer class `{instance}`", "schema.unknown-class",
                                path, hint=did_you_mean(instance, values))]
@@ -205,23 +222,22 @@ def translate(error: ValidationError, data: Any, prefix: tuple = ()) -> list[Dia
                            "schema.enum", path,
                            hint=did_you_mean(instance, values) if isinstance(instance, str) else None)]
     if v == "const":
-        return [Diagnostic(ERROR, f"`{name}` must be {_short(error.validator_value)}, got "
+        return [Diagnostic(ERROR, f"`{name}` must be {_short(expected)}, got "
                            f"{_short(instance)}", "schema.enum", path)]
     if v == "type":
-        expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return [Diagnostic(ERROR, f"`{name}` must be of type {expected}, got "
                            f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
               "exclusiveMaximum": "<"}[v]
-        return [Diagnostic(ERROR, f"`{name}` out of range: must be {op} {error.validator_value}, "
+        return [Diagnostic(ERROR, f"`{name}` out of range: must be {op} {expected}, "
                            f"got {_short(instance)}", "schema.range", path)]
     if v in ("minItems", "maxItems", "minLength", "maxLength", "minProperties"):
         return [Diagnostic(ERROR, f"`{name}`: {error.message}", "schema.range", path)]
     if v == "pattern":
         if path and path[-1] == "activation":
-            names = error.validator_value.split("(", 3)[-1].split(")")[0].split("|")
+            names = expected.split("(", 3)[-1].split(")")[0].split("|")
             base = str(instance).split("*")[-1]
             return [Diagnostic(ERROR, f"unknown activation `{instance}`", "schema.enum", path,
                                hint=did_you_mean(base, names))]
@@ -244,7 +260,7 @@ def translate(error: ValidationError, data: Any, prefix: tuple = ()) -> list[Dia
     return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
 
 
-def _as_list(x):
+def _as_list(x: Any) -> list[Any]:
     return x if isinstance(x, list) else [x]
 
 
@@ -263,9 +279,9 @@ def validate_config(data: Any) -> list[Diagnostic]:
         return [Diagnostic(ERROR, f"the config must be a mapping, got {_type_name(data)}",
                            "schema.type", ())]
     diags: list[Diagnostic] = []
-    seen = set()
+    seen: set[tuple[ConfigPath, str]] = set()
 
-    def report(errors, prefix):
+    def report(errors: Iterable[ValidationError], prefix: ConfigPath) -> None:
         for error in errors:
             for d in translate(error, data, prefix):
                 key = (d.path, d.message)
@@ -276,7 +292,7 @@ def validate_config(data: Any) -> list[Diagnostic]:
     report(_light_validator("config.schema.json").iter_errors(data), ())
     classes = set(layer_classes())
 
-    def walk(layers, prefix):
+    def walk(layers: object, prefix: ConfigPath) -> None:
         if not isinstance(layers, dict):
             return
         for name, layer in layers.items():
@@ -298,7 +314,7 @@ def validate_config(data: Any) -> list[Diagnostic]:
     return diags
 
 
-@lru_cache(maxsize=None)
+@cache
 def initializer_options(layer_class: str) -> tuple[str, ...]:
     """The options of a layer class whose values are initialisers."""
     return tuple(name for name, prop in layer_options(layer_class).items()
@@ -306,14 +322,15 @@ def initializer_options(layer_class: str) -> tuple[str, ...]:
                  and str(prop.get("$ref", "")).endswith("#/$defs/initializer"))
 
 
-def check_initializer_options(layer: dict, path: tuple) -> list[Diagnostic]:
+def check_initializer_options(layer: LayerOptions, path: ConfigPath) -> list[Diagnostic]:
     """Initialiser names, calls and arguments (netcompiler.frontend.initializers) of one layer dict;
     the schema only checks their form. Also `gamma_init`/`beta_init` of a `batch_norm` dict."""
     from netcompiler.frontend.initializers import check_initializer
 
-    out = []
-    found = [((name,), layer[name]) for name in initializer_options(layer["class"])
-             if name in layer and layer[name] is not None]
+    out: list[Diagnostic] = []
+    found: list[tuple[ConfigPath, Any]] = [
+        ((name,), layer[name]) for name in initializer_options(layer["class"])
+        if name in layer and layer[name] is not None]
     bn = layer.get("batch_norm")
     if isinstance(bn, dict):
         found += [(("batch_norm", k), bn[k]) for k in ("gamma_init", "beta_init") if k in bn]
@@ -339,7 +356,7 @@ def _light_registry() -> Registry:
     return Registry().with_resources(resources)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _light_validator(relative: str) -> jsonschema.Draft202012Validator:
     path = SCHEMA_DIR / relative
     schema = _light_registry().get_or_retrieve(_uri(path)).value.contents
@@ -347,9 +364,9 @@ def _light_validator(relative: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, registry=_light_registry())
 
 
-def failed_layer_paths(diags: Iterable[Diagnostic], data: Any) -> set[tuple]:
+def failed_layer_paths(diags: Iterable[Diagnostic], data: Any) -> set[ConfigPath]:
     """Paths of the layer dicts that have schema errors (their shapes are not inferred)."""
-    out = set()
+    out: set[ConfigPath] = set()
     for d in diags:
         _, layer_path = _layer_context(data, d.path)
         if layer_path is not None:

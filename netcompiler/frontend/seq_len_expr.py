@@ -14,8 +14,9 @@ reference (a TensorFlow scalar at run time, or a number in tests).
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from netcompiler.core.errors import UserError
 
@@ -39,25 +40,32 @@ class MaxLenFrom:
 @dataclass(frozen=True)
 class BinOp:
     op: str
-    left: object
-    right: object
+    left: SeqLenNode
+    right: SeqLenNode
 
 
 @dataclass(frozen=True)
 class Neg:
-    operand: object
+    operand: SeqLenNode
 
 
 @dataclass(frozen=True)
 class Call:
     func: str  # int, min, max
-    args: tuple
+    args: tuple[SeqLenNode, ...]
+
+
+#: a node of a parsed expression (`parse`)
+SeqLenNode = Num | MaxLenFrom | BinOp | Neg | Call
+#: the arithmetic `evaluate` uses, by operator (`num`, `+`, ..., `floor`); values are Python
+#: numbers or TensorFlow scalars
+SeqLenOps = dict[str, Callable[..., Any]]
 
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Div: "/"}
 
 
-def parse(text: str):
+def parse(text: str) -> SeqLenNode:
     """The tree of a `max_seq_len` expression; SeqLenExprError if it is not one."""
     if not isinstance(text, str) or not text.strip():
         raise SeqLenExprError("an empty `max_seq_len` expression")
@@ -70,8 +78,8 @@ def parse(text: str):
     return _convert(tree.body, text)
 
 
-def _convert(node, text: str):
-    def bad(what: str):
+def _convert(node: ast.expr, text: str) -> SeqLenNode:
+    def bad(what: str) -> SeqLenExprError:
         part = ast.get_source_segment(text.strip(), node) or what
         return SeqLenExprError(
             f"`{part}` is not allowed in `max_seq_len`; allowed are numbers, "
@@ -100,7 +108,7 @@ def _convert(node, text: str):
     raise bad(type(node).__name__)
 
 
-def references(tree) -> list[str]:
+def references(tree: SeqLenNode) -> list[str]:
     """The layer references of `max_len_from(...)` in the tree, in order."""
     if isinstance(tree, MaxLenFrom):
         return [tree.ref]
@@ -113,12 +121,13 @@ def references(tree) -> list[str]:
     return []
 
 
-def evaluate(tree, max_len: Callable[[str], object], ops=None):
+def evaluate(tree: SeqLenNode, max_len: Callable[[str], Any], ops: SeqLenOps | None = None
+             ) -> Any:
     """The value of the tree; `max_len(ref)` gives a reference's longest sequence. `ops` does
     the arithmetic (default: Python numbers; `tf_ops()` for TensorFlow scalars)."""
     ops = ops or _PY_OPS
 
-    def ev(node):
+    def ev(node: SeqLenNode) -> Any:
         if isinstance(node, Num):
             return ops["num"](node.value)
         if isinstance(node, MaxLenFrom):
@@ -140,7 +149,7 @@ def evaluate(tree, max_len: Callable[[str], object], ops=None):
     return ops["floor"](ev(tree))
 
 
-_PY_OPS = {
+_PY_OPS: SeqLenOps = {
     "num": float,
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,

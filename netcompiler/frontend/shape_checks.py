@@ -3,11 +3,12 @@
 `report`, which turns a ShapeError into a located diagnostic. No TensorFlow."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from netcompiler.core.diagnostics import ERROR, Diagnostic
 from netcompiler.core.dims import Dim, Shape, same_axes
-from netcompiler.layers import ParamSpec, ShapeError, get_rule
+from netcompiler.layers import ParamSpec, ShapeError, traits
 
 if TYPE_CHECKING:  # pragma: no cover
     from netcompiler.frontend.graph import Graph
@@ -40,7 +41,7 @@ def check_apply_zero(ctx: ShapeContext) -> None:
     """`initial_output: apply(0)` (RETURNN: the layer applied to zeroed `from` inputs) for a
     layer without a state and without other options that read layers of the unit."""
     cls = ctx.layer.layer_class
-    rule = get_rule(cls)
+    rule = traits(cls)
     if not rule.supports_apply_zero:
         raise ShapeError(f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
                          f"(netcompiler applies only stateless layers to zeroed inputs)",
@@ -58,7 +59,7 @@ def check_apply_zero(ctx: ShapeContext) -> None:
                              "shape.initial-output", hint="use `zeros`, a number or `var`")
 
 
-def check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
+def check_initial_output(ctx: ShapeContext, step: Shape, params: dict[str, ParamSpec]) -> None:
     """`initial_output` (what `prev:` reads at step 0) must fit the layer's per-step shape."""
     value = ctx.opts["initial_output"]
     if not ctx.in_rec:
@@ -73,12 +74,13 @@ def check_initial_output(ctx: ShapeContext, step: Shape, params: dict) -> None:
                          f"`{ctx.name}` is {step} per step", "initial_output",
                          "shape.initial-output")
     if value == "var":
-        if any(d.size is None for d in step.dims if d.kind != "batch") or step.sparse:
+        sizes = [d.size for d in step.dims if d.kind != "batch"]
+        static = [size for size in sizes if size is not None]
+        if len(static) != len(sizes) or step.sparse:
             raise ShapeError(f"`initial_output: var` needs a dense per-step shape with static "
                              f"axes besides the batch, `{ctx.name}` is {step}",
                              "initial_output", "shape.initial-output")
-        params["initial_output"] = ParamSpec(
-            tuple(d.size for d in step.dims if d.kind != "batch"), 0.0)
+        params["initial_output"] = ParamSpec(tuple(static), 0.0)
 
 
 def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
@@ -92,15 +94,15 @@ def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
     return out
 
 
-def _unifiable_time_axes(inferred: InferredNetwork, out_dims, target_dims
-                         ) -> list[tuple[str, str]]:
+def _unifiable_time_axes(inferred: InferredNetwork, out_dims: Sequence[Dim],
+                         target_dims: Sequence[Dim]) -> list[tuple[str, str]]:
     """A frame-wise loss between two extern time axes that nobody declared the same: RETURNN
     matches them by position. The pairs (output's key, target's key) that would make the axes
     agree, or [] when they differ otherwise (e.g. an axis a layer created)."""
     if len(out_dims) != len(target_dims):
         return []
     keys = _extern_time_keys(inferred)
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for a, b in zip(out_dims, target_dims):
         if a.matches(b):
             continue
@@ -117,7 +119,7 @@ def check_choice_target_axis(inferred: InferredNetwork, layer: Layer) -> None:
     RETURNN; unified like a frame-wise loss (a note, lengths checked when data is fed)."""
     key = layer.opts.get("target")
     target = inferred.extern.get(key) if isinstance(key, str) else None
-    loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
+    loop = inferred.loop_dims.get(layer.scope.loop_layer.name)
     if target is None or target.time is None or loop is None or target.has(loop):
         return
     pairs = _unifiable_time_axes(inferred, (loop,), (target.time,))
@@ -142,10 +144,10 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     target = inferred.extern.get(key)  # an unknown key was reported by the graph check
     if target is None:
         return
-    if get_rule(layer.layer_class).chooses_labels:
+    if traits(layer.layer_class).chooses_labels:
         out = _choice_loss_input(inferred, layer, out)
     if layer.scope.in_rec:
-        loop = inferred.loop_dims.get(layer.scope.rec_layer.name)
+        loop = inferred.loop_dims.get(layer.scope.loop_layer.name)
         if loop is not None and target.has(loop):
             target = target.without(loop)
     what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
@@ -156,7 +158,7 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
                              f"[B, T] sparse, on both sides)", "target", "shape.loss-target")
         return
     if loss == "ctc":
-        ok = (target.sparse and out.feature_size == target.sparse_dim + 1
+        ok = (target.sparse_dim is not None and out.feature_size == target.sparse_dim + 1
               and out.time is not None and target.time is not None)
         if not ok:
             raise ShapeError(f"`loss: ctc`: {what} (needs a sparse target over time and "
@@ -225,7 +227,7 @@ def report(inferred: InferredNetwork, layer: Layer, exc: ShapeError) -> None:
 MAX_SIZE = 2**31 - 1
 
 
-def check_sizes(layer: "Layer", shape: Shape, params: dict[str, ParamSpec]) -> None:
+def check_sizes(layer: Layer, shape: Shape, params: dict[str, ParamSpec]) -> None:
     """ShapeError when an axis of the output or a parameter is larger than `MAX_SIZE`."""
     option = next((k for k in ("n_out", "shape", "dim", "total_key_dim") if k in layer.opts),
                   None)

@@ -6,17 +6,33 @@ so one mistake is reported once.
 """
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 
+from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.diagnostics import ERROR, WARNING, Diagnostic
-from netcompiler.core.dims import BATCH_DIM, Dim, Shape, feature_dim, same_axes, time_dim
+from netcompiler.core.dims import (
+    BATCH_DIM,
+    Dim,
+    Shape,
+    feature_dim,
+    same_shape,
+    time_dim,
+)
 from netcompiler.core.errors import InternalError
+from netcompiler.frontend.feature_concat import concat_features
 from netcompiler.frontend.graph import Graph
 from netcompiler.frontend.layer_context import LayerContext
-from netcompiler.layers import ParamSpec, ShapeError, get_rule
 from netcompiler.frontend.network import Layer, Network, Ref
-from netcompiler.frontend.shape_checks import (check_choice_target_axis, check_initial_output, check_loss,
-                           check_shared_params, check_sizes, report)
+from netcompiler.frontend.shape_checks import (
+    check_choice_target_axis,
+    check_initial_output,
+    check_loss,
+    check_shared_params,
+    check_sizes,
+    report,
+)
+from netcompiler.layers import LayerRule, ParamSpec, ShapeError, get_rule, traits
 
 
 @dataclass
@@ -32,10 +48,10 @@ class InferredNetwork:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: axes created by layers, by (layer, tag, n): the same object in every inference pass, so
     #: that a shape read through `prev:` in one pass matches the one computed in the next
-    created_dims: dict[tuple, Dim] = field(default_factory=dict)
+    created_dims: dict[tuple[str | int, ...], Dim] = field(default_factory=dict)
     #: extern time axes a frame-wise loss compares, (output's key, target's key) -> config path
     #: of the loss's `target`: `validate` makes them one axis (see `unify_extern_time`)
-    unify: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    unify: dict[tuple[str, str], ConfigPath] = field(default_factory=dict)
 
     def param_count(self, name: str) -> int:
         if name in self.graph.param_owner:  # shares another layer's variables
@@ -65,7 +81,7 @@ class ShapeContext(LayerContext):
         self.source_names = source_names
         self._refs = refs
         self.in_rec = layer.scope.in_rec
-        self.loop_dim = inferred.loop_dims.get(layer.scope.rec_layer.name) if self.in_rec else None
+        self.loop_dim = inferred.loop_dims.get(layer.scope.loop_layer.name) if self.in_rec else None
         self.warnings: list[Diagnostic] = []
         self._n_created = 0
 
@@ -144,7 +160,7 @@ class ShapeContext(LayerContext):
                 return self._known_shape(ref)
         return None
 
-    def guess_from_inputs(self, rule) -> Shape | None:
+    def guess_from_inputs(self, rule: LayerRule) -> Shape | None:
         """`rule.infer` run on the input shapes known so far (inferred, or guessed in turn),
         skipping the layer's own `prev:` output; None when some input is unknown."""
         layer = self.layer
@@ -175,7 +191,7 @@ class ShapeContext(LayerContext):
         if ref.kind == "extern":
             shape = inferred.extern.get(ref.target)
             if shape is not None and ref.frame:
-                loop = inferred.loop_dims.get(self.layer.scope.rec_layer.name)
+                loop = inferred.loop_dims.get(self.layer.scope.loop_layer.name)
                 return shape.without(loop) if loop is not None and shape.has(loop) else None
             return shape
         if ref.kind != "layer":
@@ -224,25 +240,6 @@ def read_shape(inferred: InferredNetwork, ref: Ref) -> Shape:
     return shape
 
 
-def concat_features(shapes: list[Shape], names: list[str]) -> Shape:
-    """Inputs of a `from` list, concatenated on the feature axis (other axes must match)."""
-    if len(shapes) == 1:
-        return shapes[0]
-    first = shapes[0]
-    for name, s in zip(names, shapes):
-        if s.sparse or s.feature is None:
-            raise ShapeError(f"cannot concatenate `{name}` {s} on the feature axis: it has no "
-                             f"feature axis", "from", "shape.concat")
-    total = 0
-    for name, s in zip(names, shapes):
-        if not same_axes(s.non_feature_dims, first.non_feature_dims):
-            raise ShapeError(
-                f"cannot concatenate inputs whose axes differ: `{names[0]}` {first} and "
-                f"`{name}` {s}", "from", "shape.concat")
-        total += s.feature.size
-    return Shape(first.non_feature_dims + (feature_dim(total),))
-
-
 #: lenient passes before the final strict one, when `prev:` reads a layer computed later
 MAX_PASSES = 8
 
@@ -263,7 +260,7 @@ class _Pass:
     #: prev: targets read before being computed: name -> (assumed shape, reader)
     assumed: dict[str, tuple[Shape, str]] = field(default_factory=dict)
     #: prev: targets whose shape nothing could tell: name -> (reader, config path of the ref)
-    unresolved: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    unresolved: dict[str, tuple[str, ConfigPath]] = field(default_factory=dict)
     #: strict pass: layers that read an unresolved `prev:` and stand in with their guess, so
     #: that the layers after them are still checked (and report the real blocker)
     stand_in: set[str] = field(default_factory=set)
@@ -273,8 +270,8 @@ class _Unknown(InternalError):  # control flow, caught in this module
     """An input whose shape is not known in this lenient pass."""
 
 
-def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str] = frozenset()
-                 ) -> InferredNetwork:
+def infer_shapes(graph: Graph, extern: dict[str, Shape],
+                 failed_layers: Set[str] = frozenset()) -> InferredNetwork:
     """Infer all layer shapes. `failed_layers` (e.g. with schema errors) are skipped."""
     network = graph.network
     inferred = InferredNetwork(network, graph, extern=extern)
@@ -296,7 +293,7 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape], failed_layers: set[str]
             prev_shapes = trial.shapes
         else:
             unsettled = {n: (history[-2][n], s) for n, s in history[-1].items()
-                         if n in history[-2] and not _same_shape(history[-2][n], s)}
+                         if n in history[-2] and not same_shape(history[-2][n], s)}
         prev_shapes = history[-1]
     final = _Pass(False, prev_shapes)
     _run_pass(inferred, order, failed, final)
@@ -322,19 +319,15 @@ def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
     return False
 
 
-def _same_shape(a: Shape, b: Shape) -> bool:
-    return same_axes(a.dims, b.dims) and a.sparse_dim == b.sparse_dim and a.dtype == b.dtype
-
-
 def _same_shapes(a: dict[str, Shape], b: dict[str, Shape]) -> bool:
-    return a.keys() == b.keys() and all(_same_shape(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(same_shape(a[k], b[k]) for k in a)
 
 
 def _report_unresolved(inferred: InferredNetwork, final: _Pass) -> None:
     """`prev:x` that no pass could give a shape: report it unless the layers of that unit
     already have an error (then that error is the real blocker)."""
     errors = [d.path for d in inferred.diagnostics if d.severity == ERROR]
-    for name, (reader, path) in final.unresolved.items():
+    for name, (_reader, path) in final.unresolved.items():
         layer = inferred.network.layers[name]
         scope_path = layer.scope.path
         if any(p[: len(scope_path)] == scope_path for p in errors):
@@ -375,23 +368,23 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
                 report(inferred, layer, exc)
                 failed.add(name)
             continue
-        if any(s is None for s in sources):
-            known = [s for s in sources if s is not None]
-            if not (rule.broadcasts_sources and known):
-                _guess_or_unknown(inferred, layer, rule, state, failed)
-                continue
-            # an input not known yet is neutral for a broadcasting layer
-            sources = [known[0] if s is None else s for s in sources]
+        known = [s for s in sources if s is not None]
+        if len(known) < len(sources) and not (rule.broadcasts_sources and known):
+            _guess_or_unknown(inferred, layer, rule, state, failed)
+            continue
+        # an input not known yet is neutral for a broadcasting layer
+        inputs = [known[0] if s is None else s for s in sources]
         try:
-            in_shapes = list(sources) + [s for got in refs.values() for _, s in got]
-            if rule.concat_sources and len(sources) > 1:
-                sources = [concat_features(sources, names)]
+            in_shapes = list(inputs) + [s for got in refs.values() for _, s in got]
+            if rule.concat_sources and len(inputs) > 1:
+                inputs = [concat_features(inputs, names)]
                 names = ["+".join(names)]
-            ctx = ShapeContext(inferred, layer, sources, names, refs)
+            ctx = ShapeContext(inferred, layer, inputs, names, refs)
             shape = _on_input_batch(layer, in_shapes, rule.infer(ctx))
             inferred.shapes[name] = shape
-            if network.registered.get(layer.opts.get("register_as_extern_data")) is layer:
-                inferred.extern[layer.opts["register_as_extern_data"]] = shape
+            registers = layer.opts.get("register_as_extern_data")
+            if isinstance(registers, str) and network.registered.get(registers) is layer:
+                inferred.extern[registers] = shape
             if lenient:
                 continue
             inferred.params[name] = rule.params(ctx, shape)
@@ -420,7 +413,7 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
             continue
         if name in state.assumed:
             guess, user = state.assumed.pop(name)
-            if not _same_shape(guess, shape):
+            if not same_shape(guess, shape):
                 report(inferred, layer, ShapeError(
                     f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
                     f"but `{name}` is {shape}", "n_out", "shape.prev"))
@@ -431,7 +424,7 @@ def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape
     on it: its inputs may not mix it with another batch (`time_unchunking` maps it back), and an
     output built on the plain batch `B` is on the chunks' batch. Not checked inside rec units
     (their per-step shapes are guessed on `B`)."""
-    if layer.scope.in_rec or get_rule(layer.layer_class).unchunks:
+    if layer.scope.in_rec or traits(layer.layer_class).unchunks:
         return shape
     batches: list[Dim] = []
     for s in in_shapes:
@@ -450,7 +443,7 @@ def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape
                  shape.sparse_dim, shape.dtype)
 
 
-def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:
+def _guess(inferred: InferredNetwork, layer: Layer, rule: LayerRule) -> Shape | None:
     """A layer's shape known without its inputs: its rule's guess (`n_out`, `target`, ...),
     else the shape of its `initial_output` layer."""
     ctx = ShapeContext(inferred, layer, [], [], {})
@@ -463,7 +456,7 @@ def _guess(inferred: InferredNetwork, layer: Layer, rule) -> Shape | None:
     return guess
 
 
-def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule, state: _Pass,
+def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule: LayerRule, state: _Pass,
                       failed: set[str]) -> None:
     """A layer whose inputs are not all known takes its guess (inside a rec unit, where guesses
     are per-step shapes), else stays unknown for this pass (the strict pass: is skipped)."""
@@ -488,7 +481,7 @@ def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _P
     layer / `max_seq_len`)."""
     if rec.name in inferred.loop_dims:
         return inferred.loop_dims[rec.name]
-    dim = None
+    dim: Dim | None = None
     src = _rec_input_shape(inferred, rec, failed, state)  # _Unknown: decided in a later pass
     if src is not None and src.time is not None:
         dim = src.time
@@ -505,7 +498,8 @@ def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _P
 
 def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass
                      ) -> Shape | None:
-    shapes, names = [], []
+    shapes: list[Shape] = []
+    names: list[str] = []
     for sub, ref in inferred.graph.refs.get(rec.name, []):
         if sub[0] != "from":
             continue
@@ -520,19 +514,19 @@ def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], st
 
 
 def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[str],
-               state: _Pass, path: tuple | None) -> Shape | None:
+               state: _Pass, path: ConfigPath | None) -> Shape | None:
     """The shape a reference reads; None: not known in this lenient pass."""
     if ref.kind == "extern":
         if f"data:{ref.target}" in failed or ref.target not in inferred.extern:
             raise _Skip()
         shape = inferred.extern[ref.target]
         if ref.frame:
-            loop = _loop_dim(inferred, layer.scope.rec_layer, failed, state)
+            loop = _loop_dim(inferred, layer.scope.loop_layer, failed, state)
             if shape.has(loop):
                 return shape.without(loop)
             raise ShapeError(
                 f"`{ref.text}` is read per step, but its time axis {shape.time} is not the axis "
-                f"{loop} the loop of `{layer.scope.rec_layer.name}` runs over", "from",
+                f"{loop} the loop of `{layer.scope.loop_layer.name}` runs over", "from",
                 "shape.loop-axis")
         return shape
     if ref.kind == "step":  # `:i`: a scalar per step, no batch axis (as in RETURNN)
@@ -566,11 +560,13 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
     raise _Skip()
 
 
-def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass):
+def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass
+                   ) -> tuple[list[Shape | None], list[str], dict[str, list[tuple[Ref, Shape]]]]:
     """Input shapes (None where not known in a lenient pass) and layer-valued options."""
     if layer.scope.in_rec:
-        _loop_dim(inferred, layer.scope.rec_layer, failed, state)
-    sources, names = [], []
+        _loop_dim(inferred, layer.scope.loop_layer, failed, state)
+    sources: list[Shape | None] = []
+    names: list[str] = []
     refs: dict[str, list[tuple[Ref, Shape]]] = {}
     for sub, ref in inferred.graph.refs.get(layer.name, []):
         shape = _ref_shape(inferred, layer, ref, failed, state, layer.path + sub)
@@ -583,7 +579,7 @@ def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], st
             # lenient: try without it (e.g. `window_start` does not change the output's shape);
             # the strict pass checks the layer with all of its options
         else:
-            refs.setdefault(sub[0], []).append((ref, shape))
+            refs.setdefault(str(sub[0]), []).append((ref, shape))
     if layer.unit is not None:
         _loop_dim(inferred, layer, failed, state)
         for sub_layer in layer.unit.layers.values():

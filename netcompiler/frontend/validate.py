@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netcompiler.frontend.conventions import apply_conventions
 from netcompiler.core.diagnostics import ERROR, WARNING, ConfigError, Diagnostic, Report
+from netcompiler.frontend.conventions import apply_conventions
+from netcompiler.frontend.extern_data import extern_shapes, unify_extern_time
 from netcompiler.frontend.graph import Graph, build_graph, check_outputs
 from netcompiler.frontend.loader import Config, apply_overrides, load
 from netcompiler.frontend.network import build_network
 from netcompiler.frontend.schema import failed_layer_paths, validate_config
-from netcompiler.frontend.extern_data import extern_shapes, unify_extern_time
 from netcompiler.frontend.shapes import InferredNetwork, infer_shapes
 
 
@@ -26,7 +26,7 @@ class ValidationResult(Report):
     def ok(self) -> bool:
         return not self.errors
 
-    def raise_for_errors(self) -> "ValidationResult":
+    def raise_for_errors(self) -> ValidationResult:
         if self.errors:
             raise ConfigError(self.errors)
         return self

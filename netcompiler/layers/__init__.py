@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from functools import lru_cache
+from functools import cache
 
 from netcompiler.core.layer_rule import COMMON_LAYER_OPTIONS, LayerRule, ParamSpec, ShapeError
 
@@ -21,7 +21,7 @@ def _subclasses(cls):
         yield from _subclasses(sub)
 
 
-@lru_cache(maxsize=None)
+@cache
 def registry() -> dict[str, LayerRule]:
     """Layer class name -> rule instance."""
     for info in pkgutil.iter_modules(__path__):

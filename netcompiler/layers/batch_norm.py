@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import LayerRule
-from netcompiler.layers.combine import GuessFromInputs
 from netcompiler.layers._common_opts import BATCH_NORM_DEFAULTS, batch_norm_params
 from netcompiler.layers._util import check_n_out, float_features
+from netcompiler.layers.combine import GuessFromInputs
 
 
 def layer_opts(ctx) -> dict:

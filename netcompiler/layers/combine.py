@@ -12,13 +12,22 @@ layer whose shape follows from its inputs).
 """
 from __future__ import annotations
 
-from netcompiler.core.dims import (BATCH, BATCH_DIM, FEATURE, SPATIAL, TIME, Shape, broadcast_dims,
-                    feature_dim, spatial_dim)
+from netcompiler.core.dims import (
+    BATCH,
+    BATCH_DIM,
+    FEATURE,
+    SPATIAL,
+    TIME,
+    Shape,
+    broadcast_dims,
+    feature_dim,
+    spatial_dim,
+)
+from netcompiler.core.layer_rule import LayerRule
 from netcompiler.frontend import expr as _expr
 from netcompiler.frontend import expr_types as _types
 from netcompiler.frontend.activations import parse_activation
 from netcompiler.layers._util import check_n_out
-from netcompiler.core.layer_rule import LayerRule
 
 COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average", "eval")
 
@@ -387,7 +396,7 @@ def _outer_time_axes(ctx) -> list:
                     shapes.append(inferred.extern.get(ref.target))
     else:
         shapes = list(inferred.extern.values())
-    out = []
+    out: list = []
     for shape in shapes:
         for d in (shape.time_dims if shape is not None else ()):
             if d is not ctx.loop_dim and not any(d is c for c in out):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from netcompiler.core.dims import FEATURE, SPATIAL, Shape
 from netcompiler.layers._axes import resolve_axes
-from netcompiler.layers.merge_dims import MergeDimsRule
 from netcompiler.layers._util import src_desc
+from netcompiler.layers.merge_dims import MergeDimsRule
 
 
 class CombineDimsRule(MergeDimsRule):

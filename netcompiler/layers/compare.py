@@ -9,7 +9,7 @@ from __future__ import annotations
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import LayerRule
 from netcompiler.layers._util import check_n_out
-from netcompiler.layers.combine import GuessFromInputs, dim_size, align, broadcast_shape
+from netcompiler.layers.combine import GuessFromInputs, align, broadcast_shape, dim_size
 
 COMPARE_KINDS = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
 

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import LayerRule, ParamSpec
-from netcompiler.layers.dot_attention import (CONCAT_FORMULATION, attend, attention_output, guess_attention_step,
-                            to_decoder_form)
+from netcompiler.layers.dot_attention import (
+    CONCAT_FORMULATION,
+    attend,
+    attention_output,
+    guess_attention_step,
+    to_decoder_form,
+)
 
 
 class ConcatAttentionRule(LayerRule):
@@ -28,8 +33,10 @@ class ConcatAttentionRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         s, squeeze = to_decoder_form(ctx.source, ctx.source_shape)  # [B, Td, D]
         base_ctx = ctx.ref("base_ctx")  # [B, Te, D]
         h = tf.tanh(base_ctx[:, None, :, :] + s[:, :, None, :])  # [B, Td, Te, D]
-        energy = tf.einsum("btjd,d->btj", h, ctx.params["v"])
+        energy = compute.einsum("btjd,d->btj", h, ctx.params["v"])
         return attend(ctx, energy, squeeze)

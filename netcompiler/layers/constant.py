@@ -17,9 +17,9 @@ def value_shape(value, path: str = "value") -> tuple[list[int], list]:
             raise ValueError(f"`{path}` is an empty list")
         shapes, leaves = [], []
         for i, v in enumerate(value):
-            s, l = value_shape(v, f"{path}[{i}]")
+            s, sub_leaves = value_shape(v, f"{path}[{i}]")
             shapes.append(s)
-            leaves.extend(l)
+            leaves.extend(sub_leaves)
         if any(s != shapes[0] for s in shapes):
             bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
             raise ValueError(f"`{path}` is not rectangular: `{path}[0]` has shape {shapes[0]}, "

@@ -253,6 +253,8 @@ def _grouped_as_depthwise(x, W, groups: int, strides, dilations):
     each group gives the grouped result, in the same channel order."""
     import tensorflow as tf
 
+    from netcompiler.backend.compute import convolve
+
     *filt, ci, out = W.shape
     co = out // groups
     w = tf.reshape(W, filt + [ci, groups, co])
@@ -263,8 +265,8 @@ def _grouped_as_depthwise(x, W, groups: int, strides, dilations):
         x = tf.expand_dims(x, 1)
         w = tf.expand_dims(w, 0)
     s, d = int(strides[-1]), int(dilations[-1])
-    y = tf.nn.depthwise_conv2d(x, w, strides=[1, s, s, 1], padding="VALID",
-                               dilations=[d, d] if not one_d else [1, d])
+    y = convolve(tf.nn.depthwise_conv2d, x, w, strides=[1, s, s, 1], padding="VALID",
+                 dilations=[d, d] if not one_d else [1, d])
     if one_d:
         y = tf.squeeze(y, 1)
     if ci > 1:
@@ -307,18 +309,21 @@ class ConvRule(SpatialRule):
         import tensorflow as tf
 
         from netcompiler.backend.activations import apply_activation
+        from netcompiler.backend.compute import convolve
 
         W = ctx.params["W"]
         groups = int(ctx.opt("groups", 1) or 1)
 
         def conv(v, s, d):
             if groups == 1:
-                return tf.nn.convolution(v, W, strides=s, padding="VALID", dilations=d)
+                return convolve(tf.nn.convolution, v, W, strides=s, padding="VALID",
+                                dilations=d)
             if groups >= _DEPTHWISE_MIN_GROUPS and _depthwise_fits(s):
                 return _grouped_as_depthwise(v, W, groups, s, d)
             # few groups: one convolution per block of input features and output channels
             # (TF's grouped kernels are not available on every device)
-            return tf.concat([tf.nn.convolution(vg, Wg, strides=s, padding="VALID", dilations=d)
+            return tf.concat([convolve(tf.nn.convolution, vg, Wg, strides=s, padding="VALID",
+                                       dilations=d)
                               for vg, Wg in zip(tf.split(v, groups, axis=-1),
                                                 tf.split(W, groups, axis=-1))], axis=-1)
 

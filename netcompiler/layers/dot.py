@@ -19,7 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.dims import (
+    BATCH,
+    FEATURE,
+    SPATIAL,
+    TIME,
+    Dim,
+    Shape,
+    feature_dim,
+    spatial_dim,
+)
 from netcompiler.core.layer_rule import LayerRule
 from netcompiler.layers._axes import resolve_axes
 from netcompiler.layers._util import zero_padded
@@ -62,14 +71,33 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
         raise ctx.error(f"`dot` needs exactly two inputs in `from`, got {len(shapes)}",
                         "from", "shape.inputs")
     s1, s2 = shapes
-
-    def _describe(_ctx, i: int) -> str:
-        return f"`{names[i]}` {shapes[i]}"
-
     for i, s in enumerate((s1, s2)):
         if s.sparse:
-            raise ctx.error(f"`dot` needs dense inputs, but {_describe(ctx, i)} is sparse", "from",
-                            "shape.sparse-input")
+            raise ctx.error(f"`dot` needs dense inputs, but {_describe(shapes, names, i)} is "
+                            "sparse", "from", "shape.sparse-input")
+    red1, red2, var1, var2 = _axis_options(ctx, shapes, names)
+    _check_reduced_pairs(ctx, shapes, names, red1, red2)
+    rest1 = [i for i in range(s1.ndim) if i not in red1 and i not in var1]
+    rest2 = [i for i in range(s2.ndim) if i not in red2 and i not in var2]
+    shared = _shared_axes(s1, s2, rest1, rest2)
+    used1, used2 = {p[0] for p in shared}, {p[1] for p in shared}
+    only1 = [i for i in rest1 if i not in used1]
+    only2 = [i for i in rest2 if i not in used2]
+    origin = ([("s", k) for k in range(len(shared))] + [("1", i) for i in only1]
+              + [("2", i) for i in only2] + [("1", i) for i in var1] + [("2", i) for i in var2])
+    origin, dims = _feature_last(s1, s2, shared, var1, var2, origin)
+    return DotPlan(list(zip(red1, red2)), shared, only1, only2, var1, var2, dims, origin)
+
+
+def _describe(shapes, names, i: int) -> str:
+    """Input `i` as error messages name it: its layer and its shape."""
+    return f"`{names[i]}` {shapes[i]}"
+
+
+def _axis_options(ctx, shapes, names):
+    """`red1`, `red2`, `var1`, `var2` as axis indices; none may name the batch axis, and no
+    axis may be both reduced and kept."""
+    s1, s2 = shapes
     red1 = resolve_axes(ctx, s1, ctx.opt("red1"), "red1")
     red2 = resolve_axes(ctx, s2, ctx.opt("red2"), "red2")
     var1 = [] if ctx.opt("var1") is None else resolve_axes(ctx, s1, ctx.opt("var1"), "var1")
@@ -78,16 +106,22 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
         for opt, idx in ((f"red{k}", red), (f"var{k}", var)):
             for i in idx:
                 if s.dims[i].kind == BATCH:
-                    raise ctx.error(f"`{opt}` names the batch axis of {_describe(ctx, k - 1)}",
-                                    opt, "shape.axis")
+                    raise ctx.error(f"`{opt}` names the batch axis of "
+                                    f"{_describe(shapes, names, k - 1)}", opt, "shape.axis")
         both = [i for i in var if i in red]
         if both:
             raise ctx.error(f"`red{k}` and `var{k}` both name axis {s.dims[both[0]]} of "
-                            f"{_describe(ctx, k - 1)}", f"var{k}", "shape.axis")
+                            f"{_describe(shapes, names, k - 1)}", f"var{k}", "shape.axis")
+    return red1, red2, var1, var2
+
+
+def _check_reduced_pairs(ctx, shapes, names, red1: list[int], red2: list[int]) -> None:
+    """The reduced axes pair up: as many in each input, each pair the same axis."""
+    s1, s2 = shapes
     if len(red1) != len(red2):
         raise ctx.error(
-            f"`red1` names {len(red1)} axes of {_describe(ctx, 0)} but `red2` names {len(red2)} "
-            f"of {_describe(ctx, 1)}", "red2", "shape.dot-reduce")
+            f"`red1` names {len(red1)} axes of {_describe(shapes, names, 0)} but `red2` names "
+            f"{len(red2)} of {_describe(shapes, names, 1)}", "red2", "shape.dot-reduce")
     for i1, i2 in zip(red1, red2):
         a, b = s1.dims[i1], s2.dims[i2]
         ok = (a is b) if (a.kind == TIME or b.kind == TIME) else same_axis(a, b)
@@ -95,11 +129,15 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
             why = ("are different time axes" if a.kind == TIME and b.kind == TIME
                    else "differ in size")
             raise ctx.error(
-                f"reduced axes {a} of {_describe(ctx, 0)} and {b} of {_describe(ctx, 1)} {why}",
+                f"reduced axes {a} of {_describe(shapes, names, 0)} and {b} of "
+                f"{_describe(shapes, names, 1)} {why}",
                 "red2", "shape.dot-reduce",
                 hint="the summed-over axes of both inputs must be the same axis")
-    rest1 = [i for i in range(s1.ndim) if i not in red1 and i not in var1]
-    rest2 = [i for i in range(s2.ndim) if i not in red2 and i not in var2]
+
+
+def _shared_axes(s1: Shape, s2: Shape, rest1: list[int], rest2: list[int]):
+    """(i1, i2) pairs of the remaining axes present in both inputs, batch first: each axis of
+    input 1 takes the first unmatched axis of input 2 that is the same axis."""
     shared: list[tuple[int, int]] = []
     used2: set[int] = set()
     for i1 in rest1:
@@ -109,18 +147,19 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
                 used2.add(i2)
                 break
     shared.sort(key=lambda p: 0 if s1.dims[p[0]].kind == BATCH else 1)
-    only1 = [i for i in rest1 if i not in {p[0] for p in shared}]
-    only2 = [i for i in rest2 if i not in used2]
-    origin = ([("s", k) for k in range(len(shared))] + [("1", i) for i in only1]
-              + [("2", i) for i in only2] + [("1", i) for i in var1] + [("2", i) for i in var2])
+    return shared
 
+
+def _feature_last(s1: Shape, s2: Shape, shared, var1, var2, origin):
+    """The output axes' origins with that of the output's feature axis (`var2`'s, else
+    `var1`'s, else the one shared feature axis) moved last, and the output's dims (every other
+    kept feature axis becomes a static one)."""
     def dim_of(o):
         kind, i = o
         if kind == "s":
             return s1.dims[shared[i][0]]
         return (s1 if kind == "1" else s2).dims[i]
 
-    # the output's feature axis
     feat = next((("2", i) for i in var2 if s2.dims[i].kind == FEATURE), None) or next(
         (("1", i) for i in var1 if s1.dims[i].kind == FEATURE), None)
     if feat is None:
@@ -128,15 +167,14 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
         if len(shared_feats) == 1:
             feat = shared_feats[0]
     if feat is not None:
-        origin.remove(feat)
-        origin.append(feat)
+        origin = [o for o in origin if o != feat] + [feat]
     dims = []
     for o in origin:
         d = dim_of(o)
         if d.kind == FEATURE and o != feat:
             d = spatial_dim(d.size)
         dims.append(d)
-    return DotPlan(list(zip(red1, red2)), shared, only1, only2, var1, var2, tuple(dims), origin)
+    return origin, tuple(dims)
 
 
 class DotRule(LayerRule):
@@ -154,6 +192,8 @@ class DotRule(LayerRule):
 
     def call(self, ctx):
         import tensorflow as tf
+
+        from netcompiler.backend import compute
 
         s1, s2 = ctx.source_shapes
         plan = dot_plan(ctx, ctx.source_shapes, ctx.source_names)
@@ -175,7 +215,7 @@ class DotRule(LayerRule):
             l2[i] = next(letters)
         out = "".join(l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
                       for k, i in plan.out_origin)
-        y = tf.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
+        y = compute.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
         if ctx.opt("add_var2_if_empty") and not plan.var2:
             y = tf.expand_dims(y, -1)
         return y

@@ -7,7 +7,16 @@ keys `j >= len_base[b]` masked, softmax over j, `out[b] = sum_j w[b,j] base[b,j]
 """
 from __future__ import annotations
 
-from netcompiler.core.dims import BATCH, BATCH_DIM, FEATURE, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.dims import (
+    BATCH,
+    BATCH_DIM,
+    FEATURE,
+    TIME,
+    Dim,
+    Shape,
+    feature_dim,
+    spatial_dim,
+)
 from netcompiler.core.layer_rule import LayerRule
 
 DOT_FORMULATION = (
@@ -106,9 +115,11 @@ class DotAttentionRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         s, squeeze = to_decoder_form(ctx.source, ctx.source_shape)  # [B, Td, D]
         base_ctx = ctx.ref("base_ctx")
-        energy = tf.einsum("btd,bjd->btj", s, base_ctx)
+        energy = compute.einsum("btd,bjd->btj", s, base_ctx)
         factor = ctx.opt("energy_factor")
         if factor is not None:
             energy = energy * tf.cast(factor, energy.dtype)
@@ -128,6 +139,8 @@ def attend(ctx, energy, squeeze: bool):
     """Masked softmax over base's time axis of `energy` [B, Td, Te], weighted sum of base."""
     import tensorflow as tf
 
+    from netcompiler.backend import compute
+
     base = ctx.ref("base")
     bshape = ctx.ref_shape("base")
     lengths = ctx.lengths(bshape.dims[1])
@@ -137,5 +150,5 @@ def attend(ctx, energy, squeeze: bool):
     weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
     base = tf.where(tf.sequence_mask(lengths, maxlen=tf.shape(base)[1])[:, :, None], base,
                     tf.zeros_like(base))
-    out = tf.einsum("btj,bjv->btv", weights, base)
+    out = compute.einsum("btj,bjv->btv", weights, base)
     return out[:, 0] if squeeze else out

@@ -23,7 +23,16 @@ that range instead (a sequence of length 0 still gives zeros).
 """
 from __future__ import annotations
 
-from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.dims import (
+    BATCH,
+    FEATURE,
+    SPATIAL,
+    TIME,
+    Dim,
+    Shape,
+    feature_dim,
+    spatial_dim,
+)
 from netcompiler.core.layer_rule import LayerRule, NoStepGuess
 from netcompiler.layers._axes import resolve_axis
 from netcompiler.layers._util import check_n_out, src_desc

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim
 from netcompiler.core.layer_rule import LayerRule
-from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
 from netcompiler.layers._util import check_n_out, float_features, src_desc
+from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
 
 
 class GatingRule(GuessFromInputs, LayerRule):

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim, spatial_dim
 from netcompiler.core.layer_rule import LayerRule
-from netcompiler.layers.dot_attention import GAUSS_FORMULATION, check_base, decoder_axes, guess_attention_step
+from netcompiler.layers.dot_attention import (
+    GAUSS_FORMULATION,
+    check_base,
+    decoder_axes,
+    guess_attention_step,
+)
 
 
 class GaussWindowAttentionRule(LayerRule):
@@ -43,6 +48,8 @@ class GaussWindowAttentionRule(LayerRule):
 
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         shape = ctx.source_shape
         t = ctx.source
         if shape.feature is not None:
@@ -70,7 +77,7 @@ class GaussWindowAttentionRule(LayerRule):
         diff = t[..., None, None] + offs - idx[..., None]  # [B, Td, W, I]
         w = tf.exp(-tf.square(diff) / (2.0 * std ** 2)) / (std * math.sqrt(2.0 * math.pi))
         frames = tf.gather(base, g, batch_dims=1)  # [B, Td, W, V]
-        out = tf.einsum("btki,btkv->btiv", w, frames)  # [B, Td, I, V]
+        out = compute.einsum("btki,btkv->btiv", w, frames)  # [B, Td, I, V]
         if inner is None:
             out = out[:, :, 0]
         if not dec:

@@ -98,6 +98,8 @@ class GenericAttentionRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         wshape, bshape = ctx.ref_shape("weights"), ctx.ref_shape("base")
         plan = generic_plan(ctx, wshape, bshape, "weights", "base",
                             bool(ctx.opt("auto_squeeze")))
@@ -114,4 +116,4 @@ class GenericAttentionRule(LayerRule):
         if plan.squeezed:
             w = tf.squeeze(w, axis=plan.squeezed)
             lw = [c for j, c in enumerate(lw) if j not in plan.squeezed]
-        return tf.einsum(f"{''.join(lw)},{''.join(lb)}->{out}", w, base)
+        return compute.einsum(f"{''.join(lw)},{''.join(lb)}->{out}", w, base)

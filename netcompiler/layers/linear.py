@@ -39,6 +39,7 @@ class LinearRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
+        from netcompiler.backend import compute
         from netcompiler.backend.activations import apply_activation
 
         x = ctx.source
@@ -46,9 +47,9 @@ class LinearRule(LayerRule):
         if ctx.source_shape.sparse:
             y = tf.gather(W, x)  # embedding lookup: the same as a one-hot matmul
         elif x.shape.rank == 2:
-            y = tf.matmul(x, W)
+            y = compute.matmul(x, W)
         else:
-            y = tf.tensordot(x, W, axes=[[x.shape.rank - 1], [0]])
+            y = compute.tensordot(x, W, axes=[[x.shape.rank - 1], [0]])
         if "b" in ctx.params:
             y = y + ctx.params["b"]
         if ctx.opt("grad_filter"):

@@ -51,7 +51,7 @@ def merge_call(x, shape: Shape, perm: list[int], out: Shape):
         x = tf.transpose(x, perm)
     dyn = tf.shape(x)
     sizes = []
-    for i, d in enumerate(out.dims):
+    for d in out.dims:
         sizes.append(tf.constant(d.size) if not d.dynamic else None)
     # dynamic axes keep their run-time size; they are never merged, so take them in order
     dynamic_src = [j for j, p in enumerate(perm) if shape.dims[p].dynamic]

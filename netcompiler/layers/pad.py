@@ -115,7 +115,7 @@ class PadRule(NoStepGuess, LayerRule):
         value = tf.cast(ctx.opt("value"), x.dtype)
         rank = len(shape.dims)
         # mask the input's padded frames first (they would otherwise be mirrored / kept)
-        for i, before, after in plan:
+        for i, _before, _after in plan:
             d = shape.dims[i]
             if d.kind == TIME and ctx.has_lengths(d) and mode == "constant":
                 x = tf.where(ctx.time_mask(shape, d, x, axis=i), x, tf.fill(tf.shape(x), value))

@@ -113,7 +113,9 @@ def lstm_step(xp, c, h, W_re, forget_bias: float = 0.0, peepholes: tuple | None 
     f += w_f_diag * c (the previous state), o += w_o_diag * c' (the new state)."""
     import tensorflow as tf
 
-    i, j, f, o = tf.split(xp + tf.matmul(h, W_re), 4, axis=-1)
+    from netcompiler.backend.compute import matmul
+
+    i, j, f, o = tf.split(xp + matmul(h, W_re), 4, axis=-1)
     if forget_bias:
         f = f + forget_bias
     if peepholes is not None:
@@ -150,11 +152,13 @@ def gru_step(xp, h, W_re):
     """One GRU step from the projected input xp = x W + b: h'; gate blocks (z, r, h)."""
     import tensorflow as tf
 
+    from netcompiler.backend.compute import matmul
+
     xz, xr, xh = tf.split(xp, 3, axis=-1)
     uz, ur, uh = tf.split(W_re, 3, axis=-1)
-    z = tf.sigmoid(xz + tf.matmul(h, uz))
-    r = tf.sigmoid(xr + tf.matmul(h, ur))
-    cand = tf.tanh(xh + tf.matmul(r * h, uh))
+    z = tf.sigmoid(xz + matmul(h, uz))
+    r = tf.sigmoid(xr + matmul(h, ur))
+    cand = tf.tanh(xh + matmul(r * h, uh))
     return z * h + (1 - z) * cand
 
 
@@ -288,8 +292,10 @@ def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 
         (h,) = state
         h_new = h + tf.cast(x, h.dtype)
         return h_new, (h_new,)
+    from netcompiler.backend.compute import matmul
+
     W, W_re, b = params["W"], params["W_re"], params["b"]
-    xp = (lookup_rows(W, x) if sparse else tf.matmul(x, W)) + b
+    xp = (lookup_rows(W, x) if sparse else matmul(x, W)) + b
     if is_gru(unit):
         (h,) = state
         h_new = gru_step(xp, h, W_re)
@@ -457,8 +463,9 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
         x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
     if shape.sparse:  # rows of W (equal to one-hot x @ W)
         x_proj = lookup_rows(W, x) + b
-    else:
-        x_proj = tf.tensordot(x, W, axes=[[2], [0]]) + b  # [B, T, G*n], all frames at once
+    else:  # [B, T, G*n], all frames at once
+        from netcompiler.backend.compute import tensordot
+        x_proj = tensordot(x, W, axes=[[2], [0]]) + b
     mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x_proj.dtype)  # [B, T]
     xs = tf.transpose(x_proj, [1, 0, 2])  # time-major for the scan
     ms = tf.transpose(mask, [1, 0])[:, :, None]

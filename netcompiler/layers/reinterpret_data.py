@@ -14,7 +14,16 @@
 """
 from __future__ import annotations
 
-from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, TIME, Dim, Shape, feature_dim, spatial_dim
+from netcompiler.core.dims import (
+    BATCH,
+    FEATURE,
+    SPATIAL,
+    TIME,
+    Dim,
+    Shape,
+    feature_dim,
+    spatial_dim,
+)
 from netcompiler.core.layer_rule import LayerRule
 from netcompiler.layers._axes import resolve_axis
 from netcompiler.layers._util import check_n_out

@@ -8,9 +8,17 @@ from netcompiler.core.dims import Shape
 from netcompiler.core.errors import InternalError
 from netcompiler.core.layer_rule import LayerRule, ParamSpec
 from netcompiler.layers._util import input_features
-from netcompiler.layers.rec import (cell_params, cell_step, check_cell_unit, check_initial_state,
-                  lstm_forget_bias, make_initial_state, peephole_params,
-                  run_cell_over_time, store_final_state)
+from netcompiler.layers.rec import (
+    cell_params,
+    cell_step,
+    check_cell_unit,
+    check_initial_state,
+    lstm_forget_bias,
+    make_initial_state,
+    peephole_params,
+    run_cell_over_time,
+    store_final_state,
+)
 
 
 class RnnCellRule(LayerRule):

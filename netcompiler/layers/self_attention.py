@@ -12,6 +12,23 @@ from netcompiler.core.layer_rule import LayerRule, ParamSpec
 from netcompiler.layers._util import input_features
 
 
+def _head_dims(ctx) -> tuple[int, int, int]:
+    """(heads, key dim per head, value dim per head)."""
+    heads = int(ctx.opt("num_heads"))
+    return heads, int(ctx.opt("total_key_dim")) // heads, int(ctx.opt("n_out")) // heads
+
+
+def _enclosing_masked_computation(layer):
+    """The `masked_computation` whose unit holds `layer` (through nested subnetworks), or
+    None."""
+    scope = layer.scope
+    while scope.subnet_layer is not None:
+        if scope.subnet_layer.layer_class == "masked_computation":
+            return scope.subnet_layer
+        scope = scope.outer
+    return None
+
+
 class SelfAttentionRule(LayerRule):
     layer_class = "self_attention"
     layer_options = ("key_shift", "state_var_lengths")
@@ -20,46 +37,56 @@ class SelfAttentionRule(LayerRule):
 
     # -- one step inside a rec unit (run by netcompiler.backend.loop.runner) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps):
-        """Preallocated key/value buffers [B, T_max, H, dk + dv] (keys and values side by side;
-        memory linear in the number of steps); step t writes row t."""
+        """No keys or values yet: (keys [B, 0, H, dk], values [B, 0, H, dv]); step t appends its
+        row, so the state holds the t + 1 rows its attention reads.
+
+        Not a buffer of `max_steps` rows written in place: the loop reorders every state tensor
+        by the beam's parent indices at each step (a gather of the whole buffer), so a step
+        would cost O(max_steps) instead of O(t). The time axis is left statically unknown so
+        that the state may grow from step to step of the `tf.while_loop`."""
         import tensorflow as tf
 
-        heads = int(ctx.opt("num_heads"))
-        dk = int(ctx.opt("total_key_dim")) // heads
-        dv = int(ctx.opt("n_out")) // heads
-        return (tf.zeros(tf.stack([batch_size, max_steps, heads, dk + dv]), tf.float32),)
+        heads, dk, dv = _head_dims(ctx)
+
+        def empty(size):
+            zeros = tf.zeros(tf.stack([batch_size, 0, heads, size]), tf.float32)
+            return tf.compat.v1.placeholder_with_default(zeros, [None, None, heads, size])
+
+        return empty(dk), empty(dv)
 
     def call_step(self, ctx, state):
-        """Step t (`ctx.step`): x [B, n_in] -> ([B, Dv], state with k_t, v_t written at row t);
+        """Step t (`ctx.step`): x [B, n_in] -> ([B, Dv], the state with k_t, v_t appended);
         attends to keys 0..t (= the full-sequence causal layer, frame by frame). `key_shift`
         inside the loop: [1, T_k, dk] with T_k >= t + 1 (row i = t)."""
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         t = ctx.step
         x = ctx.source
         qkv = ctx.params["QKV"]
-        heads = int(ctx.opt("num_heads"))
-        key_dim, value_dim = int(ctx.opt("total_key_dim")), int(ctx.opt("n_out"))
-        dk, dv = key_dim // heads, value_dim // heads
-        y = tf.gather(qkv, x) if ctx.source_shape.sparse else tf.matmul(x, qkv)
+        heads, dk, dv = _head_dims(ctx)
+        y = tf.gather(qkv, x) if ctx.source_shape.sparse else compute.matmul(x, qkv)
         batch = tf.shape(y)[0]
-        y = tf.reshape(y, [batch, heads, 2 * dk + dv])
-        q = y[..., :dk] * (dk ** -0.5)  # [B, H, dk]
-        (kv_buf,) = state
-        idx = tf.stack([tf.range(batch), tf.fill([batch], t)], axis=1)  # [B, 2]
-        kv_buf = tf.tensor_scatter_nd_update(kv_buf, idx, y[..., dk:])  # row t = [k_t v_t]
-        kv = kv_buf[:, :t + 1]  # [B, t+1, H, dk + dv]
-        keys, values = kv[..., :dk], kv[..., dk:]
-        energy = tf.einsum("bhd,bjhd->bhj", q, keys)
+        y = tf.reshape(y, [batch, 1, heads, 2 * dk + dv])
+        q = y[:, :, :, :dk] * (dk ** -0.5)  # [B, 1, H, dk]
+        keys_before, values_before = state
+        keys = tf.concat([keys_before, y[..., dk:2 * dk]], axis=1)  # [B, t+1, H, dk]
+        values = tf.concat([values_before, y[..., 2 * dk:]], axis=1)  # [B, t+1, H, dv]
+        # one query per step: matrix-vector products, written element-wise so that the state
+        # is read in its own layout (einsum would transpose all t + 1 rows at every step)
+        energy = tf.reduce_sum(q * keys, axis=-1)  # [B, t+1, H]
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
-            energy = energy + tf.einsum("bhd,jd->bhj", q, key_shift[0, :t + 1])
-        weights = tf.nn.softmax(energy, axis=-1)
+            energy = energy + tf.reduce_sum(q * key_shift[0, :t + 1, None, :], axis=-1)
+        weights = tf.nn.softmax(energy, axis=1)
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
-            weights = ctx.dropout(weights, rate, salt=1)
-        out = tf.einsum("bhj,bjhd->bhd", weights, values)
-        return tf.reshape(out, [batch, value_dim]), (kv_buf,)
+            # masks drawn on [B, H, t+1], the weights' layout in the sequence form
+            weights = tf.transpose(
+                ctx.dropout(tf.transpose(weights, [0, 2, 1]), rate, salt=1), [0, 2, 1])
+        out = tf.reduce_sum(weights[..., None] * values, axis=1)  # [B, H, dv]
+        return tf.reshape(out, [batch, heads * dv]), (keys, values)
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
@@ -89,6 +116,15 @@ class SelfAttentionRule(LayerRule):
                     "`self_attention` inside a rec unit (input without time axis "
                     f"{src}) needs `attention_left_only: true`", "attention_left_only",
                     "shape.rec-self-attention")
+            masked = _enclosing_masked_computation(ctx.layer)
+            if masked is not None:
+                raise ctx.error(
+                    f"`self_attention` step by step inside the unit of the masked computation "
+                    f"`{masked.name}` is not supported: its keys and values grow by one row a "
+                    f"step, and where the mask is false the loop cannot keep the previous ones",
+                    None, "shape.unsupported",
+                    hint="apply the self_attention outside the rec unit (over the sequence), "
+                         "or outside the masked_computation")
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
             self._check_key_shift(ctx, key_shift, time, key_dim // heads)
@@ -193,6 +229,8 @@ class SelfAttentionRule(LayerRule):
     def call(self, ctx):
         import tensorflow as tf
 
+        from netcompiler.backend import compute
+
         shape = ctx.source_shape
         time = shape.time
         if time is None:
@@ -209,7 +247,7 @@ class SelfAttentionRule(LayerRule):
         if shape.sparse:
             y = tf.gather(qkv, x)  # = one-hot(x) @ QKV
         else:
-            y = tf.tensordot(x, qkv, axes=[[2], [0]])
+            y = compute.tensordot(x, qkv, axes=[[2], [0]])
         batch, length = tf.shape(y)[0], tf.shape(y)[1]
         # columns per head first: [q0 k0 v0 | q1 k1 v1 | ...]
         y = tf.transpose(tf.reshape(y, [batch, length, heads, 2 * dk + dv]), [0, 2, 1, 3])
@@ -224,15 +262,15 @@ class SelfAttentionRule(LayerRule):
         if "keys_state" in ctx.params:
             # streaming: also attend to the keys/values kept from earlier calls
             k, v, mask = self._with_carried_state(ctx, k, v, mask, lengths, batch, length)
-        energy = tf.einsum("bhid,bhjd->bhij", q, k)
+        energy = compute.einsum("bhid,bhjd->bhij", q, k)
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
-            energy = energy + tf.einsum("bhid,ijd->bhij", q, key_shift)
+            energy = energy + compute.einsum("bhid,ijd->bhij", q, key_shift)
         mask = tf.broadcast_to(mask, tf.shape(energy))
         energy = tf.where(mask, energy, tf.constant(energy.dtype.min, energy.dtype))
         weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
             weights = ctx.dropout(weights, rate, salt=1)
-        out = tf.einsum("bhij,bhjd->bihd", weights, v)  # [B, T, H, dv]
+        out = compute.einsum("bhij,bhjd->bihd", weights, v)  # [B, T, H, dv]
         return tf.reshape(out, [batch, length, value_dim])

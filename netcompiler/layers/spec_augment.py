@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape
 from netcompiler.core.layer_rule import LayerRule
-from netcompiler.layers.combine import GuessFromInputs
 from netcompiler.layers._util import check_n_out, src_desc
+from netcompiler.layers.combine import GuessFromInputs
 
 #: salts of the random draws (distinct from dropout's salt 0 of the same layer)
 _TIME_SALT, _FEATURE_SALT = 1001, 1011

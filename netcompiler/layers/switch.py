@@ -121,7 +121,7 @@ class SwitchRule(LayerRule):
             cond = align(ctx.ref("condition"), ctx.ref_shape("condition"), out)
             y = tf.where(cond, value("true_from"), value("false_from"))
         target = []
-        for i, d in enumerate(out.dims):
+        for d in out.dims:
             size = d.size if d.kind not in ("batch", "time") else None
             if size is None:
                 for opt in ("condition", "true_from", "false_from"):

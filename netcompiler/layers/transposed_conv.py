@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
 from netcompiler.core.layer_rule import ParamSpec
-from netcompiler.layers.conv import SpatialRule
 from netcompiler.layers._util import src_desc
+from netcompiler.layers.conv import SpatialRule
 
 
 def _is_int(v) -> bool:
@@ -181,7 +181,9 @@ class TransposedConvRule(SpatialRule):
         full_shape.append(n_out)
         # the whole transposed convolution (every frame any input frame reaches), then per axis
         # the frames RETURNN's output keeps
-        y = tf.nn.conv_transpose(x, W, tf.stack(full_shape), strides=strides, padding="VALID")
+        from netcompiler.backend.compute import convolve
+        y = convolve(tf.nn.conv_transpose, x, W, tf.stack(full_shape), strides=strides,
+                     padding="VALID")
         pads, begin, size = [[0, 0]], [0], [-1]
         for k, (i, f, s, p, r) in enumerate(zip(spatial, sizes, strides, out_pad, remove)):
             c = out_offset(f, s, padding, p)

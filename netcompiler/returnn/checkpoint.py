@@ -61,8 +61,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def _returnn_name(layer) -> str:
 
 
 def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
-    from netcompiler.layers.rec import standard_lstm, is_cumsum, is_gru
+    from netcompiler.layers.rec import is_cumsum, is_gru, standard_lstm
 
     unit = str(layer.opts.get("unit"))
     rules: list[_Rule] = []

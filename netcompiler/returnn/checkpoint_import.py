@@ -14,16 +14,20 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from netcompiler.core.atomic import atomic_write_text
 from netcompiler.backend.build import CompiledNetwork
-from netcompiler.training.checkpoints import checkpoint, list_checkpoints
-from netcompiler.training.command_support import TrainError
+from netcompiler.core.atomic import atomic_write_text
 from netcompiler.core.diagnostics import format_text
 from netcompiler.core.errors import UserError
-from netcompiler.returnn.checkpoint import (ReturnnCheckpointError, load_returnn_checkpoint,
-                                 read_returnn_checkpoint, returnn_epoch)
-from netcompiler.training.trainer import Trainer
 from netcompiler.frontend.validate import validate
+from netcompiler.returnn.checkpoint import (
+    ReturnnCheckpointError,
+    load_returnn_checkpoint,
+    read_returnn_checkpoint,
+    returnn_epoch,
+)
+from netcompiler.training.checkpoints import checkpoint, list_checkpoints
+from netcompiler.training.command_support import TrainError
+from netcompiler.training.trainer import Trainer
 
 __all__ = ["ReturnnCheckpointError", "import_returnn_checkpoint"]
 

@@ -34,9 +34,10 @@ class TrainOptions:
     distribution: str = "default"
     jit_compile: bool = False
     jit_time_multiple: int = 16
+    precision: str = "float32"
 
     @classmethod
-    def from_config(cls, data: dict) -> "TrainOptions":
+    def from_config(cls, data: dict) -> TrainOptions:
         train = data.get("train") if isinstance(data, dict) else None
         train = dict(train) if isinstance(train, dict) else {}
         known = set(cls.__dataclass_fields__)

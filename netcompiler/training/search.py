@@ -16,10 +16,18 @@ import numpy as np
 
 from netcompiler.core.atomic import atomic_write_text
 from netcompiler.core.errors import UserError
-
 from netcompiler.training.checkpoints import checkpoint_prefix, restore_network
-from netcompiler.training.command_support import (EXIT_ERROR, EXIT_OK, EXIT_USAGE, TrainError, oom_types,
-                              out_of_memory_error, parse_data_spec, user_error, validated_config)
+from netcompiler.training.command_support import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    TrainError,
+    oom_types,
+    out_of_memory_error,
+    parse_data_spec,
+    user_error,
+    validated_config,
+)
 from netcompiler.training.options import TrainOptions
 
 EOS = 0
@@ -97,8 +105,8 @@ class SearchErrors:
 def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions):
     """Beam search over a dataset in batches: ({seq index: n-best hypotheses}, SearchErrors)
     (see `strip_eos` for how EOS is treated)."""
+    from netcompiler.backend.loop.unit_traits import choice_targets
     from netcompiler.training.datasets import batches, padded_batch
-    from netcompiler.backend.loop.runner import choice_targets
 
     targets = sorted(k for k in choice_targets(rec) if k)
     # every non-target key goes in (the loop takes its batch size from any batched input)
@@ -179,9 +187,14 @@ def cli_search(args) -> int:
 
 def _search(args, result) -> int:
     from netcompiler.backend.build import CompiledNetwork
-    from netcompiler.training.datasets import DatasetError, check_shared_time_axes, make_dataset
-    from netcompiler.backend.loop.runner import choice_layer, choice_targets, search_rec_layer, search_rec_layers
+    from netcompiler.backend.loop.unit_traits import (
+        choice_layer,
+        choice_targets,
+        search_rec_layer,
+        search_rec_layers,
+    )
     from netcompiler.frontend.extern_data import shared_time_keys
+    from netcompiler.training.datasets import DatasetError, check_shared_time_axes, make_dataset
 
     config = result.config.data
     opts = TrainOptions.from_config(config)

@@ -88,7 +88,8 @@ def make_inputs(net, seed: int, registered: set[str] = frozenset()):
     """Random ragged inputs for every extern key: each dynamic axis (shared by identity, e.g.
     `same_time_as`) gets its own lengths in 1..MAX_LEN and as many frames as the longest one;
     dense values are normal noise, sparse ones random ints in [0, dim)."""
-    from netcompiler.core.dims import BATCH as B, BATCH_DIM, TIME as T
+    from netcompiler.core.dims import BATCH as B
+    from netcompiler.core.dims import TIME as T
 
     rng = np.random.default_rng(seed)
     values, lengths = {}, {}
@@ -116,7 +117,9 @@ def make_inputs(net, seed: int, registered: set[str] = frozenset()):
 
 
 def _check_output(name, shape, values, lens):
-    from netcompiler.core.dims import BATCH as B, BATCH_DIM, TIME as T
+    from netcompiler.core.dims import BATCH as B
+    from netcompiler.core.dims import BATCH_DIM
+    from netcompiler.core.dims import TIME as T
 
     got = tuple(values.shape)
     want = " ".join(str(d) for d in shape.dims) if hasattr(shape, "dims") else str(shape)

@@ -29,17 +29,34 @@ from __future__ import annotations
 
 import glob as _glob
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from netcompiler.training.datasets.base import (ArrayDataset, Dataset, DatasetError, KeyInfo, check_against_extern_data,
-                   check_shared_time_axes, extern_key_info)
-from netcompiler.training.datasets.generated import TASK_DEFAULTS, TASKS, GeneratedDataset, targets_12ax
+from netcompiler.training.datasets.base import (
+    ArrayDataset,
+    Dataset,
+    DatasetError,
+    KeyInfo,
+    check_against_extern_data,
+    check_shared_time_axes,
+    extern_key_info,
+)
+from netcompiler.training.datasets.generated import (
+    TASK_DEFAULTS,
+    TASKS,
+    GeneratedDataset,
+    targets_12ax,
+)
 from netcompiler.training.datasets.hdf import read_hdf, write_hdf
 from netcompiler.training.datasets.npz import read_npz, write_npz
-from netcompiler.training.datasets.pipeline import batches, element_signature, padded_batch, tf_dataset
+from netcompiler.training.datasets.pipeline import (
+    batches,
+    element_signature,
+    padded_batch,
+    tf_dataset,
+)
 
 __all__ = [
     "ArrayDataset", "Dataset", "DatasetError", "GeneratedDataset", "KeyInfo", "TASKS",
@@ -105,7 +122,7 @@ def _read_files(where: str, cls: str, paths: list[Path], extern_data):
     lens: dict[str, list] = {}
     tags: list[str] = []
     for p in paths:
-        i, f, l, t = read_hdf(p) if cls == "hdf" else read_npz(p, extern_data)
+        i, f, file_lens, t = read_hdf(p) if cls == "hdf" else read_npz(p, extern_data)
         if info is None:
             info = i
             flats = {k: [] for k in i}
@@ -117,7 +134,7 @@ def _read_files(where: str, cls: str, paths: list[Path], extern_data):
                                f"{ {k: v.describe() for k, v in info.items()} }")
         for k in info:
             flats[k].append(f[k])
-            lens[k].append(l[k])
+            lens[k].append(file_lens[k])
         tags += t
     assert info is not None
     flat = {k: np.concatenate(v, axis=0) for k, v in flats.items()}
@@ -132,6 +149,22 @@ def make_dataset(spec, extern_data: dict | None, default_seed: int = 42, name: s
     where = f"{name}_data" if name in ("train", "dev") else f"dataset {name!r}"
     if extern_data is not None and not isinstance(extern_data, Mapping):
         raise DatasetError(f"extern_data must be a mapping, got {type(extern_data).__name__}")
+    spec = _normalized_spec(where, spec)
+    cls = spec["class"]
+    where = f"{where} (class {cls})"
+    partition = _int(where, "partition", spec.get("partition", 1), 1)
+    if cls in TASKS:
+        ds, source = _generated_dataset(where, spec, name, default_seed, partition, extern_data)
+    else:
+        ds, source = _file_dataset(where, spec, name, base_dir, partition, extern_data)
+    keys = check_against_extern_data(name, ds.key_info, extern_data, source=source)
+    ds.select_keys(keys)
+    return ds
+
+
+def _normalized_spec(where: str, spec) -> dict:
+    """The spec as a mapping with a known `class` (a task name stands for `{class: NAME}`;
+    RETURNN's class and option names become ours)."""
     if isinstance(spec, str):
         if spec not in TASKS:
             hint = (" (for files use {class: hdf, files: ...} or {class: npz, files: ...})"
@@ -150,61 +183,65 @@ def make_dataset(spec, extern_data: dict | None, default_seed: int = 42, name: s
                 spec[ours] = spec.pop(theirs)
     if "class" not in spec:
         raise DatasetError(f"{where}: missing 'class' (one of {', '.join(CLASSES)})")
-    cls = spec["class"]
-    if cls not in CLASSES:
-        raise DatasetError(f"{where}: unknown dataset class {cls!r} (one of {', '.join(CLASSES)})")
-    where = f"{where} (class {cls})"
-    partition = _int(where, "partition", spec.get("partition", 1), 1)
+    if spec["class"] not in CLASSES:
+        raise DatasetError(f"{where}: unknown dataset class {spec['class']!r} "
+                           f"(one of {', '.join(CLASSES)})")
+    return spec
 
-    if cls in TASKS:
-        allowed = _COMMON_OPTS | _GEN_OPTS | set(TASK_DEFAULTS[cls])
-        if cls == "12ax":
-            allowed |= {"num_symbols"}
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise DatasetError(f"{where}: unknown option(s) {', '.join(unknown)} "
-                               f"(allowed: {', '.join(sorted(allowed - {'class'}))})")
-        num_seqs = _int(where, "num_seqs", spec.get(
-            "num_seqs", DEFAULT_NUM_SEQS.get(name, DEFAULT_NUM_SEQS_OTHER)), 1)
-        seed = spec.get("seed", default_seed_for(name, default_seed))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise DatasetError(f"{where}: 'seed' must be an integer, got {seed!r}")
-        options = {k: v for k, v in spec.items() if k not in _COMMON_OPTS | _GEN_OPTS}
-        ds: ArrayDataset = GeneratedDataset(cls, num_seqs, int(seed), name=name,
-                                            partition=partition, **options)
-        source = f"({cls})"
-        # a generated task's symbols read as one-hot vectors where extern data declares them
-        # dense with the same dim (RETURNN's generated tasks deliver them so: `num_inputs: 9`)
-        for key, entry in (extern_data or {}).items():
-            want = extern_key_info(key, entry)
-            have = ds.key_info.get(key)
-            if want is not None and have is not None and have.sparse and not want.sparse \
-                    and want.dim == have.dim:
-                ds.to_one_hot(key)
-    else:
-        allowed = _COMMON_OPTS | _FILE_OPTS
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise DatasetError(f"{where}: unknown option(s) {', '.join(unknown)} "
-                               f"(allowed: {', '.join(sorted(allowed - {'class'}))})")
-        if "files" not in spec:
-            raise DatasetError(f"{where}: missing 'files' (a path or a list of paths)")
-        paths = _resolve_files(where, spec["files"], base_dir)
-        info, flat, lengths, tags = _read_files(where, cls, paths, extern_data)
-        total = len(tags)
-        if "num_seqs" in spec:
-            n = _int(where, "num_seqs", spec["num_seqs"], 1)
-            if n > total:
-                raise DatasetError(f"{where}: num_seqs {n} but the file(s) hold only {total} "
-                                   f"sequences")
-            for k in info:
-                cut = int(np.sum(lengths[k][:n]))
-                flat[k], lengths[k] = flat[k][:cut], lengths[k][:n]
-            tags = tags[:n]
-        source = ", ".join(repr(str(p)) for p in paths)
-        source = f"({source})" if len(paths) > 1 else source
-        ds = ArrayDataset(name, info, flat, lengths, seq_tags=tags, partition=partition,
-                          source=source)
-    keys = check_against_extern_data(name, ds.key_info, extern_data, source=source)
-    ds.select_keys(keys)
-    return ds
+
+def _check_options(where: str, spec: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise DatasetError(f"{where}: unknown option(s) {', '.join(unknown)} "
+                           f"(allowed: {', '.join(sorted(allowed - {'class'}))})")
+
+
+def _generated_dataset(where: str, spec: dict, name: str, default_seed: int, partition: int,
+                       extern_data) -> tuple[ArrayDataset, str]:
+    """A built-in task's dataset and its source text for messages."""
+    cls = spec["class"]
+    allowed = _COMMON_OPTS | _GEN_OPTS | set(TASK_DEFAULTS[cls])
+    if cls == "12ax":
+        allowed |= {"num_symbols"}
+    _check_options(where, spec, allowed)
+    num_seqs = _int(where, "num_seqs", spec.get(
+        "num_seqs", DEFAULT_NUM_SEQS.get(name, DEFAULT_NUM_SEQS_OTHER)), 1)
+    seed = spec.get("seed", default_seed_for(name, default_seed))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise DatasetError(f"{where}: 'seed' must be an integer, got {seed!r}")
+    options = {k: v for k, v in spec.items() if k not in _COMMON_OPTS | _GEN_OPTS}
+    ds = GeneratedDataset(cls, num_seqs, int(seed), name=name, partition=partition, **options)
+    # a generated task's symbols read as one-hot vectors where extern data declares them
+    # dense with the same dim (RETURNN's generated tasks deliver them so: `num_inputs: 9`)
+    for key, entry in (extern_data or {}).items():
+        want = extern_key_info(key, entry)
+        have = ds.key_info.get(key)
+        if want is not None and have is not None and have.sparse and not want.sparse \
+                and want.dim == have.dim:
+            ds.to_one_hot(key)
+    return ds, f"({cls})"
+
+
+def _file_dataset(where: str, spec: dict, name: str, base_dir, partition: int,
+                  extern_data) -> tuple[ArrayDataset, str]:
+    """The sequences of an hdf/npz dataset's files (the first `num_seqs` if given) and its
+    source text for messages: the file, or the files in parentheses."""
+    _check_options(where, spec, _COMMON_OPTS | _FILE_OPTS)
+    if "files" not in spec:
+        raise DatasetError(f"{where}: missing 'files' (a path or a list of paths)")
+    paths = _resolve_files(where, spec["files"], base_dir)
+    info, flat, lengths, tags = _read_files(where, spec["class"], paths, extern_data)
+    if "num_seqs" in spec:
+        n = _int(where, "num_seqs", spec["num_seqs"], 1)
+        if n > len(tags):
+            raise DatasetError(f"{where}: num_seqs {n} but the file(s) hold only {len(tags)} "
+                               f"sequences")
+        for k in info:
+            cut = int(np.sum(lengths[k][:n]))
+            flat[k], lengths[k] = flat[k][:cut], lengths[k][:n]
+        tags = tags[:n]
+    source = ", ".join(repr(str(p)) for p in paths)
+    source = f"({source})" if len(paths) > 1 else source
+    ds = ArrayDataset(name, info, flat, lengths, seq_tags=tags, partition=partition,
+                      source=source)
+    return ds, source

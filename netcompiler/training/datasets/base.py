@@ -7,8 +7,8 @@ lengths (`ArrayDataset`), so `get_seq` is a cheap slice and lengths are vectoris
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def as_frames(key: str, value, info: KeyInfo, where: str = "") -> np.ndarray:
     return arr.astype(np.int32 if info.sparse else np.float32, copy=False)
 
 
-def check_shared_time_axes(dataset: "Dataset", groups: Sequence[Sequence[str]]) -> None:
+def check_shared_time_axes(dataset: Dataset, groups: Sequence[Sequence[str]]) -> None:
     """Keys that share one time axis in the network (`same_time_as`, or axes a frame-wise loss
     unified) must have equal lengths in every sequence; DatasetError naming both keys and the
     first sequence where they differ."""
@@ -261,7 +261,7 @@ class ArrayDataset(Dataset):
             return np.zeros(self.num_seqs, dtype=np.int64)
         return np.max(np.stack([self._lengths[k] for k in self.keys]), axis=0)
 
-    def select_keys(self, keys) -> "ArrayDataset":
+    def select_keys(self, keys) -> ArrayDataset:
         """Deliver only `keys` (a subset of the stored keys, in this order); returns self."""
         keys = tuple(keys)
         missing = [k for k in keys if k not in self._flat]

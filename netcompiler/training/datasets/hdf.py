@@ -17,14 +17,20 @@ Layout (as written by RETURNN's `SimpleHDFWriter` and read by its `HDFDataset`):
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from netcompiler.core.atomic import atomic_write
-from netcompiler.training.datasets.base import (DatasetError, KeyInfo, as_frames, as_lengths, check_frame_dtype,
-                   extern_key_info)
+from netcompiler.training.datasets.base import (
+    DatasetError,
+    KeyInfo,
+    as_frames,
+    as_lengths,
+    check_frame_dtype,
+    extern_key_info,
+)
 
 
 def _decode(t) -> str:
@@ -101,86 +107,116 @@ def _read_hdf(path: Path, where: str):
     except OSError as exc:
         raise DatasetError(f"cannot read HDF file {str(path)!r}: {exc}") from None
     try:
-        for name in ("inputs", "seqLengths"):
-            if name not in fin:
-                raise DatasetError(f"{where} is not in RETURNN's HDF layout: no {name!r} dataset")
-        inputs = fin["inputs"][...]
-        check_frame_dtype(where, "data", inputs)
-        raw_lengths = np.asarray(fin["seqLengths"][...])
-        if raw_lengths.ndim not in (1, 2):
-            raise DatasetError(f"{where}: seqLengths has shape {raw_lengths.shape}, expected "
-                               f"[numSeqs] or [numSeqs, 1 + number of targets]")
-        if raw_lengths.ndim == 1:
-            raw_lengths = raw_lengths[:, None]
-        num_seqs = raw_lengths.shape[0]
-        if "seqTags" in fin:
-            tags = [_decode(t) for t in np.asarray(fin["seqTags"][...]).reshape(-1).tolist()]
-        else:
-            tags = [f"{path.stem}-{i}" for i in range(num_seqs)]
-        if len(tags) != num_seqs:
-            raise DatasetError(f"{where}: {len(tags)} seqTags but {num_seqs} rows in seqLengths")
-        seq_lengths = as_lengths(where, "seqLengths", raw_lengths, tags)
-        if "numSeqs" in fin.attrs and _int_attr(where, "attribute numSeqs",
-                                                fin.attrs["numSeqs"]) != num_seqs:
-            raise DatasetError(f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
-                               f"seqLengths has {num_seqs} rows")
-        patt = (_int_attr(where, "attribute inputPattSize", fin.attrs["inputPattSize"])
-                if "inputPattSize" in fin.attrs else None)
-
-        # data (inputs)
-        if inputs.ndim == 1:
-            if patt is None:
-                raise DatasetError(f"{where}: sparse inputs but no inputPattSize attribute")
-            info = {"data": KeyInfo(patt, True)}
-        elif inputs.ndim == 2:
-            info = {"data": KeyInfo(int(inputs.shape[1]), False)}
-            if patt is not None and patt != inputs.shape[1]:
-                raise DatasetError(f"{where}: inputPattSize={patt} "
-                                   f"but inputs have {inputs.shape[1]} features")
-        else:
-            raise DatasetError(f"{where}: inputs have unsupported shape {inputs.shape}")
-        flat = {"data": inputs}
-        lengths = {"data": seq_lengths[:, 0]}
-
-        # targets
-        target_keys: list[str] = []
-        if "targets" in fin:
-            names = set()
-            for sub in ("data", "labels"):
-                if f"targets/{sub}" in fin:
-                    names |= set(fin[f"targets/{sub}"].keys())
-            target_keys = sorted(names)
-        size_attrs = fin["targets/size"].attrs if "targets/size" in fin else {}
-        for col, key in enumerate(target_keys, start=1):
-            if f"targets/data/{key}" not in fin:
-                continue  # labels only
-            arr = fin[f"targets/data/{key}"][...]
-            check_frame_dtype(where, key, arr)
-            if seq_lengths.shape[1] == 1:
-                lens = seq_lengths[:, 0]
-            elif col < seq_lengths.shape[1]:
-                lens = seq_lengths[:, col]
-            else:
-                raise DatasetError(f"{where}: seqLengths has {seq_lengths.shape[1]} columns, "
-                                   f"no column for target {key!r} (targets: {target_keys})")
-            size = size_attrs.get(key) if key in size_attrs else None
-            if size is not None:
-                dim, sparse = _target_size(where, key, size)
-            elif arr.ndim == 2:
-                dim, sparse = int(arr.shape[1]), False
-            else:
-                raise DatasetError(f"{where}: no targets/size attribute for sparse key {key!r}")
-            if sparse != (arr.ndim == 1) or (not sparse and arr.shape[1] != dim):
-                raise DatasetError(f"{where}: targets/data/{key} has shape {arr.shape} but "
-                                   f"targets/size says {'sparse' if sparse else 'dense'} dim {dim}")
-            info[key] = KeyInfo(dim, sparse)
-            flat[key] = arr
-            lengths[key] = lens
+        info, flat, lengths, tags = _read_layout(fin, path, where)
     finally:
         fin.close()
     for key in info:
         check_frames(where, key, info[key], flat[key], lengths[key])
     return info, flat, lengths, tags
+
+
+def _read_layout(fin, path: Path, where: str):
+    """(key_info, flat frames, lengths, tags) of an open file, checked against each other but
+    not yet against the frames' values (`check_frames` does that)."""
+    for name in ("inputs", "seqLengths"):
+        if name not in fin:
+            raise DatasetError(f"{where} is not in RETURNN's HDF layout: no {name!r} dataset")
+    inputs = fin["inputs"][...]
+    check_frame_dtype(where, "data", inputs)
+    seq_lengths, tags = _seq_lengths_and_tags(fin, path, where)
+    patt = (_int_attr(where, "attribute inputPattSize", fin.attrs["inputPattSize"])
+            if "inputPattSize" in fin.attrs else None)
+    info = {"data": _inputs_info(where, inputs, patt)}
+    flat = {"data": inputs}
+    lengths = {"data": seq_lengths[:, 0]}
+    target_keys = _target_keys(fin)
+    size_attrs = fin["targets/size"].attrs if "targets/size" in fin else {}
+    for col, key in enumerate(target_keys, start=1):
+        if f"targets/data/{key}" not in fin:
+            continue  # labels only
+        arr = fin[f"targets/data/{key}"][...]
+        check_frame_dtype(where, key, arr)
+        lengths[key] = _target_lengths(where, key, col, seq_lengths, target_keys)
+        info[key] = _target_info(where, key, arr, size_attrs)
+        flat[key] = arr
+    return info, flat, lengths, tags
+
+
+def _seq_lengths_and_tags(fin, path: Path, where: str) -> tuple[np.ndarray, list[str]]:
+    """seqLengths as [numSeqs, columns] and the sequence tags (made up from the file name when
+    the file has none), checked against each other and against the numSeqs attribute."""
+    raw_lengths = np.asarray(fin["seqLengths"][...])
+    if raw_lengths.ndim not in (1, 2):
+        raise DatasetError(f"{where}: seqLengths has shape {raw_lengths.shape}, expected "
+                           f"[numSeqs] or [numSeqs, 1 + number of targets]")
+    if raw_lengths.ndim == 1:
+        raw_lengths = raw_lengths[:, None]
+    num_seqs = raw_lengths.shape[0]
+    if "seqTags" in fin:
+        tags = [_decode(t) for t in np.asarray(fin["seqTags"][...]).reshape(-1).tolist()]
+    else:
+        tags = [f"{path.stem}-{i}" for i in range(num_seqs)]
+    if len(tags) != num_seqs:
+        raise DatasetError(f"{where}: {len(tags)} seqTags but {num_seqs} rows in seqLengths")
+    seq_lengths = as_lengths(where, "seqLengths", raw_lengths, tags)
+    if "numSeqs" in fin.attrs and _int_attr(where, "attribute numSeqs",
+                                            fin.attrs["numSeqs"]) != num_seqs:
+        raise DatasetError(f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
+                           f"seqLengths has {num_seqs} rows")
+    return seq_lengths, tags
+
+
+def _inputs_info(where: str, inputs: np.ndarray, patt: int | None) -> KeyInfo:
+    """Key `data`: sparse [N] (its dim the inputPattSize attribute) or dense [N, dim]."""
+    if inputs.ndim == 1:
+        if patt is None:
+            raise DatasetError(f"{where}: sparse inputs but no inputPattSize attribute")
+        return KeyInfo(patt, True)
+    if inputs.ndim == 2:
+        if patt is not None and patt != inputs.shape[1]:
+            raise DatasetError(f"{where}: inputPattSize={patt} "
+                               f"but inputs have {inputs.shape[1]} features")
+        return KeyInfo(int(inputs.shape[1]), False)
+    raise DatasetError(f"{where}: inputs have unsupported shape {inputs.shape}")
+
+
+def _target_keys(fin) -> list[str]:
+    """The target keys, sorted (the order of their seqLengths columns): those with data or
+    labels under `targets/`."""
+    if "targets" not in fin:
+        return []
+    names = set()
+    for sub in ("data", "labels"):
+        if f"targets/{sub}" in fin:
+            names |= set(fin[f"targets/{sub}"].keys())
+    return sorted(names)
+
+
+def _target_lengths(where: str, key: str, col: int, seq_lengths: np.ndarray,
+                    target_keys: list[str]) -> np.ndarray:
+    """A target's sequence lengths: its seqLengths column, or the only column all keys share."""
+    if seq_lengths.shape[1] == 1:
+        return seq_lengths[:, 0]
+    if col < seq_lengths.shape[1]:
+        return seq_lengths[:, col]
+    raise DatasetError(f"{where}: seqLengths has {seq_lengths.shape[1]} columns, "
+                       f"no column for target {key!r} (targets: {target_keys})")
+
+
+def _target_info(where: str, key: str, arr: np.ndarray, size_attrs) -> KeyInfo:
+    """A target's dim and sparseness from its targets/size attribute (a dense target may go
+    without), checked against the shape of its frames."""
+    size = size_attrs.get(key) if key in size_attrs else None
+    if size is not None:
+        dim, sparse = _target_size(where, key, size)
+    elif arr.ndim == 2:
+        dim, sparse = int(arr.shape[1]), False
+    else:
+        raise DatasetError(f"{where}: no targets/size attribute for sparse key {key!r}")
+    if sparse != (arr.ndim == 1) or (not sparse and arr.shape[1] != dim):
+        raise DatasetError(f"{where}: targets/data/{key} has shape {arr.shape} but "
+                           f"targets/size says {'sparse' if sparse else 'dense'} dim {dim}")
+    return KeyInfo(dim, sparse)
 
 
 def check_frames(where: str, key: str, info: KeyInfo, flat: np.ndarray, lengths: np.ndarray):

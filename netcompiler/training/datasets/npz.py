@@ -18,9 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from netcompiler.training.datasets.base import DatasetError, KeyInfo, as_lengths, check_frame_dtype, extern_key_info
 from netcompiler.core.atomic import atomic_write
-from netcompiler.training.datasets.hdf import check_is_file, check_frames, collect_seqs
+from netcompiler.training.datasets.base import (
+    DatasetError,
+    KeyInfo,
+    as_lengths,
+    check_frame_dtype,
+    extern_key_info,
+)
+from netcompiler.training.datasets.hdf import check_frames, check_is_file, collect_seqs
 
 
 def _scalar(where: str, name: str, value, kinds: str, what: str):

@@ -1,0 +1,45 @@
+"""TensorFlow helpers of the decoder loop on single tensors: static shapes that stay stable
+across `tf.while_loop` iterations, the loop axis, time-major to batch-major, beam tiling."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Dim, Shape
+
+
+def loop_axis(shape: Shape, loop_dim: Dim) -> int:
+    """The position of the loop axis in `shape`."""
+    return shape.index(loop_dim)
+
+
+def static_spec(shape: Shape) -> list:
+    """Static shape of a tensor of `shape`: batch and time axes unknown."""
+    return [d.size if d.kind in (FEATURE, SPATIAL) else None for d in shape.dims]
+
+
+def relax(x, spec):
+    """`x` with exactly the static shape `spec` (keeps while_loop shapes stable)."""
+    return tf.compat.v1.placeholder_with_default(x, spec)
+
+
+def relax_batch(x):
+    """Relax the first (batch) axis of a state tensor."""
+    spec = x.shape.as_list()
+    if spec:
+        spec[0] = None
+    return relax(x, spec)
+
+
+def to_batch_major(x, per_step: Shape):
+    """[T, B, ...] -> [B, T, ...] for per-step shapes with a batch axis first."""
+    if per_step.dims and per_step.dims[0].kind == BATCH:
+        rank = len(per_step.dims) + 1
+        return tf.transpose(x, [1, 0] + list(range(2, rank)))
+    return x
+
+
+def tile_beam(v, shape: Shape | None, beam_size: int):
+    """Repeat the batch entries `beam_size` times (beam search)."""
+    if beam_size == 1 or shape is None or not shape.has_batch:
+        return v
+    return tf.repeat(v, beam_size, axis=shape.batch_axis)
