@@ -10,6 +10,7 @@ that many steps: there the state is also reordered by the beam's parent indices 
     python benchmarks/rec_self_attention_steps.py [--batch 8] [--repeats 3] [--beam 4]
                                                   [--steps 100 1000 4000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,37 @@ def build_decoder(steps: int, beam: int):
     """A decoder whose memory is a self-attention over its earlier labels (4 heads, 32 dims)."""
     unit = {
         "emb": {"class": "linear", "from": "prev:output", "n_out": 32, "with_bias": False},
-        "att": {"class": "self_attention", "from": "emb", "n_out": 32, "num_heads": 4,
-                "total_key_dim": 32, "attention_left_only": True},
+        "att": {
+            "class": "self_attention",
+            "from": "emb",
+            "n_out": 32,
+            "num_heads": 4,
+            "total_key_dim": 32,
+            "attention_left_only": True,
+        },
         "output_prob": {"class": "softmax", "from": ["att", "emb"], "target": "classes"},
-        "output": {"class": "choice", "from": "output_prob", "target": "classes",
-                   "beam_size": beam},
+        "output": {
+            "class": "choice",
+            "from": "output_prob",
+            "target": "classes",
+            "beam_size": beam,
+        },
         "end": {"class": "compare", "from": "output", "kind": "equal", "value": 0},
     }
-    net = compile_network({
-        "extern_data": {"data": {"dim": 2}, "classes": {"dim": 9, "sparse": True}},
-        "network": {"output": {"class": "rec", "from": [], "target": "classes",
-                               "max_seq_len": steps, "unit": unit}}})
+    net = compile_network(
+        {
+            "extern_data": {"data": {"dim": 2}, "classes": {"dim": 9, "sparse": True}},
+            "network": {
+                "output": {
+                    "class": "rec",
+                    "from": [],
+                    "target": "classes",
+                    "max_seq_len": steps,
+                    "unit": unit,
+                }
+            },
+        }
+    )
     bias = net.variable("output/output_prob/b")
     bias.assign(np.concatenate([[-1e4], np.zeros(8)]).astype(np.float32))  # never ends
     return net
@@ -97,16 +118,21 @@ def main(argv=None) -> int:
         lengths = np.full([args.batch], steps)
         t_loop = time_run(loop_net, x, lengths, args.repeats)
         t_out = time_run(out_net, x, lengths, args.repeats)
-        print(f"{steps:5d} steps: loop {t_loop * 1e3:9.2f} ms total, "
-              f"{t_loop / steps * 1e6:8.1f} us/step | moved out (no loop) "
-              f"{t_out * 1e3:8.2f} ms total, {t_out / steps * 1e6:7.1f} us/frame")
+        print(
+            f"{steps:5d} steps: loop {t_loop * 1e3:9.2f} ms total, "
+            f"{t_loop / steps * 1e6:8.1f} us/step | moved out (no loop) "
+            f"{t_out * 1e3:8.2f} ms total, {t_out / steps * 1e6:7.1f} us/frame"
+        )
     if args.beam:
-        print(f"beam search, beam {args.beam}, batch {args.batch}: self-attention decoder "
-              f"(4 heads, 32 dims)")
+        print(
+            f"beam search, beam {args.beam}, batch {args.batch}: self-attention decoder "
+            f"(4 heads, 32 dims)"
+        )
         for steps in args.steps:
             t = time_search(build_decoder(steps, args.beam), args.batch, args.beam, args.repeats)
-            print(f"{steps:5d} steps: search {t * 1e3:9.2f} ms total, "
-                  f"{t / steps * 1e6:8.1f} us/step")
+            print(
+                f"{steps:5d} steps: search {t * 1e3:9.2f} ms total, {t / steps * 1e6:8.1f} us/step"
+            )
     return 0
 
 

@@ -8,6 +8,7 @@ frames, Adam). Train steps of the two are timed alternately in one run (rounds o
 steps each) and the medians compared: goal ratio (config / hand) <= 1.03. The achieved
 GFLOP/s of a train step is compared with a plain `tf.matmul` measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,23 +28,44 @@ def encoder_config() -> dict:
     prev = "input"
     for i in range(BLOCKS):
         b = f"b{i}"
-        net.update({
-            f"{b}_ln1": {"class": "layer_norm", "from": prev},
-            f"{b}_att": {"class": "self_attention", "from": f"{b}_ln1", "n_out": D,
-                         "num_heads": HEADS, "total_key_dim": D},
-            f"{b}_proj": {"class": "linear", "from": f"{b}_att", "n_out": D, "with_bias": False},
-            f"{b}_res1": {"class": "combine", "kind": "add", "from": [prev, f"{b}_proj"]},
-            f"{b}_ln2": {"class": "layer_norm", "from": f"{b}_res1"},
-            f"{b}_ff1": {"class": "linear", "from": f"{b}_ln2", "n_out": FF, "activation": "relu"},
-            f"{b}_ff2": {"class": "linear", "from": f"{b}_ff1", "n_out": D},
-            f"{b}_res2": {"class": "combine", "kind": "add", "from": [f"{b}_res1", f"{b}_ff2"]},
-        })
+        net.update(
+            {
+                f"{b}_ln1": {"class": "layer_norm", "from": prev},
+                f"{b}_att": {
+                    "class": "self_attention",
+                    "from": f"{b}_ln1",
+                    "n_out": D,
+                    "num_heads": HEADS,
+                    "total_key_dim": D,
+                },
+                f"{b}_proj": {
+                    "class": "linear",
+                    "from": f"{b}_att",
+                    "n_out": D,
+                    "with_bias": False,
+                },
+                f"{b}_res1": {"class": "combine", "kind": "add", "from": [prev, f"{b}_proj"]},
+                f"{b}_ln2": {"class": "layer_norm", "from": f"{b}_res1"},
+                f"{b}_ff1": {
+                    "class": "linear",
+                    "from": f"{b}_ln2",
+                    "n_out": FF,
+                    "activation": "relu",
+                },
+                f"{b}_ff2": {"class": "linear", "from": f"{b}_ff1", "n_out": D},
+                f"{b}_res2": {"class": "combine", "kind": "add", "from": [f"{b}_res1", f"{b}_ff2"]},
+            }
+        )
         prev = f"{b}_res2"
     net["final_ln"] = {"class": "layer_norm", "from": prev}
     net["output"] = {"class": "linear", "from": "final_ln", "n_out": CLASSES}  # logits
-    return {"extern_data": {"data": {"dim": VOCAB_IN, "sparse": True},
-                            "classes": {"dim": CLASSES, "sparse": True, "same_time_as": "data"}},
-            "network": net}
+    return {
+        "extern_data": {
+            "data": {"dim": VOCAB_IN, "sparse": True},
+            "classes": {"dim": CLASSES, "sparse": True, "same_time_as": "data"},
+        },
+        "network": net,
+    }
 
 
 class HandWrittenEncoder(tf.Module):
@@ -56,7 +78,9 @@ class HandWrittenEncoder(tf.Module):
 
     def layer_norm(self, x, name):
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + 1e-6) * self.v[f"{name}/scale"] + self.v[f"{name}/bias"]
+        return (x - mean) * tf.math.rsqrt(var + 1e-6) * self.v[f"{name}/scale"] + self.v[
+            f"{name}/bias"
+        ]
 
     def __call__(self, tokens, lengths):
         x = tf.gather(self.v["input/W"], tokens)
@@ -68,7 +92,7 @@ class HandWrittenEncoder(tf.Module):
             h = self.layer_norm(x, f"{b}_ln1")
             y = tf.reshape(h @ self.v[f"{b}_att/QKV"], [-1, t, HEADS, 3 * dk])
             y = tf.transpose(y, [0, 2, 1, 3])
-            q, k, v = y[..., :dk] * dk ** -0.5, y[..., dk:2 * dk], y[..., 2 * dk:]
+            q, k, v = y[..., :dk] * dk**-0.5, y[..., dk : 2 * dk], y[..., 2 * dk :]
             e = tf.where(key_mask, tf.matmul(q, k, transpose_b=True), tf.float32.min)
             a = tf.matmul(tf.nn.softmax(e), v)
             a = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [-1, t, D])
@@ -88,8 +112,11 @@ def masked_ce(logits, targets, lengths):
 
 def make_step(forward, variables):
     opt = tf.keras.optimizers.Adam(1e-4)
-    spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None, None], tf.int32)]
+    spec = [
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None, None], tf.int32),
+    ]
 
     @tf.function(input_signature=spec)
     def step(tokens, lengths, targets):
@@ -105,10 +132,12 @@ def make_step(forward, variables):
 def train_step_flops() -> float:
     """Forward matmul FLOPs of one step (x3 for forward + backward)."""
     n = B * T
-    per_block = (2 * n * D * 3 * D          # QKV
-                 + 2 * 2 * B * T * T * D     # energies and weighted sum
-                 + 2 * n * D * D             # projection
-                 + 2 * 2 * n * D * FF)       # feed-forward
+    per_block = (
+        2 * n * D * 3 * D  # QKV
+        + 2 * 2 * B * T * T * D  # energies and weighted sum
+        + 2 * n * D * D  # projection
+        + 2 * 2 * n * D * FF
+    )  # feed-forward
     return 3.0 * (BLOCKS * per_block + 2 * n * D * CLASSES)
 
 
@@ -126,12 +155,13 @@ def main() -> int:
     lengths = tf.constant(rng.integers(T // 2, T + 1, B), tf.int32)
 
     def config_forward(tok, lens):
-        return net.forward({"data": tok}, {"data": lens}, training=True, fetch=("output",))["output"][0]
+        return net.forward({"data": tok}, {"data": lens}, training=True, fetch=("output",))[
+            "output"
+        ][0]
 
     config_vars = [net.variables_by_name[k] for k in sorted(net.variables_by_name)]
     hand_vars = [hand.v[k] for k in sorted(hand.v)]
-    steps = {"config": make_step(config_forward, config_vars),
-             "hand": make_step(hand, hand_vars)}
+    steps = {"config": make_step(config_forward, config_vars), "hand": make_step(hand, hand_vars)}
     # same function: same loss before training
     l_cfg = masked_ce(config_forward(tokens, lengths), targets, lengths)
     l_hand = masked_ce(hand(tokens, lengths), targets, lengths)
@@ -164,15 +194,21 @@ def main() -> int:
 
     cfg, hnd = statistics.median(times["config"]), statistics.median(times["hand"])
     flops = train_step_flops()
-    mm_gflops = 2 * 2048 ** 3 / statistics.median(mm) / 1e9
-    print(f"device: {tf.config.list_logical_devices()[0].device_type}, "
-          f"threads: {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
-    print(f"train step (median of {args.rounds} rounds x {args.steps} steps): "
-          f"config {cfg * 1e3:.1f} ms, hand-written {hnd * 1e3:.1f} ms, ratio {cfg / hnd:.3f} "
-          f"(goal <= 1.03)")
-    print(f"achieved: config {flops / cfg / 1e9:.1f} GFLOP/s, hand {flops / hnd / 1e9:.1f} GFLOP/s;"
-          f" plain tf.matmul 2048^3: {mm_gflops:.1f} GFLOP/s "
-          f"({flops / cfg / 1e9 / mm_gflops:.0%} of matmul)")
+    mm_gflops = 2 * 2048**3 / statistics.median(mm) / 1e9
+    print(
+        f"device: {tf.config.list_logical_devices()[0].device_type}, "
+        f"threads: {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    )
+    print(
+        f"train step (median of {args.rounds} rounds x {args.steps} steps): "
+        f"config {cfg * 1e3:.1f} ms, hand-written {hnd * 1e3:.1f} ms, ratio {cfg / hnd:.3f} "
+        f"(goal <= 1.03)"
+    )
+    print(
+        f"achieved: config {flops / cfg / 1e9:.1f} GFLOP/s, hand {flops / hnd / 1e9:.1f} GFLOP/s;"
+        f" plain tf.matmul 2048^3: {mm_gflops:.1f} GFLOP/s "
+        f"({flops / cfg / 1e9 / mm_gflops:.0%} of matmul)"
+    )
     return 0
 
 

@@ -58,6 +58,7 @@ run, and its final train loss against float32's (issue 12's goal: within 2 %).
 Figures vary with the load of the machine: run on a quiet machine, and read `uptime` (printed
 at the start and the end).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,25 +105,40 @@ class SearchSizes:
     units: int = 256
     vocab: int = 1000
     num_seqs: int = 100
-    small_seqs: int = 20          # the start-up run (one batch)
+    small_seqs: int = 20  # the start-up run (one batch)
     batch_seqs: int = 20
     min_len: int = 20
     max_len: int = 40
     max_seq_len: int = 60
     beam: int = 12
-    train_seqs: int = 40          # the tiny train epoch
+    train_seqs: int = 40  # the tiny train epoch
 
 
-QUICK_TRAIN = TrainSizes(blocks=1, dim=64, heads=2, ff=128, num_seqs=32, frames=50, batch_seqs=8,
-                         epochs=2)
-QUICK_SEARCH = SearchSizes(units=32, vocab=50, num_seqs=8, small_seqs=0, batch_seqs=8, min_len=5,
-                           max_len=10, max_seq_len=12, beam=4, train_seqs=8)
+QUICK_TRAIN = TrainSizes(
+    blocks=1, dim=64, heads=2, ff=128, num_seqs=32, frames=50, batch_seqs=8, epochs=2
+)
+QUICK_SEARCH = SearchSizes(
+    units=32,
+    vocab=50,
+    num_seqs=8,
+    small_seqs=0,
+    batch_seqs=8,
+    min_len=5,
+    max_len=10,
+    max_seq_len=12,
+    beam=4,
+    train_seqs=8,
+)
 
 
 # -- data -------------------------------------------------------------------------------------------
-def write_returnn_hdf(path, inputs: list[np.ndarray], input_dim: int,
-                      targets: dict[str, tuple[list[np.ndarray], int]] | None = None,
-                      tags: list[str] | None = None) -> Path:
+def write_returnn_hdf(
+    path,
+    inputs: list[np.ndarray],
+    input_dim: int,
+    targets: dict[str, tuple[list[np.ndarray], int]] | None = None,
+    tags: list[str] | None = None,
+) -> Path:
     """Write sequences in RETURNN's HDF layout (as its SimpleHDFWriter does; written here with
     h5py so the netcompiler side does not write its own input). `inputs`: per sequence
     float32 [T, input_dim] (dense) or int32 [T] (sparse, class indices < input_dim);
@@ -151,8 +167,9 @@ def write_returnn_hdf(path, inputs: list[np.ndarray], input_dim: int,
         f.create_dataset("labels", (0,), dtype="S5")
         f.create_dataset("inputs", data=flat.astype(np.int32 if flat.ndim == 1 else np.float32))
         f.create_dataset("seqLengths", data=lengths)
-        f.create_dataset("seqTags", data=np.array(tags, dtype=object),
-                         dtype=h5py.special_dtype(vlen=str))
+        f.create_dataset(
+            "seqTags", data=np.array(tags, dtype=object), dtype=h5py.special_dtype(vlen=str)
+        )
         if keys:
             f.create_group("targets/data")
             f.create_group("targets/size")
@@ -169,8 +186,9 @@ def write_returnn_hdf(path, inputs: list[np.ndarray], input_dim: int,
 def train_data(s: TrainSizes, seed: int = 1):
     """Dense features [T, F] and frame labels [T] (every sequence s.frames long)."""
     rng = np.random.default_rng(seed)
-    feats = [rng.standard_normal((s.frames, s.features)).astype(np.float32)
-             for _ in range(s.num_seqs)]
+    feats = [
+        rng.standard_normal((s.frames, s.features)).astype(np.float32) for _ in range(s.num_seqs)
+    ]
     labels = [rng.integers(0, s.classes, s.frames).astype(np.int32) for _ in range(s.num_seqs)]
     return feats, labels
 
@@ -191,19 +209,34 @@ def encoder_network(s: TrainSizes) -> dict:
     prev = "input"
     for i in range(s.blocks):
         b = f"b{i}"
-        net.update({
-            f"{b}_ln1": {"class": "layer_norm", "from": prev},
-            f"{b}_att": {"class": "self_attention", "from": f"{b}_ln1", "n_out": s.dim,
-                         "num_heads": s.heads, "total_key_dim": s.dim},
-            f"{b}_proj": {"class": "linear", "from": f"{b}_att", "n_out": s.dim,
-                          "with_bias": False},
-            f"{b}_res1": {"class": "combine", "kind": "add", "from": [prev, f"{b}_proj"]},
-            f"{b}_ln2": {"class": "layer_norm", "from": f"{b}_res1"},
-            f"{b}_ff1": {"class": "linear", "from": f"{b}_ln2", "n_out": s.ff,
-                         "activation": "relu"},
-            f"{b}_ff2": {"class": "linear", "from": f"{b}_ff1", "n_out": s.dim},
-            f"{b}_res2": {"class": "combine", "kind": "add", "from": [f"{b}_res1", f"{b}_ff2"]},
-        })
+        net.update(
+            {
+                f"{b}_ln1": {"class": "layer_norm", "from": prev},
+                f"{b}_att": {
+                    "class": "self_attention",
+                    "from": f"{b}_ln1",
+                    "n_out": s.dim,
+                    "num_heads": s.heads,
+                    "total_key_dim": s.dim,
+                },
+                f"{b}_proj": {
+                    "class": "linear",
+                    "from": f"{b}_att",
+                    "n_out": s.dim,
+                    "with_bias": False,
+                },
+                f"{b}_res1": {"class": "combine", "kind": "add", "from": [prev, f"{b}_proj"]},
+                f"{b}_ln2": {"class": "layer_norm", "from": f"{b}_res1"},
+                f"{b}_ff1": {
+                    "class": "linear",
+                    "from": f"{b}_ln2",
+                    "n_out": s.ff,
+                    "activation": "relu",
+                },
+                f"{b}_ff2": {"class": "linear", "from": f"{b}_ff1", "n_out": s.dim},
+                f"{b}_res2": {"class": "combine", "kind": "add", "from": [f"{b}_res1", f"{b}_ff2"]},
+            }
+        )
         prev = f"{b}_res2"
     net["final_ln"] = {"class": "layer_norm", "from": prev}
     net["output"] = {"class": "softmax", "from": "final_ln", "loss": "ce", "target": "classes"}
@@ -214,64 +247,115 @@ def decoder_network(s: SearchSizes) -> dict:
     u = s.units
     return {
         "embed": {"class": "linear", "from": "data", "n_out": u, "activation": None},
-        "lstm0_fw": {"class": "rec", "unit": "nativelstm2", "from": "embed", "n_out": u,
-                     "direction": 1},
-        "lstm0_bw": {"class": "rec", "unit": "nativelstm2", "from": "embed", "n_out": u,
-                     "direction": -1},
+        "lstm0_fw": {
+            "class": "rec",
+            "unit": "nativelstm2",
+            "from": "embed",
+            "n_out": u,
+            "direction": 1,
+        },
+        "lstm0_bw": {
+            "class": "rec",
+            "unit": "nativelstm2",
+            "from": "embed",
+            "n_out": u,
+            "direction": -1,
+        },
         "encoder": {"class": "copy", "from": ["lstm0_fw", "lstm0_bw"]},
         "enc_ctx": {"class": "linear", "from": "encoder", "n_out": u, "activation": "tanh"},
         "output": {
-            "class": "rec", "from": [], "target": "classes", "max_seq_len": s.max_seq_len,
+            "class": "rec",
+            "from": [],
+            "target": "classes",
+            "max_seq_len": s.max_seq_len,
             "unit": {
-                "output": {"class": "choice", "target": "classes", "beam_size": s.beam,
-                           "from": "output_prob", "initial_output": 0},
+                "output": {
+                    "class": "choice",
+                    "target": "classes",
+                    "beam_size": s.beam,
+                    "from": "output_prob",
+                    "initial_output": 0,
+                },
                 "end": {"class": "compare", "from": "output", "kind": "equal", "value": 0},
-                "embed": {"class": "linear", "from": "prev:output", "n_out": u,
-                          "activation": None},
-                "s": {"class": "rnn_cell", "unit": "LSTMBlock", "from": ["embed", "prev:att"],
-                      "n_out": u},
-                "att": {"class": "dot_attention", "from": "s", "base": "base:encoder",
-                        "base_ctx": "base:enc_ctx"},
-                "output_prob": {"class": "softmax", "from": ["s", "att"], "target": "classes",
-                                "loss": "ce"},
+                "embed": {"class": "linear", "from": "prev:output", "n_out": u, "activation": None},
+                "s": {
+                    "class": "rnn_cell",
+                    "unit": "LSTMBlock",
+                    "from": ["embed", "prev:att"],
+                    "n_out": u,
+                },
+                "att": {
+                    "class": "dot_attention",
+                    "from": "s",
+                    "base": "base:encoder",
+                    "base_ctx": "base:enc_ctx",
+                },
+                "output_prob": {
+                    "class": "softmax",
+                    "from": ["s", "att"],
+                    "target": "classes",
+                    "loss": "ce",
+                },
             },
         },
     }
 
 
 # -- configs ----------------------------------------------------------------------------------------
-def netcompiler_train_config(s: TrainSizes, hdf: Path, model_dir: Path,
-                              precision: str = "float32") -> dict:
+def netcompiler_train_config(
+    s: TrainSizes, hdf: Path, model_dir: Path, precision: str = "float32"
+) -> dict:
     return {
-        "extern_data": {"data": {"dim": s.features},
-                        "classes": {"dim": s.classes, "sparse": True, "same_time_as": "data"}},
+        "extern_data": {
+            "data": {"dim": s.features},
+            "classes": {"dim": s.classes, "sparse": True, "same_time_as": "data"},
+        },
         "network": encoder_network(s),
-        "train": {"train_data": {"class": "hdf", "files": [str(hdf)]},
-                  "batch_size": s.batch_frames, "max_seqs": s.batch_seqs, "batching": "random",
-                  "num_epochs": s.epochs, "optimizer": {"class": "adam"},
-                  "learning_rate": s.learning_rate, "learning_rate_control": "constant",
-                  "model_dir": str(model_dir), "keep_last_n": 1, "precision": precision},
+        "train": {
+            "train_data": {"class": "hdf", "files": [str(hdf)]},
+            "batch_size": s.batch_frames,
+            "max_seqs": s.batch_seqs,
+            "batching": "random",
+            "num_epochs": s.epochs,
+            "optimizer": {"class": "adam"},
+            "learning_rate": s.learning_rate,
+            "learning_rate_control": "constant",
+            "model_dir": str(model_dir),
+            "keep_last_n": 1,
+            "precision": precision,
+        },
     }
 
 
 #: the report's name of netcompiler's run in each precision
-PRECISION_TOOLS = {"float32": "netcompiler", "mixed_bfloat16": "nc-bf16",
-                   "mixed_float16": "nc-fp16"}
+PRECISION_TOOLS = {
+    "float32": "netcompiler",
+    "mixed_bfloat16": "nc-bf16",
+    "mixed_float16": "nc-fp16",
+}
 
 
 def netcompiler_search_config(s: SearchSizes, hdf: Path, model_dir: Path) -> dict:
     return {
-        "extern_data": {"data": {"dim": s.vocab, "sparse": True},
-                        "classes": {"dim": s.vocab, "sparse": True}},
+        "extern_data": {
+            "data": {"dim": s.vocab, "sparse": True},
+            "classes": {"dim": s.vocab, "sparse": True},
+        },
         "network": decoder_network(s),
-        "train": {"train_data": {"class": "hdf", "files": [str(hdf)]},
-                  "batch_size": s.batch_seqs * (s.max_len + 1) * 4, "max_seqs": s.batch_seqs,
-                  "num_epochs": 1, "optimizer": {"class": "adam"}, "learning_rate": 1e-4,
-                  "model_dir": str(model_dir), "keep_last_n": 1},
+        "train": {
+            "train_data": {"class": "hdf", "files": [str(hdf)]},
+            "batch_size": s.batch_seqs * (s.max_len + 1) * 4,
+            "max_seqs": s.batch_seqs,
+            "num_epochs": 1,
+            "optimizer": {"class": "adam"},
+            "learning_rate": 1e-4,
+            "model_dir": str(model_dir),
+            "keep_last_n": 1,
+        },
     }
 
 
-RETURNN_HEADER = '''#!rnn.py
+RETURNN_HEADER = """#!rnn.py
 # Generated by netcompiler's benchmarks/vs_returnn.py. Run: python -m returnn THIS_FILE
 import returnn.tf.native_op
 returnn.tf.native_op.OpMaker.with_cuda = False  # the native LSTM op builds without CUDA here
@@ -280,7 +364,7 @@ from returnn.tensor import Dim, batch_dim
 use_tensorflow = True
 device = "cpu"
 log_verbosity = 5
-'''
+"""
 
 
 def _py(value) -> str:
@@ -288,7 +372,9 @@ def _py(value) -> str:
 
 
 def returnn_train_config(s: TrainSizes, hdf: Path, model: Path) -> str:
-    return RETURNN_HEADER + f'''
+    return (
+        RETURNN_HEADER
+        + f"""
 task = "train"
 time_dim = Dim(None, name="time")
 extern_data = {{
@@ -306,7 +392,8 @@ learning_rate = {s.learning_rate!r}
 learning_rate_control = "constant"
 model = {str(model)!r}
 network = {_py(encoder_network(s))}
-'''
+"""
+    )
 
 
 def write_returnn_vocab(path: Path, size: int) -> Path:
@@ -316,9 +403,12 @@ def write_returnn_vocab(path: Path, size: int) -> Path:
     return path
 
 
-def returnn_search_config(s: SearchSizes, task: str, hdf: Path, model: Path, vocab: Path,
-                          output: Path | None = None) -> str:
-    common = RETURNN_HEADER + f'''
+def returnn_search_config(
+    s: SearchSizes, task: str, hdf: Path, model: Path, vocab: Path, output: Path | None = None
+) -> str:
+    common = (
+        RETURNN_HEADER
+        + f"""
 task = {task!r}
 extern_data = {{
     "data": {{"dim": {s.vocab}, "sparse": True}},
@@ -332,24 +422,30 @@ optimizer = {{"class": "adam"}}
 learning_rate = 1e-4
 model = {str(model)!r}
 network = {_py(decoder_network(s))}
-'''
+"""
+    )
     data = {"class": "HDFDataset", "files": [str(hdf)], "use_cache_manager": False}
     if task == "train":
         return common + f"train = {_py(dict(data, seq_ordering='random'))}\n"
-    return common + f'''search_data = {_py(data)}
+    return (
+        common
+        + f"""search_data = {_py(data)}
 load_epoch = 1
 search_do_eval = False
 search_output_layer = "output"
 search_output_file = {str(output)!r}
 search_output_file_format = "txt"
-'''
+"""
+    )
 
 
 def write_yaml(path: Path, config: dict) -> Path:
     import yaml
 
-    path.write_text("# generated by benchmarks/vs_returnn.py\n"
-                    + yaml.safe_dump(config, sort_keys=False, width=100))
+    path.write_text(
+        "# generated by benchmarks/vs_returnn.py\n"
+        + yaml.safe_dump(config, sort_keys=False, width=100)
+    )
     return path
 
 
@@ -358,8 +454,8 @@ def write_yaml(path: Path, config: dict) -> Path:
 class Run:
     cmd: list[str]
     rc: int
-    total: float                        # seconds from launch to exit
-    lines: list[tuple[float, str]]      # (seconds since launch, line)
+    total: float  # seconds from launch to exit
+    lines: list[tuple[float, str]]  # (seconds since launch, line)
     log: Path
 
     def first(self, pattern: str) -> tuple[float, re.Match] | None:
@@ -381,8 +477,15 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, echo: bool = False) -> Run:
     lines: list[tuple[float, str]] = []
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             t = time.monotonic() - t0
@@ -412,12 +515,21 @@ def returnn_epochs(run: Run) -> list[dict]:
     its own (whole-second) `elapsed`, and the time since launch at the end of the epoch."""
     starts = {int(m.group(1)): t for t, m in run.all(r"^start epoch (\d+)\b")}
     out = []
-    for t, m in run.all(r"^train epoch (\d+), finished after (\d+) steps, (\d+):(\d\d):(\d\d) "
-                        r"elapsed"):
+    for t, m in run.all(
+        r"^train epoch (\d+), finished after (\d+) steps, (\d+):(\d\d):(\d\d) "
+        r"elapsed"
+    ):
         ep = int(m.group(1))
         reported = int(m.group(3)) * 3600 + int(m.group(4)) * 60 + int(m.group(5))
-        out.append({"epoch": ep, "time": t - starts[ep], "reported": float(reported),
-                    "steps": int(m.group(2)), "end": t})
+        out.append(
+            {
+                "epoch": ep,
+                "time": t - starts[ep],
+                "reported": float(reported),
+                "steps": int(m.group(2)),
+                "end": t,
+            }
+        )
     return out
 
 
@@ -430,16 +542,28 @@ def netcompiler_epochs(run: Run, model_dir: Path) -> list[dict]:
     for row in rows[1:]:
         rec = dict(zip(head, row.split("\t")))
         ep = int(rec["epoch"])
-        out.append({"epoch": ep, "time": float(rec["wall_time"]), "reported": float(rec["wall_time"]),
-                    "end": ends.get(ep, float("nan")), "loss": float(rec["train_loss"])})
+        out.append(
+            {
+                "epoch": ep,
+                "time": float(rec["wall_time"]),
+                "reported": float(rec["wall_time"]),
+                "end": ends.get(ep, float("nan")),
+                "loss": float(rec["train_loss"]),
+            }
+        )
     return out
 
 
 def summarize(epochs: list[dict]) -> dict:
     times = [e["time"] for e in epochs]
     steady = statistics.median(times[1:]) if len(times) > 1 else float("nan")
-    return {"times": times, "steady": steady, "first": times[0],
-            "overhead": times[0] - steady, "to_end_of_1": epochs[0]["end"]}
+    return {
+        "times": times,
+        "steady": steady,
+        "first": times[0],
+        "overhead": times[0] - steady,
+        "to_end_of_1": epochs[0]["end"],
+    }
 
 
 def search_lengths_returnn(path: Path) -> list[int]:
@@ -465,36 +589,47 @@ def fmt(x: float) -> str:
     return f"{x:6.2f}s"
 
 
-def bench_train(s: TrainSizes, work: Path, returnn_py: Path | None, echo: bool,
-                precisions: tuple[str, ...] = ("float32",)) -> dict:
+def bench_train(
+    s: TrainSizes,
+    work: Path,
+    returnn_py: Path | None,
+    echo: bool,
+    precisions: tuple[str, ...] = ("float32",),
+) -> dict:
     d = work / "train"
     d.mkdir(parents=True, exist_ok=True)
     feats, labels = train_data(s)
     hdf = write_returnn_hdf(d / "train.hdf", feats, s.features, {"classes": (labels, s.classes)})
-    print(f"training: {s.blocks} pre-norm self-attention blocks (D={s.dim}, {s.heads} heads, "
-          f"FF {s.ff}), {s.num_seqs} seqs x {s.frames} frames x {s.features} features, "
-          f"{s.classes} classes, batches of {s.batch_seqs} seqs ({s.batch_frames} frames), "
-          f"{s.num_seqs // s.batch_seqs} steps/epoch, Adam {s.learning_rate:g}, "
-          f"{s.epochs} epochs", flush=True)
+    print(
+        f"training: {s.blocks} pre-norm self-attention blocks (D={s.dim}, {s.heads} heads, "
+        f"FF {s.ff}), {s.num_seqs} seqs x {s.frames} frames x {s.features} features, "
+        f"{s.classes} classes, batches of {s.batch_seqs} seqs ({s.batch_frames} frames), "
+        f"{s.num_seqs // s.batch_seqs} steps/epoch, Adam {s.learning_rate:g}, "
+        f"{s.epochs} epochs",
+        flush=True,
+    )
     res = {}
     if returnn_py is not None:
         cfg = d / "returnn_train.config"
         cfg.write_text(returnn_train_config(s, hdf, d / "returnn-model" / "model"))
         (d / "returnn-model").mkdir(exist_ok=True)
         print(f"  RETURNN: {returnn_py} -m returnn {cfg}", flush=True)
-        run = run_logged([str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log",
-                         d, echo)
+        run = run_logged(
+            [str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log", d, echo
+        )
         check(run, "RETURNN training")
         eps = returnn_epochs(run)
         if len(eps) != s.epochs:
-            raise SystemExit(f"RETURNN: found {len(eps)} epoch lines in {run.log}, expected "
-                             f"{s.epochs}")
+            raise SystemExit(
+                f"RETURNN: found {len(eps)} epoch lines in {run.log}, expected {s.epochs}"
+            )
         res["returnn"] = dict(summarize(eps), total=run.total, epochs=eps)
     for precision in precisions:
         tool = PRECISION_TOOLS[precision]
         model_dir = d / f"{tool}-model"
-        cfg = write_yaml(d / f"{tool}_train.yaml",
-                         netcompiler_train_config(s, hdf, model_dir, precision))
+        cfg = write_yaml(
+            d / f"{tool}_train.yaml", netcompiler_train_config(s, hdf, model_dir, precision)
+        )
         cmd = netcompiler_cmd() + ["train", str(cfg)]
         print(f"  netcompiler ({precision}): {' '.join(cmd)}", flush=True)
         run = run_logged(cmd, d / f"{tool}_train.log", d, echo)
@@ -508,26 +643,37 @@ def report_train(res: dict) -> None:
     tools = [t for t in ("returnn", *PRECISION_TOOLS.values()) if t in res]
     n = max(len(res[t]["times"]) for t in tools)
     print("\nper-epoch time (s):")
-    print("  epoch " + "".join(f"{t:>13}" for t in tools)
-          + ("        RETURNN's own (whole s)" if "returnn" in res else ""))
+    print(
+        "  epoch "
+        + "".join(f"{t:>13}" for t in tools)
+        + ("        RETURNN's own (whole s)" if "returnn" in res else "")
+    )
     for i in range(n):
-        row = "".join(f"{res[t]['times'][i]:13.2f}" if i < len(res[t]["times"]) else " " * 13
-                      for t in tools)
-        own = (f"{res['returnn']['epochs'][i]['reported']:13.0f}"
-               if "returnn" in res and i < len(res["returnn"]["epochs"]) else "")
+        row = "".join(
+            f"{res[t]['times'][i]:13.2f}" if i < len(res[t]["times"]) else " " * 13 for t in tools
+        )
+        own = (
+            f"{res['returnn']['epochs'][i]['reported']:13.0f}"
+            if "returnn" in res and i < len(res["returnn"]["epochs"])
+            else ""
+        )
         print(f"  {i + 1:5d} {row}{own}")
     print()
-    for label, key in (("steady epoch (median of epochs 2..N)", "steady"),
-                       ("first epoch", "first"),
-                       ("first-epoch overhead (epoch 1 - steady)", "overhead"),
-                       ("launch to end of epoch 1", "to_end_of_1"),
-                       ("whole process (launch to exit)", "total")):
+    for label, key in (
+        ("steady epoch (median of epochs 2..N)", "steady"),
+        ("first epoch", "first"),
+        ("first-epoch overhead (epoch 1 - steady)", "overhead"),
+        ("launch to end of epoch 1", "to_end_of_1"),
+        ("whole process (launch to exit)", "total"),
+    ):
         vals = "  ".join(f"{t} {fmt(res[t][key])}" for t in tools)
         print(f"  {label:42s} {vals}{ratios(res, tools, key)}")
     if "returnn" in res:
-        print("  (RETURNN: from its `start epoch` to its `finished after` line; netcompiler: "
-              "scores.tsv wall_time)")
-    for tool in tools[1 if "returnn" in res else 0:]:
+        print(
+            "  (RETURNN: from its `start epoch` to its `finished after` line; netcompiler: "
+            "scores.tsv wall_time)"
+        )
+    for tool in tools[1 if "returnn" in res else 0 :]:
         losses = [e["loss"] for e in res[tool]["epochs"]]
         print(f"  {tool} train loss per epoch: {', '.join(f'{x:.4f}' for x in losses)}")
     base = res.get("netcompiler")
@@ -535,8 +681,10 @@ def report_train(res: dict) -> None:
         if base is None:
             continue
         a, b = base["epochs"][-1]["loss"], res[tool]["epochs"][-1]["loss"]
-        print(f"  final train loss after {len(res[tool]['epochs'])} epochs: float32 {a:.4f}, "
-              f"{tool} {b:.4f} ({100 * (b - a) / a:+.2f} %; goal: within 2 %)")
+        print(
+            f"  final train loss after {len(res[tool]['epochs'])} epochs: float32 {a:.4f}, "
+            f"{tool} {b:.4f} ({100 * (b - a) / a:+.2f} %; goal: within 2 %)"
+        )
 
 
 def ratios(res: dict, tools: list[str], key: str) -> str:
@@ -547,8 +695,11 @@ def ratios(res: dict, tools: list[str], key: str) -> str:
     if "returnn" in res and res["returnn"][key] > 0:
         out += [f"{t}/RETURNN {res[t][key] / res['returnn'][key]:.2f}x" for t in ours]
     if "netcompiler" in res and res["netcompiler"][key] > 0:
-        out += [f"{t}/netcompiler {res[t][key] / res['netcompiler'][key]:.2f}x"
-                for t in ours if t != "netcompiler"]
+        out += [
+            f"{t}/netcompiler {res[t][key] / res['netcompiler'][key]:.2f}x"
+            for t in ours
+            if t != "netcompiler"
+        ]
     return "  ratio " + ", ".join(out) if out else ""
 
 
@@ -562,13 +713,20 @@ def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool
     hdfs = {}
     for n in sizes:
         # the small run: every (num_seqs/n)-th sequence of the big one (the same mix of lengths)
-        idx = np.linspace(0, s.num_seqs - 1, n).round().astype(int) if n < s.num_seqs \
+        idx = (
+            np.linspace(0, s.num_seqs - 1, n).round().astype(int)
+            if n < s.num_seqs
             else np.arange(s.num_seqs)
-        hdfs[n] = write_returnn_hdf(d / f"search{n}.hdf", [src[i] for i in idx], s.vocab,
-                                    tags=[f"seq-{i}" for i in idx])
-    print(f"\ndecoding: BLSTM encoder + LSTM dot-attention decoder, {s.units} units, vocab "
-          f"{s.vocab}, beam {s.beam}, max_seq_len {s.max_seq_len}, {s.num_seqs} input sequences "
-          f"of {s.min_len}..{s.max_len} tokens, batches of {s.batch_seqs}", flush=True)
+        )
+        hdfs[n] = write_returnn_hdf(
+            d / f"search{n}.hdf", [src[i] for i in idx], s.vocab, tags=[f"seq-{i}" for i in idx]
+        )
+    print(
+        f"\ndecoding: BLSTM encoder + LSTM dot-attention decoder, {s.units} units, vocab "
+        f"{s.vocab}, beam {s.beam}, max_seq_len {s.max_seq_len}, {s.num_seqs} input sequences "
+        f"of {s.min_len}..{s.max_len} tokens, batches of {s.batch_seqs}",
+        flush=True,
+    )
     res = {}
     if returnn_py is not None:
         model = d / "returnn-model" / "model"
@@ -576,18 +734,25 @@ def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool
         vocab = write_returnn_vocab(d / "returnn_vocab.txt", s.vocab)
         cfg = d / "returnn_train.config"
         cfg.write_text(returnn_search_config(s, "train", train_hdf, model, vocab))
-        print("  RETURNN: 1 tiny train epoch (the native LSTM op compiles here on first use)",
-              flush=True)
-        check(run_logged([str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log",
-                         d, echo), "RETURNN decoder training")
+        print(
+            "  RETURNN: 1 tiny train epoch (the native LSTM op compiles here on first use)",
+            flush=True,
+        )
+        check(
+            run_logged(
+                [str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log", d, echo
+            ),
+            "RETURNN decoder training",
+        )
         runs = {}
         for n in sizes:
             out = d / f"returnn_search{n}.txt"
             cfg = d / f"returnn_search{n}.config"
             cfg.write_text(returnn_search_config(s, "search", hdfs[n], model, vocab, out))
             print(f"  RETURNN: search {n} sequences", flush=True)
-            run = run_logged([str(returnn_py), "-m", "returnn", str(cfg)],
-                             d / f"returnn_search{n}.log", d, echo)
+            run = run_logged(
+                [str(returnn_py), "-m", "returnn", str(cfg)], d / f"returnn_search{n}.log", d, echo
+            )
             check(run, f"RETURNN search ({n} sequences)")
             lens = search_lengths_returnn(out)
             if len(lens) != n:
@@ -596,20 +761,37 @@ def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool
             runs[n] = (run.total, lens, b[0] - a[0] if a and b else float("nan"))
         res["returnn"] = runs
     model_dir = d / "netcompiler-model"
-    cfg = write_yaml(d / "netcompiler_search.yaml", netcompiler_search_config(s, train_hdf,
-                                                                             model_dir))
+    cfg = write_yaml(
+        d / "netcompiler_search.yaml", netcompiler_search_config(s, train_hdf, model_dir)
+    )
     print("  netcompiler: 1 tiny train epoch", flush=True)
-    check(run_logged(netcompiler_cmd() + ["train", str(cfg)], d / "netcompiler_train.log", d,
-                     echo), "netcompiler decoder training")
+    check(
+        run_logged(netcompiler_cmd() + ["train", str(cfg)], d / "netcompiler_train.log", d, echo),
+        "netcompiler decoder training",
+    )
     runs = {}
     for n in sizes:
         out = d / f"netcompiler_search{n}.tsv"
         data = f"{{class: hdf, files: [{hdfs[n]}]}}"
         print(f"  netcompiler: search {n} sequences", flush=True)
-        run = run_logged(netcompiler_cmd() + ["search", str(cfg), "--checkpoint", str(model_dir),
-                                              "--data", data, "--beam-size", str(s.beam),
-                                              "-o", str(out)],
-                         d / f"netcompiler_search{n}.log", d, echo)
+        run = run_logged(
+            netcompiler_cmd()
+            + [
+                "search",
+                str(cfg),
+                "--checkpoint",
+                str(model_dir),
+                "--data",
+                data,
+                "--beam-size",
+                str(s.beam),
+                "-o",
+                str(out),
+            ],
+            d / f"netcompiler_search{n}.log",
+            d,
+            echo,
+        )
         check(run, f"netcompiler search ({n} sequences)")
         lens = search_lengths_netcompiler(out)
         if len(lens) != n:
@@ -627,24 +809,31 @@ def report_search(res: dict) -> None:
     rate = {}
     for t in tools:
         runs = res[t]
-        parts = [f"{n} seqs {fmt(runs[n][0])} (mean hyp length {np.mean(runs[n][1]):.1f})"
-                 for n in sizes]
+        parts = [
+            f"{n} seqs {fmt(runs[n][0])} (mean hyp length {np.mean(runs[n][1]):.1f})" for n in sizes
+        ]
         print(f"  {t:12s} whole process: " + ", ".join(parts))
         if runs[sizes[-1]][2] is not None:
             n = sizes[-1]
-            print(f"  {'':12s} its own search loop (`Search with network` to `Search done`, "
-                  f"{n} seqs): {fmt(runs[n][2])}, {n / runs[n][2]:.2f} sequences/s")
+            print(
+                f"  {'':12s} its own search loop (`Search with network` to `Search done`, "
+                f"{n} seqs): {fmt(runs[n][2])}, {n / runs[n][2]:.2f} sequences/s"
+            )
         if len(sizes) == 2:
             small, big = sizes
             dt = runs[big][0] - runs[small][0]
             rate[t] = (big - small) / dt if dt > 0 else float("nan")
-            print(f"  {'':12s} sequences/s (start-up removed): {rate[t]:.2f} "
-                  f"({(big - small)} seqs in {dt:.2f}s)")
+            print(
+                f"  {'':12s} sequences/s (start-up removed): {rate[t]:.2f} "
+                f"({(big - small)} seqs in {dt:.2f}s)"
+            )
         else:
             rate[t] = sizes[0] / runs[sizes[0]][0]
             print(f"  {'':12s} sequences/s (start-up included): {rate[t]:.2f}")
     if len(tools) == 2:
-        print(f"  ratio netcompiler/RETURNN sequences/s: {rate['netcompiler'] / rate['returnn']:.2f}x")
+        print(
+            f"  ratio netcompiler/RETURNN sequences/s: {rate['netcompiler'] / rate['returnn']:.2f}x"
+        )
 
 
 def uptime() -> str:
@@ -657,22 +846,33 @@ def uptime() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, help="training epochs of each tool (default 6)")
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes for a smoke run (figures mean nothing)")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny sizes for a smoke run (figures mean nothing)"
+    )
     ap.add_argument("--skip-returnn", action="store_true", help="run netcompiler only")
     ap.add_argument("--skip-search", action="store_true", help="no decoding benchmark")
-    ap.add_argument("--search", action="store_true",
-                    help="with --quick: also the (tiny) decoding benchmark (4 more processes)")
+    ap.add_argument(
+        "--search",
+        action="store_true",
+        help="with --quick: also the (tiny) decoding benchmark (4 more processes)",
+    )
     ap.add_argument("--skip-train", action="store_true", help="no training benchmark")
-    ap.add_argument("--returnn-python", default=str(DEFAULT_RETURNN_PYTHON),
-                    help="the Python of RETURNN's venv (default: %(default)s)")
+    ap.add_argument(
+        "--returnn-python",
+        default=str(DEFAULT_RETURNN_PYTHON),
+        help="the Python of RETURNN's venv (default: %(default)s)",
+    )
     ap.add_argument("--workdir", help="work directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--echo", action="store_true", help="show the tools' output as it comes")
-    ap.add_argument("--precision", default="float32", metavar="P[,P...]",
-                    help="train netcompiler in each of these precisions (float32, "
-                         "mixed_bfloat16, mixed_float16; default %(default)s), e.g. "
-                         "float32,mixed_bfloat16")
+    ap.add_argument(
+        "--precision",
+        default="float32",
+        metavar="P[,P...]",
+        help="train netcompiler in each of these precisions (float32, "
+        "mixed_bfloat16, mixed_float16; default %(default)s), e.g. "
+        "float32,mixed_bfloat16",
+    )
     args = ap.parse_args(argv)
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     unknown = [p for p in precisions if p not in PRECISION_TOOLS]
@@ -689,8 +889,11 @@ def main(argv=None) -> int:
     if not args.skip_returnn:
         returnn_py = Path(args.returnn_python)
         if not returnn_py.exists():
-            print(f"vs_returnn: error: no RETURNN venv at {returnn_py} (see the set-up at the "
-                  f"top of {Path(__file__).name}, or --skip-returnn)", file=sys.stderr)
+            print(
+                f"vs_returnn: error: no RETURNN venv at {returnn_py} (see the set-up at the "
+                f"top of {Path(__file__).name}, or --skip-returnn)",
+                file=sys.stderr,
+            )
             return 2
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vs_returnn-"))
     work.mkdir(parents=True, exist_ok=True)

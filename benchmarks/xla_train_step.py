@@ -15,6 +15,7 @@ For `jit_compile` false and true it prints
   distinct shapes XLA compiles with `jit_time_multiple` 1 (no bucketing) and 16, and with
   `--run-ragged` the total time of those batches with bucketing 16 (compilations included).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,13 +39,24 @@ def config(blocks: int, dim: int, jit: bool) -> dict:
     enc.BLOCKS, enc.D, enc.FF = blocks, dim, 4 * dim
     cfg = enc.encoder_config()
     if blocks == 0:  # --network lstm: one LSTM layer (a loop of small ops per frame)
-        cfg["network"] = {"input": {"class": "linear", "from": "data", "n_out": dim},
-                          "final_ln": {"class": "rec", "unit": "lstm", "from": "input",
-                                       "n_out": dim}}
-    cfg["network"]["output"] = {"class": "softmax", "from": "final_ln", "n_out": enc.CLASSES,
-                                "loss": "ce", "target": "classes"}
-    cfg["train"] = {"train_data": "copy", "batch_size": 100000, "learning_rate": 1e-4,
-                    "optimizer": {"class": "adam"}, "jit_compile": jit}
+        cfg["network"] = {
+            "input": {"class": "linear", "from": "data", "n_out": dim},
+            "final_ln": {"class": "rec", "unit": "lstm", "from": "input", "n_out": dim},
+        }
+    cfg["network"]["output"] = {
+        "class": "softmax",
+        "from": "final_ln",
+        "n_out": enc.CLASSES,
+        "loss": "ce",
+        "target": "classes",
+    }
+    cfg["train"] = {
+        "train_data": "copy",
+        "batch_size": 100000,
+        "learning_rate": 1e-4,
+        "optimizer": {"class": "adam"},
+        "jit_compile": jit,
+    }
     return cfg
 
 
@@ -108,27 +120,40 @@ def run(args, jit: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--network", choices=("encoder", "lstm"), default="encoder",
-                    help="encoder: the self-attention encoder; lstm: one LSTM layer of --dim")
+    ap.add_argument(
+        "--network",
+        choices=("encoder", "lstm"),
+        default="encoder",
+        help="encoder: the self-attention encoder; lstm: one LSTM layer of --dim",
+    )
     ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--time", type=int, default=200)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--ragged", type=int, default=20)
-    ap.add_argument("--run-ragged", action="store_true",
-                    help="also run the ragged batches (compilations included)")
+    ap.add_argument(
+        "--run-ragged",
+        action="store_true",
+        help="also run the ragged batches (compilations included)",
+    )
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     if args.network == "lstm":
         args.blocks = 0
     res = {jit: run(args, jit) for jit in (False, True)}
     for jit, r in res.items():
-        print(f"jit_compile={str(jit).lower()}: " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
-    print(f"steady step, XLA / plain: wall "
-          f"{res[True]['steady_step_ms'] / res[False]['steady_step_ms']:.2f}, CPU time "
-          f"{res[True]['steady_step_cpu_ms'] / res[False]['steady_step_cpu_ms']:.2f}")
+        print(
+            f"jit_compile={str(jit).lower()}: "
+            + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+            )
+        )
+    print(
+        f"steady step, XLA / plain: wall "
+        f"{res[True]['steady_step_ms'] / res[False]['steady_step_ms']:.2f}, CPU time "
+        f"{res[True]['steady_step_cpu_ms'] / res[False]['steady_step_cpu_ms']:.2f}"
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -2,6 +2,7 @@
 
 Validation (`validate`) never imports TensorFlow; `compile` does.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,10 @@ def compile(config, overrides=None, seed=None, precision=None):  # noqa: A001 - 
         missing = missing_tf_extra(exc)
         if missing is None:
             raise
-        raise ImportError(f"netcompiler.compile needs TensorFlow (no module named "
-                          f"{missing!r}); install it with {TF_INSTALL}", name=missing) from exc
+        raise ImportError(
+            f"netcompiler.compile needs TensorFlow (no module named "
+            f"{missing!r}); install it with {TF_INSTALL}",
+            name=missing,
+        ) from exc
 
     return compile_network(config, overrides=overrides, seed=seed, precision=precision)

@@ -15,6 +15,7 @@ A test gets the marker (besides an explicit `@pytest.mark.tf` / `pytestmark`) wh
   its TensorFlow tests one by one with `@pytest.mark.tf` (a module of front-end tests with a few
   TensorFlow ones): then those marks are trusted.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,11 +33,14 @@ import pytest
 #: TensorFlow imported when the module is imported
 _MODULE_LEVEL_TF = re.compile(
     r"^(?:import tensorflow\b|from tensorflow\b|\w+\s*=\s*pytest\.importorskip\(\s*['\"]tensorflow"
-    r"|pytest\.importorskip\(\s*['\"]tensorflow)", re.M)
+    r"|pytest\.importorskip\(\s*['\"]tensorflow)",
+    re.M,
+)
 #: signs (in code, strings and comments stripped) that a module runs TensorFlow somewhere
 _NEEDS_TF = re.compile(
     r"\btensorflow\b|\bnetcompiler\s*\.\s*compile\s*\(|\bcompile_network\b|\bCompiledNetwork\b"
-    r"|\bTrainer\b")
+    r"|\bTrainer\b"
+)
 #: a test marked `tf` one by one
 _PER_TEST_TF = re.compile(r"^\s*@pytest\.mark\.tf\b", re.M)
 #: what the `not tf` lane blocks
@@ -100,7 +104,8 @@ def pytest_configure(config):
     _blocker_dir = tempfile.mkdtemp(prefix="netcompiler-no-tf-")
     Path(_blocker_dir, "sitecustomize.py").write_text(BLOCKER)
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (_blocker_dir, os.environ.get("PYTHONPATH")) if p)
+        p for p in (_blocker_dir, os.environ.get("PYTHONPATH")) if p
+    )
     namespace: dict = {}
     exec(compile(BLOCKER, "sitecustomize.py", "exec"), namespace)  # noqa: S102 - our own code
 
@@ -113,8 +118,12 @@ def pytest_unconfigure(config):
 def pytest_ignore_collect(collection_path, config):
     """In the lane, a module whose every test is `tf` is not even imported (it would only be
     skipped, or fail to import, without TensorFlow)."""
-    if (_lane and collection_path.suffix == ".py"
-            and collection_path.name.startswith("test_") and module_needs_tf(str(collection_path))):
+    if (
+        _lane
+        and collection_path.suffix == ".py"
+        and collection_path.name.startswith("test_")
+        and module_needs_tf(str(collection_path))
+    ):
         return True
     return None
 

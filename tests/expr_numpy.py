@@ -1,10 +1,11 @@
 """The tests' NumPy evaluator of `eval` expressions: the oracle that `netcompiler.backend.expr_eval.to_tf`
-(the `eval` layer's TensorFlow builder) is tested against (tests/test_expr.py).
+(the `eval` layer's TensorFlow builder) is tested against (tests/frontend/test_expr.py).
 
 It evaluates the trees `netcompiler.frontend.expr.parse_expression` accepts, with the dtypes
 `netcompiler.frontend.expr_types` infers; the functions themselves are NumPy's (activations from
 `numpy_reference.ACTIVATIONS`).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,15 @@ def _np_eval(node: Node, sources, memo, want: str | None, aligned: bool):
             inner = operand_dtype(node, dtype, memo)
             a = ev(node.left, inner)
             b = ev(node.right, inner)
-            r = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide,
-                 "**": np.power, "%": np.mod, "//": np.floor_divide}[node.op](a, b)
+            r = {
+                "+": np.add,
+                "-": np.subtract,
+                "*": np.multiply,
+                "/": np.true_divide,
+                "**": np.power,
+                "%": np.mod,
+                "//": np.floor_divide,
+            }[node.op](a, b)
             return np.asarray(r).astype(npd)
         f = node.func
         if f in ("safe_log", "safe_exp"):

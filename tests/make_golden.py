@@ -7,6 +7,7 @@ Existing golden files are never overwritten unless named with --force: they pin 
 lengths (`len_<key>`), the output (`out`) and, for an output with a time axis, the lengths of its
 first time axis (`out_lengths`; not in the oldest golden files).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,13 @@ def main() -> int:
         checkpoint(net).write(str(path / "ckpt"))
         # the lengths of the output's first time axis too (it may be a new axis)
         extra = {} if out_lengths is None else {"out_lengths": out_lengths.numpy()}
-        np.savez(path / "io.npz", out=out.numpy(), **extra,
-                 **{f"in_{k}": v for k, v in inputs.items()},
-                 **{f"len_{k}": v for k, v in lengths.items()})
+        np.savez(
+            path / "io.npz",
+            out=out.numpy(),
+            **extra,
+            **{f"in_{k}": v for k, v in inputs.items()},
+            **{f"len_{k}": v for k, v in lengths.items()},
+        )
         print(f"wrote {path}")
     return 0
 

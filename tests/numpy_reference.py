@@ -51,6 +51,7 @@ __all__ = [
 # helpers
 # ---------------------------------------------------------------------------------------------
 
+
 def _f64(x):
     return np.asarray(x, dtype=np.float64)
 
@@ -85,6 +86,7 @@ def _is_sparse(x, sparse):
 # ---------------------------------------------------------------------------------------------
 # linear
 # ---------------------------------------------------------------------------------------------
+
 
 def linear(x, W, b=None):
     """Dense affine map ``y = x @ W + b``.
@@ -123,6 +125,7 @@ def linear_sparse(idx, W, b=None):
 # ---------------------------------------------------------------------------------------------
 # softmax
 # ---------------------------------------------------------------------------------------------
+
 
 def softmax(x, axis=-1):
     """Numerically stable softmax (max subtracted first).
@@ -163,6 +166,7 @@ def masked_softmax(energy, mask, axis=-1):
 # self attention
 # ---------------------------------------------------------------------------------------------
 
+
 def _qkv_dims(num_heads, total_key_dim, n_out):
     H, Dk, Dv = int(num_heads), int(total_key_dim), int(n_out)
     if Dk % H or Dv % H:
@@ -189,7 +193,7 @@ def split_qkv_heads(y, num_heads, total_key_dim, n_out):
     if F != H * P:
         raise ValueError(f"QKV output dim {F} != 2*Dk+Dv = {H * P}")
     y = y.reshape(B, T, H, P).transpose(0, 2, 1, 3)  # [B,H,T,P]
-    return y[..., :dk], y[..., dk:2 * dk], y[..., 2 * dk:]
+    return y[..., :dk], y[..., dk : 2 * dk], y[..., 2 * dk :]
 
 
 def _project_qkv(x, QKV, sparse):
@@ -213,8 +217,9 @@ def _attend(q, k, v, key_mask, key_shift):
         ks = _f64(key_shift)
         Tq, Tk = q.shape[2], k.shape[2]
         if ks.shape != (Tq, Tk, q.shape[3]):
-            raise ValueError(f"key_shift must have shape [Tq,Tk,dk]={(Tq, Tk, q.shape[3])!r}, "
-                             f"got {ks.shape!r}")
+            raise ValueError(
+                f"key_shift must have shape [Tq,Tk,dk]={(Tq, Tk, q.shape[3])!r}, got {ks.shape!r}"
+            )
         energy = energy + np.einsum("bhid,ijd->bhij", q, ks)
     w = masked_softmax(energy, key_mask, axis=-1)
     out = np.einsum("bhij,bhjd->bhid", w, v)  # [B,H,Tq,dv]
@@ -223,8 +228,18 @@ def _attend(q, k, v, key_mask, key_shift):
     return out, w
 
 
-def self_attention(x, lengths, QKV, num_heads, total_key_dim, n_out, key_shift=None,
-                   left_only=False, sparse=None, return_weights=False):
+def self_attention(
+    x,
+    lengths,
+    QKV,
+    num_heads,
+    total_key_dim,
+    n_out,
+    key_shift=None,
+    left_only=False,
+    sparse=None,
+    return_weights=False,
+):
     """Multi-head self-attention (RETURNN ``self_attention``), exactly as semantics.md.
 
     * ``y = x @ QKV`` (sparse input: ``y = QKV[x]``); no bias, no output projection.
@@ -254,7 +269,7 @@ def self_attention(x, lengths, QKV, num_heads, total_key_dim, n_out, key_shift=N
     lengths = _lengths(lengths, B)
     q, k, v = split_qkv_heads(y, num_heads, total_key_dim, n_out)
     dk = q.shape[-1]
-    q = q * (dk ** -0.5)
+    q = q * (dk**-0.5)
     if left_only:
         mask = (np.arange(T)[None, :] <= np.arange(T)[:, None])[None, None]  # [1,1,Tq,Tk]
     else:
@@ -263,10 +278,22 @@ def self_attention(x, lengths, QKV, num_heads, total_key_dim, n_out, key_shift=N
     return (out, w) if return_weights else out
 
 
-def self_attention_with_state(x, lengths, QKV, num_heads, total_key_dim, n_out,
-                              prev_k=None, prev_v=None, state_var_lengths=None,
-                              key_shift=None, left_only=True, restrict_state_to_last_seq=False,
-                              sparse=None, return_weights=False):
+def self_attention_with_state(
+    x,
+    lengths,
+    QKV,
+    num_heads,
+    total_key_dim,
+    n_out,
+    prev_k=None,
+    prev_v=None,
+    state_var_lengths=None,
+    key_shift=None,
+    left_only=True,
+    restrict_state_to_last_seq=False,
+    sparse=None,
+    return_weights=False,
+):
     """Self-attention that also attends to keys/values carried over from earlier calls.
 
     This models ``initial_state`` / ``keep_over_epoch`` / ``restrict_state_to_last_seq`` /
@@ -331,7 +358,7 @@ def self_attention_with_state(x, lengths, QKV, num_heads, total_key_dim, n_out,
         if np.any(n_carried < 0) or np.any(n_carried > Tp):
             raise ValueError("state_var_lengths must be in [0, Tp]")
 
-    q = q * (dk ** -0.5)
+    q = q * (dk**-0.5)
     k_all = np.concatenate([prev_k, k], axis=2)
     v_all = np.concatenate([prev_v, v], axis=2)
     carried_mask = valid_mask(n_carried, Tp)[:, None, :]  # [B,1,Tp]
@@ -357,8 +384,8 @@ def self_attention_with_state(x, lengths, QKV, num_heads, total_key_dim, n_out,
             nc, nl = n_carried[b], lengths[b]
             next_k[b, :, :nc] = prev_k[b, :, :nc]
             next_v[b, :, :nc] = prev_v[b, :, :nc]
-            next_k[b, :, nc:nc + nl] = k[b, :, :nl]
-            next_v[b, :, nc:nc + nl] = v[b, :, :nl]
+            next_k[b, :, nc : nc + nl] = k[b, :, :nl]
+            next_v[b, :, nc : nc + nl] = v[b, :, :nl]
     res = (out, next_k, next_v, next_len)
     return res + (w,) if return_weights else res
 
@@ -366,6 +393,7 @@ def self_attention_with_state(x, lengths, QKV, num_heads, total_key_dim, n_out,
 # ---------------------------------------------------------------------------------------------
 # relative positional encoding
 # ---------------------------------------------------------------------------------------------
+
 
 def fixed_relative_encoding_matrix(clipping, n_out, min_timescale=1.0, max_timescale=1.0e4):
     """The fixed (``fixed: true``) sinusoidal encoding matrix ``[2c+1, n_out]``.
@@ -400,8 +428,9 @@ def fixed_relative_encoding_matrix(clipping, n_out, min_timescale=1.0, max_times
     return m
 
 
-def relative_positional_encoding(T_q, T_k, encoding_matrix=None, clipping=16, fixed=False,
-                                 n_out=None, query_offset=None):
+def relative_positional_encoding(
+    T_q, T_k, encoding_matrix=None, clipping=16, fixed=False, n_out=None, query_offset=None
+):
     """Relative positional encoding (the usual ``key_shift`` of self-attention).
 
     ``out[i, j] = M[clip(j - (i + query_offset), -c, c) + c]`` where ``M`` is
@@ -444,8 +473,16 @@ def relative_positional_encoding(T_q, T_k, encoding_matrix=None, clipping=16, fi
 # softmax over spatial / generic attention
 # ---------------------------------------------------------------------------------------------
 
-def softmax_over_spatial(energy, lengths, axis=1, energy_factor=None, use_time_mask=True,
-                         window_start=None, window_size=None):
+
+def softmax_over_spatial(
+    energy,
+    lengths,
+    axis=1,
+    energy_factor=None,
+    use_time_mask=True,
+    window_start=None,
+    window_size=None,
+):
     """Softmax over a time axis with masking (RETURNN ``softmax_over_spatial``).
 
     Order of operations: mask frames ``t >= len[b]`` (and, with a window, frames outside
@@ -527,8 +564,10 @@ def generic_attention(weights, base, has_decoder_axis=None, auto_squeeze=True):
         has_decoder_axis = w.ndim == base.ndim and tuple(w.shape[2:]) == inner
     expect = inner if not has_decoder_axis else (w.shape[1],) + inner
     if tuple(w.shape[1:]) != tuple(expect) or w.shape[0] != base.shape[0]:
-        raise ValueError(f"weights shape {w.shape!r} does not fit base {base.shape!r} "
-                         f"(decoder axis: {has_decoder_axis})")
+        raise ValueError(
+            f"weights shape {w.shape!r} does not fit base {base.shape!r} "
+            f"(decoder axis: {has_decoder_axis})"
+        )
     letters = "cdefghiklmnopqrsu"
     extra = letters[:n_extra]
     if has_decoder_axis:
@@ -539,6 +578,7 @@ def generic_attention(weights, base, has_decoder_axis=None, auto_squeeze=True):
 # ---------------------------------------------------------------------------------------------
 # per-step attention layers (dot / concat / gauss window)
 # ---------------------------------------------------------------------------------------------
+
 
 def _base_mask(base_len, B, Te):
     return valid_mask(_lengths(base_len, B), Te)
@@ -602,8 +642,17 @@ def concat_attention(s, base_ctx, base, base_len, v, return_weights=False):
     return (out, w) if return_weights else out
 
 
-def gauss_window_attention(t, base, base_len, window_size, std=1.0, inner_size=None,
-                           inner_size_step=0.5, has_decoder_axis=None, return_weights=False):
+def gauss_window_attention(
+    t,
+    base,
+    base_len,
+    window_size,
+    std=1.0,
+    inner_size=None,
+    inner_size_step=0.5,
+    has_decoder_axis=None,
+    return_weights=False,
+):
     """Gauss-window attention (deprecated RETURNN ``gauss_window_attention``), documented form.
 
     For each location ``t`` (float):
@@ -645,13 +694,17 @@ def gauss_window_attention(t, base, base_len, window_size, std=1.0, inner_size=N
         raise ValueError("t must be [B], [B,1] or [B,Td]")
     W = int(window_size)
     n_inner = 1 if inner_size is None else int(inner_size)
-    offs = (np.arange(n_inner) - (n_inner - 1) / 2.0) * float(inner_size_step) if inner_size else np.zeros(1)
+    offs = (
+        (np.arange(n_inner) - (n_inner - 1) / 2.0) * float(inner_size_step)
+        if inner_size
+        else np.zeros(1)
+    )
     c = np.round(t)  # half to even
     idx = c[..., None] - (W // 2) + np.arange(W)  # [B,Td,W] (float, integral values)
     g = np.minimum(np.clip(idx, 0, Te - 1), (base_len - 1)[:, None, None])
     g = np.maximum(g, 0).astype(np.int64)
     diff = t[..., None, None] + offs[None, None, None, :] - idx[..., None]  # [B,Td,W,I]
-    w = np.exp(-diff ** 2 / (2.0 * std ** 2)) / (std * math.sqrt(2.0 * math.pi))
+    w = np.exp(-(diff**2) / (2.0 * std**2)) / (std * math.sqrt(2.0 * math.pi))
     frames = base[np.arange(B)[:, None, None], g]  # [B,Td,W,V]
     out = np.einsum("btki,btkv->btiv", w, frames)  # [B,Td,I,V]
     if inner_size is None:
@@ -664,6 +717,7 @@ def gauss_window_attention(t, base, base_len, window_size, std=1.0, inner_size=N
 # ---------------------------------------------------------------------------------------------
 # layer norm, LSTM
 # ---------------------------------------------------------------------------------------------
+
 
 def layer_norm(x, scale, bias, epsilon=1e-6):
     """Layer normalisation over the last axis.
@@ -733,7 +787,7 @@ def lstm_sequence(x, lengths, W, b, n_out, direction=1, return_final_state=False
         active = (pos >= 0) & (pos < lengths)
         xt = x[np.arange(B), np.clip(pos, 0, T - 1)]  # [B,n_in]
         z = np.concatenate([xt, h], axis=1) @ W + b
-        zi, zj, zf, zo = z[:, :n], z[:, n:2 * n], z[:, 2 * n:3 * n], z[:, 3 * n:]
+        zi, zj, zf, zo = z[:, :n], z[:, n : 2 * n], z[:, 2 * n : 3 * n], z[:, 3 * n :]
         c_new = _sigmoid(zf) * c + _sigmoid(zi) * np.tanh(zj)
         h_new = _sigmoid(zo) * np.tanh(c_new)
         a = active[:, None]
@@ -750,6 +804,7 @@ def lstm_sequence(x, lengths, W, b, n_out, direction=1, return_final_state=False
 # activations
 # ---------------------------------------------------------------------------------------------
 
+
 def _softplus(x):
     return np.logaddexp(0.0, x)
 
@@ -761,7 +816,7 @@ def _log_softmax(x):
 
 def _gelu_tanh(x):
     # RETURNN's `gelu`: the tanh approximation
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 #: the activation functions of configs by base name (``activation: 2*sigmoid`` is 2 times

@@ -8,6 +8,7 @@ its `output` (at the top level or inside a rec unit, whichever validates first).
 is written as YAML and validated from that text with `netcompiler.validate`: one with an error
 raises `LayerReferenceError`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -74,7 +75,8 @@ def load_conformance() -> list:
     if not CONFORMANCE.is_file():
         raise LayerReferenceError(
             f"the conformance battery {rel_path(CONFORMANCE)} is missing (moved? update "
-            f"CONFORMANCE in {rel_path(Path(__file__))})")
+            f"CONFORMANCE in {rel_path(Path(__file__))})"
+        )
     name = "_layer_reference_conformance"
     spec = importlib.util.spec_from_file_location(name, CONFORMANCE)
     module = importlib.util.module_from_spec(spec)
@@ -132,16 +134,19 @@ def wrapped_configs(layer_class: str, layer: dict) -> list[dict]:
     """Configs holding `layer` as `output`: at the top level, and inside a rec unit (first for
     classes that decide labels or live in a loop only)."""
     top = {"extern_data": json.loads(json.dumps(GENERATED_EXTERN)), "network": {"output": layer}}
-    in_loop = {"extern_data": json.loads(json.dumps(GENERATED_EXTERN)),
-               "network": {"output": {"class": "rec", "from": "data", "unit": {"output": layer}}}}
+    in_loop = {
+        "extern_data": json.loads(json.dumps(GENERATED_EXTERN)),
+        "network": {"output": {"class": "rec", "from": "data", "unit": {"output": layer}}},
+    }
     rule = registry()[layer_class]
     loop_first = getattr(rule, "chooses_labels", False) or getattr(rule, "loop_only", False)
     return [in_loop, top] if loop_first else [top, in_loop]
 
 
 def to_yaml(config: dict) -> str:
-    text = yaml.safe_dump(config, default_flow_style=None, sort_keys=False, width=96,
-                          allow_unicode=True)
+    text = yaml.safe_dump(
+        config, default_flow_style=None, sort_keys=False, width=96, allow_unicode=True
+    )
     if yaml.safe_load(text) != config:  # pragma: no cover - PyYAML round trip
         raise LayerReferenceError(f"YAML round trip changed the example: {config!r}")
     return text
@@ -170,16 +175,19 @@ def check_example(layer_class: str, text: str, source: str):
     if not result.ok:
         problems = "; ".join(f"{d.dotted_path}: {d.message}" for d in result.errors)
         raise LayerReferenceError(
-            f"layer class `{layer_class}`: the example from {source} does not validate: "
-            f"{problems}")
+            f"layer class `{layer_class}`: the example from {source} does not validate: {problems}"
+        )
     return result
 
 
 def shapes_text(config: dict, result) -> str:
     """`name  shape` lines: the extern data, then the layers in config order."""
     inferred = result.inferred
-    rows = [(key, str(shape)) for key, shape in inferred.extern.items()
-            if key in config.get("extern_data", {})]
+    rows = [
+        (key, str(shape))
+        for key, shape in inferred.extern.items()
+        if key in config.get("extern_data", {})
+    ]
     ordered = [name for name, _ in walk_layers(config.get("network", {}))]
     known = [n for n in ordered if n in inferred.shapes]
     # then what inference adds (the parts of a `split`), without internal layers (`x/data:data`)
@@ -234,19 +242,24 @@ def examples_for(layer_class: str, schema: dict, conformance: list) -> list[dict
     out = []
     if chosen:
         for example in chosen:
-            source = (f"the conformance battery (`{rel_path(CONFORMANCE)}`, example "
-                      f"`{example.name}`)")
+            source = (
+                f"the conformance battery (`{rel_path(CONFORMANCE)}`, example `{example.name}`)"
+            )
             text = to_yaml(example.config)
             result = check_example(layer_class, text, source)
-            out.append({"source": source, "yaml": text, "shapes": shapes_text(example.config,
-                                                                               result)})
+            out.append(
+                {"source": source, "yaml": text, "shapes": shapes_text(example.config, result)}
+            )
         return out
     if schema.get("examples"):
-        candidates = [(f"the schema's `examples` (`schemas/layers/{layer_class}.schema.json`)",
-                       layer) for layer in schema["examples"]]
+        candidates = [
+            (f"the schema's `examples` (`schemas/layers/{layer_class}.schema.json`)", layer)
+            for layer in schema["examples"]
+        ]
     else:
-        candidates = [("the schema's required options (generated)",
-                       generated_layer(layer_class, schema))]
+        candidates = [
+            ("the schema's required options (generated)", generated_layer(layer_class, schema))
+        ]
     for source, layer in candidates:
         errors = []
         for config in wrapped_configs(layer_class, layer):

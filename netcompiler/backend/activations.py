@@ -1,5 +1,6 @@
 """Activation functions by name (see `netcompiler.frontend.activations` for the names, the
 scaled form `2*sigmoid`, and where definitions differ between libraries), as TensorFlow ops."""
+
 from __future__ import annotations
 
 import math

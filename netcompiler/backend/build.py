@@ -8,6 +8,7 @@ The forward pass runs as a `tf.function` whose signature has a dynamic batch and
 changing the batch size or the lengths does not retrace. One function is traced per
 (input keys, fetched layers, training flag).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +49,7 @@ def _param_device(device: str | None) -> str | None:
     placement does for ops). None: TF's default placement."""
     if not device:
         return None
-    text = device[len("/device:"):] if device.startswith("/device:") else device
+    text = device[len("/device:") :] if device.startswith("/device:") else device
     kind, _, index = text.partition(":")
     kind = kind.upper()
     available = tf.config.list_logical_devices(kind)
@@ -63,8 +64,9 @@ def _param_device(device: str | None) -> str | None:
 class CompiledNetwork(tf.Module):
     """A compiled network: variables by `<layer>/<param>` name and a traced forward pass."""
 
-    def __init__(self, result: ValidationResult, seed: int | None = None,
-                 precision: str | None = None):
+    def __init__(
+        self, result: ValidationResult, seed: int | None = None, precision: str | None = None
+    ):
         super().__init__(name="netcompiler_network")
         result.raise_for_errors()
         self.result = result
@@ -105,11 +107,18 @@ class CompiledNetwork(tf.Module):
         for pname, spec in self.inferred.params.get(name, {}).items():
             full = f"{name}/{pname}"
             if spec.dynamic:  # state kept across calls, its shape changes
-                var = tf.Variable(tf.zeros(spec.shape, spec.dtype), name=full,
-                                  trainable=False, shape=tf.TensorShape(None))
+                var = tf.Variable(
+                    tf.zeros(spec.shape, spec.dtype),
+                    name=full,
+                    trainable=False,
+                    shape=tf.TensorShape(None),
+                )
             else:
-                var = tf.Variable(initial_value(spec, full, self.seed, tf.as_dtype(spec.dtype)),
-                                  name=full, trainable=trainable and spec.trainable)
+                var = tf.Variable(
+                    initial_value(spec, full, self.seed, tf.as_dtype(spec.dtype)),
+                    name=full,
+                    trainable=trainable and spec.trainable,
+                )
             params[pname] = var
             self.variables_by_name[full] = var
 
@@ -126,8 +135,7 @@ class CompiledNetwork(tf.Module):
     @property
     def extern_shapes(self) -> dict[str, Shape]:
         """The extern data a caller feeds (without keys registered by layers)."""
-        return {k: v for k, v in self.inferred.extern.items()
-                if k not in self.network.registered}
+        return {k: v for k, v in self.inferred.extern.items() if k not in self.network.registered}
 
     def shape(self, name: str) -> Shape:
         return self.inferred.shapes[name]
@@ -138,9 +146,11 @@ class CompiledNetwork(tf.Module):
             return self.variables_by_name[name]
         except KeyError:
             import difflib
+
             close = difflib.get_close_matches(name, self.variables_by_name, n=3)
-            raise KeyError(f"no variable `{name}`" + (f"; did you mean {close}?" if close else "")
-                           ) from None
+            raise KeyError(
+                f"no variable `{name}`" + (f"; did you mean {close}?" if close else "")
+            ) from None
 
     def load_returnn_checkpoint(self, prefix):
         """Load a checkpoint saved by RETURNN (`models/model.080`): names and layouts mapped as
@@ -148,6 +158,7 @@ class CompiledNetwork(tf.Module):
         `ReturnnCheckpointError` lists what is missing, extra or misshapen). Returns a
         `LoadReport` (`.summary()`, `.global_step`)."""
         from netcompiler.returnn.checkpoint import load_returnn_checkpoint
+
         return load_returnn_checkpoint(self, prefix)
 
     def reset_state(self) -> None:
@@ -155,22 +166,34 @@ class CompiledNetwork(tf.Module):
         for name, specs in self.inferred.params.items():
             for pname, spec in specs.items():
                 if spec.dynamic:
-                    self.variables_by_name[f"{name}/{pname}"].assign(tf.zeros(spec.shape, spec.dtype))
+                    self.variables_by_name[f"{name}/{pname}"].assign(
+                        tf.zeros(spec.shape, spec.dtype)
+                    )
 
-    def __call__(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
-                 training: bool = False, fetch: Iterable[str] | str | None = None
-                 ) -> dict[str, tuple[tf.Tensor, tf.Tensor | None]]:
+    def __call__(
+        self,
+        inputs: Mapping[str, Any],
+        lengths: Mapping[str, Any] | None = None,
+        training: bool = False,
+        fetch: Iterable[str] | str | None = None,
+    ) -> dict[str, tuple[tf.Tensor, tf.Tensor | None]]:
         fetch = self.normalise_fetch(fetch)
         keys = tuple(sorted(inputs))
         fn = self.get_function(keys, fetch, bool(training))
         return fn(*self.prepare_inputs(inputs, lengths))
 
-    def search(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None = None,
-               beam_size: int | None = None, n_best: int = 1) -> list[list[dict]]:
+    def search(
+        self,
+        inputs: Mapping[str, Any],
+        lengths: Mapping[str, Any] | None = None,
+        beam_size: int | None = None,
+        n_best: int = 1,
+    ) -> list[list[dict]]:
         """Beam search over the rec unit with a `choice` (the target inputs are ignored).
         Per sequence the `n_best` hypotheses, best first: dicts with `labels` (int array of
         `length` labels), `length`, `score` (ranking score), `log_prob`. See netcompiler.backend.loop.decode."""
         from netcompiler.backend.loop import decode
+
         return decode.search(self, inputs, lengths, beam_size=beam_size, n_best=n_best)
 
     def prepare_inputs(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any] | None):
@@ -199,10 +222,17 @@ class CompiledNetwork(tf.Module):
         """TensorSpecs of these extern inputs and of their lengths, every axis dynamic (so a
         function traced with them serves any batch size and length)."""
         ext = self.inferred.extern
-        return ({k: tf.TensorSpec([None] * len(ext[k].dims), tf.as_dtype(ext[k].dtype), name=k)
-                 for k in keys},
-                {k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
-                 for k in keys if ext[k].time is not None})
+        return (
+            {
+                k: tf.TensorSpec([None] * len(ext[k].dims), tf.as_dtype(ext[k].dtype), name=k)
+                for k in keys
+            },
+            {
+                k: tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
+                for k in keys
+                if ext[k].time is not None
+            },
+        )
 
     def get_function(self, keys: tuple[str, ...], fetch: tuple[str, ...], training: bool):
         """The traced forward function for these input keys, fetched layers and mode."""
@@ -239,9 +269,12 @@ class CompiledNetwork(tf.Module):
         for name in fetch:
             if name not in self.inferred.shapes:
                 import difflib
+
                 close = difflib.get_close_matches(name, list(self.inferred.shapes), n=1)
-                raise KeyError(f"cannot fetch `{name}`: no such layer"
-                               + (f"; did you mean `{close[0]}`?" if close else ""))
+                raise KeyError(
+                    f"cannot fetch `{name}`: no such layer"
+                    + (f"; did you mean `{close[0]}`?" if close else "")
+                )
         return fetch
 
     def needed_layers(self, fetch: Iterable[str]) -> set[str]:
@@ -253,9 +286,15 @@ class CompiledNetwork(tf.Module):
         return needed
 
     @tf.autograph.experimental.do_not_convert
-    def forward(self, inputs: Mapping[str, Any], lengths: Mapping[str, Any], training: bool,
-                fetch: Iterable[str], search: dict | None = None, step_seed=None
-                ) -> dict[str, tuple[Any, Any]]:
+    def forward(
+        self,
+        inputs: Mapping[str, Any],
+        lengths: Mapping[str, Any],
+        training: bool,
+        fetch: Iterable[str],
+        search: dict | None = None,
+        step_seed=None,
+    ) -> dict[str, tuple[Any, Any]]:
         """The forward pass, eager or inside the caller's `tf.function` (no AutoGraph needed:
         loops are explicit `tf.while_loop`s). `step_seed` (an int scalar tensor that changes
         every training step, e.g. the optimizer's iteration count) makes dropout
@@ -299,7 +338,9 @@ class CompiledNetwork(tf.Module):
         registered = self.network.registered
         for node in needed:
             if node.startswith("data:") and node not in values and node[5:] not in registered:
-                raise ValueError(f"input `{node[5:]}` is needed for {list(fetch)} but was not given")
+                raise ValueError(
+                    f"input `{node[5:]}` is needed for {list(fetch)} but was not given"
+                )
         for name in self.order:
             if name not in needed:
                 continue
@@ -308,12 +349,21 @@ class CompiledNetwork(tf.Module):
                 continue  # run by its rec layer's loop
             if layer.unit is not None:
                 from netcompiler.backend.loop import runner as loop
-                values[name] = loop.run_rec(self, layer, values, dim_lengths, training,
-                                            unit_fetch.get(name, ()), search=search,
-                                            step_seed=step_seed)
+
+                values[name] = loop.run_rec(
+                    self,
+                    layer,
+                    values,
+                    dim_lengths,
+                    training,
+                    unit_fetch.get(name, ()),
+                    search=search,
+                    step_seed=step_seed,
+                )
             else:
-                values[name] = self._call_layer(layer, values, dim_lengths, training, step_seed,
-                                                final_states)
+                values[name] = self._call_layer(
+                    layer, values, dim_lengths, training, step_seed, final_states
+                )
             key = layer.opts.get("register_as_extern_data")
             if registered.get(key) is layer:  # `data:KEY` reads this layer
                 values[f"data:{key}"] = values[name]
@@ -329,26 +379,54 @@ class CompiledNetwork(tf.Module):
 
     def _input_shape(self, ref) -> Shape:
         from netcompiler.frontend.shapes import read_shape
+
         return read_shape(self.inferred, ref)
 
-    def _call_layer(self, layer: Layer, values: dict, dim_lengths: dict, training: bool,
-                    step_seed=None, final_states: dict | None = None):
-        inputs = [(sub, values[ref.node], self._input_shape(ref))
-                  for sub, ref in self.graph.refs.get(layer.name, [])]
-        ctx, rule = self.make_context(layer, inputs, self.inferred.shapes[layer.name],
-                                      dim_lengths, training, step_seed=step_seed,
-                                      final_states=final_states)
+    def _call_layer(
+        self,
+        layer: Layer,
+        values: dict,
+        dim_lengths: dict,
+        training: bool,
+        step_seed=None,
+        final_states: dict | None = None,
+    ):
+        inputs = [
+            (sub, values[ref.node], self._input_shape(ref))
+            for sub, ref in self.graph.refs.get(layer.name, [])
+        ]
+        ctx, rule = self.make_context(
+            layer,
+            inputs,
+            self.inferred.shapes[layer.name],
+            dim_lengths,
+            training,
+            step_seed=step_seed,
+            final_states=final_states,
+        )
         with tf.name_scope(layer.name.replace("/", "_").replace(":", "_")):
             y = rule.call(ctx)
             if layer.opts.get("batch_norm"):  # RETURNN: on the output, after the activation
                 from netcompiler.layers._common_opts import apply_batch_norm, batch_norm_opts
-                y = apply_batch_norm(ctx, y, ctx.out_shape,
-                                     batch_norm_opts(layer.opts["batch_norm"]))
+
+                y = apply_batch_norm(
+                    ctx, y, ctx.out_shape, batch_norm_opts(layer.opts["batch_norm"])
+                )
             return y
 
-    def make_context(self, layer: Layer, inputs: list, out_shape: Shape, lengths: dict,
-                     training: bool, in_rec: bool = False, loop_dim: Dim | None = None,
-                     step_seed=None, step=None, final_states: dict | None = None):
+    def make_context(
+        self,
+        layer: Layer,
+        inputs: list,
+        out_shape: Shape,
+        lengths: dict,
+        training: bool,
+        in_rec: bool = False,
+        loop_dim: Dim | None = None,
+        step_seed=None,
+        step=None,
+        final_states: dict | None = None,
+    ):
         """The CallContext of one layer call from its inputs [(option sub-path, value, shape)]:
         the `dropout` option applied to the inputs while training, a `from` list concatenated
         on the feature axis (unless the rule takes its inputs apart). Returns (ctx, rule)."""
@@ -362,12 +440,24 @@ class CompiledNetwork(tf.Module):
                 refs[sub[0]] = (value, shape)
                 refs[tuple(sub)] = (value, shape)  # by sub-path: list / dict options
         from_refs = [ref for sub, ref in self.graph.refs.get(layer.name, []) if sub[0] == "from"]
-        ctx = CallContext(layer.name, layer.layer_class, layer.opts, sources, shapes, out_shape,
-                          refs, self.layer_params[layer.name], training, lengths, in_rec=in_rec,
-                          loop_dim=loop_dim, seed=_seed_for(self.seed, layer.name),
-                          source_opts=[r.target.opts if r.kind == "layer" else {}
-                                       for r in from_refs],
-                          step_seed=step_seed, source_names=[r.text for r in from_refs])
+        ctx = CallContext(
+            layer.name,
+            layer.layer_class,
+            layer.opts,
+            sources,
+            shapes,
+            out_shape,
+            refs,
+            self.layer_params[layer.name],
+            training,
+            lengths,
+            in_rec=in_rec,
+            loop_dim=loop_dim,
+            seed=_seed_for(self.seed, layer.name),
+            source_opts=[r.target.opts if r.kind == "layer" else {} for r in from_refs],
+            step_seed=step_seed,
+            source_names=[r.text for r in from_refs],
+        )
         ctx.step = step  # inside a loop: the step (dropout masks drawn per step)
         # the forward pass's final cell states by layer name (None inside a decoder loop) and
         # the full layer name of each `from` input (None for extern data)
@@ -377,6 +467,7 @@ class CompiledNetwork(tf.Module):
         if training and dropout:
             # RETURNN's noise shape: one mask per feature unless `dropout_noise_shape` says
             from netcompiler.layers._common_opts import noise_broadcast
+
             noise = layer.opts.get("dropout_noise_shape")
             dropped = []
             for x, shape in zip(ctx.sources, ctx.source_shapes):
@@ -395,16 +486,23 @@ class CompiledNetwork(tf.Module):
 
 def _concat_shape(shapes: list[Shape]) -> Shape:
     from netcompiler.frontend.feature_concat import concat_features
+
     return concat_features(shapes, [str(s) for s in shapes])
 
 
-def compile_network(config, overrides: list[str] | None = None, seed: int | None = None,
-                    precision: str | None = None) -> CompiledNetwork:
+def compile_network(
+    config,
+    overrides: list[str] | None = None,
+    seed: int | None = None,
+    precision: str | None = None,
+) -> CompiledNetwork:
     """Validate and compile a config (path, YAML text, dict or Config); raises ConfigError.
     `precision` (None: the config's `train.precision`, float32 by default) see
     netcompiler.backend.compute."""
     if precision is not None:
-        check_precision(precision)  # before validating: a typo here is the caller's, not the config's
+        check_precision(
+            precision
+        )  # before validating: a typo here is the caller's, not the config's
     result = config if isinstance(config, ValidationResult) else validate(config, overrides)
     if result.errors:
         raise ConfigError(result.errors)
@@ -425,4 +523,5 @@ def _check_shared_lengths(extern, lens) -> None:
             if a.shape != b.shape or not bool(tf.reduce_all(tf.equal(a, b))):
                 raise ValueError(
                     f"extern data `{given[0]}` and `{other}` share a time axis, but their lengths "
-                    f"differ: {a.numpy().tolist()} and {b.numpy().tolist()}")
+                    f"differ: {a.numpy().tolist()} and {b.numpy().tolist()}"
+                )

@@ -13,6 +13,7 @@ beam search included, since they are traced inside it); the builders call `matmu
 `tensordot` and `convolve` of this module instead of TensorFlow's, which read the active
 compute dtype. Outside a scope (a builder called on its own) they compute in float32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,8 @@ COMPUTE_DTYPES = {"float32": None, "mixed_bfloat16": tf.bfloat16, "mixed_float16
 # the compute dtype of the forward pass being built (None: float32); a context variable, so
 # two networks of different precision built in one process (or thread) do not mix
 _active_compute_dtype: contextvars.ContextVar = contextvars.ContextVar(
-    "netcompiler_compute_dtype", default=None)
+    "netcompiler_compute_dtype", default=None
+)
 
 
 def check_precision(precision: str) -> str:

@@ -8,6 +8,7 @@ one entry per sequence, each between 0 and the input's time size (an InvalidArgu
 the input otherwise). Directories are written atomically: into a temporary sibling first, then
 renamed, so a failure never leaves a half-written model.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,15 @@ from netcompiler.training.checkpoints import (
 )
 from netcompiler.training.command_support import TrainError
 
-__all__ = ["checkpoint", "variable_tree", "export_saved_model", "inference_inputs",
-           "serving_function", "shapes_summary", "cli_compile"]
+__all__ = [
+    "checkpoint",
+    "variable_tree",
+    "export_saved_model",
+    "inference_inputs",
+    "serving_function",
+    "shapes_summary",
+    "cli_compile",
+]
 from netcompiler.core.errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, UserError
 
 
@@ -47,8 +55,11 @@ def serving_function(net: CompiledNetwork, fetch: tuple[str, ...]):
     specs = {}
     for k in keys:
         shape = net.extern_shapes[k]
-        specs[k] = tf.TensorSpec([None if d.dynamic or d.size is None else int(d.size)
-                                  for d in shape.dims], tf.as_dtype(shape.dtype), name=k)
+        specs[k] = tf.TensorSpec(
+            [None if d.dynamic or d.size is None else int(d.size) for d in shape.dims],
+            tf.as_dtype(shape.dtype),
+            name=k,
+        )
         if shape.time is not None:
             specs[f"{k}_lengths"] = tf.TensorSpec([None], tf.int32, name=f"{k}_lengths")
 
@@ -57,25 +68,33 @@ def serving_function(net: CompiledNetwork, fetch: tuple[str, ...]):
         time_axis = shape.index(shape.time)
         batch_axis = shape.batch_axis
         checks = [
-            tf.debugging.assert_non_negative(
-                lengths, message=f"{k}_lengths: a length is negative"),
+            tf.debugging.assert_non_negative(lengths, message=f"{k}_lengths: a length is negative"),
             tf.debugging.assert_less_equal(
-                lengths, tf.shape(x)[time_axis],
+                lengths,
+                tf.shape(x)[time_axis],
                 message=f"{k}_lengths: a length is larger than the time size of `{k}` "
-                        f"(axis {time_axis})"),
+                f"(axis {time_axis})",
+            ),
         ]
         if batch_axis is not None:
-            checks.append(tf.debugging.assert_equal(
-                tf.size(lengths), tf.shape(x)[batch_axis],
-                message=f"{k}_lengths: one length per sequence of `{k}` expected"))
+            checks.append(
+                tf.debugging.assert_equal(
+                    tf.size(lengths),
+                    tf.shape(x)[batch_axis],
+                    message=f"{k}_lengths: one length per sequence of `{k}` expected",
+                )
+            )
         with tf.control_dependencies(checks):
             return tf.identity(lengths)
 
     @tf.function(input_signature=[specs], autograph=False)
     def serve(features):
         inputs = {k: features[k] for k in keys}
-        lengths = {k: checked_lengths(k, features[k], features[f"{k}_lengths"])
-                   for k in keys if f"{k}_lengths" in features}
+        lengths = {
+            k: checked_lengths(k, features[k], features[f"{k}_lengths"])
+            for k in keys
+            if f"{k}_lengths" in features
+        }
         out = net.forward(inputs, lengths, training=False, fetch=fetch)
         result = {}
         for name, (values, lens) in out.items():
@@ -110,8 +129,9 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def export_saved_model(net: CompiledNetwork, directory, fetch: Iterable[str] | None = None,
-                       summary: str | None = None) -> Path:
+def export_saved_model(
+    net: CompiledNetwork, directory, fetch: Iterable[str] | None = None, summary: str | None = None
+) -> Path:
     """Write a SavedModel (and `shapes.txt`) to `directory`, atomically."""
     fetch = net.normalise_fetch(fetch)
     target = Path(directory)
@@ -134,8 +154,10 @@ def shapes_summary(net: CompiledNetwork) -> str:
     for key, shape in net.extern_shapes.items():
         lines.append(f"data:{key}\t{shape}")
     for name, shape in net.inferred.shapes.items():
-        lines.append(f"{name}\t{net.network.layers[name].layer_class}\t{shape}\t"
-                     f"{net.inferred.param_count(name)}")
+        lines.append(
+            f"{name}\t{net.network.layers[name].layer_class}\t{shape}\t"
+            f"{net.inferred.param_count(name)}"
+        )
     lines.append(f"total parameters\t{net.inferred.total_params}")
     return "\n".join(lines) + "\n"
 
@@ -166,21 +188,21 @@ def cli_compile(args) -> int:
             return EXIT_INVALID
     target = Path(args.output)
     if target.exists() and not target.is_dir():
-        print(f"netcompiler compile: error: -o {target} exists and is not a directory",
-              file=sys.stderr)
+        print(
+            f"netcompiler compile: error: -o {target} exists and is not a directory",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     summary = shapes_summary(net)
     try:
         export_saved_model(net, args.output, summary=summary)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
-              file=sys.stderr)
+        print(f"netcompiler compile: error: cannot write -o {target} ({reason})", file=sys.stderr)
         return EXIT_INVALID
     except tf.errors.OpError as exc:  # e.g. the disk filled up while writing variables
         reason = str(exc.message).rsplit("; ", 1)[-1].splitlines()[0]
-        print(f"netcompiler compile: error: cannot write -o {target} ({reason})",
-              file=sys.stderr)
+        print(f"netcompiler compile: error: cannot write -o {target} ({reason})", file=sys.stderr)
         return EXIT_INVALID
     print(summary, end="")
     print(f"SavedModel written to {args.output}")

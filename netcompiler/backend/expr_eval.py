@@ -1,6 +1,7 @@
 """Evaluating the accepted trees of `netcompiler.frontend.expr` with TensorFlow (`to_tf`, the `eval`
 layer's builder). TensorFlow is imported where it runs, so validation does not import it. (The
 tests' NumPy evaluator of the same trees, their oracle, is `tests/expr_numpy.py`.)"""
+
 from __future__ import annotations
 
 import math
@@ -37,11 +38,14 @@ def to_tf(node: Node, sources: Sequence, aligned: bool = False):
 
 def _tf_identity_grad(tf, fn):
     """`fn(x)` whose gradient is the identity (RETURNN's clamps in safe_log/safe_exp)."""
+
     @tf.custom_gradient
     def f(x):
         def grad(dy):
             return dy
+
         return fn(x), grad
+
     return f
 
 
@@ -68,8 +72,15 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None, aligned: bool):
         inner = operand_dtype(node, dtype, memo)
         a = ev(node.left, inner)
         b = ev(node.right, inner)
-        r = {"+": tf.add, "-": tf.subtract, "*": tf.multiply, "/": tf.math.truediv,
-             "**": tf.pow, "%": tf.math.floormod, "//": tf.math.floordiv}[node.op](a, b)
+        r = {
+            "+": tf.add,
+            "-": tf.subtract,
+            "*": tf.multiply,
+            "/": tf.math.truediv,
+            "**": tf.pow,
+            "%": tf.math.floormod,
+            "//": tf.math.floordiv,
+        }[node.op](a, b)
         return conv(r)
     f = node.func
     if f in ("safe_log", "safe_exp"):
@@ -81,18 +92,43 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None, aligned: bool):
     if f.startswith("reduce_"):
         return conv(getattr(tf, f)(args[0], axis=-1, keepdims=keep))
     fn = {
-        "sigmoid": tf.sigmoid, "tanh": tf.tanh, "relu": tf.nn.relu, "elu": tf.nn.elu,
-        "exp": tf.exp, "log": tf.math.log, "log1p": tf.math.log1p, "expm1": tf.math.expm1,
-        "log_sigmoid": tf.math.log_sigmoid, "sqrt": tf.sqrt, "rsqrt": tf.math.rsqrt,
-        "reciprocal": tf.math.reciprocal, "erf": tf.math.erf, "abs": tf.abs,
-        "square": tf.square, "sign": tf.sign, "floor": tf.floor, "ceil": tf.math.ceil,
-        "round": tf.round, "softplus": tf.nn.softplus, "minimum": tf.minimum,
-        "maximum": tf.maximum, "clip": lambda x, lo, hi: tf.minimum(tf.maximum(x, lo), hi),
-        "less": tf.less, "less_equal": tf.less_equal, "greater": tf.greater,
-        "greater_equal": tf.greater_equal, "equal": tf.equal, "not_equal": tf.not_equal,
-        "logical_and": tf.logical_and, "logical_or": tf.logical_or,
-        "logical_not": tf.logical_not, "where": tf.where, "zeros_like": tf.zeros_like,
-        "ones_like": tf.ones_like, "stop_gradient": tf.stop_gradient, "identity": tf.identity,
+        "sigmoid": tf.sigmoid,
+        "tanh": tf.tanh,
+        "relu": tf.nn.relu,
+        "elu": tf.nn.elu,
+        "exp": tf.exp,
+        "log": tf.math.log,
+        "log1p": tf.math.log1p,
+        "expm1": tf.math.expm1,
+        "log_sigmoid": tf.math.log_sigmoid,
+        "sqrt": tf.sqrt,
+        "rsqrt": tf.math.rsqrt,
+        "reciprocal": tf.math.reciprocal,
+        "erf": tf.math.erf,
+        "abs": tf.abs,
+        "square": tf.square,
+        "sign": tf.sign,
+        "floor": tf.floor,
+        "ceil": tf.math.ceil,
+        "round": tf.round,
+        "softplus": tf.nn.softplus,
+        "minimum": tf.minimum,
+        "maximum": tf.maximum,
+        "clip": lambda x, lo, hi: tf.minimum(tf.maximum(x, lo), hi),
+        "less": tf.less,
+        "less_equal": tf.less_equal,
+        "greater": tf.greater,
+        "greater_equal": tf.greater_equal,
+        "equal": tf.equal,
+        "not_equal": tf.not_equal,
+        "logical_and": tf.logical_and,
+        "logical_or": tf.logical_or,
+        "logical_not": tf.logical_not,
+        "where": tf.where,
+        "zeros_like": tf.zeros_like,
+        "ones_like": tf.ones_like,
+        "stop_gradient": tf.stop_gradient,
+        "identity": tf.identity,
         "softmax": lambda x: tf.nn.softmax(x, axis=-1),
         "log_softmax": lambda x: tf.nn.log_softmax(x, axis=-1),
     }[f]

@@ -1,5 +1,6 @@
 """Initial values of variables from initialiser option values (see
 `netcompiler.frontend.initializers` for the accepted forms and TF1's defaults)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,16 +48,17 @@ def make_initial_value(init: Any, shape: tuple[int, ...], seed: int, dtype=None)
     if name == "variance_scaling":
         dist = kw["distribution"]
         dist = "truncated_normal" if dist == "normal" else dist  # TF1's alias
-        init = inits.VarianceScaling(scale=float(kw["scale"]), mode=kw["mode"],
-                                     distribution=dist, seed=seed)
+        init = inits.VarianceScaling(
+            scale=float(kw["scale"]), mode=kw["mode"], distribution=dist, seed=seed
+        )
     elif name == "random_normal":
         init = inits.RandomNormal(mean=float(kw["mean"]), stddev=float(kw["stddev"]), seed=seed)
     elif name == "truncated_normal":
-        init = inits.TruncatedNormal(mean=float(kw["mean"]), stddev=float(kw["stddev"]),
-                                     seed=seed)
+        init = inits.TruncatedNormal(mean=float(kw["mean"]), stddev=float(kw["stddev"]), seed=seed)
     elif name == "random_uniform":
-        init = inits.RandomUniform(minval=float(kw["minval"]), maxval=float(kw["maxval"]),
-                                   seed=seed)
+        init = inits.RandomUniform(
+            minval=float(kw["minval"]), maxval=float(kw["maxval"]), seed=seed
+        )
     elif name == "orthogonal":
         init = inits.Orthogonal(gain=float(kw["gain"]), seed=seed)
     else:  # pragma: no cover - every canonical name is handled above

@@ -4,6 +4,7 @@ Every tensor has exactly the axes of its inferred `Shape`, batch-major; sparse d
 without a feature axis. Lengths of dynamic axes are looked up by `Dim` identity.
 TensorFlow is imported lazily (this module is imported only when compiling).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,12 +27,26 @@ class CallContext(LayerContext):
       training: Python bool (the forward pass is traced once per value).
     """
 
-    def __init__(self, name: str, layer_class: str, opts: dict, sources: list, source_shapes:
-                 list[Shape], out_shape: Shape, refs: dict[str, tuple[Any, Shape]],
-                 params: dict[str, tf.Variable], training: bool, lengths: dict[Dim, Any],
-                 in_rec: bool = False, loop_dim: Dim | None = None, state: dict | None = None,
-                 seed: int | None = None, source_opts: list[dict] | None = None,
-                 step_seed=None, source_names: list[str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        layer_class: str,
+        opts: dict,
+        sources: list,
+        source_shapes: list[Shape],
+        out_shape: Shape,
+        refs: dict[str, tuple[Any, Shape]],
+        params: dict[str, tf.Variable],
+        training: bool,
+        lengths: dict[Dim, Any],
+        in_rec: bool = False,
+        loop_dim: Dim | None = None,
+        state: dict | None = None,
+        seed: int | None = None,
+        source_opts: list[dict] | None = None,
+        step_seed=None,
+        source_names: list[str] | None = None,
+    ):
         self.name = name
         self.layer_class = layer_class
         self.opts = opts
@@ -92,8 +107,14 @@ class CallContext(LayerContext):
         got = self._refs.get(option)
         return None if got is None else got[1]
 
-    def dropout(self, x, rate: float, salt: int = 0, broadcast: list[bool] | None = None,
-                loop_broadcast: bool = False):
+    def dropout(
+        self,
+        x,
+        rate: float,
+        salt: int = 0,
+        broadcast: list[bool] | None = None,
+        loop_broadcast: bool = False,
+    ):
         """Dropout while training (identity otherwise). With a `step_seed` the mask is a pure
         function of (layer seed, salt, step seed, and inside a loop the step `self.step` unless
         `loop_broadcast`): a resumed run draws the same masks. `broadcast` (per axis of `x`):
@@ -107,9 +128,9 @@ class CallContext(LayerContext):
             noise_shape = tf.stack([1 if bc else dyn[i] for i, bc in enumerate(broadcast)])
         if self.step_seed is None:
             return tf.nn.dropout(x, rate=rate, noise_shape=noise_shape)
-        return tf.nn.experimental.stateless_dropout(x, rate=rate,
-                                                    seed=self.random_seed(salt, loop_broadcast),
-                                                    noise_shape=noise_shape)
+        return tf.nn.experimental.stateless_dropout(
+            x, rate=rate, seed=self.random_seed(salt, loop_broadcast), noise_shape=noise_shape
+        )
 
     def random_seed(self, salt: int = 0, loop_broadcast: bool = False):
         """The int64 [2] seed of a stateless random op (`tf.random.stateless_*`), drawn as
@@ -117,7 +138,7 @@ class CallContext(LayerContext):
         the step unless `loop_broadcast`), so a resumed run draws the same numbers. Without a
         `step_seed` (e.g. `net(..., training=True)`) a fresh seed from the global RNG."""
         if self.step_seed is None:
-            return tf.random.uniform([2], maxval=2 ** 62, dtype=tf.int64)
+            return tf.random.uniform([2], maxval=2**62, dtype=tf.int64)
         step_seed = tf.cast(self.step_seed, tf.int64)
         if self.step is not None and not loop_broadcast:
             step_seed = step_seed * 1000003 + tf.cast(self.step, tf.int64)

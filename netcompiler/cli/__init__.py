@@ -1,4 +1,5 @@
 """The `netcompiler` command line (`main`); one module per command group."""
+
 from netcompiler.cli.app import main
 
 __all__ = ["main"]

@@ -8,6 +8,7 @@ and pre-commit hooks. The TensorFlow subcommands import their module only when r
 Exit codes: 0 all valid, 1 some config invalid, 2 usage error (bad arguments, missing or
 unreadable file, no configs found).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,23 @@ __all__ = ["COMMANDS", "DEBUG_ENV", "build_parser", "main"]
 
 #: the command modules, in the order `netcompiler --help` lists them; each has
 #: `add_parser(subparsers)`, which registers its sub-parser and sets its `handler`
-COMMANDS = (validate, schema, explain, graph, compile_command, train, search, forward,
-            import_returnn)
+COMMANDS = (
+    validate,
+    schema,
+    explain,
+    graph,
+    compile_command,
+    train,
+    search,
+    forward,
+    import_returnn,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="netcompiler", description="Validate, draw and compile YAML network configs.")
+        prog="netcompiler", description="Validate, draw and compile YAML network configs."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)

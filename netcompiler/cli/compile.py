@@ -1,5 +1,6 @@
 """`netcompiler compile CONFIG -o DIR`: build the TensorFlow model and save it (the work is
 `netcompiler.backend.export.cli_compile`, imported when the command runs)."""
+
 from __future__ import annotations
 
 from netcompiler.cli.configs import add_precision_option, add_set_option

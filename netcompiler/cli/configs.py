@@ -1,6 +1,7 @@
 """The configs a command names: expanding paths and globs, checking `--set` texts, and
 validating one config into a `Checked` report (an unexpected exception becomes an `internal`
 diagnostic). Shared by `validate` and `graph`; never imports TensorFlow."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ def _is_glob(text: str) -> bool:
 
 
 def _configs_in_dir(directory: Path) -> list[str]:
-    return sorted(str(p) for p in directory.rglob("*")
-                  if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES)
+    return sorted(
+        str(p) for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES
+    )
 
 
 def _configs_matching(pattern: str) -> list[str]:
@@ -63,9 +65,13 @@ def expand_paths(paths: list[str]) -> tuple[list[str], list[str]]:
 
 def add_set_option(p: argparse.ArgumentParser) -> None:
     """The `--set KEY=VALUE` option every command that reads a config takes."""
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a config value before validation, e.g. "
-                        "network.att.num_heads=8 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override a config value before validation, e.g. network.att.num_heads=8 (repeatable)",
+    )
 
 
 class PrecisionOverride(argparse.Action):
@@ -80,9 +86,13 @@ def add_precision_option(p: argparse.ArgumentParser) -> None:
     from netcompiler.frontend.schema import load_schema
 
     choices = load_schema("train.schema.json")["properties"]["precision"]["enum"]
-    p.add_argument("--precision", choices=choices, action=PrecisionOverride,
-                   help="dtype of matmuls, einsums and convolutions (variables stay float32; "
-                        "default: the config's train.precision, float32)")
+    p.add_argument(
+        "--precision",
+        choices=choices,
+        action=PrecisionOverride,
+        help="dtype of matmuls, einsums and convolutions (variables stay float32; "
+        "default: the config's train.precision, float32)",
+    )
 
 
 def check_overrides(overrides: list[str]) -> None:

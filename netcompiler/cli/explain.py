@@ -1,5 +1,6 @@
 """`netcompiler explain RULE`: what a diagnostic's rule checks and how to fix it; without RULE,
 the list of rule ids with their summaries."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,11 @@ from netcompiler.core.rules import FAMILIES, RULES, explain, summary
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "explain", help="explain a diagnostic's rule id, e.g. shape.conv-groups",
+        "explain",
+        help="explain a diagnostic's rule id, e.g. shape.conv-groups",
         description="What a rule (the [id] at the end of a diagnostic) checks, "
-                    "and an example of the fix; without RULE, list the rules.")
+        "and an example of the fix; without RULE, list the rules.",
+    )
     p.add_argument("rule", nargs="?", metavar="RULE", help="e.g. schema.unknown-option")
     p.set_defaults(handler=run)
 
@@ -28,8 +31,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     text = explain(rule)
     if text is None:
         hint = did_you_mean(rule, list(RULES) + list(FAMILIES))
-        raise UsageError(f"unknown rule `{rule}`" + (f"; {hint}" if hint else "") +
-                         " (`netcompiler explain` lists them)")
+        raise UsageError(
+            f"unknown rule `{rule}`"
+            + (f"; {hint}" if hint else "")
+            + " (`netcompiler explain` lists them)"
+        )
     print(rule, file=out)
     print(textwrap.fill(text, 79, initial_indent="  ", subsequent_indent="  "), file=out)
     return EXIT_OK

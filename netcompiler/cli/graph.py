@@ -1,5 +1,6 @@
 """`netcompiler graph CONFIG`: the layer dependency graph as text (dot, mermaid) or drawn by
 Graphviz (svg, png, html), on stdout or written atomically to `-o FILE`."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,26 @@ from netcompiler.frontend.graph_text import render_dot, render_mermaid
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("graph", help="draw the layer dependency graph (dot, mermaid, or "
-                                            "rendered with Graphviz: svg, png, html)")
+    p = subparsers.add_parser(
+        "graph",
+        help="draw the layer dependency graph (dot, mermaid, or "
+        "rendered with Graphviz: svg, png, html)",
+    )
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--format", choices=("dot", "mermaid", "svg", "png", "html"), default="dot",
-                   help="dot/mermaid: the graph as text; svg/png: drawn by Graphviz's `dot` "
-                        "(each layer with its class and shape, flagged layers red); html: one "
-                        "self-contained page with the SVG and a table of the layers")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write here (atomically) instead of stdout (required for png)")
+    p.add_argument(
+        "--format",
+        choices=("dot", "mermaid", "svg", "png", "html"),
+        default="dot",
+        help="dot/mermaid: the graph as text; svg/png: drawn by Graphviz's `dot` "
+        "(each layer with its class and shape, flagged layers red); html: one "
+        "self-contained page with the SVG and a table of the layers",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write here (atomically) instead of stdout (required for png)",
+    )
     add_set_option(p)
     p.set_defaults(handler=run)
 

@@ -1,5 +1,6 @@
 """`netcompiler schema`: print the config JSON Schema, or (`--write`) rewrite
 schemas/config.schema.json."""
+
 from __future__ import annotations
 
 import argparse

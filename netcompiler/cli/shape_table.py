@@ -1,5 +1,6 @@
 """The table `validate --shapes` prints: each layer's class, output axes and parameter count
 (extern data first, rec units and subnetworks indented under their layer), and the total."""
+
 from __future__ import annotations
 
 
@@ -26,9 +27,14 @@ def shape_rows(result) -> list[tuple[str, str, str, str]]:
             if layer.scope is not scope:
                 continue
             shape = inferred.shapes.get(name)
-            rows.append(("  " * depth + name, layer.layer_class or "?",
-                         str(shape) if shape is not None else "?",
-                         str(inferred.param_count(name))))
+            rows.append(
+                (
+                    "  " * depth + name,
+                    layer.layer_class or "?",
+                    str(shape) if shape is not None else "?",
+                    str(inferred.param_count(name)),
+                )
+            )
             if layer.unit is not None:
                 add_scope(layer.unit, depth + 1)
             if layer.subnet is not None:

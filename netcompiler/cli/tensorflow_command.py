@@ -1,6 +1,7 @@
 """The handler of a command that needs TensorFlow (compile, train, search, forward): it imports
 TensorFlow and the command's module only when the command runs, and on the light install
 (`pip install netcompiler`) says in one line what to install (exit 2)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 
 def tensorflow_command(module: str, func: str) -> Handler:
     """A handler running `netcompiler.<module>.<func>(args)`, imported when it is called."""
+
     def handler(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from netcompiler import missing_tf_extra
 

@@ -3,6 +3,7 @@ diagnostic as text, JSON or GitHub annotations; `--shapes` adds each valid netwo
 
 Exit codes: 0 all valid, 1 some config invalid, 2 usage error (bad arguments, missing or
 unreadable file, no configs found)."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,14 @@ def add_parser(subparsers) -> None:
     add_set_option(p)
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument("--format", choices=("text", "json", "github"), default="text")
-    p.add_argument("--shapes", action="store_true",
-                   help="print each valid network's layers, output axes and parameter counts")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="print errors only (no warnings, no summary)")
+    p.add_argument(
+        "--shapes",
+        action="store_true",
+        help="print each valid network's layers, output axes and parameter counts",
+    )
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="print errors only (no warnings, no summary)"
+    )
     p.set_defaults(handler=run)
 
 
@@ -65,9 +70,14 @@ def _with_help(d: Diagnostic) -> dict:
 
 def _dump_json(checked: list[Checked], out: TextIO) -> None:
     doc = {
-        "configs": [{"path": c.path, "valid": c.valid,
-                     "diagnostics": [_with_help(d) for d in c.diagnostics]}
-                    for c in checked],
+        "configs": [
+            {
+                "path": c.path,
+                "valid": c.valid,
+                "diagnostics": [_with_help(d) for d in c.diagnostics],
+            }
+            for c in checked
+        ],
         "errors": sum(len(c.errors) for c in checked),
         "warnings": sum(len(c.warnings) for c in checked),
     }
@@ -90,11 +100,15 @@ def _print_diagnostics(checked: list[Checked], args: argparse.Namespace, out: Te
 def _print_summary(checked: list[Checked], out: TextIO) -> None:
     n_errors = sum(len(c.errors) for c in checked)
     n_warnings = sum(len(c.warnings) for c in checked)
-    print(f"checked {_plural(len(checked), 'config')}: {_plural(n_errors, 'error')}, "
-          f"{_plural(n_warnings, 'warning')}", file=out)
+    print(
+        f"checked {_plural(len(checked), 'config')}: {_plural(n_errors, 'error')}, "
+        f"{_plural(n_warnings, 'warning')}",
+        file=out,
+    )
     # where the rule ids are explained: the first error's, else the first warning's
     first = next((d.rule for c in checked for d in c.errors), None) or next(
-        (d.rule for c in checked for d in c.diagnostics), None)
+        (d.rule for c in checked for d in c.diagnostics), None
+    )
     if first is not None:
         print(f"({explain_command(first)} tells more)", file=out)
 

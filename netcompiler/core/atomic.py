@@ -4,6 +4,7 @@ the target's directory, flush it to disk, then rename it over the target.
 The new file keeps the mode of the file it replaces (a 0600 file stays private); a new file
 gets the mode `open()` would give it (0666 less the umask). After the rename the directory is
 flushed too, so the new name survives a power cut."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,9 @@ def fsync_dir(path: PathArg) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathArg, write_fn: Callable[[str], None], suffix: str = ".tmp",
-                 make_parents: bool = True) -> Path:
+def atomic_write(
+    path: PathArg, write_fn: Callable[[str], None], suffix: str = ".tmp", make_parents: bool = True
+) -> Path:
     """Call `write_fn(tmp_path)` on a temporary file next to `path`, then replace `path`.
     Without `make_parents`, a missing directory is an error (e.g. a mistyped `-o` path)."""
     target = Path(path)
@@ -81,6 +83,7 @@ def atomic_write(path: PathArg, write_fn: Callable[[str], None], suffix: str = "
 
 def atomic_write_text(path: PathArg, text: str, make_parents: bool = False) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

@@ -5,6 +5,7 @@ None, nothing else (the loader rejects anything richer). Its values are typed `A
 schema check, not the type checker, is what tells them apart; code that reads a value before
 the schema check tests its type (`isinstance`) first.
 """
+
 from __future__ import annotations
 
 from typing import Any

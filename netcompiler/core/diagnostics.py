@@ -3,6 +3,7 @@
 Every phase (load, schema, graph, shapes) reports problems as `Diagnostic` values instead of
 raising, so `netcompiler validate` can report all of them at once.
 """
+
 from __future__ import annotations
 
 import difflib

@@ -8,6 +8,7 @@ these identities, never by position alone.
 At run time a tensor has exactly the axes of its `Shape`, in that order (batch-major); the
 lengths of each dynamic axis are looked up by its `Dim`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

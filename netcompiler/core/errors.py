@@ -20,6 +20,7 @@ methods only (a subclass that forgot to implement one is a bug).
 Diagnostics (`diagnostics.Diagnostic`) are not exceptions: validation reports all problems of a
 config at once, each with a rule id explained by `netcompiler explain RULE` (see `rules.py`).
 """
+
 from __future__ import annotations
 
 #: set to re-raise internal errors (and unexpected exceptions) instead of reporting them

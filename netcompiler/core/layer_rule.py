@@ -5,6 +5,7 @@ automatically by the registry) and one schema file `schemas/layers/<class>.schem
 The shape rule runs without TensorFlow; the builder (see `netcompiler.backend.build`) imports
 TensorFlow only when a network is compiled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ class ParamSpec:
 class ShapeError(UserError):
     """Raised by a shape rule; the driver turns it into a located diagnostic."""
 
-    def __init__(self, message: str, option: str | None = None, rule: str = "shape",
-                 hint: str | None = None):
+    def __init__(
+        self, message: str, option: str | None = None, rule: str = "shape", hint: str | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.option = option

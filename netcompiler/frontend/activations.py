@@ -12,15 +12,37 @@ Definitions where libraries differ: `gelu` is the tanh approximation
 `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (RETURNN's `gelu`), `leaky_relu` has slope 0.2 (TensorFlow's default), `hard_sigmoid` is
 `relu6(x + 3) / 6` (Keras 3), `swish`/`silu` is `x * sigmoid(x)`.
 """
+
 from __future__ import annotations
 
 import re
 
 #: activation names without scale; the schema pattern of `activation` lists the same names.
 ACTIVATIONS = (
-    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "swish", "silu", "tanh",
-    "sigmoid", "log_sigmoid", "hard_sigmoid", "softmax", "log_softmax", "softplus", "softsign",
-    "abs", "square", "sqrt", "exp", "log", "identity", "linear", "none",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "tanh",
+    "sigmoid",
+    "log_sigmoid",
+    "hard_sigmoid",
+    "softmax",
+    "log_softmax",
+    "softplus",
+    "softsign",
+    "abs",
+    "square",
+    "sqrt",
+    "exp",
+    "log",
+    "identity",
+    "linear",
+    "none",
 )
 IDENTITY = ("identity", "linear", "none")
 #: activations that normalise over the feature axis (not element-wise)
@@ -35,8 +57,10 @@ def parse_activation(name: str | None) -> tuple[float, str]:
         return 1.0, "identity"
     m = _SCALED.match(str(name))
     if not m or m.group(2) not in ACTIVATIONS:
-        raise ValueError(f"unknown activation `{name}` (known: {', '.join(ACTIVATIONS)}, "
-                         f"optionally scaled as `2*sigmoid`)")
+        raise ValueError(
+            f"unknown activation `{name}` (known: {', '.join(ACTIVATIONS)}, "
+            f"optionally scaled as `2*sigmoid`)"
+        )
     scale = float(m.group(1)) if m.group(1) else 1.0
     return scale, m.group(2)
 

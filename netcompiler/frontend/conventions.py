@@ -11,6 +11,7 @@ RETURNN configs lean on defaults that live outside the network dict:
 `apply_conventions` writes these into the data (after the schema check, so that the file as
 written is what is checked), and returns the notes it has to say. Pure data, no TensorFlow.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -68,13 +69,13 @@ def apply_conventions(data: object) -> list[Diagnostic]:
     return notes
 
 
-def _fill_targets(layers: dict[str, Any], target: str, path: ConfigPath,
-                  notes: list[Diagnostic]) -> None:
+def _fill_targets(
+    layers: dict[str, Any], target: str, path: ConfigPath, notes: list[Diagnostic]
+) -> None:
     for name, opts in layers.items():
         if not isinstance(opts, dict):
             continue
-        if opts.get("loss") and opts.get("loss") not in NO_TARGET_LOSSES \
-                and "target" not in opts:
+        if opts.get("loss") and opts.get("loss") not in NO_TARGET_LOSSES and "target" not in opts:
             opts["target"] = target
         unit = opts.get("unit")
         if opts.get("class") == "rec" and isinstance(unit, dict):

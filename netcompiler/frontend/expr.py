@@ -56,6 +56,7 @@ raises `ExprError` naming the offending token. The accepted tree is turned into 
 values that `netcompiler.backend.expr_eval` evaluates with TensorFlow (`to_tf`; the tests evaluate
 them with NumPy too, `tests/expr_numpy.py`); this module imports neither.
 """
+
 from __future__ import annotations
 
 import ast
@@ -85,8 +86,14 @@ class ExprError(UserError, ValueError):
     """An expression that is not in the language; `token` is the offending text, `rule` a rule
     id of its own where the error has one (`expr.python-call`), else None."""
 
-    def __init__(self, message: str, token: str | None = None, col: int | None = None,
-                 hint: str | None = None, rule: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        token: str | None = None,
+        col: int | None = None,
+        hint: str | None = None,
+        rule: str | None = None,
+    ):
         super().__init__(message + (f" ({hint})" if hint else ""))
         self.message = message
         self.token = token
@@ -96,6 +103,7 @@ class ExprError(UserError, ValueError):
 
 
 # -- the accepted tree -----------------------------------------------------------------------------
+
 
 class Node:
     pass
@@ -140,6 +148,7 @@ class Call(Node):
     """A function: element-wise (sigmoid, minimum, clip, less, logical_and, where, ...) or over
     the last axis (softmax, reduce_sum, ...); `options` are its literal parameters (axis,
     keepdims, approximate) as (name, value) pairs."""
+
     func: str  # canonical name
     args: tuple[Node, ...]
     options: tuple[tuple[str, object], ...] = ()
@@ -161,10 +170,23 @@ class Cast(Node):
         return f"cast({self.operand}, {self.dtype})"
 
 
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
-           ast.Mod: "%", ast.FloorDiv: "//"}
-_CMPOPS = {ast.Lt: "less", ast.LtE: "less_equal", ast.Gt: "greater", ast.GtE: "greater_equal",
-           ast.Eq: "equal", ast.NotEq: "not_equal"}
+_BINOPS = {
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.Pow: "**",
+    ast.Mod: "%",
+    ast.FloorDiv: "//",
+}
+_CMPOPS = {
+    ast.Lt: "less",
+    ast.LtE: "less_equal",
+    ast.Gt: "greater",
+    ast.GtE: "greater_equal",
+    ast.Eq: "equal",
+    ast.NotEq: "not_equal",
+}
 #: source(i, ...) keywords in RETURNN's order, and the values netcompiler accepts
 _SOURCE_KEYWORDS = ("auto_convert", "enforce_batch_major", "as_data", "as_layer")
 
@@ -192,26 +214,42 @@ def _segment(text: str, node: ast.AST) -> str:
 
 
 _NODE_WORDS = {
-    ast.Lambda: "lambdas", ast.ListComp: "comprehensions", ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions", ast.GeneratorExp: "comprehensions",
-    ast.Subscript: "subscripts", ast.BoolOp: "`and`/`or`",
-    ast.IfExp: "conditional expressions", ast.List: "lists", ast.Tuple: "tuples",
-    ast.Dict: "dicts", ast.Set: "sets", ast.JoinedStr: "f-strings", ast.Starred: "`*` unpacking",
-    ast.NamedExpr: "`:=`", ast.Await: "`await`", ast.Yield: "`yield`", ast.YieldFrom: "`yield`",
-    ast.Slice: "slices", ast.FormattedValue: "f-strings",
+    ast.Lambda: "lambdas",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.Subscript: "subscripts",
+    ast.BoolOp: "`and`/`or`",
+    ast.IfExp: "conditional expressions",
+    ast.List: "lists",
+    ast.Tuple: "tuples",
+    ast.Dict: "dicts",
+    ast.Set: "sets",
+    ast.JoinedStr: "f-strings",
+    ast.Starred: "`*` unpacking",
+    ast.NamedExpr: "`:=`",
+    ast.Await: "`await`",
+    ast.Yield: "`yield`",
+    ast.YieldFrom: "`yield`",
+    ast.Slice: "slices",
+    ast.FormattedValue: "f-strings",
 }
 
 _SPEC_AUGMENT_WORDS = ("transform", "spec", "augment", "mask")
 #: the layer the hint of a SpecAugment hook shows (modelled on the rwth-i6 setups' `transform`;
 #: `tests/test_spec_augment.py` checks that it validates)
-SPEC_AUGMENT_EXAMPLE = ("{class: spec_augment, from: data, max_num_time_masks: 2, "
-                        "time_mask_frames_per_mask: 100, max_time_mask_width: 20, "
-                        "max_num_feature_masks: 2}")
+SPEC_AUGMENT_EXAMPLE = (
+    "{class: spec_augment, from: data, max_num_time_masks: 2, "
+    "time_mask_frames_per_mask: 100, max_time_mask_width: 20, "
+    "max_num_feature_masks: 2}"
+)
 
 
 def _is_source_call(node: ast.AST) -> TypeGuard[ast.Call]:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "source")
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "source"
+    )
 
 
 def _python_hit(node: ast.AST) -> str | None:
@@ -221,8 +259,11 @@ def _python_hit(node: ast.AST) -> str | None:
     if not isinstance(node, ast.Attribute):
         if _is_source_call(node):
             for kw in node.keywords:
-                if (kw.arg in PYTHON_SOURCE_KEYWORDS and isinstance(kw.value, ast.Constant)
-                        and kw.value.value is True):
+                if (
+                    kw.arg in PYTHON_SOURCE_KEYWORDS
+                    and isinstance(kw.value, ast.Constant)
+                    and kw.value.value is True
+                ):
                     return f"`{kw.arg}=True` ({PYTHON_SOURCE_KEYWORDS[kw.arg]})"
         return None
     if node.attr in PYTHON_NAMES:
@@ -256,26 +297,41 @@ def _python_call(text: str, tree: ast.AST) -> ExprError | None:
     # the widest expression around the hit that is a call or attribute chain, for the message
     outer = node
     for cand in ast.walk(tree):
-        if isinstance(cand, (ast.Call, ast.Attribute)) and _contains(cand, node) \
-                and _chain(cand, node):
+        if (
+            isinstance(cand, (ast.Call, ast.Attribute))
+            and _contains(cand, node)
+            and _chain(cand, node)
+        ):
             if len(_segment(text, cand)) > len(_segment(text, outer)):
                 outer = cand
     token = _segment(text, outer)
     lowered = text.lower()
-    strings = [n.value.lower() for n in ast.walk(tree)
-               if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    strings = [
+        n.value.lower()
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
     spec = "typed_value" in lowered and any(w in s for s in strings for w in _SPEC_AUGMENT_WORDS)
     if spec:
-        hint = ("for SpecAugment use the `spec_augment` layer, which is data only and masks "
-                "only in training, e.g. `" + SPEC_AUGMENT_EXAMPLE + "` (options: "
-                "schemas/layers/spec_augment.schema.json)")
+        hint = (
+            "for SpecAugment use the `spec_augment` layer, which is data only and masks "
+            "only in training, e.g. `" + SPEC_AUGMENT_EXAMPLE + "` (options: "
+            "schemas/layers/spec_augment.schema.json)"
+        )
     else:
-        hint = ("write it as layers (e.g. `compare`, `reduce`, `length`) or as an expression "
-                "over source(i), which are data only")
+        hint = (
+            "write it as layers (e.g. `compare`, `reduce`, `length`) or as an expression "
+            "over source(i), which are data only"
+        )
     col = node.col_offset
-    return ExprError(f"`{token}` at column {col + 1} uses {name}, which calls Python from "
-                     f"the config; netcompiler never runs Python from a config", token, col,
-                     hint, PYTHON_CALL_RULE)
+    return ExprError(
+        f"`{token}` at column {col + 1} uses {name}, which calls Python from "
+        f"the config; netcompiler never runs Python from a config",
+        token,
+        col,
+        hint,
+        PYTHON_CALL_RULE,
+    )
 
 
 def _contains(outer: ast.AST, inner: ast.AST) -> bool:
@@ -318,9 +374,11 @@ class _Parser:
             v = node.value
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 kind = "strings" if isinstance(v, (str, bytes)) else f"constant {v!r}"
-                raise self.fail(node, f"{kind} are not allowed" if kind == "strings"
-                                else f"{kind} is not allowed")
-            if isinstance(v, int) and abs(v) > 2 ** 31 - 1:
+                raise self.fail(
+                    node,
+                    f"{kind} are not allowed" if kind == "strings" else f"{kind} is not allowed",
+                )
+            if isinstance(v, int) and abs(v) > 2**31 - 1:
                 raise self.fail(node, "integer literal out of int32 range", "")
             if isinstance(v, float) and not math.isfinite(v):
                 raise self.fail(node, "non-finite number", "")
@@ -378,21 +436,29 @@ class _Parser:
             if isinstance(v.value, bool) or v.value is None:
                 raise self.fail(node, f"`{what}` of `{name}` must be a literal", "")
             return -v.value
-        raise self.fail(node, f"`{what}` of `{name}` must be a literal (a number, True or "
-                        f"False)", "")
+        raise self.fail(
+            node, f"`{what}` of `{name}` must be a literal (a number, True or False)", ""
+        )
 
     def source(self, node: ast.Call) -> Node:
         if not node.args:
             raise self.fail(node, "`source` takes an integer argument", "")
         if len(node.args) > 1 + len(_SOURCE_KEYWORDS):
-            raise self.fail(node, "`source` takes one integer argument and the keywords "
-                            + ", ".join(_SOURCE_KEYWORDS), "")
+            raise self.fail(
+                node,
+                "`source` takes one integer argument and the keywords "
+                + ", ".join(_SOURCE_KEYWORDS),
+                "",
+            )
         for a in node.args:
             if isinstance(a, ast.Starred):
                 raise self.fail(a, "`*` unpacking is not allowed")
         arg = node.args[0]
-        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, int)
-                and not isinstance(arg.value, bool)):
+        if not (
+            isinstance(arg, ast.Constant)
+            and isinstance(arg.value, int)
+            and not isinstance(arg.value, bool)
+        ):
             raise self.fail(arg, "the argument of `source(i)` must be an integer literal", "")
         flags: dict[str, ast.AST] = dict(zip(_SOURCE_KEYWORDS, node.args[1:]))
         self._bind_keywords(node, "source", _SOURCE_KEYWORDS, flags, "keywords")
@@ -401,26 +467,44 @@ class _Parser:
             if not isinstance(v, bool):
                 raise self.fail(value_node, f"`{key}` of `source` must be True or False", "")
             if key in ("as_data", "as_layer") and v:
-                raise self.fail(value_node, f"`source(i, {key}=True)` gives RETURNN's Python "
-                                f"{'Data' if key == 'as_data' else 'layer'} object, which "
-                                f"netcompiler does not have", "use `source(i)`, the values")
+                raise self.fail(
+                    value_node,
+                    f"`source(i, {key}=True)` gives RETURNN's Python "
+                    f"{'Data' if key == 'as_data' else 'layer'} object, which "
+                    f"netcompiler does not have",
+                    "use `source(i)`, the values",
+                )
         i = arg.value
         if i < 0 or (self.n_sources is not None and i >= self.n_sources):
-            have = "no inputs" if self.n_sources == 0 else (
-                f"{self.n_sources} input{'s' if self.n_sources != 1 else ''}"
-                if self.n_sources is not None else "inputs from 0")
+            have = (
+                "no inputs"
+                if self.n_sources == 0
+                else (
+                    f"{self.n_sources} input{'s' if self.n_sources != 1 else ''}"
+                    if self.n_sources is not None
+                    else "inputs from 0"
+                )
+            )
             raise self.fail(node, f"out of range, the layer has {have}", "")
         return Source(i)
 
-    def _bind_keywords(self, node: ast.Call, name: str, allowed: Sequence[str],
-                       values: dict[str, ast.AST], what: str) -> None:
+    def _bind_keywords(
+        self,
+        node: ast.Call,
+        name: str,
+        allowed: Sequence[str],
+        values: dict[str, ast.AST],
+        what: str,
+    ) -> None:
         """The keyword arguments of a call into `values` (positional ones are there already);
         only `allowed` names, each once."""
         for kw in node.keywords:
             if kw.arg is None or kw.arg not in allowed:
-                raise self.fail(kw.value if kw.arg is None else kw,
-                                f"keyword `{kw.arg or '**'}` is not allowed for `{name}`",
-                                f"{what} of `{name}`: {', '.join(allowed)}")
+                raise self.fail(
+                    kw.value if kw.arg is None else kw,
+                    f"keyword `{kw.arg or '**'}` is not allowed for `{name}`",
+                    f"{what} of `{name}`: {', '.join(allowed)}",
+                )
             if kw.arg in values:
                 raise self.fail(kw, f"`{kw.arg}` given twice", "")
             values[kw.arg] = kw.value
@@ -445,15 +529,20 @@ class _Parser:
                 raise self.fail(a, "`*` unpacking is not allowed")
         values: dict[str, ast.AST] = {}
         if len(node.args) > len(params):
-            raise self.fail(node, f"`{name}` takes {len(params)} argument"
-                            f"{'s' if len(params) != 1 else ''}, got {len(node.args)}", "")
+            raise self.fail(
+                node,
+                f"`{name}` takes {len(params)} argument"
+                f"{'s' if len(params) != 1 else ''}, got {len(node.args)}",
+                "",
+            )
         for p, a in zip(params, node.args):
             values[p] = a
         self._bind_keywords(node, name, params, values, "parameters")
         if canonical in ("to_float", "to_int32"):
             self._need(node, name, params, values)
-            return Cast(self.walk(values["x"], depth),
-                        "float32" if canonical == "to_float" else "int32")
+            return Cast(
+                self.walk(values["x"], depth), "float32" if canonical == "to_float" else "int32"
+            )
         if canonical == "cast":
             self._need(node, name, params, values)
             dt_node = values["dtype"]
@@ -463,27 +552,38 @@ class _Parser:
             else:
                 dt = _dotted(dt_node)
             if dt is None or dt not in DTYPES:
-                raise self.fail(dt_node, "the dtype of `tf.cast` must be one of tf.float32, "
-                                "tf.int32, tf.bool (or \"float32\", \"int32\", \"bool\")", "")
+                raise self.fail(
+                    dt_node,
+                    "the dtype of `tf.cast` must be one of tf.float32, "
+                    'tf.int32, tf.bool (or "float32", "int32", "bool")',
+                    "",
+                )
             return Cast(self.walk(values["x"], depth), DTYPES[dt])
         options: list[tuple[str, object]] = []
         if canonical in LAST_AXIS_FUNCTIONS:
-            axis = self.literal(values["axis"], name, "axis") if "axis" in values else (
-                -1 if canonical in ("softmax", "log_softmax") else None)
+            axis = (
+                self.literal(values["axis"], name, "axis")
+                if "axis" in values
+                else (-1 if canonical in ("softmax", "log_softmax") else None)
+            )
             if axis != -1:
                 where = values.get("axis", node)
-                hint = ("a reduction over other axes is the `reduce` layer ({class: reduce, "
-                        "mode: ..., axes: ...}), which leaves padding out"
-                        if canonical.startswith("reduce_") else
-                        "over a time axis use the `softmax_over_spatial` layer")
-                raise self.fail(where, f"`{name}` works over the last (feature) axis only, "
-                                f"with axis=-1", hint)
+                hint = (
+                    "a reduction over other axes is the `reduce` layer ({class: reduce, "
+                    "mode: ..., axes: ...}), which leaves padding out"
+                    if canonical.startswith("reduce_")
+                    else "over a time axis use the `softmax_over_spatial` layer"
+                )
+                raise self.fail(
+                    where, f"`{name}` works over the last (feature) axis only, with axis=-1", hint
+                )
             keepdims: int | bool | None = False
             if "keepdims" in values:
                 keepdims = self.literal(values["keepdims"], name, "keepdims")
                 if not isinstance(keepdims, bool):
-                    raise self.fail(values["keepdims"], f"`keepdims` of `{name}` must be True "
-                                    f"or False", "")
+                    raise self.fail(
+                        values["keepdims"], f"`keepdims` of `{name}` must be True or False", ""
+                    )
             if canonical.startswith("reduce_"):
                 options.append(("keepdims", keepdims))
             tensor_params = params[:1]
@@ -492,8 +592,11 @@ class _Parser:
             if "approximate" in values:
                 approximate = self.literal(values["approximate"], name, "approximate")
                 if not isinstance(approximate, bool):
-                    raise self.fail(values["approximate"], "`approximate` of `tf.nn.gelu` must "
-                                    "be True or False", "")
+                    raise self.fail(
+                        values["approximate"],
+                        "`approximate` of `tf.nn.gelu` must be True or False",
+                        "",
+                    )
             options.append(("approximate", approximate))
             tensor_params = params[:1]
         else:
@@ -504,8 +607,9 @@ class _Parser:
             return BinOp(OP_FUNCTIONS[canonical], *args)
         return Call(canonical, args, tuple(options))
 
-    def _need(self, node: ast.AST, name: str, params: Sequence[str],
-              values: dict[str, ast.AST]) -> None:
+    def _need(
+        self, node: ast.AST, name: str, params: Sequence[str], values: dict[str, ast.AST]
+    ) -> None:
         missing = [p for p in params if p not in values]
         if missing:
             raise self.fail(node, f"`{name}` is missing argument `{missing[0]}`", "")
@@ -528,10 +632,15 @@ def parse_expression(text: str, n_sources: int | None = None) -> Node:
         col = (exc.offset - 1) if exc.offset else None
         token = None
         if exc.text and col is not None:
-            token = exc.text.strip()[col:col + 10] or None
+            token = exc.text.strip()[col : col + 10] or None
         where = f" at column {col + 1}" if col is not None else ""
-        near = f" near `{token}`" if token else (" (end of the expression)" if col is not None
-                                                  and col >= len(text.strip()) else "")
+        near = (
+            f" near `{token}`"
+            if token
+            else (
+                " (end of the expression)" if col is not None and col >= len(text.strip()) else ""
+            )
+        )
         raise ExprError(f"syntax error{where}{near}: {exc.msg}", token, col) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ExprError(f"cannot parse the expression: {type(exc).__name__}") from None
@@ -566,4 +675,3 @@ def children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Call):
         return node.args
     return ()
-

@@ -1,6 +1,7 @@
 """The vocabulary of `netcompiler.frontend.expr`: the functions an `eval` expression may call (as RETURNN
 configs write them, each mapped to one canonical name with its parameter names), their groups
 by type, and the names that reach into RETURNN's Python objects. Data only."""
+
 from __future__ import annotations
 
 #: RETURNN's `safe_log`/`safe_exp` epsilon
@@ -52,11 +53,22 @@ _register("where", ("condition", "x", "y"), "tf.where", "tf.compat.v2.where", "w
 _register("softmax", ("logits", "axis"), "tf.nn.softmax", "tf.math.softmax")
 _register("log_softmax", ("logits", "axis"), "tf.nn.log_softmax", "tf.math.log_softmax")
 for _r in ("sum", "mean", "max", "min", "logsumexp"):
-    _register(f"reduce_{_r}", ("input_tensor", "axis", "keepdims"), f"tf.reduce_{_r}",
-              f"tf.math.reduce_{_r}")
+    _register(
+        f"reduce_{_r}",
+        ("input_tensor", "axis", "keepdims"),
+        f"tf.reduce_{_r}",
+        f"tf.math.reduce_{_r}",
+    )
 # binary operators written as functions -> BinOp
-OP_FUNCTIONS = {"pow": "**", "add": "+", "subtract": "-", "multiply": "*", "divide": "/",
-                 "floormod": "%", "floordiv": "//"}
+OP_FUNCTIONS = {
+    "pow": "**",
+    "add": "+",
+    "subtract": "-",
+    "multiply": "*",
+    "divide": "/",
+    "floormod": "%",
+    "floordiv": "//",
+}
 _register("pow", ("x", "y"), "tf.pow", "tf.math.pow")
 _register("add", ("x", "y"), "tf.add", "tf.math.add")
 _register("subtract", ("x", "y"), "tf.subtract", "tf.math.subtract")
@@ -65,8 +77,14 @@ _register("divide", ("x", "y"), "tf.divide", "tf.math.divide", "tf.truediv", "tf
 _register("floormod", ("x", "y"), "tf.math.floormod", "tf.floormod", "tf.math.mod", "tf.mod")
 _register("floordiv", ("x", "y"), "tf.math.floordiv", "tf.floordiv")
 # comparisons (bool results)
-COMPARISONS = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
-               "equal": "==", "not_equal": "!="}
+COMPARISONS = {
+    "less": "<",
+    "less_equal": "<=",
+    "greater": ">",
+    "greater_equal": ">=",
+    "equal": "==",
+    "not_equal": "!=",
+}
 for _c in COMPARISONS:
     _register(_c, ("x", "y"), f"tf.{_c}", f"tf.math.{_c}")
 _register("logical_and", ("x", "y"), "tf.logical_and", "tf.math.logical_and")
@@ -74,33 +92,72 @@ _register("logical_or", ("x", "y"), "tf.logical_or", "tf.math.logical_or")
 _register("logical_not", ("x",), "tf.logical_not", "tf.math.logical_not")
 
 #: functions of one float argument with a float result
-FLOAT_FUNCTIONS = ("sigmoid", "tanh", "exp", "log", "sqrt", "softplus", "elu", "gelu", "log1p",
-                   "expm1", "log_sigmoid", "safe_log", "safe_exp", "rsqrt", "reciprocal", "erf",
-                   "floor", "ceil", "softmax", "log_softmax", "reduce_logsumexp")
+FLOAT_FUNCTIONS = (
+    "sigmoid",
+    "tanh",
+    "exp",
+    "log",
+    "sqrt",
+    "softplus",
+    "elu",
+    "gelu",
+    "log1p",
+    "expm1",
+    "log_sigmoid",
+    "safe_log",
+    "safe_exp",
+    "rsqrt",
+    "reciprocal",
+    "erf",
+    "floor",
+    "ceil",
+    "softmax",
+    "log_softmax",
+    "reduce_logsumexp",
+)
 #: functions of one argument of any dtype (bool too), result of the same dtype
 ANY_FUNCTIONS = ("zeros_like", "ones_like", "stop_gradient", "identity")
 #: functions over the last (feature) axis
-LAST_AXIS_FUNCTIONS = ("softmax", "log_softmax", "reduce_sum", "reduce_mean", "reduce_max",
-                       "reduce_min", "reduce_logsumexp")
+LAST_AXIS_FUNCTIONS = (
+    "softmax",
+    "log_softmax",
+    "reduce_sum",
+    "reduce_mean",
+    "reduce_max",
+    "reduce_min",
+    "reduce_logsumexp",
+)
 #: `tf.cast` targets
-DTYPES = {"tf.float32": "float32", "tf.int32": "int32", "tf.bool": "bool",
-          "tf.dtypes.float32": "float32", "tf.dtypes.int32": "int32", "tf.dtypes.bool": "bool",
-          "float32": "float32", "int32": "int32", "bool": "bool"}
+DTYPES = {
+    "tf.float32": "float32",
+    "tf.int32": "int32",
+    "tf.bool": "bool",
+    "tf.dtypes.float32": "float32",
+    "tf.dtypes.int32": "int32",
+    "tf.dtypes.bool": "bool",
+    "float32": "float32",
+    "int32": "int32",
+    "bool": "bool",
+}
 #: names that reach into RETURNN's Python objects or helpers (never run)
 PYTHON_NAMES = ("self", "network", "get_config", "typed_value", "py_print")
 #: attributes that reach into RETURNN's Python objects wherever they appear (`Data.placeholder`)
 PYTHON_ATTRIBUTES = ("placeholder",)
 #: keywords of `source(i, ...)` that hand the expression a RETURNN Python object
-PYTHON_SOURCE_KEYWORDS = {"as_data": "a RETURNN `Data` object",
-                          "as_layer": "a RETURNN layer object"}
+PYTHON_SOURCE_KEYWORDS = {
+    "as_data": "a RETURNN `Data` object",
+    "as_layer": "a RETURNN layer object",
+}
 PYTHON_CALL_RULE = "expr.python-call"
 
-ALLOWED_TEXT = ("allowed are source(i), numbers, + - * / ** % //, comparisons, parentheses, "
-                "tf.sigmoid, tf.tanh, tf.nn.relu/elu/gelu/softplus, tf.exp, tf.math.log, "
-                "safe_log, safe_exp, tf.sqrt, tf.abs, tf.square, tf.sign, tf.floor, tf.round, "
-                "tf.math.reciprocal/rsqrt/erf, tf.minimum, tf.maximum, tf.clip_by_value, tf.pow, "
-                "tf.where, tf.equal/less/greater/..., tf.logical_and/or/not, tf.cast(x, "
-                "tf.float32|tf.int32|tf.bool), tf.to_float, tf.to_int32, tf.zeros_like, "
-                "tf.ones_like, tf.stop_gradient, tf.nn.softmax/log_softmax and "
-                "tf.reduce_sum/mean/max/min(x, axis=-1, keepdims=...) (also as tf.math.* where "
-                "TensorFlow has them)")
+ALLOWED_TEXT = (
+    "allowed are source(i), numbers, + - * / ** % //, comparisons, parentheses, "
+    "tf.sigmoid, tf.tanh, tf.nn.relu/elu/gelu/softplus, tf.exp, tf.math.log, "
+    "safe_log, safe_exp, tf.sqrt, tf.abs, tf.square, tf.sign, tf.floor, tf.round, "
+    "tf.math.reciprocal/rsqrt/erf, tf.minimum, tf.maximum, tf.clip_by_value, tf.pow, "
+    "tf.where, tf.equal/less/greater/..., tf.logical_and/or/not, tf.cast(x, "
+    "tf.float32|tf.int32|tf.bool), tf.to_float, tf.to_int32, tf.zeros_like, "
+    "tf.ones_like, tf.stop_gradient, tf.nn.softmax/log_softmax and "
+    "tf.reduce_sum/mean/max/min(x, axis=-1, keepdims=...) (also as tf.math.* where "
+    "TensorFlow has them)"
+)

@@ -2,6 +2,7 @@
 (float32, int32 or bool; mixing is an `ExprError`) and how the result carries the feature axis
 (reductions over it keep or remove it). Used by the `eval` layer's shape rule and by the
 evaluators (`netcompiler.backend.expr_eval`)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,11 +42,14 @@ def _feature(node: Node, has: Sequence[bool], memo: dict[int, str]) -> str:
         (arg,) = node.args
         a = _feature(arg, has, memo)
         if a == BROADCAST:
-            raise ExprError(f"`{node.func}` works over the feature axis (axis=-1), but `{arg}` "
-                            f"has none")
+            raise ExprError(
+                f"`{node.func}` works over the feature axis (axis=-1), but `{arg}` has none"
+            )
         if a == REMOVED:
-            raise ExprError(f"`{node.func}` works over the feature axis (axis=-1), but `{arg}` "
-                            f"was already reduced over it")
+            raise ExprError(
+                f"`{node.func}` works over the feature axis (axis=-1), but `{arg}` "
+                f"was already reduced over it"
+            )
         if node.func.startswith("reduce_"):
             s = KEPT if node.option("keepdims") else REMOVED
         else:
@@ -57,9 +61,11 @@ def _feature(node: Node, has: Sequence[bool], memo: dict[int, str]) -> str:
             for c, st in zip(operands, states):
                 if st in (FULL, KEPT):
                     removed = [str(x) for x, t in zip(operands, states) if t == REMOVED][0]
-                    raise ExprError(f"`{removed}` was reduced over the feature axis with "
-                                    f"keepdims=False, but `{c}` has the feature axis; use "
-                                    f"keepdims=True")
+                    raise ExprError(
+                        f"`{removed}` was reduced over the feature axis with "
+                        f"keepdims=False, but `{c}` has the feature axis; use "
+                        f"keepdims=True"
+                    )
             s = REMOVED
         elif FULL in states:
             s = FULL
@@ -79,6 +85,7 @@ def removes_last_axis(node: Node) -> bool:
 
 
 # -- dtypes --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Type:
@@ -111,8 +118,9 @@ def infer_type(node: Node, dts: Sequence[str], memo: dict[int, _Type]) -> _Type:
         t = infer_type(node.operand, dts, memo)
         if t.dtype == "bool":
             raise ExprError(f"`-` of bool `{node.operand}`; {_CAST_HINT}")
-    elif isinstance(node, BinOp) or (isinstance(node, Call) and node.func in
-                                     ("minimum", "maximum", "clip")):
+    elif isinstance(node, BinOp) or (
+        isinstance(node, Call) and node.func in ("minimum", "maximum", "clip")
+    ):
         args = (node.left, node.right) if isinstance(node, BinOp) else node.args
         what = f"`{node.op}`" if isinstance(node, BinOp) else f"`{node.func}`"
         t = _unify([infer_type(a, dts, memo) for a in args], args, what)
@@ -127,15 +135,19 @@ def infer_type(node: Node, dts: Sequence[str], memo: dict[int, _Type]) -> _Type:
         for a in node.args:
             at = infer_type(a, dts, memo)
             if at.dtype != "bool":
-                raise ExprError(f"`{node.func}` needs bool arguments, but `{a}` is {at.dtype}; "
-                                f"compare it, e.g. tf.not_equal(x, 0)")
+                raise ExprError(
+                    f"`{node.func}` needs bool arguments, but `{a}` is {at.dtype}; "
+                    f"compare it, e.g. tf.not_equal(x, 0)"
+                )
         t = _Type("bool")
     elif isinstance(node, Call) and node.func == "where":
         cond, x, y = node.args
         ct = infer_type(cond, dts, memo)
         if ct.dtype != "bool":
-            raise ExprError(f"the condition of `where` must be bool, but `{cond}` is "
-                            f"{ct.dtype}; compare it, e.g. tf.greater(x, 0)")
+            raise ExprError(
+                f"the condition of `where` must be bool, but `{cond}` is "
+                f"{ct.dtype}; compare it, e.g. tf.greater(x, 0)"
+            )
         t = _unify([infer_type(x, dts, memo), infer_type(y, dts, memo)], (x, y), "`where`", True)
     elif isinstance(node, Call):
         (arg,) = node.args
@@ -144,8 +156,9 @@ def infer_type(node: Node, dts: Sequence[str], memo: dict[int, _Type]) -> _Type:
             t = at
         else:
             if node.func in FLOAT_FUNCTIONS and at.dtype != "float32" and not at.weak:
-                raise ExprError(f"`{node.func}` needs a float argument, but `{arg}` is "
-                                f"{at.dtype}; {_CAST_HINT}")
+                raise ExprError(
+                    f"`{node.func}` needs a float argument, but `{arg}` is {at.dtype}; {_CAST_HINT}"
+                )
             if at.dtype == "bool":
                 raise ExprError(f"`{node.func}` of bool `{arg}`; {_CAST_HINT}")
             t = _Type("float32", at.weak) if node.func in FLOAT_FUNCTIONS else at
@@ -167,19 +180,25 @@ def _unify(types: list[_Type], args: Sequence[Node], what: str, allow_bool: bool
                 raise ExprError(f"{what} of bool `{a}`; {_CAST_HINT}")
     strong = {t.dtype for t in types if not t.weak}
     if len(strong) > 1:
-        raise ExprError(f"{what} mixes " + " and ".join(
-            f"{t.dtype} `{a}`" for t, a in zip(types, args)) +
-            "; cast with tf.cast(x, tf.float32)")
+        raise ExprError(
+            f"{what} mixes "
+            + " and ".join(f"{t.dtype} `{a}`" for t, a in zip(types, args))
+            + "; cast with tf.cast(x, tf.float32)"
+        )
     if strong:
         (dtype,) = strong
         if dtype == "int32" and any(t.weak and t.dtype == "float32" for t in types):
-            raise ExprError(f"{what} mixes int32 and a float number: " + ", ".join(
-                str(a) for a in args) + "; cast with tf.cast(x, tf.float32)")
+            raise ExprError(
+                f"{what} mixes int32 and a float number: "
+                + ", ".join(str(a) for a in args)
+                + "; cast with tf.cast(x, tf.float32)"
+            )
         return _Type(dtype)
     return _Type("float32" if any(t.dtype == "float32" for t in types) else "int32", True)
 
 
 # -- dtypes the evaluators give operands ------------------------------------------------------------------------------------
+
 
 def operand_dtype(node: BinOp | Call, dtype: str, memo: dict[int, _Type]) -> str | None:
     """The dtype the operands of `node` are evaluated in, for a result of `dtype`: float32 for

@@ -2,6 +2,7 @@
 `same_time_as`), and the unification of extern time axes that a frame-wise loss or a decoder's
 target reads together (RETURNN matches them by position; here with a note, and a length check
 where data is fed). No TensorFlow."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,15 +13,18 @@ from netcompiler.core.dims import BATCH_DIM, Dim, Shape, feature_dim, spatial_di
 from netcompiler.layers import ShapeError
 
 
-def extern_shapes(extern: dict[str, Any], same_time: dict[str, str] | None = None
-                  ) -> tuple[dict[str, Shape], list[Diagnostic]]:
+def extern_shapes(
+    extern: dict[str, Any], same_time: dict[str, str] | None = None
+) -> tuple[dict[str, Shape], list[Diagnostic]]:
     """Shapes of the `extern_data` entries (batch-major, with their own time axes).
     `same_time` adds `same_time_as` relations found by unification (key -> other key)."""
     shapes: dict[str, Shape] = {}
     diags: list[Diagnostic] = []
     if same_time:
-        extern = {k: (dict(v, same_time_as=same_time[k]) if k in same_time
-                      and isinstance(v, dict) else v) for k, v in extern.items()}
+        extern = {
+            k: (dict(v, same_time_as=same_time[k]) if k in same_time and isinstance(v, dict) else v)
+            for k, v in extern.items()
+        }
     pending = dict(extern)
     # entries with same_time_as need the other entry first
     for _ in range(len(pending) + 1):
@@ -32,8 +36,14 @@ def extern_shapes(extern: dict[str, Any], same_time: dict[str, str] | None = Non
                     pending.pop(key)  # `other` failed and was reported; nothing to add
                     continue
                 if other not in extern:
-                    diags.append(Diagnostic(ERROR, f"`same_time_as: {other}`: no such extern data",
-                                            "shape.extern", ("extern_data", key, "same_time_as")))
+                    diags.append(
+                        Diagnostic(
+                            ERROR,
+                            f"`same_time_as: {other}`: no such extern data",
+                            "shape.extern",
+                            ("extern_data", key, "same_time_as"),
+                        )
+                    )
                     pending.pop(key)
                 continue
             pending.pop(key)
@@ -43,8 +53,14 @@ def extern_shapes(extern: dict[str, Any], same_time: dict[str, str] | None = Non
                 path = ("extern_data", key) + ((exc.option,) if exc.option else ())
                 diags.append(Diagnostic(ERROR, exc.message, exc.rule, path))
     for key in pending:
-        diags.append(Diagnostic(ERROR, "`same_time_as` forms a cycle", "shape.extern",
-                                ("extern_data", key, "same_time_as")))
+        diags.append(
+            Diagnostic(
+                ERROR,
+                "`same_time_as` forms a cycle",
+                "shape.extern",
+                ("extern_data", key, "same_time_as"),
+            )
+        )
     return shapes, diags
 
 
@@ -57,8 +73,9 @@ def shared_time_keys(extern: dict[str, Shape]) -> list[tuple[str, ...]]:
     return [tuple(keys) for keys in groups.values() if len(keys) > 1]
 
 
-def unify_extern_time(pairs: dict[tuple[str, str], ConfigPath], extern: dict[str, Any]
-                      ) -> tuple[dict[str, str], list[Diagnostic]]:
+def unify_extern_time(
+    pairs: dict[tuple[str, str], ConfigPath], extern: dict[str, Any]
+) -> tuple[dict[str, str], list[Diagnostic]]:
     """`same_time_as` relations (key -> key whose time axis it takes) for the extern time axes
     that frame-wise losses compare, with a note for each; the lengths of the two are checked
     when data is fed (`netcompiler.backend.build`, the training pipeline)."""
@@ -79,13 +96,18 @@ def unify_extern_time(pairs: dict[tuple[str, str], ConfigPath], extern: dict[str
         if isinstance(extern.get(rb), dict) and extern[rb].get("same_time_as"):
             ra, rb = rb, ra
         parent[rb] = ra
-        notes.append(Diagnostic(
-            NOTE, f"frames of `{a}` and `{b}` are read together (by a frame-wise loss, or a "
-            f"choice's target read per step of a loop over the other), but their time axes "
-            f"were not declared the same: they are taken as one axis (as RETURNN does), and "
-            f"the lengths of the two are checked to be equal when data is fed",
-            "shape.unified-time",
-            path, hint=f"declare it with `same_time_as: {ra}` on extern data `{rb}`"))
+        notes.append(
+            Diagnostic(
+                NOTE,
+                f"frames of `{a}` and `{b}` are read together (by a frame-wise loss, or a "
+                f"choice's target read per step of a loop over the other), but their time axes "
+                f"were not declared the same: they are taken as one axis (as RETURNN does), and "
+                f"the lengths of the two are checked to be equal when data is fed",
+                "shape.unified-time",
+                path,
+                hint=f"declare it with `same_time_as: {ra}` on extern data `{rb}`",
+            )
+        )
     return {k: root(k) for k in parent}, notes
 
 
@@ -99,15 +121,22 @@ def _extern_shape(key: str, spec: dict[str, Any], same_as: Shape | None) -> Shap
         shape = [None] if sparse else [None, dim]
     elif not sparse:
         if not shape or shape[-1] is None:
-            raise ShapeError(f"dense extern data `{key}` needs a static feature size last in `shape`",
-                             "shape", "shape.extern")
+            raise ShapeError(
+                f"dense extern data `{key}` needs a static feature size last in `shape`",
+                "shape",
+                "shape.extern",
+            )
         if dim is not None and dim != shape[-1]:
-            raise ShapeError(f"`dim: {dim}` differs from the last entry of `shape: {shape}`",
-                             "dim", "shape.extern")
+            raise ShapeError(
+                f"`dim: {dim}` differs from the last entry of `shape: {shape}`",
+                "dim",
+                "shape.extern",
+            )
         dim = shape[-1]
     elif dim is None:
-        raise ShapeError(f"sparse extern data `{key}` needs `dim` (the number of classes)", "dim",
-                         "shape.extern")
+        raise ShapeError(
+            f"sparse extern data `{key}` needs `dim` (the number of classes)", "dim", "shape.extern"
+        )
     entries = list(shape) if sparse else list(shape[:-1])
     dims: list[Dim] = [BATCH_DIM]
     n_time = 0
@@ -119,11 +148,14 @@ def _extern_shape(key: str, spec: dict[str, Any], same_as: Shape | None) -> Shap
             elif n_time == 0:
                 dims.append(time_dim(key, f"time:var:extern_data:{key}"))
             else:
-                dims.append(time_dim(f"{key}#{n_time + 1}",
-                                     f"spatial{len(dims)}:var:extern_data:{key}"))
+                dims.append(
+                    time_dim(f"{key}#{n_time + 1}", f"spatial{len(dims)}:var:extern_data:{key}")
+                )
             n_time += 1
         else:
-            dims.append(spatial_dim(entry, description=f"spatial{len(dims) - 1}:static{entry}:{key}"))
+            dims.append(
+                spatial_dim(entry, description=f"spatial{len(dims) - 1}:static{entry}:{key}")
+            )
     if not sparse:
         dims.append(feature_dim(dim))
     dtype = spec.get("dtype") or ("int32" if sparse else "float32")

@@ -5,6 +5,7 @@ means v reads u; edges through `prev:` carry `prev=True` and are the only ones a
 a cycle. A rec layer with a unit depends on every layer of its unit (its output is the unit's
 loop), and the unit's layers that read `data:source` depend on the rec layer's inputs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,11 @@ class Graph:
     def order(self) -> list[str]:
         """Layer names in an order where every non-`prev:` input comes first."""
         sg = self.static_graph()
-        names = [n for n in nx.lexicographical_topological_sort(sg, key=self._sort_key)
-                 if n in self.network.layers]
+        names = [
+            n
+            for n in nx.lexicographical_topological_sort(sg, key=self._sort_key)
+            if n in self.network.layers
+        ]
         return names
 
     def _sort_key(self, node: str) -> tuple[int, str] | tuple[int, int, str]:
@@ -67,8 +71,11 @@ def build_graph(network: Network) -> Graph:
     for key in network.registered:
         g.add_node(f"data:{key}", kind="extern")
     for layer in network.layers.values():
-        g.add_node(layer.name, kind="layer", rec=layer.scope.rec_layer.name
-                   if layer.scope.rec_layer else None)
+        g.add_node(
+            layer.name,
+            kind="layer",
+            rec=layer.scope.rec_layer.name if layer.scope.rec_layer else None,
+        )
     for layer in network.layers.values():
         resolved = []
         _check_max_seq_len(graph, layer)
@@ -79,7 +86,7 @@ def build_graph(network: Network) -> Graph:
                 continue
             if sub[0] == "max_seq_len" and text.startswith("base:"):
                 # max_len_from('base:x') is written as seen from inside the unit
-                text = text[len("base:"):]
+                text = text[len("base:") :]
             ref, diag = resolve(text, layer.scope, network, path)
             if diag is not None:
                 graph.diagnostics.append(diag)
@@ -91,9 +98,14 @@ def build_graph(network: Network) -> Graph:
                 if ref.kind == "layer" and not ref.prev:
                     graph.param_owner[layer.name] = ref.target.name
                 else:
-                    graph.diagnostics.append(Diagnostic(
-                        ERROR, f"`reuse_params: {text}` must name a layer", "graph.reuse-params",
-                        path))
+                    graph.diagnostics.append(
+                        Diagnostic(
+                            ERROR,
+                            f"`reuse_params: {text}` must name a layer",
+                            "graph.reuse-params",
+                            path,
+                        )
+                    )
                 continue
             if sub[0] == "explicit_search_source":
                 # RETURNN: a dependency of a `choice` only while searching, for its beam
@@ -113,9 +125,15 @@ def build_graph(network: Network) -> Graph:
         for option in ("target", "size_target"):
             target = layer.opts.get(option)
             if isinstance(target, str) and target not in network.data_keys():
-                graph.diagnostics.append(Diagnostic(
-                    ERROR, f"`{option}: {target}`: no such extern data", "graph.unknown-data",
-                    layer.path + (option,), hint=did_you_mean(target, network.data_keys())))
+                graph.diagnostics.append(
+                    Diagnostic(
+                        ERROR,
+                        f"`{option}: {target}`: no such extern data",
+                        "graph.unknown-data",
+                        layer.path + (option,),
+                        hint=did_you_mean(target, network.data_keys()),
+                    )
+                )
             elif isinstance(target, str) and target in network.registered:
                 _add_edge(g, f"data:{target}", layer.name, False, option)
         _check_registered(graph, layer)
@@ -123,12 +141,20 @@ def build_graph(network: Network) -> Graph:
         if layer.unit is not None:
             for sub_layer in layer.unit.layers.values():
                 _add_edge(g, sub_layer.name, layer.name, False, "unit")
-        if (layer.subnet is not None and traits(layer.layer_class).sub_network_kind == "inline"
-                and "output" not in layer.subnet.layers):
-            graph.diagnostics.append(Diagnostic(
-                ERROR, f"the subnetwork of `{layer.name}` has no `output` layer",
-                "graph.no-output", layer.path + ("subnetwork",),
-                hint="its `output` layer is the output of the subnetwork layer"))
+        if (
+            layer.subnet is not None
+            and traits(layer.layer_class).sub_network_kind == "inline"
+            and "output" not in layer.subnet.layers
+        ):
+            graph.diagnostics.append(
+                Diagnostic(
+                    ERROR,
+                    f"the subnetwork of `{layer.name}` has no `output` layer",
+                    "graph.no-output",
+                    layer.path + ("subnetwork",),
+                    hint="its `output` layer is the output of the subnetwork layer",
+                )
+            )
     _check_cycles(graph)
     return graph
 
@@ -142,18 +168,35 @@ def _check_registered(graph: Graph, layer: Layer) -> None:
     network = graph.network
     path = layer.path + ("register_as_extern_data",)
     if key in network.extern:
-        graph.diagnostics.append(Diagnostic(
-            ERROR, f"`register_as_extern_data: {key}`: `{key}` is already extern data",
-            "graph.register-extern", path))
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"`register_as_extern_data: {key}`: `{key}` is already extern data",
+                "graph.register-extern",
+                path,
+            )
+        )
     elif network.registered.get(key) is not layer:
-        graph.diagnostics.append(Diagnostic(
-            ERROR, f"`register_as_extern_data: {key}`: `{network.registered[key].name}` "
-            f"registers `{key}` already", "graph.register-extern", path))
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"`register_as_extern_data: {key}`: `{network.registered[key].name}` "
+                f"registers `{key}` already",
+                "graph.register-extern",
+                path,
+            )
+        )
     elif layer.scope.in_rec:
-        graph.diagnostics.append(Diagnostic(
-            ERROR, f"`register_as_extern_data` inside the unit of "
-            f"`{layer.scope.loop_layer.name}` is not supported (only top-level layers)",
-            "graph.register-extern", path, hint="register a top-level layer that reads it"))
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"`register_as_extern_data` inside the unit of "
+                f"`{layer.scope.loop_layer.name}` is not supported (only top-level layers)",
+                "graph.register-extern",
+                path,
+                hint="register a top-level layer that reads it",
+            )
+        )
     else:
         _add_edge(graph.g, layer.name, f"data:{key}", False, "register_as_extern_data")
 
@@ -166,8 +209,9 @@ def _check_max_seq_len(graph: Graph, layer: Layer) -> None:
         try:
             parse(text)
         except SeqLenExprError as exc:
-            graph.diagnostics.append(Diagnostic(ERROR, str(exc), "graph.max-seq-len",
-                                                layer.path + ("max_seq_len",)))
+            graph.diagnostics.append(
+                Diagnostic(ERROR, str(exc), "graph.max-seq-len", layer.path + ("max_seq_len",))
+            )
 
 
 def eval_option(layer: Layer) -> str | None:
@@ -191,9 +235,15 @@ def _check_eval(graph: Graph, layer: Layer) -> None:
     try:
         parse_expression(text)
     except ExprError as exc:
-        graph.diagnostics.append(Diagnostic(
-            ERROR, f"invalid `{option}` expression {text!r}: {exc.message}",
-            exc.rule or "shape.eval", layer.path + (option,), hint=exc.hint))
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"invalid `{option}` expression {text!r}: {exc.message}",
+                exc.rule or "shape.eval",
+                layer.path + (option,),
+                hint=exc.hint,
+            )
+        )
 
 
 def _refs_of(layer: Layer, network: Network) -> list[tuple[ConfigPath, Ref]]:
@@ -223,19 +273,40 @@ def _check_cycles(graph: Graph) -> None:
         path = first.path if first is not None else ("network",)
         hint = "inside a rec unit, read the previous step with `prev:NAME`"
         layers = [graph.network.layers.get(n) for n in cycle]
-        choice = next((layer for layer in layers
-                       if layer is not None and traits(layer.layer_class).chooses_labels), None)
+        choice = next(
+            (
+                layer
+                for layer in layers
+                if layer is not None and traits(layer.layer_class).chooses_labels
+            ),
+            None,
+        )
         if choice is not None:
             # the usual slip: the decoder reads its own label of this step instead of the last
-            reader = next((layer for layer in layers if layer is not None and any(
-                ref.kind == "layer" and ref.target is choice and not ref.prev
-                for _, ref in graph.refs.get(layer.name, []))), None)
+            reader = next(
+                (
+                    layer
+                    for layer in layers
+                    if layer is not None
+                    and any(
+                        ref.kind == "layer" and ref.target is choice and not ref.prev
+                        for _, ref in graph.refs.get(layer.name, [])
+                    )
+                ),
+                None,
+            )
             if reader is not None:
                 path = reader.path
             hint = f"did you mean `prev:{choice.local_name}`?"
-        graph.diagnostics.append(Diagnostic(
-            ERROR, f"dependency cycle not through `prev:`: {text}", "graph.cycle", path,
-            hint=hint))
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"dependency cycle not through `prev:`: {text}",
+                "graph.cycle",
+                path,
+                hint=hint,
+            )
+        )
         if len(seen) >= 10:
             break
 
@@ -246,7 +317,11 @@ def output_layers(network: Network) -> list[Layer]:
     for layer in network.layers.values():
         if layer.scope.in_rec:
             continue
-        if layer.local_name == "output" or layer.opts.get("is_output_layer") or layer.opts.get("loss"):
+        if (
+            layer.local_name == "output"
+            or layer.opts.get("is_output_layer")
+            or layer.opts.get("loss")
+        ):
             out.append(layer)
     return out
 
@@ -257,22 +332,37 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
     diags: list[Diagnostic] = []
     if "output" not in network.top.layers and not output_layers(network):
         # RETURNN needs no `output` layer when others carry a loss or `is_output_layer`
-        diags.append(Diagnostic(ERROR, "the network has no `output` layer (and no layer with a "
-                                "`loss` or `is_output_layer`)", "graph.no-output",
-                                ("network",), hint="name the final layer `output`"))
+        diags.append(
+            Diagnostic(
+                ERROR,
+                "the network has no `output` layer (and no layer with a "
+                "`loss` or `is_output_layer`)",
+                "graph.no-output",
+                ("network",),
+                hint="name the final layer `output`",
+            )
+        )
     for scope in network.iter_scopes():
         if scope.in_rec and "output" not in scope.layers:
-            diags.append(Diagnostic(
-                ERROR, f"the unit of rec layer `{scope.loop_layer.name}` has no `output` layer",
-                "graph.no-output", scope.path))
+            diags.append(
+                Diagnostic(
+                    ERROR,
+                    f"the unit of rec layer `{scope.loop_layer.name}` has no `output` layer",
+                    "graph.no-output",
+                    scope.path,
+                )
+            )
     sinks = {layer.name for layer in output_layers(network)}
     for scope in network.iter_scopes():
         if scope.in_rec:
             for local in ("output", "end"):
                 if local in scope.layers:
                     sinks.add(scope.layers[local].name)
-            sinks.update(layer.name for layer in scope.layers.values()
-                         if layer.opts.get("loss") or layer.opts.get("is_output_layer"))
+            sinks.update(
+                layer.name
+                for layer in scope.layers.values()
+                if layer.opts.get("loss") or layer.opts.get("is_output_layer")
+            )
     needed: set[str] = set()
     for s in sinks:
         if s in graph.g:
@@ -282,14 +372,21 @@ def check_outputs(graph: Graph) -> list[Diagnostic]:
     # (e.g. a loss inside the unit) is used itself: it runs that unit's loop
     for name in list(needed):
         layer = network.layers.get(name)
-        while (layer is not None and layer.scope.in_rec
-               and layer.scope.loop_layer.name not in needed):
+        while (
+            layer is not None and layer.scope.in_rec and layer.scope.loop_layer.name not in needed
+        ):
             rec = layer.scope.loop_layer
             needed.add(rec.name)
             needed.update(nx.ancestors(graph.g, rec.name))
             layer = rec
     for layer in network.layers.values():
         if layer.name not in needed and not layer.synthetic:
-            diags.append(Diagnostic(WARNING, f"layer `{layer.name}` feeds no output or loss",
-                                    "graph.unused", layer.path))
+            diags.append(
+                Diagnostic(
+                    WARNING,
+                    f"layer `{layer.name}` feeds no output or loss",
+                    "graph.unused",
+                    layer.path,
+                )
+            )
     return diags

@@ -1,5 +1,6 @@
 """The dependency graph as text: Graphviz dot and mermaid (`netcompiler graph --format dot|mermaid`);
 `netcompiler.frontend.render` draws it with shapes and colours (svg/png/html). No TensorFlow."""
+
 from __future__ import annotations
 
 import re

@@ -21,6 +21,7 @@ truncated normal, `xavier` = `xavier_initializer(uniform=True)` = glorot uniform
 This module parses and checks (no TensorFlow; validation uses it);
 `netcompiler.backend.initializers.make_initial_value` makes the values.
 """
+
 from __future__ import annotations
 
 import ast
@@ -54,8 +55,10 @@ _SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "truncated_normal": (("mean", "stddev", "seed"), {"mean": 0.0, "stddev": 1.0}),
     "random_uniform": (("minval", "maxval", "seed"), {"minval": 0.0, "maxval": 1.0}),
     "orthogonal": (("gain", "seed"), {"gain": 1.0}),
-    "variance_scaling": (("scale", "mode", "distribution", "seed"),
-                         {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}),
+    "variance_scaling": (
+        ("scale", "mode", "distribution", "seed"),
+        {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
+    ),
     "glorot_uniform": (("seed",), {}),
     "glorot_normal": (("seed",), {}),
     "he_uniform": (("seed",), {}),
@@ -66,13 +69,17 @@ _SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 #: other spellings RETURNN configs use -> canonical name
 _ALIASES = {
-    "zero": "zeros", "one": "ones", "xavier_uniform": "glorot_uniform",
-    "xavier_normal": "glorot_normal", "normal": "random_normal", "uniform": "random_uniform",
+    "zero": "zeros",
+    "one": "ones",
+    "xavier_uniform": "glorot_uniform",
+    "xavier_normal": "glorot_normal",
+    "normal": "random_normal",
+    "uniform": "random_uniform",
 }
 #: names RETURNN understands that netcompiler refuses, with the reason
 _UNSUPPORTED = {
     "load_txt_file": "it reads a file when the variable is created; load the values with a "
-                     "checkpoint instead",
+    "checkpoint instead",
     "gammatone_filterbank": "it needs RETURNN's signal-processing code",
     "variance_scaling_non_zero": "RETURNN's own variant is not implemented",
     "identity": "not implemented",
@@ -111,21 +118,24 @@ def _canonical(name: str) -> str:
             f"unknown initialiser `{raw}` (one of: {', '.join(allowed_names())}, each also "
             f"with `_initializer`; a number; or a call such as "
             f"`variance_scaling_initializer(scale=1.0, mode='fan_in', distribution='uniform')`)",
-            did_you_mean(raw, choices))
+            did_you_mean(raw, choices),
+        )
     return name
 
 
 def _literal(node: ast.AST, text: str) -> Any:
     """A literal argument: numbers, strings, True/False/None, arithmetic on numbers."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool,
-                                                                  type(None))):
+    if isinstance(node, ast.Constant) and isinstance(
+        node.value, (int, float, str, bool, type(None))
+    ):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         v = _literal(node.operand, text)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div,
-                                                            ast.Pow)):
+    if isinstance(node, ast.BinOp) and isinstance(
+        node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+    ):
         a, b = _literal(node.left, text), _literal(node.right, text)
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
             try:
@@ -137,13 +147,16 @@ def _literal(node: ast.AST, text: str) -> Any:
                     return a * b
                 if isinstance(node.op, ast.Div):
                     return a / b
-                return a ** b
+                return a**b
             except (ZeroDivisionError, OverflowError) as exc:
                 raise InitializerError(f"initialiser `{text}`: {exc}") from None
     if isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
         fname = _dotted(node.func)
-        short = fname.split(".")[-1] if fname and fname.startswith(("math.", "numpy.", "np.")) \
+        short = (
+            fname.split(".")[-1]
+            if fname and fname.startswith(("math.", "numpy.", "np."))
             else fname
+        )
         if short in _MATH:
             v = _literal(node.args[0], text)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -155,7 +168,8 @@ def _literal(node: ast.AST, text: str) -> Any:
     raise InitializerError(
         f"initialiser `{text}`: argument `{segment}` is not a literal",
         "arguments must be numbers, strings, True/False/None or arithmetic on numbers "
-        "(`1.0/3`, `sqrt(2)`)")
+        "(`1.0/3`, `sqrt(2)`)",
+    )
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -170,9 +184,11 @@ def _dotted(node: ast.AST) -> str | None:
 def _bind(name: str, raw: str, args: list[Any], kwargs: dict[str, Any], text: str) -> InitSpec:
     params, defaults = _SIGNATURES[name]
     if len(args) > len(params):
-        raise InitializerError(f"initialiser `{text}`: `{raw}` takes at most {len(params)} "
-                               f"positional arguments ({', '.join(params) or 'none'}), got "
-                               f"{len(args)}")
+        raise InitializerError(
+            f"initialiser `{text}`: `{raw}` takes at most {len(params)} "
+            f"positional arguments ({', '.join(params) or 'none'}), got "
+            f"{len(args)}"
+        )
     bound = dict(zip(params, args))
     for key, value in kwargs.items():
         if key == "dtype" and value in (None, "float32", "tf.float32"):
@@ -180,7 +196,9 @@ def _bind(name: str, raw: str, args: list[Any], kwargs: dict[str, Any], text: st
         if key not in params:
             raise InitializerError(
                 f"initialiser `{text}`: `{raw}` has no argument `{key}` (its arguments: "
-                f"{', '.join(params) or 'none'})", did_you_mean(key, params))
+                f"{', '.join(params) or 'none'})",
+                did_you_mean(key, params),
+            )
         if key in bound:
             raise InitializerError(f"initialiser `{text}`: argument `{key}` given twice")
         bound[key] = value
@@ -201,7 +219,8 @@ def _check_values(name: str, kw: dict[str, Any], text: str) -> None:
             if v not in allowed:
                 raise InitializerError(
                     f"initialiser `{text}`: `{key}={v!r}` is not one of {', '.join(allowed)}",
-                    did_you_mean(str(v), allowed))
+                    did_you_mean(str(v), allowed),
+                )
         elif key == "uniform":
             if not isinstance(v, bool):
                 raise InitializerError(f"initialiser `{text}`: `uniform` must be True or False")
@@ -223,14 +242,16 @@ def parse_initializer(value: Any) -> InitSpec:
     if isinstance(value, dict):
         cls = value.get("class")
         if not isinstance(cls, str):
-            raise InitializerError("an initialiser dict needs `class` (a name such as "
-                                   "`variance_scaling`)")
+            raise InitializerError(
+                "an initialiser dict needs `class` (a name such as `variance_scaling`)"
+            )
         name = _canonical(cls)
         kwargs = {k: v for k, v in value.items() if k != "class"}
         return _bind(name, cls, [], kwargs, f"{{class: {cls}, ...}}")
     if not isinstance(value, str):
-        raise InitializerError(f"an initialiser is a number, a name, a call or a dict, got "
-                               f"{type(value).__name__}")
+        raise InitializerError(
+            f"an initialiser is a number, a name, a call or a dict, got {type(value).__name__}"
+        )
     text = value.strip()
     if "(" not in text:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", text):
@@ -246,12 +267,15 @@ def parse_initializer(value: Any) -> InitSpec:
     call = tree.body
     raw = _dotted(call.func) if isinstance(call, ast.Call) else None
     if not isinstance(call, ast.Call) or raw is None:
-        raise InitializerError(f"initialiser `{text}` must be one call `name(args)`",
-                               "e.g. `variance_scaling_initializer(scale=0.78, mode='fan_in', "
-                               "distribution='uniform')`")
+        raise InitializerError(
+            f"initialiser `{text}` must be one call `name(args)`",
+            "e.g. `variance_scaling_initializer(scale=0.78, mode='fan_in', "
+            "distribution='uniform')`",
+        )
     name = _canonical(raw)
-    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None
-                                                                for k in call.keywords):
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        k.arg is None for k in call.keywords
+    ):
         raise InitializerError(f"initialiser `{text}`: `*args`/`**kwargs` are not allowed")
     args = [_literal(a, text) for a in call.args]
     kwargs = {k.arg: _literal(k.value, text) for k in call.keywords}

@@ -15,6 +15,7 @@ and the names say so:
   (`CallContext.ref`).
 
 Light: no TensorFlow."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -62,8 +63,9 @@ class LayerContext:
         return f"`{name}` {shape}"
 
     @staticmethod
-    def error(message: str, option: str | None = None, rule: str = "shape",
-              hint: str | None = None) -> ShapeError:
+    def error(
+        message: str, option: str | None = None, rule: str = "shape", hint: str | None = None
+    ) -> ShapeError:
         """The ShapeError to raise (`raise ctx.error(...)`); the shape driver locates it at the
         layer (and `option`) and reports it as a diagnostic with rule id `rule`."""
         return ShapeError(message, option, rule, hint)

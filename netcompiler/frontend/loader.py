@@ -17,6 +17,7 @@ Both limits are checked on the parser's event stream before anything is composed
 Plain numbers with an exponent but no dot (`1e-3`, `2E5`) are floats, as users mean; YAML 1.1
 would read them as strings.
 """
+
 from __future__ import annotations
 
 import copy
@@ -121,34 +122,46 @@ class YamlMark(Protocol):
 
 
 if hasattr(yaml, "CSafeLoader"):
+
     class _FastLoader(yaml.CSafeLoader):
         """libyaml's parser (C): the same nodes and marks, several times faster. Used for
         valid text; on any YAML error the text is parsed again with `_Loader`, whose
         messages are the ones we report."""
-    _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT,
-                                      list("-+.0123456789"))
+
+    _FastLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXP_FLOAT, list("-+.0123456789"))
     _FAST_LOADER: type[yaml.CSafeLoader] | None = _FastLoader
 else:  # pragma: no cover - PyYAML without libyaml
     _FAST_LOADER = None
 
 
-def _error(message: str, file: str | None, mark: YamlMark | None = None,
-           rule: str = "load.yaml") -> ConfigError:
+def _error(
+    message: str, file: str | None, mark: YamlMark | None = None, rule: str = "load.yaml"
+) -> ConfigError:
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
     return ConfigError(Diagnostic(ERROR, message, rule, (), file, line, col))
 
 
-def _convert(node: yaml.Node, loader: YamlLoader, path: ConfigPath, smap: SourceMap, depth: int,
-             active: set[int]) -> Any:
+def _convert(
+    node: yaml.Node,
+    loader: YamlLoader,
+    path: ConfigPath,
+    smap: SourceMap,
+    depth: int,
+    active: set[int],
+) -> Any:
     file = smap.file
     if depth > MAX_DEPTH or id(node) in active:
         raise _error("recursive or too deeply nested YAML structure", file, node.start_mark)
     smap.values.setdefault(path, Mark(node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         if node.tag != MAP_TAG:
-            raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
-                         node.start_mark, "load.unsafe-tag")
+            raise _error(
+                f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
+                file,
+                node.start_mark,
+                "load.unsafe-tag",
+            )
         # Duplicate check on the explicit keys only: keys brought in by `<<` may be overridden.
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
@@ -157,10 +170,17 @@ def _convert(node: yaml.Node, loader: YamlLoader, path: ConfigPath, smap: Source
             key = _scalar_key(key_node, loader, file)
             if key in seen:
                 first = seen[key].start_mark
-                raise ConfigError(Diagnostic(
-                    ERROR, f"duplicate key `{key}` (first defined at line {first.line + 1})",
-                    "load.duplicate-key", path + (key,), file, key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1))
+                raise ConfigError(
+                    Diagnostic(
+                        ERROR,
+                        f"duplicate key `{key}` (first defined at line {first.line + 1})",
+                        "load.duplicate-key",
+                        path + (key,),
+                        file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                    )
+                )
             seen[key] = key_node
         active.add(id(node))
         try:
@@ -174,8 +194,9 @@ def _convert(node: yaml.Node, loader: YamlLoader, path: ConfigPath, smap: Source
                 pairs[_scalar_key(key_node, loader, file)] = (key_node, value_node)
             result: dict[str, Any] = {}
             for key, (key_node, value_node) in pairs.items():
-                smap.keys[path + (key,)] = Mark(key_node.start_mark.line + 1,
-                                                key_node.start_mark.column + 1)
+                smap.keys[path + (key,)] = Mark(
+                    key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                )
                 result[key] = _convert(value_node, loader, path + (key,), smap, depth + 1, active)
         except yaml.constructor.ConstructorError as exc:
             raise _error(f"invalid merge key: {exc.problem}", file, exc.problem_mark) from None
@@ -184,21 +205,33 @@ def _convert(node: yaml.Node, loader: YamlLoader, path: ConfigPath, smap: Source
         return result
     if isinstance(node, yaml.SequenceNode):
         if node.tag != SEQ_TAG:
-            raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
-                         node.start_mark, "load.unsafe-tag")
+            raise _error(
+                f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
+                file,
+                node.start_mark,
+                "load.unsafe-tag",
+            )
         active.add(id(node))
         try:
-            return [_convert(item, loader, path + (i,), smap, depth + 1, active)
-                    for i, item in enumerate(node.value)]
+            return [
+                _convert(item, loader, path + (i,), smap, depth + 1, active)
+                for i, item in enumerate(node.value)
+            ]
         finally:
             active.discard(id(node))
     if node.tag not in SAFE_SCALAR_TAGS:
-        raise _error(f"unsupported YAML tag `{node.tag}` (only plain data is allowed)", file,
-                     node.start_mark, "load.unsafe-tag")
+        raise _error(
+            f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
+            file,
+            node.start_mark,
+            "load.unsafe-tag",
+        )
     try:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        raise _error(f"invalid value: {getattr(exc, 'problem', exc)}", file, node.start_mark) from None
+        raise _error(
+            f"invalid value: {getattr(exc, 'problem', exc)}", file, node.start_mark
+        ) from None
     if not isinstance(value, (str, int, float, bool, type(None))):
         # timestamps and binary: keep configs to JSON-compatible data
         value = str(node.value)
@@ -211,8 +244,12 @@ def _scalar_key(key_node: yaml.Node, loader: YamlLoader, file: str | None) -> st
     if not isinstance(key_node, yaml.ScalarNode):
         raise _error("mapping keys must be plain scalars", file, key_node.start_mark)
     if key_node.tag not in SAFE_SCALAR_TAGS:
-        raise _error(f"unsupported YAML tag `{key_node.tag}` (only plain data is allowed)", file,
-                     key_node.start_mark, "load.unsafe-tag")
+        raise _error(
+            f"unsupported YAML tag `{key_node.tag}` (only plain data is allowed)",
+            file,
+            key_node.start_mark,
+            "load.unsafe-tag",
+        )
     return str(key_node.value)
 
 
@@ -234,8 +271,12 @@ def _check_bounds(loader_cls: type[YamlLoader], text: str, file: str | None) -> 
                 return
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 if len(stack) >= MAX_DEPTH:
-                    raise _error(f"the config is nested deeper than {MAX_DEPTH} levels", file,
-                                 event.start_mark, "load.too-deep")
+                    raise _error(
+                        f"the config is nested deeper than {MAX_DEPTH} levels",
+                        file,
+                        event.start_mark,
+                        "load.too-deep",
+                    )
                 stack.append([1, 0, event.anchor])
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
@@ -248,18 +289,31 @@ def _check_bounds(loader_cls: type[YamlLoader], text: str, file: str | None) -> 
                 node = done.get(event.anchor) if event.anchor is not None else None
                 if node is None:
                     if any(frame[2] == event.anchor for frame in stack):
-                        raise _error(f"recursive alias `*{event.anchor}` (it refers to a node "
-                                     f"that contains it)", file, event.start_mark)
+                        raise _error(
+                            f"recursive alias `*{event.anchor}` (it refers to a node "
+                            f"that contains it)",
+                            file,
+                            event.start_mark,
+                        )
                     continue  # undefined alias: the composer reports it
                 expanded += node[0]
                 if expanded > MAX_ALIAS_NODES:
-                    raise _error(f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias "
-                                 f"`*{event.anchor}` copies {node[0]}); refusing to expand "
-                                 f"them", file, event.start_mark, "load.alias-limit")
+                    raise _error(
+                        f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias "
+                        f"`*{event.anchor}` copies {node[0]}); refusing to expand "
+                        f"them",
+                        file,
+                        event.start_mark,
+                        "load.alias-limit",
+                    )
                 if len(stack) + node[1] > MAX_DEPTH:
-                    raise _error(f"the config is nested deeper than {MAX_DEPTH} levels once "
-                                 f"alias `*{event.anchor}` is expanded", file, event.start_mark,
-                                 "load.too-deep")
+                    raise _error(
+                        f"the config is nested deeper than {MAX_DEPTH} levels once "
+                        f"alias `*{event.anchor}` is expanded",
+                        file,
+                        event.start_mark,
+                        "load.too-deep",
+                    )
             else:  # stream/document start and end
                 continue
             if anchor is not None:
@@ -278,8 +332,9 @@ def _compose(loader_cls: type[YamlLoader], text: str, file: str | None) -> Confi
     loader = loader_cls(text)
     try:
         node = loader.get_single_node()
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
-                            and not node.value):
+        if node is None or (
+            isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and not node.value
+        ):
             raise _error("the config is empty", file, None, "load.empty")
         return Config(_convert(node, loader, (), smap, 0, set()), smap)
     finally:
@@ -300,9 +355,17 @@ def parse_yaml(text: str, file: str | None = None) -> Config:
         before = text[: exc.position]
         line = before.count("\n") + 1
         col = exc.position - (before.rfind("\n") + 1) + 1
-        raise ConfigError(Diagnostic(
-            ERROR, f"YAML syntax error: character {exc.character:#06x} is not allowed",
-            "load.syntax", (), file, line, col)) from None
+        raise ConfigError(
+            Diagnostic(
+                ERROR,
+                f"YAML syntax error: character {exc.character:#06x} is not allowed",
+                "load.syntax",
+                (),
+                file,
+                line,
+                col,
+            )
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         msg = "YAML syntax error: " + " ".join(str(p) for p in (exc.context, exc.problem) if p)
@@ -312,9 +375,13 @@ def parse_yaml(text: str, file: str | None = None) -> Config:
 
 
 def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return kind
     return "a special file"
@@ -324,8 +391,10 @@ def _read_config_bytes(name: str) -> bytes:
     """The bytes of a regular file of at most `MAX_FILE_BYTES`. The file is opened without
     blocking (a FIFO with no writer would block `open`) and checked with `fstat` before reading,
     so a FIFO, a device (a symlink to /dev/zero) or a huge file fails at once."""
+
     def unreadable(message: str) -> ConfigError:
         return ConfigError(Diagnostic(ERROR, message, "load.unreadable", (), name))
+
     try:
         st = os.stat(name)
         if stat.S_ISDIR(st.st_mode):
@@ -340,8 +409,10 @@ def _read_config_bytes(name: str) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise unreadable(f"is {_file_kind(st.st_mode)}, not a regular file")
         if st.st_size > MAX_FILE_BYTES:
-            raise unreadable(f"the config file is too large ({st.st_size} bytes; at most "
-                             f"{MAX_FILE_BYTES} are read)")
+            raise unreadable(
+                f"the config file is too large ({st.st_size} bytes; at most "
+                f"{MAX_FILE_BYTES} are read)"
+            )
         chunks, total = [], 0
         while total <= MAX_FILE_BYTES:
             chunk = os.read(fd, min(1 << 20, MAX_FILE_BYTES + 1 - total))
@@ -370,13 +441,23 @@ def load_file(path: str | os.PathLike[str]) -> Config:
         line = before.count(b"\n") + 1
         # the column in characters (as YAML positions are), not in bytes
         line_start = before.rfind(b"\n") + 1
-        prefix = raw[line_start: exc.start].decode("utf-8", errors="replace")
+        prefix = raw[line_start : exc.start].decode("utf-8", errors="replace")
         col = len(prefix.lstrip("\ufeff") if line_start == 0 else prefix) + 1
-        raise ConfigError(Diagnostic(
-            ERROR, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-            "load.encoding", (), name, line, col)) from None
+        raise ConfigError(
+            Diagnostic(
+                ERROR,
+                f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                "load.encoding",
+                (),
+                name,
+                line,
+                col,
+            )
+        ) from None
     if not text.strip():
-        raise ConfigError(Diagnostic(ERROR, "the config file is empty", "load.empty", (), name, 1, 1))
+        raise ConfigError(
+            Diagnostic(ERROR, "the config file is empty", "load.empty", (), name, 1, 1)
+        )
     # JSON is parsed by the same composer (YAML is a superset for configs), so JSON files get
     # the same positions and the same duplicate-key check. JSON allows tabs as whitespace, YAML
     # does not; valid JSON has no raw tab inside strings, so a tab -> space swap keeps the data
@@ -410,8 +491,9 @@ def load(source: object, name: str | None = None) -> Config:
     if isinstance(source, os.PathLike):
         return load_file(source)
     if isinstance(source, str):
-        if "\n" not in source and (source.endswith((".yaml", ".yml", ".json"))
-                                   or os.path.exists(source)):
+        if "\n" not in source and (
+            source.endswith((".yaml", ".yml", ".json")) or os.path.exists(source)
+        ):
             return load_file(source)
         return parse_yaml(source, name or "<string>")
     raise TypeError(f"cannot load a config from {type(source).__name__}")
@@ -455,14 +537,16 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
                 if node.get(part) is None:  # missing: create the mapping
                     node[part] = {}
                 elif not isinstance(node[part], (dict, list)):
-                    raise OverrideError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
-                                     f"mapping")
+                    raise OverrideError(
+                        f"--set {text}: `{format_path(path[: i + 1])}` is not a mapping"
+                    )
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
-                raise OverrideError(f"--set {text}: `{format_path(path[: i + 1])}` is not a "
-                                    f"mapping")
+                raise OverrideError(
+                    f"--set {text}: `{format_path(path[: i + 1])}` is not a mapping"
+                )
             actual.append(part)
         last = path[-1]
         if isinstance(node, dict):

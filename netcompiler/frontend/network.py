@@ -9,6 +9,7 @@ A `subnetwork` layer `sub` is inlined: its layers are ordinary layers of the enc
 layer itself reads `sub/output`. From outside, `sub/name` names a layer of the subnetwork and
 `rec/name` a layer of a rec unit (stacked over its loop: `Ref.stacked`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -26,8 +27,14 @@ if TYPE_CHECKING:  # pragma: no cover
 # values of `initial_output` that are keywords, not layer references
 INITIAL_OUTPUT_KEYWORDS = ("zeros", "ones", "var", "apply(0)")
 # values of `initial_state` of a cell (`rnn_cell`, `rec`) that are keywords, not references
-INITIAL_STATE_KEYWORDS = ("zeros", "ones", "var", "keep_over_epoch", "keep_over_epoch_no_init",
-                          "placeholder")
+INITIAL_STATE_KEYWORDS = (
+    "zeros",
+    "ones",
+    "var",
+    "keep_over_epoch",
+    "keep_over_epoch_no_init",
+    "placeholder",
+)
 
 
 @dataclass
@@ -175,20 +182,31 @@ def build_network(data: ConfigData) -> Network:
             if held is None or kind is None:
                 # its sub-outputs (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers reading it
                 for part_local, part_opts in rule.sub_outputs(str(local), opts):
-                    part = Layer(scope.prefix + part_local, part_local, part_opts, layer.path,
-                                 scope, synthetic=True)
+                    part = Layer(
+                        scope.prefix + part_local,
+                        part_local,
+                        part_opts,
+                        layer.path,
+                        scope,
+                        synthetic=True,
+                    )
                     register(scope, part_local, part)
                     all_layers[part.name] = part
                 continue
             sub_path, sub_layers = held
             if kind == "loop":
-                layer.unit = Scope(layer.name + "/", layer.path + sub_path, rec_layer=layer,
-                                   parent=scope)
+                layer.unit = Scope(
+                    layer.name + "/", layer.path + sub_path, rec_layer=layer, parent=scope
+                )
                 fill(layer.unit, sub_layers)
                 continue
-            subnet = layer.subnet = Scope(layer.name + "/", layer.path + sub_path,
-                                          rec_layer=scope.rec_layer, parent=scope,
-                                          subnet_layer=layer)
+            subnet = layer.subnet = Scope(
+                layer.name + "/",
+                layer.path + sub_path,
+                rec_layer=scope.rec_layer,
+                parent=scope,
+                subnet_layer=layer,
+            )
             if kind == "masked":
                 # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
                 # `data` is the masked input, the synthetic layer `NAME/data:data`
@@ -197,20 +215,25 @@ def build_network(data: ConfigData) -> Network:
                 fill(subnet, sub_layers)
             else:  # "inline"
                 fill(subnet, sub_layers)
-                if (_reads_subnet_data(layer) and subnet_inputs(layer)
-                        and layer.opts.get("concat_sources", True) is not False):
+                if (
+                    _reads_subnet_data(layer)
+                    and subnet_inputs(layer)
+                    and layer.opts.get("concat_sources", True) is not False
+                ):
                     # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
                     # dropped out); a layer `sub/data:data` read by `data` inside
                     add_input(layer, subnet, scope, rule.sub_network_input(opts))
 
-    def add_input(layer: Layer, subnet: Scope, scope: Scope,
-                  data_opts: LayerOptions | None) -> None:
+    def add_input(
+        layer: Layer, subnet: Scope, scope: Scope, data_opts: LayerOptions | None
+    ) -> None:
         """The synthetic layer `NAME/data:data` (`data` inside `subnet`, the network of
         `layer`)."""
         if data_opts is None:
             return
-        data_layer = Layer(subnet.prefix + "data:data", "data:data", data_opts,
-                           layer.path, scope, synthetic=True)
+        data_layer = Layer(
+            subnet.prefix + "data:data", "data:data", data_opts, layer.path, scope, synthetic=True
+        )
         register(subnet, "data:data", data_layer)
         all_layers[data_layer.name] = data_layer
 
@@ -229,10 +252,18 @@ def reference_values(opts: LayerOptions, option: str) -> list[tuple[ConfigPath, 
     if option == "initial_output" and value in INITIAL_OUTPUT_KEYWORDS:
         return []
     if option == "initial_state":  # cells: one value, or a list / dict per state part
-        items = (value.items() if isinstance(value, dict) else enumerate(value)
-                 if isinstance(value, list) else [(None, value)])
-        return [((option,) if k is None else (option, k), v) for k, v in items
-                if isinstance(v, str) and v not in INITIAL_STATE_KEYWORDS]
+        items = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else [(None, value)]
+        )
+        return [
+            ((option,) if k is None else (option, k), v)
+            for k, v in items
+            if isinstance(v, str) and v not in INITIAL_STATE_KEYWORDS
+        ]
     if option == "reuse_params" and isinstance(value, dict):
         # RETURNN's dict form: only {reuse_layer: NAME} (the other keys are refused by the
         # shape check)
@@ -303,7 +334,8 @@ def _reads_subnet_data(layer: Layer) -> bool:
         return False
     for sub_layer in subnet.layers.values():
         if sub_layer.scope is subnet and any(
-                text in ("data", "data:data") for _, text in layer_references(sub_layer)):
+            text in ("data", "data:data") for _, text in layer_references(sub_layer)
+        ):
             return True
     return False
 
@@ -336,49 +368,70 @@ def resolve(text: str, scope: Scope, network: Network, path: ConfigPath) -> Reso
     rest = text
     if rest.startswith("prev:"):
         if not scope.in_rec:
-            return err(f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec")
+            return err(
+                f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec"
+            )
         prev = True
-        rest = rest[len("prev:"):]
+        rest = rest[len("prev:") :]
     if rest.startswith("base:"):
         if not scope.in_rec and scope.subnet_layer is None:
-            return err(f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
-                       "graph.base-outside-rec")
+            return err(
+                f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
+                "graph.base-outside-rec",
+            )
         if prev:
             return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
-        ref, diag = resolve(rest[len("base:"):], scope.outer, network, path)
+        ref, diag = resolve(rest[len("base:") :], scope.outer, network, path)
         return (replace(ref, text=text) if ref is not None else None), diag
     if scope.subnet_layer is not None and (rest == "data" or rest.startswith("data:")):
         if prev:
             return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
         return _resolve_subnet_data(text, rest, scope, network, path)
     if rest == "data" or rest.startswith("data:"):
-        key = rest[len("data:"):] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
+        key = (
+            rest[len("data:") :]
+            if rest.startswith("data:")
+            else ("source" if scope.in_rec else "data")
+        )
         if prev:
             return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
         if key == "source":
             if not scope.in_rec:
-                return err(f"`{text}`: `data:source` is only valid inside a rec unit",
-                           "graph.source-outside-rec")
+                return err(
+                    f"`{text}`: `data:source` is only valid inside a rec unit",
+                    "graph.source-outside-rec",
+                )
             return Ref("source", scope.rec_layer, text=text), None
         if key not in network.data_keys():
-            return err(f"unknown extern data `{key}` in `{text}`", "graph.unknown-data",
-                       did_you_mean(key, network.data_keys()))
+            return err(
+                f"unknown extern data `{key}` in `{text}`",
+                "graph.unknown-data",
+                did_you_mean(key, network.data_keys()),
+            )
         return Ref("extern", key, frame=scope.in_rec, text=text), None
     if rest == ":i":  # RETURNN's step index of the loop (RecStepInfoLayer)
         if not scope.in_rec:
-            return err(f"`{text}`: the step index `:i` is only valid inside a rec unit",
-                       "graph.step-outside-rec")
+            return err(
+                f"`{text}`: the step index `:i` is only valid inside a rec unit",
+                "graph.step-outside-rec",
+            )
         if prev:
-            return err(f"`{text}`: `prev:` of the step index is not supported",
-                       "graph.bad-reference", hint="use `:i` and subtract 1 in an `eval`")
+            return err(
+                f"`{text}`: `prev:` of the step index is not supported",
+                "graph.bad-reference",
+                hint="use `:i` and subtract 1 in an `eval`",
+            )
         return Ref("step", scope.rec_layer, text=text), None
     if rest in scope.layers:
         return Ref("layer", scope.layers[rest], prev=prev, text=text), None
     unit_layer = _unit_layer(rest, scope)
     if unit_layer is not None:
         if prev:
-            return err(f"`{text}`: `prev:` of a layer of a rec unit read from outside its loop "
-                       f"is not supported", "graph.bad-reference")
+            return err(
+                f"`{text}`: `prev:` of a layer of a rec unit read from outside its loop "
+                f"is not supported",
+                "graph.bad-reference",
+            )
         return Ref("layer", unit_layer, text=text, stacked=True), None
     candidates = list(scope.layers)
     nested = scope.in_rec or scope.subnet_layer is not None  # `base:` reads the parent
@@ -390,8 +443,13 @@ def resolve(text: str, scope: Scope, network: Network, path: ConfigPath) -> Reso
         match = did_you_mean(rest, scope.outer.layers)
         if match is not None:
             hint = match.replace("`", "`base:", 1)
-    where = (f" in the subnetwork of `{scope.subnet_layer.name}`" if scope.subnet_layer is not None
-             else f" in the unit of `{scope.loop_layer.name}`" if scope.in_rec else "")
+    where = (
+        f" in the subnetwork of `{scope.subnet_layer.name}`"
+        if scope.subnet_layer is not None
+        else f" in the unit of `{scope.loop_layer.name}`"
+        if scope.in_rec
+        else ""
+    )
     return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
 
 
@@ -407,22 +465,27 @@ def _unit_layer(rest: str, scope: Scope) -> Layer | None:
     return None
 
 
-def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network,
-                         path: ConfigPath) -> Resolved:
+def _resolve_subnet_data(
+    text: str, rest: str, scope: Scope, network: Network, path: ConfigPath
+) -> Resolved:
     """`data` / `data:KEY` inside the sub-network of a `subnetwork` layer, as RETURNN defines
     them: `data` (= `data:data`) is its input (`from`, concatenated: the layer `sub/data:data`);
     with `concat_sources: false` `data:NAME` / `data:i` is the input `NAME` / the i-th input
     and `data` the first; any other `data:KEY` is `data:KEY` of the enclosing network."""
     sub = scope.subnet_layer
     assert sub is not None, "asked only inside a subnetwork"
-    key = "data" if rest == "data" else rest[len("data:"):]
+    key = "data" if rest == "data" else rest[len("data:") :]
     if sub.opts.get("concat_sources", True) is not False:
         if key == "data":
             if "data:data" in scope.layers:
                 return Ref("layer", scope.layers["data:data"], text=text), None
-            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
-                                    f"input (`from: []`)", "graph.unknown-data", path,
-                                    hint="give the subnetwork a `from`, or read `base:NAME`")
+            return None, Diagnostic(
+                ERROR,
+                f"`{text}` inside subnetwork `{sub.name}`: it has no input (`from: []`)",
+                "graph.unknown-data",
+                path,
+                hint="give the subnetwork a `from`, or read `base:NAME`",
+            )
     else:
         inputs = subnet_inputs(sub)
         for i, (sub_path, name) in enumerate(inputs):
@@ -430,6 +493,10 @@ def _resolve_subnet_data(text: str, rest: str, scope: Scope, network: Network,
                 ref, diag = resolve(name, scope.outer, network, sub.path + sub_path)
                 return (replace(ref, text=text) if ref is not None else None), diag
         if key == "data":
-            return None, Diagnostic(ERROR, f"`{text}` inside subnetwork `{sub.name}`: it has no "
-                                    f"input", "graph.unknown-data", path)
+            return None, Diagnostic(
+                ERROR,
+                f"`{text}` inside subnetwork `{sub.name}`: it has no input",
+                "graph.unknown-data",
+                path,
+            )
     return resolve(rest, scope.outer, network, path)

@@ -9,6 +9,7 @@ red (errors) or orange (warnings), so a config with errors is still drawn as far
 
 No TensorFlow and no NumPy here: the light install draws graphs.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,8 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMATS = ("svg", "png", "html")
 DOT_TIMEOUT_S = 300
-INSTALL_HINT = ("install Graphviz: apt-get install graphviz (Debian/Ubuntu), brew install "
-                "graphviz (macOS), conda install -c conda-forge graphviz, or graphviz.org/download")
+INSTALL_HINT = (
+    "install Graphviz: apt-get install graphviz (Debian/Ubuntu), brew install "
+    "graphviz (macOS), conda install -c conda-forge graphviz, or graphviz.org/download"
+)
 
 RED, RED_FILL = "#c0392b", "#fdecea"
 ORANGE, ORANGE_FILL = "#d9822b", "#fff4e5"
@@ -110,8 +113,11 @@ def _sources_text(opts: LayerOptions) -> str:
 
 def _training_text(opts: LayerOptions) -> str:
     """`loss: ce, target: classes` of a layer (its loss and target as written), or ""."""
-    parts = [f"{key}: {opts[key]}" for key in ("loss", "target")
-             if isinstance(opts.get(key), (str, int, float)) and opts.get(key) != ""]
+    parts = [
+        f"{key}: {opts[key]}"
+        for key in ("loss", "target")
+        if isinstance(opts.get(key), (str, int, float)) and opts.get(key) != ""
+    ]
     return ", ".join(parts)
 
 
@@ -161,12 +167,18 @@ def build_drawing(result: ValidationResult) -> Drawing:
             params = ""
             if inferred is not None and name in inferred.params:
                 params = str(inferred.param_count(name))
-            node = Node(name, "synthetic" if layer.synthetic else "layer",
-                        layer.layer_class or "?", str(shape) if shape is not None else "?",
-                        _sources_text(layer.opts), params, training=_training_text(layer.opts),
-                        cluster=cluster_of(layer))
+            node = Node(
+                name,
+                "synthetic" if layer.synthetic else "layer",
+                layer.layer_class or "?",
+                str(shape) if shape is not None else "?",
+                _sources_text(layer.opts),
+                params,
+                training=_training_text(layer.opts),
+                cluster=cluster_of(layer),
+            )
         elif attrs.get("kind") == "extern":
-            key = name[len("data:"):]
+            key = name[len("data:") :]
             shape = extern_shapes.get(key)
             node = Node(name, "extern", "extern_data", str(shape) if shape is not None else "?")
             if key in network.registered:
@@ -220,7 +232,7 @@ def render_dot(drawing: Drawing, title: str = "") -> str:
     lines = [
         "digraph network {",
         '  graph [rankdir=TB, fontname="Helvetica", fontsize=12, nodesep=0.3, ranksep=0.35,'
-        ' labelloc=t, labeljust=l];',
+        " labelloc=t, labeljust=l];",
         '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#333333",'
         ' fontname="Helvetica", fontsize=11, margin="0.12,0.05"];',
         '  edge [color="#555555", arrowsize=0.7, fontname="Helvetica", fontsize=9];',
@@ -237,8 +249,12 @@ def render_dot(drawing: Drawing, title: str = "") -> str:
         elif node.kind == "synthetic":
             attrs += ['style="rounded,dashed"']
         if node.status == ERROR:
-            attrs += [f'color="{RED}"', f'fillcolor="{RED_FILL}"', "penwidth=2.5",
-                      f'fontcolor="{RED}"']
+            attrs += [
+                f'color="{RED}"',
+                f'fillcolor="{RED_FILL}"',
+                "penwidth=2.5",
+                f'fontcolor="{RED}"',
+            ]
         elif node.status == WARNING:
             attrs += [f'color="{ORANGE}"', f'fillcolor="{ORANGE_FILL}"', "penwidth=2"]
         if node.messages:
@@ -261,8 +277,9 @@ def render_dot(drawing: Drawing, title: str = "") -> str:
             lines.append(f"{indent}subgraph {cids[child]} {{")
             lines.append(f"{indent}  label={dot_string(label)};")
             style = "rounded,filled" if kind == "rec" else "rounded,filled,dashed"
-            lines.append(f'{indent}  style="{style}"; fillcolor="{CLUSTER_FILL[kind]}"; '
-                         f'color="#888888";')
+            lines.append(
+                f'{indent}  style="{style}"; fillcolor="{CLUSTER_FILL[kind]}"; color="#888888";'
+            )
             emit(child, indent + "  ")
             lines.append(f"{indent}}}")
 
@@ -271,8 +288,13 @@ def render_dot(drawing: Drawing, title: str = "") -> str:
         style = []
         option = attrs.get("option")
         if attrs.get("prev"):
-            style += ["style=dashed", 'label="prev"', 'color="#1f5fa8"', 'fontcolor="#1f5fa8"',
-                      "constraint=false"]
+            style += [
+                "style=dashed",
+                'label="prev"',
+                'color="#1f5fa8"',
+                'fontcolor="#1f5fa8"',
+                "constraint=false",
+            ]
         elif option in ("unit", "subnetwork"):  # the result of a unit / sub-network
             style += ["style=bold"]
         elif option and option != "from":
@@ -295,11 +317,17 @@ def run_dot(source: str, fmt: str) -> bytes:
     """`dot -T<fmt>` on the source; raises RenderError (one line) if it is missing or fails."""
     dot = find_dot()
     try:
-        proc = subprocess.run([dot, f"-T{fmt}"], input=source.encode("utf-8"),
-                              capture_output=True, timeout=DOT_TIMEOUT_S)
+        proc = subprocess.run(
+            [dot, f"-T{fmt}"],
+            input=source.encode("utf-8"),
+            capture_output=True,
+            timeout=DOT_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise RenderError(f"`dot` took longer than {DOT_TIMEOUT_S} s; try --format dot and "
-                          "render a part of the graph") from None
+        raise RenderError(
+            f"`dot` took longer than {DOT_TIMEOUT_S} s; try --format dot and "
+            "render a part of the graph"
+        ) from None
     except OSError as exc:
         raise RenderError(f"cannot run `{dot}`: {exc}") from None
     if proc.returncode != 0 or not proc.stdout:
@@ -342,23 +370,26 @@ def render_html(drawing: Drawing, svg: str, title: str, summary: str) -> str:
         indent = "&nbsp;&nbsp;" * node.depth
         notes = "<br>".join(esc(m) for m in node.messages)
         rows.append(
-            f"<tr{cls}><td class=\"name\">{indent}{esc(node.name)}</td><td>{esc(node.cls)}</td>"
-            f"<td class=\"shape\">{esc(node.shape)}</td><td>{esc(node.sources)}</td>"
-            f"<td class=\"num\">{esc(node.params)}</td><td>{notes}</td></tr>")
+            f'<tr{cls}><td class="name">{indent}{esc(node.name)}</td><td>{esc(node.cls)}</td>'
+            f'<td class="shape">{esc(node.shape)}</td><td>{esc(node.sources)}</td>'
+            f'<td class="num">{esc(node.params)}</td><td>{notes}</td></tr>'
+        )
     general = ""
     if drawing.general:
         items = "".join(f"<li>{esc(m)}</li>" for m in drawing.general)
-        general = f"<h2>Diagnostics of the whole config</h2><ul class=\"diags\">{items}</ul>"
+        general = f'<h2>Diagnostics of the whole config</h2><ul class="diags">{items}</ul>'
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{esc(title)}</h1>\n<p>{esc(summary)}. Shapes are batch-major; inside a rec unit "
         "they are per step. Dashed blue edges read the previous step (<code>prev:</code>); red "
         "layers have errors, orange ones warnings.</p>\n"
-        f"<div class=\"graph\">\n{inline_svg(svg)}\n</div>\n{general}\n"
+        f'<div class="graph">\n{inline_svg(svg)}\n</div>\n{general}\n'
         "<h2>Layers</h2>\n<table>\n<thead><tr><th>layer</th><th>class</th><th>shape</th>"
         "<th>from</th><th>params</th><th>diagnostics</th></tr></thead>\n<tbody>\n"
-        + "\n".join(rows) + "\n</tbody>\n</table>\n</body>\n</html>\n")
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>\n</body>\n</html>\n"
+    )
 
 
 def _table_order(drawing: Drawing) -> Callable[[Node], tuple[bool, list[int]]]:
@@ -381,8 +412,10 @@ def summary_line(result: ValidationResult) -> str:
     n_err = len(result.errors)
     n_warn = len(result.warnings)
     layers = sum(not layer.synthetic for layer in _graph_of(result).network.layers.values())
-    return (f"{layers} layer{'s' if layers != 1 else ''}, {n_err} error{'s' if n_err != 1 else ''}"
-            f", {n_warn} warning{'s' if n_warn != 1 else ''}")
+    return (
+        f"{layers} layer{'s' if layers != 1 else ''}, {n_err} error{'s' if n_err != 1 else ''}"
+        f", {n_warn} warning{'s' if n_warn != 1 else ''}"
+    )
 
 
 def render(result: ValidationResult, fmt: str, title: str) -> bytes:
@@ -398,4 +431,3 @@ def render(result: ValidationResult, fmt: str, title: str) -> bytes:
     if fmt == "svg":
         return svg.encode("utf-8")
     return render_html(drawing, svg, title, summary).encode("utf-8")
-

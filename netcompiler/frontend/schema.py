@@ -4,6 +4,7 @@ The schema files in `schemas/` are the single source of truth for option names, 
 and descriptions: `config.schema.json` (the whole config), `common.schema.json` (options every
 layer accepts), `layers/<class>.schema.json` (one per layer class), `train.schema.json`.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def load_schema(relative: str) -> JsonSchema:
 
 def layer_schema_files() -> dict[str, Path]:
     """Layer class -> its schema file."""
-    return {p.name[: -len(".schema.json")]: p
-            for p in sorted((SCHEMA_DIR / "layers").glob("*.schema.json"))}
+    return {
+        p.name[: -len(".schema.json")]: p
+        for p in sorted((SCHEMA_DIR / "layers").glob("*.schema.json"))
+    }
 
 
 def _uri(path: Path) -> str:
@@ -50,8 +53,9 @@ def _uri(path: Path) -> str:
 def _registry() -> Registry:
     resources = []
     for path in SCHEMA_DIR.rglob("*.schema.json"):
-        resources.append((_uri(path), Resource.from_contents(
-            json.loads(path.read_text(encoding="utf-8")))))
+        resources.append(
+            (_uri(path), Resource.from_contents(json.loads(path.read_text(encoding="utf-8"))))
+        )
     return Registry().with_resources(resources)
 
 
@@ -62,8 +66,7 @@ def config_validator() -> jsonschema.Draft202012Validator:
     # test keeps them in sync), so a new layer schema takes effect at once
     schema = render_config_schema()
     schema["$id"] = _uri(path)  # so relative $refs resolve against the schema directory
-    return jsonschema.Draft202012Validator(schema, registry=_registry(),
-                                           format_checker=None)
+    return jsonschema.Draft202012Validator(schema, registry=_registry(), format_checker=None)
 
 
 @cache
@@ -97,14 +100,17 @@ def render_config_schema() -> JsonSchema:
     layer = schema["$defs"]["layer"]
     layer["properties"]["class"] = {"enum": classes, "description": "The layer class."}
     layer["allOf"] = [
-        {"if": {"properties": {"class": {"const": c}}, "required": ["class"]},
-         "then": {"$ref": f"layers/{c}.schema.json"}}
+        {
+            "if": {"properties": {"class": {"const": c}}, "required": ["class"]},
+            "then": {"$ref": f"layers/{c}.schema.json"},
+        }
         for c in classes
     ]
     return schema
 
 
 # -- translating jsonschema errors into diagnostics -----------------------------------------------
+
 
 def _layer_context(data: Any, path: ConfigPath) -> tuple[str | None, ConfigPath | None]:
     """If `path` points into a layer dict, (its class, the layer dict's path)."""
@@ -116,9 +122,10 @@ def _layer_context(data: Any, path: ConfigPath) -> tuple[str | None, ConfigPath 
             node = node[part]
         except (KeyError, IndexError, TypeError):
             break
-        if isinstance(node, dict) and (_is_layer_container(path[:i]) or (
-                part == "unit" and layer_class == "masked_computation"
-                and layer_path == path[:i])):  # a masked computation's unit is a layer
+        if isinstance(node, dict) and (
+            _is_layer_container(path[:i])
+            or (part == "unit" and layer_class == "masked_computation" and layer_path == path[:i])
+        ):  # a masked computation's unit is a layer
             layer_class = node.get("class") if isinstance(node.get("class"), str) else None
             layer_path = path[: i + 1]
     return layer_class, layer_path
@@ -129,8 +136,12 @@ def _is_layer_container(path: ConfigPath) -> bool:
     name."""
     if path == ("network",):
         return True
-    return (len(path) >= 3 and path[0] == "network" and path[-1] in ("unit", "subnetwork")
-            and len(path) % 2 == 1)
+    return (
+        len(path) >= 3
+        and path[0] == "network"
+        and path[-1] in ("unit", "subnetwork")
+        and len(path) % 2 == 1
+    )
 
 
 def _type_name(value: Any) -> str:
@@ -201,53 +212,115 @@ def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> lis
                 msg = f"unknown option `{key}` for layer class `{layer_class}`"
             else:
                 msg = f"unknown key `{key}`"
-            out.append(Diagnostic(ERROR, msg, "schema.unknown-option", path + (key,),
-                                  hint=did_you_mean(key, allowed)))
+            out.append(
+                Diagnostic(
+                    ERROR,
+                    msg,
+                    "schema.unknown-option",
+                    path + (key,),
+                    hint=did_you_mean(key, allowed),
+                )
+            )
         return out
     if v == "required":
         missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
         layer_class, layer_path = _layer_context(data, path)
         what = f" of layer class `{layer_class}`" if layer_class and layer_path == path else ""
-        return [Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option",
-                           path) for k in missing]
-    if v == "enum" or (v == "anyOf" and _enum_values(_schema_of(error))
-                       and isinstance(instance, str)):
+        return [
+            Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option", path)
+            for k in missing
+        ]
+    if v == "enum" or (
+        v == "anyOf" and _enum_values(_schema_of(error)) and isinstance(instance, str)
+    ):
         values = _enum_values(_schema_of(error))
         if path and path[-1] == "class":
-            return [Diagnostic(ERROR, f"unknown layer class `{instance}`", "schema.unknown-class",
-                               path, hint=did_you_mean(instance, values))]
+            return [
+                Diagnostic(
+                    ERROR,
+                    f"unknown layer class `{instance}`",
+                    "schema.unknown-class",
+                    path,
+                    hint=did_you_mean(instance, values),
+                )
+            ]
         shown = ", ".join(x if isinstance(x, str) else json.dumps(x) for x in values[:12]) + (
-            ", ..." if len(values) > 12 else "")
-        return [Diagnostic(ERROR, f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
-                           "schema.enum", path,
-                           hint=did_you_mean(instance, values) if isinstance(instance, str) else None)]
+            ", ..." if len(values) > 12 else ""
+        )
+        return [
+            Diagnostic(
+                ERROR,
+                f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
+                "schema.enum",
+                path,
+                hint=did_you_mean(instance, values) if isinstance(instance, str) else None,
+            )
+        ]
     if v == "const":
-        return [Diagnostic(ERROR, f"`{name}` must be {_short(expected)}, got "
-                           f"{_short(instance)}", "schema.enum", path)]
+        return [
+            Diagnostic(
+                ERROR,
+                f"`{name}` must be {_short(expected)}, got {_short(instance)}",
+                "schema.enum",
+                path,
+            )
+        ]
     if v == "type":
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [Diagnostic(ERROR, f"`{name}` must be of type {expected}, got "
-                           f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+        return [
+            Diagnostic(
+                ERROR,
+                f"`{name}` must be of type {expected}, got "
+                f"{_type_name(instance)} {_short(instance)}",
+                "schema.type",
+                path,
+            )
+        ]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">",
-              "exclusiveMaximum": "<"}[v]
-        return [Diagnostic(ERROR, f"`{name}` out of range: must be {op} {expected}, "
-                           f"got {_short(instance)}", "schema.range", path)]
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
+        return [
+            Diagnostic(
+                ERROR,
+                f"`{name}` out of range: must be {op} {expected}, got {_short(instance)}",
+                "schema.range",
+                path,
+            )
+        ]
     if v in ("minItems", "maxItems", "minLength", "maxLength", "minProperties"):
         return [Diagnostic(ERROR, f"`{name}`: {error.message}", "schema.range", path)]
     if v == "pattern":
         if path and path[-1] == "activation":
             names = expected.split("(", 3)[-1].split(")")[0].split("|")
             base = str(instance).split("*")[-1]
-            return [Diagnostic(ERROR, f"unknown activation `{instance}`", "schema.enum", path,
-                               hint=did_you_mean(base, names))]
-        return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} does not match the expected "
-                           f"form", "schema.pattern", path)]
+            return [
+                Diagnostic(
+                    ERROR,
+                    f"unknown activation `{instance}`",
+                    "schema.enum",
+                    path,
+                    hint=did_you_mean(base, names),
+                )
+            ]
+        return [
+            Diagnostic(
+                ERROR,
+                f"`{name}`: {_short(instance)} does not match the expected form",
+                "schema.pattern",
+                path,
+            )
+        ]
     if v in ("anyOf", "oneOf") and error.context:
         if _only_type_errors(error):
             types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
-            return [Diagnostic(ERROR, f"`{name}` must be of type {' or '.join(types)}, got "
-                               f"{_type_name(instance)} {_short(instance)}", "schema.type", path)]
+            return [
+                Diagnostic(
+                    ERROR,
+                    f"`{name}` must be of type {' or '.join(types)}, got "
+                    f"{_type_name(instance)} {_short(instance)}",
+                    "schema.type",
+                    path,
+                )
+            ]
         # pick the alternative that got furthest, so the user sees one concrete problem; a
         # top-level type mismatch of an alternative (e.g. `null` for an activation) is the
         # least informative one, so prefer any other error
@@ -255,8 +328,11 @@ def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> lis
         sub = best_match(candidates) if candidates else None
         if sub is not None:
             return translate(sub, data, prefix)
-        return [Diagnostic(ERROR, f"`{name}`: {_short(instance)} is not valid here",
-                           "schema.type", path)]
+        return [
+            Diagnostic(
+                ERROR, f"`{name}`: {_short(instance)} is not valid here", "schema.type", path
+            )
+        ]
     return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
 
 
@@ -276,8 +352,11 @@ def validate_config(data: Any) -> list[Diagnostic]:
     rec units) with its own class's schema, instead of trying every `if class == X` per layer.
     """
     if not isinstance(data, dict):
-        return [Diagnostic(ERROR, f"the config must be a mapping, got {_type_name(data)}",
-                           "schema.type", ())]
+        return [
+            Diagnostic(
+                ERROR, f"the config must be a mapping, got {_type_name(data)}", "schema.type", ()
+            )
+        ]
     diags: list[Diagnostic] = []
     seen: set[tuple[ConfigPath, str]] = set()
 
@@ -296,12 +375,16 @@ def validate_config(data: Any) -> list[Diagnostic]:
         if not isinstance(layers, dict):
             return
         for name, layer in layers.items():
-            if (not isinstance(layer, dict) or not isinstance(layer.get("class"), str)
-                    or layer["class"] not in classes):
+            if (
+                not isinstance(layer, dict)
+                or not isinstance(layer.get("class"), str)
+                or layer["class"] not in classes
+            ):
                 continue  # reported by the enclosing check (unknown class / not a mapping)
             path = prefix + (name,)
-            report(_light_validator(f"layers/{layer['class']}.schema.json").iter_errors(layer),
-                   path)
+            report(
+                _light_validator(f"layers/{layer['class']}.schema.json").iter_errors(layer), path
+            )
             diags.extend(check_initializer_options(layer, path))
             if layer["class"] == "rec" and isinstance(layer.get("unit"), dict):
                 walk(layer["unit"], path + ("unit",))
@@ -317,9 +400,11 @@ def validate_config(data: Any) -> list[Diagnostic]:
 @cache
 def initializer_options(layer_class: str) -> tuple[str, ...]:
     """The options of a layer class whose values are initialisers."""
-    return tuple(name for name, prop in layer_options(layer_class).items()
-                 if isinstance(prop, dict)
-                 and str(prop.get("$ref", "")).endswith("#/$defs/initializer"))
+    return tuple(
+        name
+        for name, prop in layer_options(layer_class).items()
+        if isinstance(prop, dict) and str(prop.get("$ref", "")).endswith("#/$defs/initializer")
+    )
 
 
 def check_initializer_options(layer: LayerOptions, path: ConfigPath) -> list[Diagnostic]:
@@ -329,8 +414,10 @@ def check_initializer_options(layer: LayerOptions, path: ConfigPath) -> list[Dia
 
     out: list[Diagnostic] = []
     found: list[tuple[ConfigPath, Any]] = [
-        ((name,), layer[name]) for name in initializer_options(layer["class"])
-        if name in layer and layer[name] is not None]
+        ((name,), layer[name])
+        for name in initializer_options(layer["class"])
+        if name in layer and layer[name] is not None
+    ]
     bn = layer.get("batch_norm")
     if isinstance(bn, dict):
         found += [(("batch_norm", k), bn[k]) for k in ("gamma_init", "beta_init") if k in bn]
@@ -338,8 +425,9 @@ def check_initializer_options(layer: LayerOptions, path: ConfigPath) -> list[Dia
         if isinstance(value, (str, dict, int, float)) and not isinstance(value, bool):
             problem = check_initializer(value)
             if problem is not None:
-                out.append(Diagnostic(ERROR, problem[0], "schema.initializer", path + sub,
-                                      hint=problem[1]))
+                out.append(
+                    Diagnostic(ERROR, problem[0], "schema.initializer", path + sub, hint=problem[1])
+                )
     return out
 
 
@@ -350,8 +438,11 @@ def _light_registry() -> Registry:
     light["$defs"]["layer"].pop("allOf", None)
     resources = []
     for path in SCHEMA_DIR.rglob("*.schema.json"):
-        contents = (light if path.name == "config.schema.json" and path.parent == SCHEMA_DIR
-                    else json.loads(path.read_text(encoding="utf-8")))
+        contents = (
+            light
+            if path.name == "config.schema.json" and path.parent == SCHEMA_DIR
+            else json.loads(path.read_text(encoding="utf-8"))
+        )
         resources.append((_uri(path), Resource.from_contents(contents)))
     return Registry().with_resources(resources)
 

@@ -11,6 +11,7 @@ parsed with `ast` into a small tree that allows only:
 Nothing is executed: `evaluate` walks the tree with a function that gives the length of a
 reference (a TensorFlow scalar at run time, or a number in tests).
 """
+
 from __future__ import annotations
 
 import ast
@@ -83,10 +84,14 @@ def _convert(node: ast.expr, text: str) -> SeqLenNode:
         part = ast.get_source_segment(text.strip(), node) or what
         return SeqLenExprError(
             f"`{part}` is not allowed in `max_seq_len`; allowed are numbers, "
-            f"max_len_from('LAYER'), + - * // /, int(...), min(...), max(...)")
+            f"max_len_from('LAYER'), + - * // /, int(...), min(...), max(...)"
+        )
 
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
-            and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         return Num(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
         return BinOp(_OPS[type(node.op)], _convert(node.left, text), _convert(node.right, text))
@@ -96,10 +101,13 @@ def _convert(node: ast.expr, text: str) -> SeqLenNode:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         name = node.func.id
         if name == "max_len_from":
-            if len(node.args) != 1 or not (isinstance(node.args[0], ast.Constant)
-                                           and isinstance(node.args[0].value, str)):
-                raise SeqLenExprError("`max_len_from` takes one layer name as a string literal, "
-                                      "e.g. max_len_from('base:encoder')")
+            if len(node.args) != 1 or not (
+                isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+            ):
+                raise SeqLenExprError(
+                    "`max_len_from` takes one layer name as a string literal, "
+                    "e.g. max_len_from('base:encoder')"
+                )
             return MaxLenFrom(node.args[0].value)
         if name == "int" and len(node.args) == 1:
             return Call("int", (_convert(node.args[0], text),))
@@ -121,8 +129,7 @@ def references(tree: SeqLenNode) -> list[str]:
     return []
 
 
-def evaluate(tree: SeqLenNode, max_len: Callable[[str], Any], ops: SeqLenOps | None = None
-             ) -> Any:
+def evaluate(tree: SeqLenNode, max_len: Callable[[str], Any], ops: SeqLenOps | None = None) -> Any:
     """The value of the tree; `max_len(ref)` gives a reference's longest sequence. `ops` does
     the arithmetic (default: Python numbers; `tf_ops()` for TensorFlow scalars)."""
     ops = ops or _PY_OPS

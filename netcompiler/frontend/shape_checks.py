@@ -1,6 +1,7 @@
 """Checks that follow a layer's inferred shape: its `loss` against the `target`,
 `initial_output`, `apply(0)`, a `choice` read on another time axis, `reuse_params`; and
 `report`, which turns a ShapeError into a located diagnostic. No TensorFlow."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,19 +23,33 @@ def check_shared_params(inferred: InferredNetwork) -> None:
         layer = inferred.network.layers[name]
         value = layer.opts.get("reuse_params")
         if isinstance(value, dict) and set(value) - {"reuse_layer"}:
-            report(inferred, layer, ShapeError(
-                f"`reuse_params` with {', '.join(sorted(set(value) - {'reuse_layer'}))}: only "
-                f"sharing all variables of one layer is supported", "reuse_params",
-                "shape.reuse-params", hint="write `reuse_params: LAYER`"))
+            report(
+                inferred,
+                layer,
+                ShapeError(
+                    f"`reuse_params` with {', '.join(sorted(set(value) - {'reuse_layer'}))}: only "
+                    f"sharing all variables of one layer is supported",
+                    "reuse_params",
+                    "shape.reuse-params",
+                    hint="write `reuse_params: LAYER`",
+                ),
+            )
             continue
         if name not in inferred.params or owner not in inferred.params:
             continue  # a shape error was reported
         mine = {k: v.shape for k, v in inferred.params[name].items()}
         theirs = {k: v.shape for k, v in inferred.params[owner].items()}
         if mine != theirs:
-            report(inferred, layer, ShapeError(
-                f"`reuse_params: {owner}`: `{name}` needs the variables {mine or 'none'}, "
-                f"`{owner}` has {theirs or 'none'}", "reuse_params", "shape.reuse-params"))
+            report(
+                inferred,
+                layer,
+                ShapeError(
+                    f"`reuse_params: {owner}`: `{name}` needs the variables {mine or 'none'}, "
+                    f"`{owner}` has {theirs or 'none'}",
+                    "reuse_params",
+                    "shape.reuse-params",
+                ),
+            )
 
 
 def check_apply_zero(ctx: ShapeContext) -> None:
@@ -43,43 +58,63 @@ def check_apply_zero(ctx: ShapeContext) -> None:
     cls = ctx.layer.layer_class
     rule = traits(cls)
     if not rule.supports_apply_zero:
-        raise ShapeError(f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
-                         f"(netcompiler applies only stateless layers to zeroed inputs)",
-                         "initial_output", "shape.initial-output",
-                         hint="use `zeros`, a number or `var`")
+        raise ShapeError(
+            f"`initial_output: apply(0)` is not supported for a `{cls}` layer "
+            f"(netcompiler applies only stateless layers to zeroed inputs)",
+            "initial_output",
+            "shape.initial-output",
+            hint="use `zeros`, a number or `var`",
+        )
     for option in rule.layer_options:  # the class's own options that name layers
         value = ctx.opts.get(option)
         texts = value if isinstance(value, list) else [value]
-        inner = [t for t in texts if isinstance(t, str)
-                 and not t.startswith(("base:", "data:")) and t != "data"]
+        inner = [
+            t
+            for t in texts
+            if isinstance(t, str) and not t.startswith(("base:", "data:")) and t != "data"
+        ]
         if inner:
-            raise ShapeError(f"`initial_output: apply(0)` with `{option}: {inner[0]}`, a layer of "
-                             f"the unit, is not supported (its value before the first step is "
-                             f"not defined; only the `from` inputs are zeroed)", "initial_output",
-                             "shape.initial-output", hint="use `zeros`, a number or `var`")
+            raise ShapeError(
+                f"`initial_output: apply(0)` with `{option}: {inner[0]}`, a layer of "
+                f"the unit, is not supported (its value before the first step is "
+                f"not defined; only the `from` inputs are zeroed)",
+                "initial_output",
+                "shape.initial-output",
+                hint="use `zeros`, a number or `var`",
+            )
 
 
 def check_initial_output(ctx: ShapeContext, step: Shape, params: dict[str, ParamSpec]) -> None:
     """`initial_output` (what `prev:` reads at step 0) must fit the layer's per-step shape."""
     value = ctx.opts["initial_output"]
     if not ctx.in_rec:
-        raise ShapeError("`initial_output` only applies inside a rec unit", "initial_output",
-                         "shape.initial-output")
+        raise ShapeError(
+            "`initial_output` only applies inside a rec unit",
+            "initial_output",
+            "shape.initial-output",
+        )
     if value == "apply(0)":
         check_apply_zero(ctx)
     init = ctx.ref("initial_output")
-    if init is not None and (not same_axes(init.dims, step.dims)
-                             or init.sparse_dim != step.sparse_dim):
-        raise ShapeError(f"`initial_output` `{ctx.ref_name('initial_output')}` is {init}, but "
-                         f"`{ctx.name}` is {step} per step", "initial_output",
-                         "shape.initial-output")
+    if init is not None and (
+        not same_axes(init.dims, step.dims) or init.sparse_dim != step.sparse_dim
+    ):
+        raise ShapeError(
+            f"`initial_output` `{ctx.ref_name('initial_output')}` is {init}, but "
+            f"`{ctx.name}` is {step} per step",
+            "initial_output",
+            "shape.initial-output",
+        )
     if value == "var":
         sizes = [d.size for d in step.dims if d.kind != "batch"]
         static = [size for size in sizes if size is not None]
         if len(static) != len(sizes) or step.sparse:
-            raise ShapeError(f"`initial_output: var` needs a dense per-step shape with static "
-                             f"axes besides the batch, `{ctx.name}` is {step}",
-                             "initial_output", "shape.initial-output")
+            raise ShapeError(
+                f"`initial_output: var` needs a dense per-step shape with static "
+                f"axes besides the batch, `{ctx.name}` is {step}",
+                "initial_output",
+                "shape.initial-output",
+            )
         params["initial_output"] = ParamSpec(tuple(static), 0.0)
 
 
@@ -94,8 +129,9 @@ def _extern_time_keys(inferred: InferredNetwork) -> dict[Dim, str]:
     return out
 
 
-def _unifiable_time_axes(inferred: InferredNetwork, out_dims: Sequence[Dim],
-                         target_dims: Sequence[Dim]) -> list[tuple[str, str]]:
+def _unifiable_time_axes(
+    inferred: InferredNetwork, out_dims: Sequence[Dim], target_dims: Sequence[Dim]
+) -> list[tuple[str, str]]:
     """A frame-wise loss between two extern time axes that nobody declared the same: RETURNN
     matches them by position. The pairs (output's key, target's key) that would make the axes
     agree, or [] when they differ otherwise (e.g. an axis a layer created)."""
@@ -132,15 +168,21 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     loss = layer.opts["loss"]
     if loss == "as_is":  # the output is the loss: no target (a given one is not read)
         if out.sparse:
-            raise ShapeError(f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
-                             f"so it must be values, not class indices", "loss",
-                             "shape.loss-target")
+            raise ShapeError(
+                f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
+                f"so it must be values, not class indices",
+                "loss",
+                "shape.loss-target",
+            )
         return
     key = layer.opts.get("target")
     if not isinstance(key, str):
-        raise ShapeError(f"`loss: {loss}` needs a `target` (an extern data key; RETURNN's "
-                         f"default, the config's `target` or `classes`, is not one)", "loss",
-                         "shape.loss-target")
+        raise ShapeError(
+            f"`loss: {loss}` needs a `target` (an extern data key; RETURNN's "
+            f"default, the config's `target` or `classes`, is not one)",
+            "loss",
+            "shape.loss-target",
+        )
     target = inferred.extern.get(key)  # an unknown key was reported by the graph check
     if target is None:
         return
@@ -152,22 +194,39 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
             target = target.without(loop)
     what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
     if loss == "edit_distance":  # label sequences, each with its own length
-        if not (out.sparse and target.sparse and out.time is not None
-                and target.time is not None and len(out.dims) == len(target.dims)):
-            raise ShapeError(f"`loss: edit_distance`: {what} (needs label sequences, "
-                             f"[B, T] sparse, on both sides)", "target", "shape.loss-target")
+        if not (
+            out.sparse
+            and target.sparse
+            and out.time is not None
+            and target.time is not None
+            and len(out.dims) == len(target.dims)
+        ):
+            raise ShapeError(
+                f"`loss: edit_distance`: {what} (needs label sequences, "
+                f"[B, T] sparse, on both sides)",
+                "target",
+                "shape.loss-target",
+            )
         return
     if loss == "ctc":
-        ok = (target.sparse_dim is not None and out.feature_size == target.sparse_dim + 1
-              and out.time is not None and target.time is not None)
+        ok = (
+            target.sparse_dim is not None
+            and out.feature_size == target.sparse_dim + 1
+            and out.time is not None
+            and target.time is not None
+        )
         if not ok:
-            raise ShapeError(f"`loss: ctc`: {what} (needs a sparse target over time and "
-                             f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
-                             "target", "shape.loss-target")
+            raise ShapeError(
+                f"`loss: ctc`: {what} (needs a sparse target over time and "
+                f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
+                "target",
+                "shape.loss-target",
+            )
         return
     if out.sparse or out.feature is None:
-        raise ShapeError(f"`loss: {loss}`: {what} (the output needs a feature axis)", "loss",
-                         "shape.loss-target")
+        raise ShapeError(
+            f"`loss: {loss}`: {what} (the output needs a feature axis)", "loss", "shape.loss-target"
+        )
     if target.sparse:
         axes_ok = same_axes(out.non_feature_dims, target.dims)
         feat_ok = out.feature_size == target.sparse_dim
@@ -175,18 +234,25 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
         axes_ok = same_axes(out.non_feature_dims, target.non_feature_dims)
         feat_ok = out.feature_size == target.feature_size
     if not axes_ok:
-        pairs = _unifiable_time_axes(inferred, out.non_feature_dims,
-                                     target.dims if target.sparse else target.non_feature_dims)
+        pairs = _unifiable_time_axes(
+            inferred,
+            out.non_feature_dims,
+            target.dims if target.sparse else target.non_feature_dims,
+        )
         if pairs:
             for pair in pairs:
                 inferred.unify.setdefault(pair, layer.path + ("target",))
             return
-        raise ShapeError(f"`loss: {loss}`: {what}: their axes differ", "target",
-                         "shape.loss-target")
+        raise ShapeError(
+            f"`loss: {loss}`: {what}: their axes differ", "target", "shape.loss-target"
+        )
     if not feat_ok:
-        raise ShapeError(f"`loss: {loss}`: {what}: {out.feature_size} output features for "
-                         f"{target.feature_size} target classes/features", "target",
-                         "shape.loss-target")
+        raise ShapeError(
+            f"`loss: {loss}`: {what}: {out.feature_size} output features for "
+            f"{target.feature_size} target classes/features",
+            "target",
+            "shape.loss-target",
+        )
 
 
 def choice_loss_source(graph: Graph, layer: Layer) -> Ref | None:
@@ -203,16 +269,22 @@ def _choice_loss_input(inferred: InferredNetwork, layer: Layer, out: Shape) -> S
     distribution against the choice's target; the shape the loss is checked on."""
     loss = layer.opts["loss"]
     if loss != "ce":
-        raise ShapeError(f"`loss: {loss}` on a `choice` layer is not supported: its loss is the "
-                         f"cross entropy of its input distribution (`loss: ce`)", "loss",
-                         "shape.loss-target", hint="use `loss: ce`, or put the loss on the "
-                         "layer feeding the choice")
+        raise ShapeError(
+            f"`loss: {loss}` on a `choice` layer is not supported: its loss is the "
+            f"cross entropy of its input distribution (`loss: ce`)",
+            "loss",
+            "shape.loss-target",
+            hint="use `loss: ce`, or put the loss on the layer feeding the choice",
+        )
     ref = choice_loss_source(inferred.graph, layer)
     shape = inferred.shapes.get(ref.target.name) if ref is not None else None
     if shape is None:
-        raise ShapeError("`loss: ce` on a `choice` layer needs exactly one input layer in "
-                         "`from` (the distribution the loss is computed from)", "from",
-                         "shape.loss-target")
+        raise ShapeError(
+            "`loss: ce` on a `choice` layer needs exactly one input layer in "
+            "`from` (the distribution the loss is computed from)",
+            "from",
+            "shape.loss-target",
+        )
     return shape
 
 
@@ -229,16 +301,21 @@ MAX_SIZE = 2**31 - 1
 
 def check_sizes(layer: Layer, shape: Shape, params: dict[str, ParamSpec]) -> None:
     """ShapeError when an axis of the output or a parameter is larger than `MAX_SIZE`."""
-    option = next((k for k in ("n_out", "shape", "dim", "total_key_dim") if k in layer.opts),
-                  None)
+    option = next((k for k in ("n_out", "shape", "dim", "total_key_dim") if k in layer.opts), None)
     for d in shape.dims:
         if isinstance(d.size, (int, float)) and d.size > MAX_SIZE:
-            raise ShapeError(f"`{layer.name}` would have an axis of size {d.size} {shape}; at "
-                             f"most {MAX_SIZE} (2**31-1) is supported", option,
-                             "shape.too-large")
+            raise ShapeError(
+                f"`{layer.name}` would have an axis of size {d.size} {shape}; at "
+                f"most {MAX_SIZE} (2**31-1) is supported",
+                option,
+                "shape.too-large",
+            )
     for pname, spec in params.items():
         if spec.size > MAX_SIZE:
-            raise ShapeError(f"`{layer.name}` would have a parameter `{pname}` of shape "
-                             f"{tuple(spec.shape)}, {spec.size} elements; at most {MAX_SIZE} "
-                             f"(2**31-1) per parameter are supported", option,
-                             "shape.too-large")
+            raise ShapeError(
+                f"`{layer.name}` would have a parameter `{pname}` of shape "
+                f"{tuple(spec.shape)}, {spec.size} elements; at most {MAX_SIZE} "
+                f"(2**31-1) per parameter are supported",
+                option,
+                "shape.too-large",
+            )

@@ -4,6 +4,7 @@ Runs the shape rule of each layer class (`netcompiler.layers`) in dependency ord
 TensorFlow. Errors are collected as diagnostics; a layer whose inputs failed is skipped silently
 so one mistake is reported once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Set
@@ -11,14 +12,7 @@ from dataclasses import dataclass, field
 
 from netcompiler.core.config_types import ConfigPath
 from netcompiler.core.diagnostics import ERROR, WARNING, Diagnostic
-from netcompiler.core.dims import (
-    BATCH_DIM,
-    Dim,
-    Shape,
-    feature_dim,
-    same_shape,
-    time_dim,
-)
+from netcompiler.core.dims import BATCH_DIM, Dim, Shape, feature_dim, same_shape, time_dim
 from netcompiler.core.errors import InternalError
 from netcompiler.frontend.feature_concat import concat_features
 from netcompiler.frontend.graph import Graph
@@ -70,8 +64,14 @@ class ShapeContext(LayerContext):
     """What a shape rule sees of one layer: options, input shapes, helpers for errors.
     `ref(option)` is a Shape here (see `netcompiler.frontend.layer_context`)."""
 
-    def __init__(self, inferred: InferredNetwork, layer: Layer, sources: list[Shape],
-                 source_names: list[str], refs: dict[str, list[tuple[Ref, Shape]]]):
+    def __init__(
+        self,
+        inferred: InferredNetwork,
+        layer: Layer,
+        sources: list[Shape],
+        source_names: list[str],
+        refs: dict[str, list[tuple[Ref, Shape]]],
+    ):
         self._inferred = inferred
         self.layer = layer
         self.name = layer.name
@@ -90,8 +90,11 @@ class ShapeContext(LayerContext):
     def source(self) -> Shape:
         """The single input (a list in `from` is already concatenated on the feature axis)."""
         if len(self.sources) != 1:
-            raise self.error(f"`{self.layer.layer_class}` needs exactly one input, got "
-                             f"{len(self.sources)}", "from", "shape.inputs")
+            raise self.error(
+                f"`{self.layer.layer_class}` needs exactly one input, got {len(self.sources)}",
+                "from",
+                "shape.inputs",
+            )
         return self.sources[0]
 
     @property
@@ -126,8 +129,9 @@ class ShapeContext(LayerContext):
     def require_ref(self, option: str) -> Shape:
         shape = self.ref(option)
         if shape is None:
-            raise self.error(f"`{self.layer.layer_class}` needs `{option}`", option,
-                             "shape.missing-option")
+            raise self.error(
+                f"`{self.layer.layer_class}` needs `{option}`", option, "shape.missing-option"
+            )
         return shape
 
     def extern(self, key: str) -> Shape | None:
@@ -136,8 +140,9 @@ class ShapeContext(LayerContext):
     def source_refs(self) -> list[Ref]:
         """The references of the `from` inputs, in order (`ref.target.opts`: a layer input's
         options, e.g. the `unit` of a cell)."""
-        return [ref for sub, ref in self._inferred.graph.refs.get(self.name, [])
-                if sub[0] == "from"]
+        return [
+            ref for sub, ref in self._inferred.graph.refs.get(self.name, []) if sub[0] == "from"
+        ]
 
     def unit_shape(self, local_name: str) -> Shape | None:
         """Inside the rule of a rec layer: the per-step shape of a layer of its unit."""
@@ -222,8 +227,9 @@ class ShapeContext(LayerContext):
         return dims[key]
 
     # -- reporting (`describe`, `error`: LayerContext) ----------------------------------------------
-    def warn(self, message: str, option: str | None = None, rule: str = "shape",
-             hint: str | None = None) -> None:
+    def warn(
+        self, message: str, option: str | None = None, rule: str = "shape", hint: str | None = None
+    ) -> None:
         path = self.layer.path + ((option,) if option else ())
         self.warnings.append(Diagnostic(WARNING, message, rule, path, hint=hint))
 
@@ -236,6 +242,7 @@ def read_shape(inferred: InferredNetwork, ref: Ref) -> Shape:
     shape = inferred.shapes[ref.target.name]
     if ref.stacked:
         from netcompiler.layers.rec import stacked_shape
+
         return stacked_shape(shape, inferred.loop_dims[ref.target.scope.rec_layer.name])
     return shape
 
@@ -270,8 +277,9 @@ class _Unknown(InternalError):  # control flow, caught in this module
     """An input whose shape is not known in this lenient pass."""
 
 
-def infer_shapes(graph: Graph, extern: dict[str, Shape],
-                 failed_layers: Set[str] = frozenset()) -> InferredNetwork:
+def infer_shapes(
+    graph: Graph, extern: dict[str, Shape], failed_layers: Set[str] = frozenset()
+) -> InferredNetwork:
     """Infer all layer shapes. `failed_layers` (e.g. with schema errors) are skipped."""
     network = graph.network
     inferred = InferredNetwork(network, graph, extern=extern)
@@ -284,25 +292,40 @@ def infer_shapes(graph: Graph, extern: dict[str, Shape],
     if _reads_prev_ahead(graph, order):
         history: list[dict[str, Shape]] = []
         for _ in range(MAX_PASSES):
-            trial = InferredNetwork(network, graph, extern=extern, loop_dims=inferred.loop_dims,
-                                    created_dims=inferred.created_dims)
+            trial = InferredNetwork(
+                network,
+                graph,
+                extern=extern,
+                loop_dims=inferred.loop_dims,
+                created_dims=inferred.created_dims,
+            )
             _run_pass(trial, order, set(failed), _Pass(True, prev_shapes))
             history.append(trial.shapes)
             if len(history) > 1 and _same_shapes(history[-2], history[-1]):
                 break
             prev_shapes = trial.shapes
         else:
-            unsettled = {n: (history[-2][n], s) for n, s in history[-1].items()
-                         if n in history[-2] and not same_shape(history[-2][n], s)}
+            unsettled = {
+                n: (history[-2][n], s)
+                for n, s in history[-1].items()
+                if n in history[-2] and not same_shape(history[-2][n], s)
+            }
         prev_shapes = history[-1]
     final = _Pass(False, prev_shapes)
     _run_pass(inferred, order, failed, final)
     for name, (before, after) in unsettled.items():
         layer = network.layers[name]
-        report(inferred, layer, ShapeError(
-            f"the shape of `{name}` does not settle: it is {before} in one pass over the "
-            f"`prev:` cycle and {after} in the next", "from", "shape.prev-diverges",
-            hint="a layer on the cycle grows its input; set `n_out` or cut the growth"))
+        report(
+            inferred,
+            layer,
+            ShapeError(
+                f"the shape of `{name}` does not settle: it is {before} in one pass over the "
+                f"`prev:` cycle and {after} in the next",
+                "from",
+                "shape.prev-diverges",
+                hint="a layer on the cycle grows its input; set `n_out` or cut the growth",
+            ),
+        )
     _report_unresolved(inferred, final)
     check_shared_params(inferred)
     return inferred
@@ -313,8 +336,11 @@ def _reads_prev_ahead(graph: Graph, order: list[str]) -> bool:
     position = {name: i for i, name in enumerate(order)}
     for name, refs in graph.refs.items():
         for _, ref in refs:
-            if ref.prev and ref.kind == "layer" and position.get(ref.target.name, -1) >= \
-                    position.get(name, -1):
+            if (
+                ref.prev
+                and ref.kind == "layer"
+                and position.get(ref.target.name, -1) >= position.get(name, -1)
+            ):
                 return True
     return False
 
@@ -332,15 +358,20 @@ def _report_unresolved(inferred: InferredNetwork, final: _Pass) -> None:
         scope_path = layer.scope.path
         if any(p[: len(scope_path)] == scope_path for p in errors):
             continue
-        inferred.diagnostics.append(Diagnostic(
-            ERROR, f"cannot infer the shape of `prev:{layer.local_name}`: every layer it "
-            f"depends on in the cycle through `prev:` depends on it in turn, and none of them "
-            f"has a size of its own", "shape.prev", path,
-            hint=f"set `n_out` on `{name}` (or on a layer of the cycle) to break it"))
+        inferred.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"cannot infer the shape of `prev:{layer.local_name}`: every layer it "
+                f"depends on in the cycle through `prev:` depends on it in turn, and none of them "
+                f"has a size of its own",
+                "shape.prev",
+                path,
+                hint=f"set `n_out` on `{name}` (or on a layer of the cycle) to break it",
+            )
+        )
 
 
-def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], state: _Pass
-              ) -> None:
+def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], state: _Pass) -> None:
     network = inferred.network
     lenient = state.lenient
     for key in network.registered:  # set again when their layer is inferred in this pass
@@ -397,12 +428,19 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
                 check_initial_output(ctx, shape, inferred.params[name])
             if any(layer.opts.get(k) for k in ("dropout_noise_shape", "batch_norm")):
                 from netcompiler.layers._common_opts import check_common_options
+
                 check_common_options(ctx, shape, inferred.params[name])
             inferred.diagnostics.extend(ctx.warnings)
             if rule.deprecated:
-                inferred.diagnostics.append(Diagnostic(
-                    WARNING, f"`{layer.layer_class}` is deprecated", "deprecated",
-                    layer.path + ("class",), hint=f"use the explicit formulation: {rule.deprecated}"))
+                inferred.diagnostics.append(
+                    Diagnostic(
+                        WARNING,
+                        f"`{layer.layer_class}` is deprecated",
+                        "deprecated",
+                        layer.path + ("class",),
+                        hint=f"use the explicit formulation: {rule.deprecated}",
+                    )
+                )
         except ShapeError as exc:
             if lenient:
                 inferred.shapes.pop(name, None)
@@ -414,9 +452,16 @@ def _run_pass(inferred: InferredNetwork, order: list[str], failed: set[str], sta
         if name in state.assumed:
             guess, user = state.assumed.pop(name)
             if not same_shape(guess, shape):
-                report(inferred, layer, ShapeError(
-                    f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
-                    f"but `{name}` is {shape}", "n_out", "shape.prev"))
+                report(
+                    inferred,
+                    layer,
+                    ShapeError(
+                        f"`prev:{layer.local_name}` was assumed to be {guess} when `{user}` read it, "
+                        f"but `{name}` is {shape}",
+                        "n_out",
+                        "shape.prev",
+                    ),
+                )
 
 
 def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape:
@@ -437,10 +482,16 @@ def _on_input_batch(layer: Layer, in_shapes: list[Shape], shape: Shape) -> Shape
         raise ShapeError(
             f"`{layer.name}` mixes the batch axes {' and '.join(str(b) for b in batches)}: a "
             f"batch of chunks (`time_chunking`) has other entries than the batch it was cut "
-            f"from", "from", "shape.chunk-batch",
-            hint="bring the chunks back with `time_unchunking` first")
-    return Shape(tuple(batches[0] if d is BATCH_DIM else d for d in shape.dims),
-                 shape.sparse_dim, shape.dtype)
+            f"from",
+            "from",
+            "shape.chunk-batch",
+            hint="bring the chunks back with `time_unchunking` first",
+        )
+    return Shape(
+        tuple(batches[0] if d is BATCH_DIM else d for d in shape.dims),
+        shape.sparse_dim,
+        shape.dtype,
+    )
 
 
 def _guess(inferred: InferredNetwork, layer: Layer, rule: LayerRule) -> Shape | None:
@@ -456,8 +507,9 @@ def _guess(inferred: InferredNetwork, layer: Layer, rule: LayerRule) -> Shape | 
     return guess
 
 
-def _guess_or_unknown(inferred: InferredNetwork, layer: Layer, rule: LayerRule, state: _Pass,
-                      failed: set[str]) -> None:
+def _guess_or_unknown(
+    inferred: InferredNetwork, layer: Layer, rule: LayerRule, state: _Pass, failed: set[str]
+) -> None:
     """A layer whose inputs are not all known takes its guess (inside a rec unit, where guesses
     are per-step shapes), else stays unknown for this pass (the strict pass: is skipped)."""
     guess = _guess(inferred, layer, rule) if layer.scope.in_rec else None
@@ -487,8 +539,12 @@ def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _P
         dim = src.time
     for option in ("size_target", "target"):
         target = rec.opts.get(option)
-        if dim is None and isinstance(target, str) and target in inferred.extern \
-                and inferred.extern[target].time:
+        if (
+            dim is None
+            and isinstance(target, str)
+            and target in inferred.extern
+            and inferred.extern[target].time
+        ):
             dim = inferred.extern[target].time
     if dim is None:
         dim = time_dim(rec.name)
@@ -496,8 +552,9 @@ def _loop_dim(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _P
     return dim
 
 
-def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass
-                     ) -> Shape | None:
+def _rec_input_shape(
+    inferred: InferredNetwork, rec: Layer, failed: set[str], state: _Pass
+) -> Shape | None:
     shapes: list[Shape] = []
     names: list[str] = []
     for sub, ref in inferred.graph.refs.get(rec.name, []):
@@ -513,8 +570,14 @@ def _rec_input_shape(inferred: InferredNetwork, rec: Layer, failed: set[str], st
     return concat_features(shapes, names)
 
 
-def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[str],
-               state: _Pass, path: ConfigPath | None) -> Shape | None:
+def _ref_shape(
+    inferred: InferredNetwork,
+    layer: Layer,
+    ref: Ref,
+    failed: set[str],
+    state: _Pass,
+    path: ConfigPath | None,
+) -> Shape | None:
     """The shape a reference reads; None: not known in this lenient pass."""
     if ref.kind == "extern":
         if f"data:{ref.target}" in failed or ref.target not in inferred.extern:
@@ -526,8 +589,10 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
                 return shape.without(loop)
             raise ShapeError(
                 f"`{ref.text}` is read per step, but its time axis {shape.time} is not the axis "
-                f"{loop} the loop of `{layer.scope.loop_layer.name}` runs over", "from",
-                "shape.loop-axis")
+                f"{loop} the loop of `{layer.scope.loop_layer.name}` runs over",
+                "from",
+                "shape.loop-axis",
+            )
         return shape
     if ref.kind == "step":  # `:i`: a scalar per step, no batch axis (as in RETURNN)
         return Shape((), None, "int32")
@@ -535,8 +600,9 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
         rec = ref.target
         src = _rec_input_shape(inferred, rec, failed, state)
         if src is None:
-            raise ShapeError(f"`data:source`: rec layer `{rec.name}` has no input", "from",
-                             "shape.inputs")
+            raise ShapeError(
+                f"`data:source`: rec layer `{rec.name}` has no input", "from", "shape.inputs"
+            )
         loop = _loop_dim(inferred, rec, failed, state)
         return src.without(loop) if src.has(loop) else src
     target: Layer = ref.target
@@ -560,8 +626,9 @@ def _ref_shape(inferred: InferredNetwork, layer: Layer, ref: Ref, failed: set[st
     raise _Skip()
 
 
-def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass
-                   ) -> tuple[list[Shape | None], list[str], dict[str, list[tuple[Ref, Shape]]]]:
+def _gather_inputs(
+    inferred: InferredNetwork, layer: Layer, failed: set[str], state: _Pass
+) -> tuple[list[Shape | None], list[str], dict[str, list[tuple[Ref, Shape]]]]:
     """Input shapes (None where not known in a lenient pass) and layer-valued options."""
     if layer.scope.in_rec:
         _loop_dim(inferred, layer.scope.loop_layer, failed, state)
@@ -588,5 +655,3 @@ def _gather_inputs(inferred: InferredNetwork, layer: Layer, failed: set[str], st
             if state.lenient and sub_layer.name in state.unknown:
                 raise _Unknown()
     return sources, names, refs
-
-

@@ -1,4 +1,5 @@
 """The front end as one call: load -> overrides -> schema -> graph -> shapes, all errors at once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ class ValidationResult(Report):
         return self
 
 
-def validate(source: Any, overrides: list[str] | None = None, strict: bool = False,
-             name: str | None = None) -> ValidationResult:
+def validate(
+    source: Any, overrides: list[str] | None = None, strict: bool = False, name: str | None = None
+) -> ValidationResult:
     """Validate a config (path, YAML/JSON text, dict or `Config`).
 
     Never raises for a user mistake: every problem is a diagnostic of the result. With `strict`,
@@ -60,8 +62,11 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
         if isinstance(data.get("network"), dict):  # else the schema error says it all
             result.extend(check_outputs(graph))
         bad_paths = failed_layer_paths(schema_diags, data)
-        failed = {layer.name for layer in network.layers.values()
-                  if any(layer.path[: len(p)] == p for p in bad_paths)}
+        failed = {
+            layer.name
+            for layer in network.layers.values()
+            if any(layer.path[: len(p)] == p for p in bad_paths)
+        }
         # a graph error (unknown reference) also stops that layer's shape inference
         for d in graph.diagnostics:
             for layer in network.layers.values():
@@ -69,7 +74,8 @@ def validate(source: Any, overrides: list[str] | None = None, strict: bool = Fal
                     failed.add(layer.name)
         if not any(d.rule == "graph.cycle" for d in graph.diagnostics):
             extern_ok = isinstance(data.get("extern_data", {}), dict) and not any(
-                d.path[:1] == ("extern_data",) for d in schema_diags)
+                d.path[:1] == ("extern_data",) for d in schema_diags
+            )
             ext, ext_diags = extern_shapes(network.extern if extern_ok else {})
             result.extend(ext_diags)
             if not extern_ok:

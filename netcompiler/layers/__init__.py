@@ -3,6 +3,7 @@
 Adding a layer class = one module here (shape rule + builder + the traits the engine reads,
 see `LayerRule`) + one schema file in `schemas/layers/` + one conformance entry.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,15 @@ from functools import cache
 
 from netcompiler.core.layer_rule import COMMON_LAYER_OPTIONS, LayerRule, ParamSpec, ShapeError
 
-__all__ = ["COMMON_LAYER_OPTIONS", "LayerRule", "ParamSpec", "ShapeError", "registry",
-           "get_rule", "traits"]
+__all__ = [
+    "COMMON_LAYER_OPTIONS",
+    "LayerRule",
+    "ParamSpec",
+    "ShapeError",
+    "registry",
+    "get_rule",
+    "traits",
+]
 
 
 def _subclasses(cls):

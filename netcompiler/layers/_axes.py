@@ -20,6 +20,7 @@ as RETURNN's `Data.get_axes_from_description` defines them (case-insensitive):
 - `dim:N`: the one static axis of size N.
 - an integer: a position counted without the batch axis (negative from the end).
 """
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,11 @@ def returnn_description(dim: Dim) -> str:
 
 def _by_tag_name(ctx, shape: Shape, name: str, option: str, desc, spatial_only: bool) -> list[int]:
     dims = shape.dims
-    candidates = [i for i, d in enumerate(dims)
-                  if d.kind in ((TIME, SPATIAL) if spatial_only else (TIME, SPATIAL, FEATURE))]
+    candidates = [
+        i
+        for i, d in enumerate(dims)
+        if d.kind in ((TIME, SPATIAL) if spatial_only else (TIME, SPATIAL, FEATURE))
+    ]
     exact = [i for i in candidates if dims[i].kind == TIME and dims[i].tag == name]
     if exact:
         return exact[:1]
@@ -54,8 +58,12 @@ def _by_tag_name(ctx, shape: Shape, name: str, option: str, desc, spatial_only: 
     found = [i for i in candidates if low in returnn_description(dims[i]).lower()]
     if len(found) > 1:
         names = ", ".join(f"{dims[i]} (`{returnn_description(dims[i])}`)" for i in found)
-        raise ctx.error(f"`{option}: {desc}` is ambiguous in {shape}: it matches {names}",
-                        option, "shape.axis", hint="write more of the axis description")
+        raise ctx.error(
+            f"`{option}: {desc}` is ambiguous in {shape}: it matches {names}",
+            option,
+            "shape.axis",
+            hint="write more of the axis description",
+        )
     return found
 
 
@@ -100,8 +108,15 @@ def _describe(ctx, shape: Shape, text: str, option: str) -> list[int] | None:
     m = _INDEXED.match(low)
     if m:
         kind, index = m.group(1), int(m.group(2))
-        axes = {"s": spatial, "spatial": spatial, "d": times, "dyn": times, "dynamic": times,
-                "static": static, "except_batch": except_batch}[kind]
+        axes = {
+            "s": spatial,
+            "spatial": spatial,
+            "d": times,
+            "dyn": times,
+            "dynamic": times,
+            "static": static,
+            "except_batch": except_batch,
+        }[kind]
         return _pick(ctx, shape, axes, index, option, text)
     if low.startswith("dim:"):
         try:
@@ -110,9 +125,12 @@ def _describe(ctx, shape: Shape, text: str, option: str) -> list[int] | None:
             return None
         found = [i for i in n if dims[i].kind in (SPATIAL, FEATURE) and dims[i].size == size]
         if len(found) > 1:
-            raise ctx.error(f"`{option}: {text}` is ambiguous: {shape} has {len(found)} axes of "
-                            f"size {size}", option, "shape.axis",
-                            hint="name the axis another way (`F`, `static:i`, `stag:NAME`)")
+            raise ctx.error(
+                f"`{option}: {text}` is ambiguous: {shape} has {len(found)} axes of size {size}",
+                option,
+                "shape.axis",
+                hint="name the axis another way (`F`, `static:i`, `stag:NAME`)",
+            )
         return found
     if low.startswith("stag:"):
         return _by_tag_name(ctx, shape, text[5:], option, text, spatial_only=True)
@@ -158,15 +176,20 @@ def resolve_axes(ctx, shape: Shape, desc, option: str) -> list[int]:
         low = str(desc).lower()
         hint = None
         if low in ("t", "time") and getattr(ctx, "in_rec", False):
-            hint = ("inside a rec unit shapes are per step: the loop's time axis is not an axis "
-                    "here; use `T?` to allow no time axis")
+            hint = (
+                "inside a rec unit shapes are per step: the loop's time axis is not an axis "
+                "here; use `T?` to allow no time axis"
+            )
         elif low in ("t", "time"):
             hint = "use `T?` to allow data without a time axis"
         elif low in ("f", "feature") and shape.sparse:
-            hint = (f"sparse data (class indices, {shape.sparse_dim} classes) has no feature "
-                    f"axis; `linear`/`activation` with `n_out` make dense data")
-        raise ctx.error(f"`{option}: {desc}` names no axis of {shape}", option, "shape.axis",
-                        hint=hint)
+            hint = (
+                f"sparse data (class indices, {shape.sparse_dim} classes) has no feature "
+                f"axis; `linear`/`activation` with `n_out` make dense data"
+            )
+        raise ctx.error(
+            f"`{option}: {desc}` names no axis of {shape}", option, "shape.axis", hint=hint
+        )
     return found
 
 
@@ -174,6 +197,9 @@ def resolve_axis(ctx, shape: Shape, desc, option: str) -> int:
     """Exactly one axis index."""
     found = resolve_axes(ctx, shape, desc, option)
     if len(found) != 1:
-        raise ctx.error(f"`{option}: {desc}` must name one axis of {shape}, names {len(found)}",
-                        option, "shape.axis")
+        raise ctx.error(
+            f"`{option}: {desc}` must name one axis of {shape}, names {len(found)}",
+            option,
+            "shape.axis",
+        )
     return found[0]

@@ -11,6 +11,7 @@
 
 The shape-time half (`check_common_options`, `noise_broadcast`) runs without TensorFlow.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +23,17 @@ from netcompiler.layers._axes import resolve_axes
 #: batch_norm defaults (RETURNN's current behaviour version: momentum 0.1, statistics updated
 #: only in training, the update delayed, param_version 2; netcompiler masks padding by default)
 BATCH_NORM_DEFAULTS = {
-    "use_shift": True, "use_std": True, "use_sample": 0.0, "force_sample": False,
-    "momentum": 0.1, "epsilon": 1e-3, "update_sample_only_in_training": True,
-    "delay_sample_update": True, "param_version": 2, "gamma_init": 1.0, "beta_init": 0.0,
+    "use_shift": True,
+    "use_std": True,
+    "use_sample": 0.0,
+    "force_sample": False,
+    "momentum": 0.1,
+    "epsilon": 1e-3,
+    "update_sample_only_in_training": True,
+    "delay_sample_update": True,
+    "param_version": 2,
+    "gamma_init": 1.0,
+    "beta_init": 0.0,
     "masked_time": True,
 }
 
@@ -39,8 +48,7 @@ def _stacked(shape: Shape, loop_dim) -> tuple[Shape, int | None]:
     return Shape(tuple(dims), shape.sparse_dim, shape.dtype), at
 
 
-def noise_broadcast(ctx, shape: Shape, opts: dict | None, loop_dim=None
-                    ) -> tuple[list[bool], bool]:
+def noise_broadcast(ctx, shape: Shape, opts: dict | None, loop_dim=None) -> tuple[list[bool], bool]:
     """Per axis of `shape`: True where the dropout mask is broadcast (size 1); and whether it is
     broadcast over the loop axis (inside a rec unit, `loop_dim` given; True elsewhere)."""
     full, loop_at = _stacked(shape, loop_dim)
@@ -54,8 +62,11 @@ def noise_broadcast(ctx, shape: Shape, opts: dict | None, loop_dim=None
             continue
         for i in resolve_axes(ctx, full, key, "dropout_noise_shape"):
             if i in explicit:
-                raise ctx.error(f"`dropout_noise_shape`: axis {full.dims[i]} of {full} is named "
-                                f"twice", "dropout_noise_shape", "shape.axis")
+                raise ctx.error(
+                    f"`dropout_noise_shape`: axis {full.dims[i]} of {full} is named twice",
+                    "dropout_noise_shape",
+                    "shape.axis",
+                )
             explicit[i] = bc
     flags = [explicit.get(i, default[i]) for i in range(n)]
     if loop_at is None:
@@ -74,12 +85,15 @@ def batch_norm_opts(value: Any) -> dict | None:
     return opts
 
 
-def batch_norm_params(n_features: int, opts: dict, prefix: str = "batch_norm/"
-                      ) -> dict[str, ParamSpec]:
+def batch_norm_params(
+    n_features: int, opts: dict, prefix: str = "batch_norm/"
+) -> dict[str, ParamSpec]:
     """Variables of a batch norm over `n_features` features: moving `mean`/`variance` (not
     trained), `gamma` (use_std) and `beta` (use_shift)."""
-    params = {f"{prefix}mean": ParamSpec((n_features,), 0.0, trainable=False),
-              f"{prefix}variance": ParamSpec((n_features,), 1.0, trainable=False)}
+    params = {
+        f"{prefix}mean": ParamSpec((n_features,), 0.0, trainable=False),
+        f"{prefix}variance": ParamSpec((n_features,), 1.0, trainable=False),
+    }
     if opts["use_std"]:
         params[f"{prefix}gamma"] = ParamSpec((n_features,), opts["gamma_init"])
     if opts["use_shift"]:
@@ -98,17 +112,26 @@ def check_common_options(ctx, out: Shape, params: dict) -> None:
     if opts is None:
         return
     if ctx.in_rec:
-        raise ctx.error("`batch_norm` inside a rec unit is not supported (its statistics would "
-                        "be updated at every step of the loop)", "batch_norm",
-                        "shape.unsupported",
-                        hint="put a `batch_norm` option on a layer outside the rec unit")
+        raise ctx.error(
+            "`batch_norm` inside a rec unit is not supported (its statistics would "
+            "be updated at every step of the loop)",
+            "batch_norm",
+            "shape.unsupported",
+            hint="put a `batch_norm` option on a layer outside the rec unit",
+        )
     if out.sparse or out.feature is None or out.dtype != "float32":
-        raise ctx.error(f"`batch_norm` needs a float output with a feature axis, `{ctx.name}` "
-                        f"is {out}", "batch_norm", "shape.no-feature")
+        raise ctx.error(
+            f"`batch_norm` needs a float output with a feature axis, `{ctx.name}` is {out}",
+            "batch_norm",
+            "shape.no-feature",
+        )
     clash = [k for k in batch_norm_params(1, opts) if k in params]
     if clash:
-        raise ctx.error(f"`batch_norm`: `{ctx.name}` already has a variable `{clash[0]}`",
-                        "batch_norm", "shape.batch-norm")
+        raise ctx.error(
+            f"`batch_norm`: `{ctx.name}` already has a variable `{clash[0]}`",
+            "batch_norm",
+            "shape.batch-norm",
+        )
     params.update(batch_norm_params(int(out.feature_size), opts))
 
 
@@ -159,8 +182,9 @@ def apply_batch_norm(ctx, x, shape: Shape, opts: dict, prefix: str = "batch_norm
             var = (1.0 - use_sample) * cur_var + use_sample * sample_var
     else:
         mean, var = sample_mean, sample_var
-    y = (x - _bc(mean, shape, f_axis)) * tf.math.rsqrt(_bc(var, shape, f_axis)
-                                                        + float(opts["epsilon"]))
+    y = (x - _bc(mean, shape, f_axis)) * tf.math.rsqrt(
+        _bc(var, shape, f_axis) + float(opts["epsilon"])
+    )
     if f"{prefix}gamma" in p:
         y = y * _bc(p[f"{prefix}gamma"], shape, f_axis)
     if f"{prefix}beta" in p:

@@ -1,4 +1,5 @@
 """Small helpers shared by shape rules."""
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -16,28 +17,37 @@ def n_out_or_target(ctx, option: str = "n_out") -> int:
         if shape is not None and shape.feature_size is not None:
             blank = 1 if str(ctx.opts.get("loss") or "").lower() == "ctc" else 0
             return int(shape.feature_size) + blank
-    raise ctx.error(f"`{ctx.layer.layer_class}` needs `n_out` (or a `target` to take it from)",
-                    None, "shape.missing-option")
+    raise ctx.error(
+        f"`{ctx.layer.layer_class}` needs `n_out` (or a `target` to take it from)",
+        None,
+        "shape.missing-option",
+    )
 
 
 def input_features(ctx, shape: Shape, name: str = "from") -> int:
     """Feature size of an input (number of classes for sparse input, read as one-hot)."""
     size = shape.feature_size
     if size is None:
-        raise ctx.error(f"input `{', '.join(ctx.source_names)}` {shape} has no feature axis",
-                        name, "shape.no-feature")
+        raise ctx.error(
+            f"input `{', '.join(ctx.source_names)}` {shape} has no feature axis",
+            name,
+            "shape.no-feature",
+        )
     if not shape.sparse and shape.dtype != "float32":
         # the input is multiplied with float32 weights: int/bool features would fail in TF
-        raise ctx.error(f"`{ctx.layer.layer_class}` needs float32 input (it is multiplied with "
-                        f"its weights), but input `{', '.join(ctx.source_names)}` is {shape}",
-                        name, "shape.dtype",
-                        hint="cast it first: a `cast` layer with `dtype: float32`, or "
-                             "tf.cast(..., tf.float32) in the `eval`")
+        raise ctx.error(
+            f"`{ctx.layer.layer_class}` needs float32 input (it is multiplied with "
+            f"its weights), but input `{', '.join(ctx.source_names)}` is {shape}",
+            name,
+            "shape.dtype",
+            hint="cast it first: a `cast` layer with `dtype: float32`, or "
+            "tf.cast(..., tf.float32) in the `eval`",
+        )
     return int(size)
 
 
 def src_desc(ctx) -> str:
-    """"`name` shape" of the (single) input, for error messages."""
+    """ "`name` shape" of the (single) input, for error messages."""
     return ctx.describe(", ".join(ctx.source_names), ctx.source_shape)
 
 
@@ -46,10 +56,18 @@ def float_features(ctx) -> Shape:
     normalise features); a `shape.no-feature` error otherwise."""
     src = ctx.source
     if src.sparse or src.feature is None or src.dtype != "float32":
-        what = "sparse input (class indices)" if src.sparse else (
-            f"{src.dtype} input" if src.dtype != "float32" else "an input without feature axis")
-        raise ctx.error(f"`{ctx.layer.layer_class}` needs float features, got {what} "
-                        f"{src_desc(ctx)}", "from", "shape.no-feature")
+        what = (
+            "sparse input (class indices)"
+            if src.sparse
+            else (
+                f"{src.dtype} input" if src.dtype != "float32" else "an input without feature axis"
+            )
+        )
+        raise ctx.error(
+            f"`{ctx.layer.layer_class}` needs float features, got {what} {src_desc(ctx)}",
+            "from",
+            "shape.no-feature",
+        )
     return src
 
 
@@ -62,8 +80,11 @@ def check_n_out(ctx, out: Shape) -> None:
     single = len(ctx.sources) == 1  # (a list in `from` concatenated counts as one)
     raise ctx.error(
         f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out}"
-        + (f" (input {src_desc(ctx)})" if single else ""), "n_out", "shape.n-out",
-        hint="remove `n_out`; the output size follows from the input" + ("" if single else "s"))
+        + (f" (input {src_desc(ctx)})" if single else ""),
+        "n_out",
+        "shape.n-out",
+        hint="remove `n_out`; the output size follows from the input" + ("" if single else "s"),
+    )
 
 
 def zero_padded(ctx, x, shape: Shape, dim):

@@ -3,6 +3,7 @@
 `softmax` and `log_softmax` normalise over the feature axis. The functions are defined in
 `netcompiler.frontend.activations` (shared with `linear`, `combine` and `eval`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -20,10 +21,13 @@ class ActivationRule(GuessFromInputs, LayerRule):
         name = ctx.opt("activation")
         if src.sparse or src.dtype != "float32":
             what = "sparse input (class indices)" if src.sparse else f"{src.dtype} input"
-            raise ctx.error(f"`activation: {name}` of {what} `{', '.join(ctx.source_names)}` "
-                            f"{src}", "from", "shape.dtype",
-                            hint="activations need float input; embed class indices with "
-                                 "`linear`, or cast with `eval`")
+            raise ctx.error(
+                f"`activation: {name}` of {what} `{', '.join(ctx.source_names)}` {src}",
+                "from",
+                "shape.dtype",
+                hint="activations need float input; embed class indices with "
+                "`linear`, or cast with `eval`",
+            )
         check_activation(ctx, src)
         check_n_out(ctx, src)
         return src

@@ -7,6 +7,7 @@ frames excluded with `masked_time`; the moving `mean`/`variance` (`<layer>/batch
 training the batch's statistics normalise (`use_sample` mixes in the moving ones), else the
 moving ones; then `* gamma` (`use_std`) and `+ beta` (`use_shift`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -27,9 +28,13 @@ class BatchNormRule(GuessFromInputs, LayerRule):
     def infer(self, ctx) -> Shape:
         src = float_features(ctx)
         if ctx.in_rec:
-            raise ctx.error("`batch_norm` inside a rec unit is not supported (its statistics "
-                            "would be updated at every step of the loop)", None,
-                            "shape.unsupported", hint="move the layer out of the rec unit")
+            raise ctx.error(
+                "`batch_norm` inside a rec unit is not supported (its statistics "
+                "would be updated at every step of the loop)",
+                None,
+                "shape.unsupported",
+                hint="move the layer out of the rec unit",
+            )
         check_n_out(ctx, src)
         return src
 

@@ -1,6 +1,7 @@
 """`cast`: the input cast to `dtype` (RETURNN's CastLayer). The axes stay; sparse class indices
 cast to a float type lose their sparsity (dense values, no feature axis), cast to an int type
 they stay sparse."""
+
 from __future__ import annotations
 
 from dataclasses import replace

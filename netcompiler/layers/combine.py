@@ -10,6 +10,7 @@ Also the helpers the other element-wise layers use: `broadcast_shape`, `align` (
 transposed/expanded to the broadcast axes) and `GuessFromInputs` (the `prev:` shape guess of a
 layer whose shape follows from its inputs).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import (
@@ -34,8 +35,10 @@ COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average"
 
 # -- shared helpers ---------------------------------------------------------------------------------
 
-def broadcast_shape(ctx, shapes: list[Shape], names: list[str], option: str = "from",
-                    rule: str = "shape.broadcast") -> tuple:
+
+def broadcast_shape(
+    ctx, shapes: list[Shape], names: list[str], option: str = "from", rule: str = "shape.broadcast"
+) -> tuple:
     """The broadcast axes of several inputs (batch first, feature last), or a ShapeError."""
     feature = None
     feature_of = None
@@ -48,9 +51,12 @@ def broadcast_shape(ctx, shapes: list[Shape], names: list[str], option: str = "f
         elif f.size != feature.size:
             raise ctx.error(
                 f"`{ctx.layer.layer_class}` inputs differ in features: `{feature_of[0]}` "
-                f"{feature_of[1]} and `{name}` {s}", option, rule,
+                f"{feature_of[1]} and `{name}` {s}",
+                option,
+                rule,
                 hint="inputs are broadcast by axis identity; their feature axes must have the "
-                     "same size")
+                "same size",
+            )
     dims = list(broadcast_dims(shapes))
     if feature is not None:
         dims.append(feature)
@@ -66,8 +72,11 @@ def check_activation(ctx, shape: Shape, option: str = "activation") -> None:
     except ValueError as exc:
         raise ctx.error(str(exc), option, "shape.activation") from None
     if base in ("softmax", "log_softmax") and shape.feature is None:
-        raise ctx.error(f"`{option}: {name}` normalises over the feature axis, but the output "
-                        f"{shape} has none", option, "shape.activation")
+        raise ctx.error(
+            f"`{option}: {name}` normalises over the feature axis, but the output {shape} has none",
+            option,
+            "shape.activation",
+        )
 
 
 def describe_inputs(ctx) -> str:
@@ -160,6 +169,7 @@ class GuessFromInputs:
 
 # -- combine ----------------------------------------------------------------------------------------
 
+
 def _input_dtype(shape: Shape) -> str:
     return "int32" if shape.sparse else shape.dtype
 
@@ -168,8 +178,9 @@ def _checked_output(ctx, out: Shape) -> Shape:
     """`out` after the checks of `combine`/`eval` output: `activation` (float32 only) and
     `n_out`."""
     if ctx.opt("activation") is not None and out.dtype != "float32":
-        raise ctx.error(f"`activation` on {out.dtype} output {out}", "activation",
-                        "shape.activation")
+        raise ctx.error(
+            f"`activation` on {out.dtype} output {out}", "activation", "shape.activation"
+        )
     check_activation(ctx, out)
     check_n_out(ctx, out)
     return out
@@ -205,23 +216,35 @@ class CombineRule(GuessFromInputs, LayerRule):
         if kind == "eval":
             return _infer_eval(ctx)
         if ctx.opts.get("eval") is not None:
-            ctx.warn(f"`eval` is ignored with `kind: {kind}`", "eval", "shape.eval",
-                     hint="use `kind: eval` to evaluate the expression")
+            ctx.warn(
+                f"`eval` is ignored with `kind: {kind}`",
+                "eval",
+                "shape.eval",
+                hint="use `kind: eval` to evaluate the expression",
+            )
         for name, s in zip(ctx.source_names, ctx.sources):
             if s.sparse:
                 raise ctx.error(
-                    f"`combine` with `kind: {kind}` of sparse input `{name}` {s} (class "
-                    f"indices)", "from", "shape.sparse",
-                    hint="use `eval` with tf.cast(source(i), tf.float32), or `compare`")
+                    f"`combine` with `kind: {kind}` of sparse input `{name}` {s} (class indices)",
+                    "from",
+                    "shape.sparse",
+                    hint="use `eval` with tf.cast(source(i), tf.float32), or `compare`",
+                )
         dtypes = {_input_dtype(s) for s in ctx.sources}
         if len(dtypes) > 1:
-            raise ctx.error(f"`combine` inputs have different dtypes: {describe_inputs(ctx)}",
-                            "from", "shape.dtype")
+            raise ctx.error(
+                f"`combine` inputs have different dtypes: {describe_inputs(ctx)}",
+                "from",
+                "shape.dtype",
+            )
         dtype = dtypes.pop()
         if dtype == "bool":
-            raise ctx.error(f"`combine` with `kind: {kind}` of bool inputs: "
-                            f"{describe_inputs(ctx)}", "from", "shape.dtype",
-                            hint="use `eval` with tf.cast(source(i), tf.float32)")
+            raise ctx.error(
+                f"`combine` with `kind: {kind}` of bool inputs: {describe_inputs(ctx)}",
+                "from",
+                "shape.dtype",
+                hint="use `eval` with tf.cast(source(i), tf.float32)",
+            )
         if kind in ("truediv", "average"):
             dtype = "float32"
         dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
@@ -258,17 +281,25 @@ class CombineRule(GuessFromInputs, LayerRule):
 
 # -- eval -----------------------------------------------------------------------------------------
 
+
 def parse_eval(ctx, option: str = "eval"):
     """The parsed expression of `eval`, or a located `shape.eval` error."""
     text = ctx.opt(option)
     if text is None:
-        raise ctx.error(f"`{ctx.layer.layer_class}` needs `{option}` (an expression over "
-                        f"source(i))", option, "shape.eval")
+        raise ctx.error(
+            f"`{ctx.layer.layer_class}` needs `{option}` (an expression over source(i))",
+            option,
+            "shape.eval",
+        )
     try:
         return _expr.parse_expression(text, len(ctx.sources))
     except _expr.ExprError as exc:
-        raise ctx.error(f"invalid `{option}` expression {text!r}: {exc.message}", option,
-                        exc.rule or "shape.eval", hint=exc.hint) from None
+        raise ctx.error(
+            f"invalid `{option}` expression {text!r}: {exc.message}",
+            option,
+            exc.rule or "shape.eval",
+            hint=exc.hint,
+        ) from None
 
 
 def _infer_eval(ctx, option: str = "eval") -> Shape:
@@ -278,8 +309,11 @@ def _infer_eval(ctx, option: str = "eval") -> Shape:
         dtype = _types.infer_dtype(tree, dtypes)
         feature = _types.infer_feature(tree, [s.feature is not None for s in ctx.sources])
     except _expr.ExprError as exc:
-        raise ctx.error(f"`{option}` {ctx.opt(option)!r} with inputs {describe_inputs(ctx)}: "
-                        f"{exc.message}", option, "shape.eval") from None
+        raise ctx.error(
+            f"`{option}` {ctx.opt(option)!r} with inputs {describe_inputs(ctx)}: {exc.message}",
+            option,
+            "shape.eval",
+        ) from None
     dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
     if feature in (_types.KEPT, _types.REMOVED):  # reduced over the feature axis
         dims = tuple(d for d in dims if d.kind != FEATURE)
@@ -312,22 +346,31 @@ def _declared_axes(ctx, out_type: dict, sparse: bool):
     entries = list(shape)
     batch_axis = out_type.get("batch_dim_axis", 0)
     if batch_axis is not None and batch_axis > len(entries):
-        raise ctx.error(f"`out_type`: `batch_dim_axis: {batch_axis}` is out of range for "
-                        f"`shape: {list(shape)}` (the shape without the batch axis)", "out_type",
-                        "shape.out-type")
+        raise ctx.error(
+            f"`out_type`: `batch_dim_axis: {batch_axis}` is out of range for "
+            f"`shape: {list(shape)}` (the shape without the batch axis)",
+            "out_type",
+            "shape.out-type",
+        )
     full = list(entries)
     if batch_axis is not None:
         full.insert(batch_axis, "B")
     time_axis = out_type.get("time_dim_axis")
     if time_axis is not None and (time_axis >= len(full) or full[time_axis] is not None):
-        raise ctx.error(f"`out_type`: `time_dim_axis: {time_axis}` must name a dynamic (null) "
-                        f"entry of the shape {full} (with the batch axis)", "out_type",
-                        "shape.out-type")
+        raise ctx.error(
+            f"`out_type`: `time_dim_axis: {time_axis}` must name a dynamic (null) "
+            f"entry of the shape {full} (with the batch axis)",
+            "out_type",
+            "shape.out-type",
+        )
     dim = out_type.get("dim", _MISSING)
     feature = bool(not sparse and entries and isinstance(entries[-1], int) and dim is not None)
     if not sparse and dim not in (_MISSING, None) and (not entries or entries[-1] != dim):
-        raise ctx.error(f"`out_type`: `dim: {dim}` differs from the last entry of `shape: "
-                        f"{list(shape)}`", "out_type", "shape.out-type")
+        raise ctx.error(
+            f"`out_type`: `dim: {dim}` differs from the last entry of `shape: {list(shape)}`",
+            "out_type",
+            "shape.out-type",
+        )
     axes = [("B", None)] if batch_axis is not None else []
     for i, e in enumerate(entries):
         if e is None:
@@ -349,34 +392,52 @@ def _apply_out_type(ctx, out: Shape) -> Shape:
     out_type = ctx.opts["out_type"]
     dtype = out_type.get("dtype")
     if dtype is not None and dtype != out.dtype:
-        raise ctx.error(f"`out_type` declares dtype {dtype}, but the expression gives "
-                        f"{out.dtype} {out}", "out_type", "shape.out-type",
-                        hint=f"cast the result: tf.cast(..., tf.{dtype})")
+        raise ctx.error(
+            f"`out_type` declares dtype {dtype}, but the expression gives {out.dtype} {out}",
+            "out_type",
+            "shape.out-type",
+            hint=f"cast the result: tf.cast(..., tf.{dtype})",
+        )
     sparse = out_type.get("sparse", out.sparse)
     dim = out_type.get("dim")
     axes = _declared_axes(ctx, out_type, sparse)
     if axes is not None:
         ok = len(axes) == out.ndim and all(
             _KINDS[k] == d.kind and (size is None or size == d.size)
-            for (k, size), d in zip(axes, out.dims))
+            for (k, size), d in zip(axes, out.dims)
+        )
         if not ok:
-            raise ctx.error(f"`out_type` declares {_describe_axes(axes)}, but the expression "
-                            f"gives {out}", "out_type", "shape.out-type",
-                            hint="netcompiler infers the output from the inputs (batch-major, "
-                                 "feature last); fix `shape` or leave it out")
+            raise ctx.error(
+                f"`out_type` declares {_describe_axes(axes)}, but the expression gives {out}",
+                "out_type",
+                "shape.out-type",
+                hint="netcompiler infers the output from the inputs (batch-major, "
+                "feature last); fix `shape` or leave it out",
+            )
     if sparse:
         if out.dtype != "int32" or out.feature is not None:
-            raise ctx.error(f"`out_type` declares sparse class indices, but the expression gives "
-                            f"{out.dtype} {out}", "out_type", "shape.out-type",
-                            hint="class indices are int32 without a feature axis")
+            raise ctx.error(
+                f"`out_type` declares sparse class indices, but the expression gives "
+                f"{out.dtype} {out}",
+                "out_type",
+                "shape.out-type",
+                hint="class indices are int32 without a feature axis",
+            )
         classes = dim if dim is not None else out.sparse_dim
         if classes is None:
-            raise ctx.error("`out_type` declares sparse output without `dim` (the number of "
-                            "classes), and no input tells it", "out_type", "shape.out-type")
+            raise ctx.error(
+                "`out_type` declares sparse output without `dim` (the number of "
+                "classes), and no input tells it",
+                "out_type",
+                "shape.out-type",
+            )
         return Shape(out.dims, classes, out.dtype)
     if dim is not None and out.feature_size != dim:
-        raise ctx.error(f"`out_type` declares `dim: {dim}`, but the expression gives {out}",
-                        "out_type", "shape.out-type")
+        raise ctx.error(
+            f"`out_type` declares `dim: {dim}`, but the expression gives {out}",
+            "out_type",
+            "shape.out-type",
+        )
     return Shape(out.dims, None, out.dtype)
 
 
@@ -398,7 +459,7 @@ def _outer_time_axes(ctx) -> list:
         shapes = list(inferred.extern.values())
     out: list = []
     for shape in shapes:
-        for d in (shape.time_dims if shape is not None else ()):
+        for d in shape.time_dims if shape is not None else ():
             if d is not ctx.loop_dim and not any(d is c for c in out):
                 out.append(d)
     return out
@@ -472,6 +533,7 @@ class EvalRule(GuessFromInputs, LayerRule):
 
     def expression_option(self, opts: dict) -> str | None:
         return "eval"
+
     concat_sources = False
     broadcasts_sources = True
 

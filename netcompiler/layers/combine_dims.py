@@ -4,6 +4,7 @@
 part of the merge, in input order (the first axis outermost): `[B, S=3, F=32]` with
 `axes: static` -> `[B, F=96]`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import FEATURE, SPATIAL, Shape
@@ -20,9 +21,12 @@ class CombineDimsRule(MergeDimsRule):
     @staticmethod
     def axes(ctx, src: Shape) -> list[int]:
         if src.feature is None:
-            raise ctx.error(f"`combine_dims` merges into the feature axis, but {src_desc(ctx)} "
-                            f"has none", "from", "shape.no-feature",
-                            hint="use `merge_dims` for data without a feature axis")
+            raise ctx.error(
+                f"`combine_dims` merges into the feature axis, but {src_desc(ctx)} has none",
+                "from",
+                "shape.no-feature",
+                hint="use `merge_dims` for data without a feature axis",
+            )
         desc = ctx.opt("axes")
         if isinstance(desc, str) and desc.lower() == "static":
             found = [i for i, d in enumerate(src.dims) if d.kind == SPATIAL]

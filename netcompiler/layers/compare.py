@@ -4,6 +4,7 @@ Operands are the inputs in `from` order, followed by `value` if given; with more
 operands the comparisons are chained and and-ed (`a < b < c`). The output is the broadcast of
 the inputs (as `combine`), dtype bool, never sparse: a sparse `[B]` input gives `[B] bool`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -27,16 +28,25 @@ class CompareRule(GuessFromInputs, LayerRule):
         if not ctx.sources:
             raise ctx.error("`compare` needs at least one input", "from", "shape.inputs")
         if n < 2:
-            raise ctx.error(f"`compare` with `kind: {kind}` of one input "
-                            f"`{ctx.source_names[0]}` {ctx.sources[0]} needs `value` or a "
-                            f"second input", "value", "shape.inputs")
-        bools = [(nm, s) for nm, s in zip(ctx.source_names, ctx.sources)
-                 if s.dtype == "bool" and not s.sparse]
-        if bools and (len(bools) != len(ctx.sources) or (value is not None and
-                                                       not isinstance(value, bool))):
+            raise ctx.error(
+                f"`compare` with `kind: {kind}` of one input "
+                f"`{ctx.source_names[0]}` {ctx.sources[0]} needs `value` or a "
+                f"second input",
+                "value",
+                "shape.inputs",
+            )
+        bools = [
+            (nm, s)
+            for nm, s in zip(ctx.source_names, ctx.sources)
+            if s.dtype == "bool" and not s.sparse
+        ]
+        if bools and (
+            len(bools) != len(ctx.sources) or (value is not None and not isinstance(value, bool))
+        ):
             nm, s = bools[0]
-            raise ctx.error(f"`compare` of bool `{nm}` {s} with non-bool operands", "from",
-                            "shape.dtype")
+            raise ctx.error(
+                f"`compare` of bool `{nm}` {s} with non-bool operands", "from", "shape.dtype"
+            )
         dims = broadcast_shape(ctx, ctx.sources, ctx.source_names)
         out = Shape(dims, None, "bool")
         check_n_out(ctx, out)
@@ -53,9 +63,14 @@ class CompareRule(GuessFromInputs, LayerRule):
             xs = [tf.cast(x, tf.float32) for x in xs]
         if value is not None:
             xs.append(tf.constant(value, dtype=xs[0].dtype))
-        op = {"equal": tf.equal, "not_equal": tf.not_equal, "less": tf.less,
-              "less_equal": tf.less_equal, "greater": tf.greater,
-              "greater_equal": tf.greater_equal}[ctx.opt("kind")]
+        op = {
+            "equal": tf.equal,
+            "not_equal": tf.not_equal,
+            "less": tf.less,
+            "less_equal": tf.less_equal,
+            "greater": tf.greater,
+            "greater_equal": tf.greater_equal,
+        }[ctx.opt("kind")]
         y = None
         for a, b in zip(xs[:-1], xs[1:]):
             r = op(a, b)

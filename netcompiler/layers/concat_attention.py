@@ -3,6 +3,7 @@
 As `dot_attention`, with `e[b,j] = sum_d v[d] * tanh(base_ctx[b,j,d] + s[b,d])` and one
 variable `v: [D]`; no bias, no projection. `[B, V]` (or `[B, T(dec), V]`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape

@@ -3,6 +3,7 @@
 `[[1, 2], [3, 4], [5, 6]]` -> `[S=3, F=2]`. `dtype` defaults to the value's type (int32 for
 integers, bool for booleans, float32 otherwise). The layer reads no input (use `from: []`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim
@@ -22,8 +23,10 @@ def value_shape(value, path: str = "value") -> tuple[list[int], list]:
             leaves.extend(sub_leaves)
         if any(s != shapes[0] for s in shapes):
             bad = next(i for i, s in enumerate(shapes) if s != shapes[0])
-            raise ValueError(f"`{path}` is not rectangular: `{path}[0]` has shape {shapes[0]}, "
-                             f"`{path}[{bad}]` has shape {shapes[bad]}")
+            raise ValueError(
+                f"`{path}` is not rectangular: `{path}[0]` has shape {shapes[0]}, "
+                f"`{path}[{bad}]` has shape {shapes[bad]}"
+            )
         return [len(value)] + shapes[0], leaves
     if isinstance(value, bool) or isinstance(value, (int, float)):
         return [], [value]
@@ -53,11 +56,15 @@ class ConstantRule(GuessIsInfer, LayerRule):
         if dtype in ("int32", "int64") and natural == "float32":
             bad = [v for v in leaves if isinstance(v, float) and not v.is_integer()]
             if bad:
-                raise ctx.error(f"`value` {bad[0]} is not an integer, but `dtype` is {dtype}",
-                                "dtype", "shape.constant")
+                raise ctx.error(
+                    f"`value` {bad[0]} is not an integer, but `dtype` is {dtype}",
+                    "dtype",
+                    "shape.constant",
+                )
         if dtype == "bool" and natural != "bool":
-            raise ctx.error(f"`dtype: bool` needs boolean values, got {value!r}", "dtype",
-                            "shape.constant")
+            raise ctx.error(
+                f"`dtype: bool` needs boolean values, got {value!r}", "dtype", "shape.constant"
+            )
         dims = [BATCH_DIM] if ctx.opt("with_batch_dim") else []
         if sizes:
             dims += [spatial_dim(n) for n in sizes[:-1]] + [feature_dim(sizes[-1])]
@@ -72,8 +79,9 @@ class ConstantRule(GuessIsInfer, LayerRule):
         value = tf.constant(ctx.opt("value"), dtype=tf.as_dtype(out.dtype))
         if ctx.opt("with_batch_dim"):
             batch = _batch_size(ctx)
-            value = tf.broadcast_to(value[tf.newaxis], tf.concat(
-                [tf.reshape(batch, [1]), tf.shape(value)], axis=0))
+            value = tf.broadcast_to(
+                value[tf.newaxis], tf.concat([tf.reshape(batch, [1]), tf.shape(value)], axis=0)
+            )
         return value
 
 
@@ -82,5 +90,7 @@ def _batch_size(ctx):
     try:
         return ctx.batch_size()
     except ValueError:
-        raise ValueError(f"{ctx.name}: `with_batch_dim: true` needs an input or extern data "
-                         f"with a batch axis to take the batch size from") from None
+        raise ValueError(
+            f"{ctx.name}: `with_batch_dim: true` needs an input or extern data "
+            f"with a batch axis to take the batch size from"
+        ) from None

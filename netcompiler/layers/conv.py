@@ -23,6 +23,7 @@ into the batch: a validation error here), and a different order moves them into 
 (the output keeps it). `input_add_feature_dim` appends a feature axis of size 1; the input's
 feature axis (if any) becomes the last spatial axis (after those of `in_spatial_dims`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -40,8 +41,11 @@ def _per_axis(ctx, option: str, value, n: int, default) -> list[int]:
     if len(value) == 1 and n > 1:
         return value * n
     if len(value) != n:
-        raise ctx.error(f"`{option}: {value}` has {len(value)} entries for {n} spatial axes",
-                        option, "shape.conv-dims")
+        raise ctx.error(
+            f"`{option}: {value}` has {len(value)} entries for {n} spatial axes",
+            option,
+            "shape.conv-dims",
+        )
     return value
 
 
@@ -74,19 +78,28 @@ class SpatialRule(NoStepGuess, LayerRule):
             for desc in listed:
                 found = resolve_axes(ctx, src, desc, "in_spatial_dims")
                 if len(found) != 1:
-                    raise ctx.error(f"`in_spatial_dims`: {desc!r} names {len(found)} axes of "
-                                    f"{src_desc(ctx)}, not one", "in_spatial_dims",
-                                    "shape.conv-dims")
+                    raise ctx.error(
+                        f"`in_spatial_dims`: {desc!r} names {len(found)} axes of "
+                        f"{src_desc(ctx)}, not one",
+                        "in_spatial_dims",
+                        "shape.conv-dims",
+                    )
                 if found[0] in axes:
-                    raise ctx.error(f"`in_spatial_dims`: axis {src.dims[found[0]]} of "
-                                    f"{src_desc(ctx)} is named twice", "in_spatial_dims",
-                                    "shape.conv-dims")
+                    raise ctx.error(
+                        f"`in_spatial_dims`: axis {src.dims[found[0]]} of "
+                        f"{src_desc(ctx)} is named twice",
+                        "in_spatial_dims",
+                        "shape.conv-dims",
+                    )
                 if src.dims[found[0]].kind in (BATCH, FEATURE):
-                    raise ctx.error(f"`in_spatial_dims`: {desc!r} is the "
-                                    f"{src.dims[found[0]].kind} axis of {src_desc(ctx)}",
-                                    "in_spatial_dims", "shape.conv-dims",
-                                    hint="with `input_add_feature_dim: true` the feature axis "
-                                         "is convolved over after the listed axes")
+                    raise ctx.error(
+                        f"`in_spatial_dims`: {desc!r} is the "
+                        f"{src.dims[found[0]].kind} axis of {src_desc(ctx)}",
+                        "in_spatial_dims",
+                        "shape.conv-dims",
+                        hint="with `input_add_feature_dim: true` the feature axis "
+                        "is convolved over after the listed axes",
+                    )
                 axes.append(found[0])
             spatial = [i for i, d in enumerate(src.dims) if d.kind not in (BATCH, FEATURE)]
             rest = [str(src.dims[i]) for i in spatial if i not in axes]
@@ -94,9 +107,11 @@ class SpatialRule(NoStepGuess, LayerRule):
                 raise ctx.error(
                     f"`in_spatial_dims` leaves out axis {', '.join(rest)} of {src_desc(ctx)}: "
                     f"not supported (netcompiler convolves over every time/static axis; RETURNN "
-                    f"would treat the others as further batch axes)", "in_spatial_dims",
+                    f"would treat the others as further batch axes)",
+                    "in_spatial_dims",
                     "shape.conv-dims",
-                    hint="merge the other axes away first (`merge_dims`), or list them all")
+                    hint="merge the other axes away first (`merge_dims`), or list them all",
+                )
             if axes != sorted(axes):  # RETURNN moves them into the listed order
                 perm = list(range(src.ndim))
                 for at, a in zip(sorted(axes), axes):
@@ -123,21 +138,28 @@ class SpatialRule(NoStepGuess, LayerRule):
         """(spatial axis indices, sizes, dilations, strides, padding)."""
         cls = self.layer_class
         if src.sparse or src.feature is None:
-            raise ctx.error(f"`{cls}` needs dense input with a feature axis, but {src_desc(ctx)} "
-                            f"has none", "from", "shape.no-feature",
-                            hint="embed sparse labels first (`linear`), or add a feature axis "
-                                 "(`expand_dims` with `axis: F`)")
+            raise ctx.error(
+                f"`{cls}` needs dense input with a feature axis, but {src_desc(ctx)} has none",
+                "from",
+                "shape.no-feature",
+                hint="embed sparse labels first (`linear`), or add a feature axis "
+                "(`expand_dims` with `axis: F`)",
+            )
         if not src.has_batch:
-            raise ctx.error(f"`{cls}` needs a batch axis, got {src_desc(ctx)}", "from",
-                            "shape.no-batch")
+            raise ctx.error(
+                f"`{cls}` needs a batch axis, got {src_desc(ctx)}", "from", "shape.no-batch"
+            )
         spatial = [i for i, d in enumerate(src.dims) if d.kind not in (BATCH, FEATURE)]
         sizes = [int(v) for v in ctx.opt(self.size_option)]
         if len(spatial) != len(sizes):
             raise ctx.error(
                 f"`{self.size_option}: {sizes}` has {len(sizes)} entries, but {src_desc(ctx)} "
-                f"has {len(spatial)} spatial axes", self.size_option, "shape.conv-dims",
+                f"has {len(spatial)} spatial axes",
+                self.size_option,
+                "shape.conv-dims",
                 hint="one entry per time/static axis; `split_dims`/`expand_dims` add static "
-                     "axes, `merge_dims` removes them")
+                "axes, `merge_dims` removes them",
+            )
         n = len(sizes)
         dilation = _per_axis(ctx, "dilation_rate", ctx.opt("dilation_rate"), n, 1)
         strides = _per_axis(ctx, "strides", ctx.opt("strides"), n, self.default_strides(sizes))
@@ -157,15 +179,18 @@ class SpatialRule(NoStepGuess, LayerRule):
                 if padding == "same" and s == 1:
                     continue
                 new_times += 1
-                dims[i] = ctx.new_time_dim(ctx.name if new_times == 1
-                                           else f"{ctx.name}#{new_times}")
+                dims[i] = ctx.new_time_dim(
+                    ctx.name if new_times == 1 else f"{ctx.name}#{new_times}"
+                )
             else:
                 size = out_size(dim.size, f, d, s, padding)
                 if size < 1:
                     raise ctx.error(
                         f"`{self.size_option}` {f} (dilation {d}) does not fit axis {dim} of "
-                        f"{src_desc(ctx)} with `padding: valid`", self.size_option,
-                        "shape.conv-size")
+                        f"{src_desc(ctx)} with `padding: valid`",
+                        self.size_option,
+                        "shape.conv-size",
+                    )
                 dims[i] = spatial_dim(size)
         dims[-1] = feature_dim(n_features)
         return Shape(tuple(dims))
@@ -198,8 +223,9 @@ class SpatialRule(NoStepGuess, LayerRule):
             right = tf.maximum((tf.maximum(m, 1) - 1) * s + e - n - left, 0)
             pads[i] = [left, right]
             out_n[i] = m
-        paddings = tf.stack([tf.stack([tf.cast(a, tf.int32), tf.cast(b, tf.int32)])
-                             for a, b in pads])
+        paddings = tf.stack(
+            [tf.stack([tf.cast(a, tf.int32), tf.cast(b, tf.int32)]) for a, b in pads]
+        )
         y = op(tf.pad(x, paddings), tf.pad(mask, paddings), strides, dilation)
         # crop to the computed sizes (a window was added for empty outputs)
         begin = [0] * len(shape.dims)
@@ -265,15 +291,21 @@ def _grouped_as_depthwise(x, W, groups: int, strides, dilations):
         x = tf.expand_dims(x, 1)
         w = tf.expand_dims(w, 0)
     s, d = int(strides[-1]), int(dilations[-1])
-    y = convolve(tf.nn.depthwise_conv2d, x, w, strides=[1, s, s, 1], padding="VALID",
-                 dilations=[d, d] if not one_d else [1, d])
+    y = convolve(
+        tf.nn.depthwise_conv2d,
+        x,
+        w,
+        strides=[1, s, s, 1],
+        padding="VALID",
+        dilations=[d, d] if not one_d else [1, d],
+    )
     if one_d:
         y = tf.squeeze(y, 1)
     if ci > 1:
         y_shape = tf.shape(y)
         y = tf.reshape(y, tf.concat([y_shape[:-1], [groups, ci, co]], 0))
         y = tf.reduce_sum(y, axis=-2)
-    return tf.reshape(y, tf.concat([tf.shape(y)[:-2 if ci > 1 else -1], [groups * co]], 0))
+    return tf.reshape(y, tf.concat([tf.shape(y)[: -2 if ci > 1 else -1], [groups * co]], 0))
 
 
 class ConvRule(SpatialRule):
@@ -283,8 +315,9 @@ class ConvRule(SpatialRule):
     def infer(self, ctx) -> Shape:
         n_out = ctx.opt("n_out")
         if n_out is None:
-            raise ctx.error("`conv` needs `n_out` (the output channels)", None,
-                            "shape.missing-option")
+            raise ctx.error(
+                "`conv` needs `n_out` (the output channels)", None, "shape.missing-option"
+            )
         src = self.prepared(ctx, ctx.source)[0]
         out = self.out_dims(ctx, src, int(n_out))
         groups = int(ctx.opt("groups", 1) or 1)
@@ -292,15 +325,16 @@ class ConvRule(SpatialRule):
         if groups > 1 and (n_in % groups or int(n_out) % groups):
             raise ctx.error(
                 f"`groups: {groups}` must divide the input features ({n_in}, {src_desc(ctx)}) "
-                f"and `n_out` ({n_out})", "groups", "shape.conv-groups")
+                f"and `n_out` ({n_out})",
+                "groups",
+                "shape.conv-groups",
+            )
         return out
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
-        n_in = (self.prepared(ctx, ctx.source)[0].feature_size
-                // int(ctx.opt("groups", 1) or 1))
+        n_in = self.prepared(ctx, ctx.source)[0].feature_size // int(ctx.opt("groups", 1) or 1)
         sizes = tuple(int(v) for v in ctx.opt("filter_size"))
-        params = {"W": ParamSpec(sizes + (n_in, out.feature_size),
-                                 ctx.opt("forward_weights_init"))}
+        params = {"W": ParamSpec(sizes + (n_in, out.feature_size), ctx.opt("forward_weights_init"))}
         if ctx.opt("with_bias"):
             params["b"] = ParamSpec((out.feature_size,), ctx.opt("bias_init"))
         return params
@@ -316,16 +350,18 @@ class ConvRule(SpatialRule):
 
         def conv(v, s, d):
             if groups == 1:
-                return convolve(tf.nn.convolution, v, W, strides=s, padding="VALID",
-                                dilations=d)
+                return convolve(tf.nn.convolution, v, W, strides=s, padding="VALID", dilations=d)
             if groups >= _DEPTHWISE_MIN_GROUPS and _depthwise_fits(s):
                 return _grouped_as_depthwise(v, W, groups, s, d)
             # few groups: one convolution per block of input features and output channels
             # (TF's grouped kernels are not available on every device)
-            return tf.concat([convolve(tf.nn.convolution, vg, Wg, strides=s, padding="VALID",
-                                       dilations=d)
-                              for vg, Wg in zip(tf.split(v, groups, axis=-1),
-                                                tf.split(W, groups, axis=-1))], axis=-1)
+            return tf.concat(
+                [
+                    convolve(tf.nn.convolution, vg, Wg, strides=s, padding="VALID", dilations=d)
+                    for vg, Wg in zip(tf.split(v, groups, axis=-1), tf.split(W, groups, axis=-1))
+                ],
+                axis=-1,
+            )
 
         def op(x, mask, strides, dilations):
             x = x * mask
@@ -356,9 +392,12 @@ class PoolRule(SpatialRule):
         out = self.out_dims(ctx, src, src.feature_size if src.feature is not None else 1)
         n_out = ctx.opts.get("n_out")
         if n_out is not None and n_out != out.feature_size:
-            raise ctx.error(f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} "
-                            f"(pooling keeps the features of {src_desc(ctx)})", "n_out",
-                            "shape.n-out")
+            raise ctx.error(
+                f"`n_out: {n_out}` differs from the output of `{ctx.name}` {out} "
+                f"(pooling keeps the features of {src_desc(ctx)})",
+                "n_out",
+                "shape.n-out",
+            )
         return out
 
     def call(self, ctx):
@@ -368,8 +407,14 @@ class PoolRule(SpatialRule):
         mode = ctx.opt("mode")
 
         def pool(v, s, d):
-            return tf.nn.pool(v, window, "MAX" if mode == "max" else "AVG", strides=s,
-                              padding="VALID", dilations=d)
+            return tf.nn.pool(
+                v,
+                window,
+                "MAX" if mode == "max" else "AVG",
+                strides=s,
+                padding="VALID",
+                dilations=d,
+            )
 
         def op(x, mask, strides, dilations):
             count = _strided(pool, mask, strides, dilations)  # fraction of valid frames

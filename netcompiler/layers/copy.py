@@ -1,4 +1,5 @@
 """`copy`: the input unchanged (a `from` list: concatenated on the feature axis)."""
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape

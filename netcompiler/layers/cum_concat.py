@@ -16,6 +16,7 @@ RETURNN moves it out of the loop as an identity with per-step lengths ([T]-shape
 netcompiler's lengths are one per sequence, so it is never moved out: the results are the same.
 Outside a rec unit it is an error, as in RETURNN.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Shape, time_dim
@@ -45,24 +46,38 @@ class CumConcatRule(NoStepGuess, LayerRule):
     def infer(self, ctx) -> Shape:
         src = ctx.source
         if not ctx.in_rec:
-            raise ctx.error("`cum_concat` concatenates the frames of a rec loop: it must be in "
-                            "the `unit` of a `rec` layer", None, "shape.rec-only",
-                            hint="outside a loop the whole sequence is already there: use the "
-                                 "layer it reads directly")
+            raise ctx.error(
+                "`cum_concat` concatenates the frames of a rec loop: it must be in "
+                "the `unit` of a `rec` layer",
+                None,
+                "shape.rec-only",
+                hint="outside a loop the whole sequence is already there: use the "
+                "layer it reads directly",
+            )
         if not src.has_batch or any(d.kind not in (BATCH, SPATIAL, FEATURE) for d in src.dims):
-            raise ctx.error(f"`cum_concat` needs a per-step input with a batch axis and static "
-                            f"axes only, got {src_desc(ctx)}", "from", "shape.cum-concat",
-                            hint="a per-step frame [B, F] (the loop's input frame, or a layer of "
-                                 "the unit)")
-        readers = sorted(name for name, refs in ctx.inferred.graph.refs.items()
-                         for _, ref in refs
-                         if ref.kind == "layer" and ref.prev and ref.target is ctx.layer)
+            raise ctx.error(
+                f"`cum_concat` needs a per-step input with a batch axis and static "
+                f"axes only, got {src_desc(ctx)}",
+                "from",
+                "shape.cum-concat",
+                hint="a per-step frame [B, F] (the loop's input frame, or a layer of the unit)",
+            )
+        readers = sorted(
+            name
+            for name, refs in ctx.inferred.graph.refs.items()
+            for _, ref in refs
+            if ref.kind == "layer" and ref.prev and ref.target is ctx.layer
+        )
         if readers:
-            raise ctx.error(f"`prev:{ctx.layer.local_name}` (read by `{readers[0]}`) is not "
-                            f"supported: the frames before step t are not kept apart from the "
-                            f"frames up to t", None, "shape.cum-concat",
-                            hint="read the cum_concat itself (frames 0..t), or make one of "
-                                 "a `prev:` input (`from: prev:x`)")
+            raise ctx.error(
+                f"`prev:{ctx.layer.local_name}` (read by `{readers[0]}`) is not "
+                f"supported: the frames before step t are not kept apart from the "
+                f"frames up to t",
+                None,
+                "shape.cum-concat",
+                hint="read the cum_concat itself (frames 0..t), or make one of "
+                "a `prev:` input (`from: prev:x`)",
+            )
         dims = list(src.dims)
         at = next(i for i, d in enumerate(dims) if d.kind == BATCH) + 1
         dims.insert(at, new_axis(ctx))

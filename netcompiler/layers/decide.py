@@ -7,6 +7,7 @@ the best hypotheses (ranked with the `choice`'s `length_normalization`). So `dec
 identity when the network is compiled. `length_normalization` (RETURNN: divide the beam scores
 by the hypothesis lengths before picking the best) is accepted; it has no effect without a beam.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -21,9 +22,13 @@ class DecideRule(GuessFromInputs, LayerRule):
         src = ctx.source
         n_out = ctx.opts.get("n_out")
         if n_out is not None and src.feature_size != n_out:
-            raise ctx.error(f"`n_out: {n_out}` differs from the input "
-                            f"`{', '.join(ctx.source_names)}` {src} of `decide`", "n_out",
-                            "shape.n-out", hint="remove `n_out`; `decide` keeps its input's shape")
+            raise ctx.error(
+                f"`n_out: {n_out}` differs from the input "
+                f"`{', '.join(ctx.source_names)}` {src} of `decide`",
+                "n_out",
+                "shape.n-out",
+                hint="remove `n_out`; `decide` keeps its input's shape",
+            )
         return src
 
     def call(self, ctx):

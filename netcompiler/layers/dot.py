@@ -15,6 +15,7 @@ axis contribute 0. `add_var2_if_empty` (RETURNN before behaviour version 3): wit
 an axis of size 1 is appended as the feature axis (`[B, T(data), F=1]`; a kept feature axis
 becomes a static axis).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,13 +69,17 @@ class DotPlan:
 def dot_plan(ctx, shapes, names) -> DotPlan:
     """`ctx` needs `opt` and `error` (a ShapeContext, or the builder's CallContext)."""
     if len(shapes) != 2:
-        raise ctx.error(f"`dot` needs exactly two inputs in `from`, got {len(shapes)}",
-                        "from", "shape.inputs")
+        raise ctx.error(
+            f"`dot` needs exactly two inputs in `from`, got {len(shapes)}", "from", "shape.inputs"
+        )
     s1, s2 = shapes
     for i, s in enumerate((s1, s2)):
         if s.sparse:
-            raise ctx.error(f"`dot` needs dense inputs, but {_describe(shapes, names, i)} is "
-                            "sparse", "from", "shape.sparse-input")
+            raise ctx.error(
+                f"`dot` needs dense inputs, but {_describe(shapes, names, i)} is sparse",
+                "from",
+                "shape.sparse-input",
+            )
     red1, red2, var1, var2 = _axis_options(ctx, shapes, names)
     _check_reduced_pairs(ctx, shapes, names, red1, red2)
     rest1 = [i for i in range(s1.ndim) if i not in red1 and i not in var1]
@@ -83,8 +88,13 @@ def dot_plan(ctx, shapes, names) -> DotPlan:
     used1, used2 = {p[0] for p in shared}, {p[1] for p in shared}
     only1 = [i for i in rest1 if i not in used1]
     only2 = [i for i in rest2 if i not in used2]
-    origin = ([("s", k) for k in range(len(shared))] + [("1", i) for i in only1]
-              + [("2", i) for i in only2] + [("1", i) for i in var1] + [("2", i) for i in var2])
+    origin = (
+        [("s", k) for k in range(len(shared))]
+        + [("1", i) for i in only1]
+        + [("2", i) for i in only2]
+        + [("1", i) for i in var1]
+        + [("2", i) for i in var2]
+    )
     origin, dims = _feature_last(s1, s2, shared, var1, var2, origin)
     return DotPlan(list(zip(red1, red2)), shared, only1, only2, var1, var2, dims, origin)
 
@@ -106,12 +116,19 @@ def _axis_options(ctx, shapes, names):
         for opt, idx in ((f"red{k}", red), (f"var{k}", var)):
             for i in idx:
                 if s.dims[i].kind == BATCH:
-                    raise ctx.error(f"`{opt}` names the batch axis of "
-                                    f"{_describe(shapes, names, k - 1)}", opt, "shape.axis")
+                    raise ctx.error(
+                        f"`{opt}` names the batch axis of {_describe(shapes, names, k - 1)}",
+                        opt,
+                        "shape.axis",
+                    )
         both = [i for i in var if i in red]
         if both:
-            raise ctx.error(f"`red{k}` and `var{k}` both name axis {s.dims[both[0]]} of "
-                            f"{_describe(shapes, names, k - 1)}", f"var{k}", "shape.axis")
+            raise ctx.error(
+                f"`red{k}` and `var{k}` both name axis {s.dims[both[0]]} of "
+                f"{_describe(shapes, names, k - 1)}",
+                f"var{k}",
+                "shape.axis",
+            )
     return red1, red2, var1, var2
 
 
@@ -121,18 +138,24 @@ def _check_reduced_pairs(ctx, shapes, names, red1: list[int], red2: list[int]) -
     if len(red1) != len(red2):
         raise ctx.error(
             f"`red1` names {len(red1)} axes of {_describe(shapes, names, 0)} but `red2` names "
-            f"{len(red2)} of {_describe(shapes, names, 1)}", "red2", "shape.dot-reduce")
+            f"{len(red2)} of {_describe(shapes, names, 1)}",
+            "red2",
+            "shape.dot-reduce",
+        )
     for i1, i2 in zip(red1, red2):
         a, b = s1.dims[i1], s2.dims[i2]
         ok = (a is b) if (a.kind == TIME or b.kind == TIME) else same_axis(a, b)
         if not ok:
-            why = ("are different time axes" if a.kind == TIME and b.kind == TIME
-                   else "differ in size")
+            why = (
+                "are different time axes" if a.kind == TIME and b.kind == TIME else "differ in size"
+            )
             raise ctx.error(
                 f"reduced axes {a} of {_describe(shapes, names, 0)} and {b} of "
                 f"{_describe(shapes, names, 1)} {why}",
-                "red2", "shape.dot-reduce",
-                hint="the summed-over axes of both inputs must be the same axis")
+                "red2",
+                "shape.dot-reduce",
+                hint="the summed-over axes of both inputs must be the same axis",
+            )
 
 
 def _shared_axes(s1: Shape, s2: Shape, rest1: list[int], rest2: list[int]):
@@ -154,6 +177,7 @@ def _feature_last(s1: Shape, s2: Shape, shared, var1, var2, origin):
     """The output axes' origins with that of the output's feature axis (`var2`'s, else
     `var1`'s, else the one shared feature axis) moved last, and the output's dims (every other
     kept feature axis becomes a static one)."""
+
     def dim_of(o):
         kind, i = o
         if kind == "s":
@@ -161,7 +185,8 @@ def _feature_last(s1: Shape, s2: Shape, shared, var1, var2, origin):
         return (s1 if kind == "1" else s2).dims[i]
 
     feat = next((("2", i) for i in var2 if s2.dims[i].kind == FEATURE), None) or next(
-        (("1", i) for i in var1 if s1.dims[i].kind == FEATURE), None)
+        (("1", i) for i in var1 if s1.dims[i].kind == FEATURE), None
+    )
     if feat is None:
         shared_feats = [o for o in origin if o[0] == "s" and dim_of(o).kind == FEATURE]
         if len(shared_feats) == 1:
@@ -213,8 +238,10 @@ class DotRule(LayerRule):
             l1[i] = next(letters)
         for i in plan.only2 + plan.var2:
             l2[i] = next(letters)
-        out = "".join(l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
-                      for k, i in plan.out_origin)
+        out = "".join(
+            l1[plan.shared[i][0]] if k == "s" else (l1 if k == "1" else l2)[i]
+            for k, i in plan.out_origin
+        )
         y = compute.einsum(f"{''.join(l1)},{''.join(l2)}->{out}", a, b)
         if ctx.opt("add_var2_if_empty") and not plan.var2:
             y = tf.expand_dims(y, -1)

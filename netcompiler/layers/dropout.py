@@ -3,6 +3,7 @@
 The dropout itself is the generic `dropout` option every layer has (applied to a layer's input
 by the compiler, training only), so the builder returns its (already dropped-out) input.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -19,8 +20,12 @@ class DropoutRule(GuessFromInputs, LayerRule):
         src = ctx.source
         if src.sparse or src.dtype != "float32":
             what = "sparse input (class indices)" if src.sparse else f"{src.dtype} input"
-            raise ctx.error(f"`dropout` of {what} `{', '.join(ctx.source_names)}` {src}",
-                            "from", "shape.dtype", hint="dropout needs float input")
+            raise ctx.error(
+                f"`dropout` of {what} `{', '.join(ctx.source_names)}` {src}",
+                "from",
+                "shape.dtype",
+                hint="dropout needs float input",
+            )
         check_n_out(ctx, src)
         return src
 

@@ -8,6 +8,7 @@
 - an integer: the new axis's position in the output, counted without the batch axis (negative
   from the end); a position after the feature axis means `F`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import FEATURE, Shape, feature_dim, spatial_dim
@@ -28,21 +29,28 @@ class ExpandDimsRule(NoStepGuess, LayerRule):
             offset = 1 if src.has_batch else 0  # batch-major: the batch axis comes first
             slots = n + 1 - offset  # output positions, counted without the batch axis
             if not -slots <= desc < slots:
-                raise ctx.error(f"`axis: {desc}` is out of range for {src_desc(ctx)}", "axis",
-                                "shape.axis")
+                raise ctx.error(
+                    f"`axis: {desc}` is out of range for {src_desc(ctx)}", "axis", "shape.axis"
+                )
             pos = desc % slots + offset
             return pos, dense and pos == n
         low = str(desc).lower()
         if low in ("f", "feature"):
             if src.sparse:
-                raise ctx.error(f"`axis: {desc}`: sparse {src_desc(ctx)} has no feature axis to "
-                                f"extend", "axis", "shape.sparse-input",
-                                hint="use `axis: spatial`")
+                raise ctx.error(
+                    f"`axis: {desc}`: sparse {src_desc(ctx)} has no feature axis to extend",
+                    "axis",
+                    "shape.sparse-input",
+                    hint="use `axis: spatial`",
+                )
             return n, True
         if low in ("t", "time", "spatial", "static"):
             return (n - 1 if dense else n), False
-        raise ctx.error(f"`axis: {desc}` is not an axis `expand_dims` can add (F, T, spatial, or "
-                        f"an integer)", "axis", "shape.axis")
+        raise ctx.error(
+            f"`axis: {desc}` is not an axis `expand_dims` can add (F, T, spatial, or an integer)",
+            "axis",
+            "shape.axis",
+        )
 
     def infer(self, ctx) -> Shape:
         src = ctx.source

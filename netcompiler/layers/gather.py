@@ -21,6 +21,7 @@ sequence's length for a time `axis` (its valid frames; padding is never read) an
 static `axis`, gives zeros. `clip_to_valid: true` (RETURNN's option) clips the positions into
 that range instead (a sequence of length 0 still gives zeros).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import (
@@ -59,21 +60,36 @@ class GatherRule(NoStepGuess, LayerRule):
         before, position's own axes, input axes after, output dims)."""
         g = resolve_axis(ctx, src, ctx.opt("axis"), "axis")
         if src.dims[g].kind == BATCH:
-            raise ctx.error(f"`gather` cannot gather along the batch axis of {src_desc(ctx)}",
-                            "axis", "shape.axis")
-        common_in = [i for i, d in enumerate(src.dims)
-                     if i != g and d.kind in (BATCH, TIME) and _shared(d, pos.dims)]
+            raise ctx.error(
+                f"`gather` cannot gather along the batch axis of {src_desc(ctx)}",
+                "axis",
+                "shape.axis",
+            )
+        common_in = [
+            i
+            for i, d in enumerate(src.dims)
+            if i != g and d.kind in (BATCH, TIME) and _shared(d, pos.dims)
+        ]
         common_pos = []
         for i in common_in:
             d = src.dims[i]
-            common_pos.append(next(j for j, p in enumerate(pos.dims)
-                                   if (p.kind == BATCH if d.kind == BATCH else p is d)))
+            common_pos.append(
+                next(
+                    j
+                    for j, p in enumerate(pos.dims)
+                    if (p.kind == BATCH if d.kind == BATCH else p is d)
+                )
+            )
         own_pos = [j for j in range(len(pos.dims)) if j not in common_pos]
         rest = [i for i in range(len(src.dims)) if i != g and i not in common_in]
         before = [i for i in rest if i < g]
         after = [i for i in rest if i > g]
-        dims = ([src.dims[i] for i in common_in] + [src.dims[i] for i in before]
-                + [pos.dims[j] for j in own_pos] + [src.dims[i] for i in after])
+        dims = (
+            [src.dims[i] for i in common_in]
+            + [src.dims[i] for i in before]
+            + [pos.dims[j] for j in own_pos]
+            + [src.dims[i] for i in after]
+        )
         return g, common_in, common_pos, before, own_pos, after, dims
 
     @staticmethod
@@ -104,21 +120,32 @@ class GatherRule(NoStepGuess, LayerRule):
     def position_shape(self, ctx) -> Shape:
         value = ctx.opts.get("position")
         if value is None:
-            raise ctx.error("`gather` needs `position` (a layer of int positions or an int)",
-                            "position", "shape.missing-option")
+            raise ctx.error(
+                "`gather` needs `position` (a layer of int positions or an int)",
+                "position",
+                "shape.missing-option",
+            )
         if _is_int(value):
             if value < 0:
-                raise ctx.error(f"`position: {value}` must not be negative", "position",
-                                "shape.gather-position")
+                raise ctx.error(
+                    f"`position: {value}` must not be negative", "position", "shape.gather-position"
+                )
             return Shape((), None, "int32")
         pos = ctx.ref("position")
         if pos is None:
-            raise ctx.error(f"`position: {value}` is neither a layer nor an int", "position",
-                            "shape.gather-position")
+            raise ctx.error(
+                f"`position: {value}` is neither a layer nor an int",
+                "position",
+                "shape.gather-position",
+            )
         if not (pos.sparse or pos.dtype in ("int32", "int64")):
-            raise ctx.error(f"`position` `{ctx.ref_name('position')}` {pos} must hold integer "
-                            f"positions (int32 or class indices)", "position", "shape.dtype",
-                            hint="cast it: a `cast` layer with `dtype: int32`")
+            raise ctx.error(
+                f"`position` `{ctx.ref_name('position')}` {pos} must hold integer "
+                f"positions (int32 or class indices)",
+                "position",
+                "shape.dtype",
+                hint="cast it: a `cast` layer with `dtype: int32`",
+            )
         return pos
 
     def infer(self, ctx) -> Shape:
@@ -143,8 +170,7 @@ class GatherRule(NoStepGuess, LayerRule):
         if batch_in is not None and not pos_shape.has_batch:
             # the same positions for every sequence: give them the batch axis (the valid range
             # of a time axis differs per sequence)
-            pos = tf.broadcast_to(pos[None], tf.concat([[tf.shape(x)[batch_in]],
-                                                        tf.shape(pos)], 0))
+            pos = tf.broadcast_to(pos[None], tf.concat([[tf.shape(x)[batch_in]], tf.shape(pos)], 0))
             pos_shape = Shape((src.dims[batch_in],) + pos_shape.dims, None, pos_shape.dtype)
         g, common_in, common_pos, before, own_pos, after, dims = self.plan(ctx, src, pos_shape)
         params = tf.transpose(x, common_in + before + [g] + after)
@@ -164,8 +190,15 @@ class GatherRule(NoStepGuess, LayerRule):
             safe = tf.where(valid, idx, tf.zeros_like(idx))
         out = tf.gather(params, safe, axis=n_shared + len(before), batch_dims=n_shared)
         # zeros where the position is out of range: valid [shared..., own...] -> output layout
-        vshape = tf.concat([tf.shape(valid)[:n_shared], tf.ones([len(before)], tf.int32),
-                            tf.shape(valid)[n_shared:], tf.ones([len(after)], tf.int32)], 0)
+        vshape = tf.concat(
+            [
+                tf.shape(valid)[:n_shared],
+                tf.ones([len(before)], tf.int32),
+                tf.shape(valid)[n_shared:],
+                tf.ones([len(after)], tf.int32),
+            ],
+            0,
+        )
         out = tf.where(tf.reshape(valid, vshape), out, tf.zeros_like(out))
         perm = self.order(src, dims)
         return out if perm == list(range(len(dims))) else tf.transpose(out, perm)

@@ -3,6 +3,7 @@ two halves of the input's features (a the first, b the second): [..., 2n] -> [..
 With two inputs of n features each, a is the first input and b the second (the same as
 splitting their concatenation). Defaults: `activation: tanh`, `gate_activation: sigmoid`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim
@@ -18,9 +19,13 @@ class GatingRule(GuessFromInputs, LayerRule):
         src = float_features(ctx)
         size = src.feature.size
         if size % 2:
-            raise ctx.error(f"`gating` splits the features in two halves, but {src_desc(ctx)} "
-                            f"has an odd number ({size}) of them", "from", "shape.gating",
-                            hint="give an even number of features (or two inputs of equal size)")
+            raise ctx.error(
+                f"`gating` splits the features in two halves, but {src_desc(ctx)} "
+                f"has an odd number ({size}) of them",
+                "from",
+                "shape.gating",
+                hint="give an even number of features (or two inputs of equal size)",
+            )
         out = Shape(src.non_feature_dims + (feature_dim(size // 2),), None, src.dtype)
         check_activation(ctx, out, "activation")
         check_activation(ctx, out, "gate_activation")
@@ -33,6 +38,7 @@ class GatingRule(GuessFromInputs, LayerRule):
         from netcompiler.backend.activations import apply_activation
 
         a, b = tf.split(ctx.source, 2, axis=-1)
-        y = (apply_activation(ctx.opt("activation"), a)
-             * apply_activation(ctx.opt("gate_activation"), b))
+        y = apply_activation(ctx.opt("activation"), a) * apply_activation(
+            ctx.opt("gate_activation"), b
+        )
         return mask_padding(ctx, y)

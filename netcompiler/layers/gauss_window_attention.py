@@ -5,6 +5,7 @@ T(dec)]` / `[B, T(dec), F=1]`). Output: a Gauss-weighted (unnormalised) window o
 `[B, Te, V]` around it: `[B, F=V]`, with `inner_size` I `[B, S=I, F=V]` (decoder sequence:
 `[B, T(dec), (S=I,) F=V]`). No variables.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim, spatial_dim
@@ -29,13 +30,19 @@ class GaussWindowAttentionRule(LayerRule):
             raise ctx.error(
                 f"source `{', '.join(ctx.source_names)}` {src}, but `gauss_window_attention` "
                 f"needs one float location per sequence: [B] or [B, F=1] (over a decoder "
-                f"sequence [B, T(dec)] or [B, T(dec), F=1])", "from", "shape.gauss-location")
+                f"sequence [B, T(dec)] or [B, T(dec), F=1])",
+                "from",
+                "shape.gauss-location",
+            )
         nf = decoder_axes(ctx, src, enc, "one float location")
         n_out = ctx.opts.get("n_out")
         if n_out is not None and n_out != base.feature_size:
-            raise ctx.error(f"`n_out: {n_out}` differs from the features of `base` "
-                            f"`{ctx.ref_name('base')}` {base} ({base.feature_size})", "n_out",
-                            "shape.n-out")
+            raise ctx.error(
+                f"`n_out: {n_out}` differs from the features of `base` "
+                f"`{ctx.ref_name('base')}` {base} ({base.feature_size})",
+                "n_out",
+                "shape.n-out",
+            )
         inner = ctx.opt("inner_size")
         dims = nf + ((spatial_dim(inner, "inner"),) if inner is not None else ())
         return Shape(dims + (feature_dim(base.feature_size),))
@@ -75,7 +82,7 @@ class GaussWindowAttentionRule(LayerRule):
         g = tf.minimum(tf.clip_by_value(idx, 0.0, te - 1.0), last)
         g = tf.cast(tf.maximum(g, 0.0), tf.int32)
         diff = t[..., None, None] + offs - idx[..., None]  # [B, Td, W, I]
-        w = tf.exp(-tf.square(diff) / (2.0 * std ** 2)) / (std * math.sqrt(2.0 * math.pi))
+        w = tf.exp(-tf.square(diff) / (2.0 * std**2)) / (std * math.sqrt(2.0 * math.pi))
         frames = tf.gather(base, g, batch_dims=1)  # [B, Td, W, V]
         out = compute.einsum("btki,btkv->btiv", w, frames)  # [B, Td, I, V]
         if inner is None:

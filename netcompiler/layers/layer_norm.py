@@ -3,6 +3,7 @@
 `y = (x - mean_F(x)) / sqrt(var_F(x) + epsilon) * scale + bias`; params `scale: [F]` (init 1)
 and `bias: [F]` (init 0). Same shape as the input.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape

@@ -1,4 +1,5 @@
 """`linear` and `softmax`: y = act(x @ W + b); sparse input = rows of W (embedding lookup)."""
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, Shape
@@ -74,6 +75,7 @@ def filter_grad(x, threshold: float, shape: Shape):
                 return tf.where(g * g < threshold, g, tf.zeros_like(g))
             keep = tf.reduce_max(g * g, axis=axes, keepdims=True) < threshold
             return tf.where(keep, g, tf.zeros_like(g))
+
         return tf.identity(v), grad
 
     return identity(x)

@@ -4,6 +4,7 @@
 axis is among the merged axes the result is the feature axis: `[B, S=3, F=8]` with
 `axes: [static, F]` -> `[B, F=24]`. Dynamic axes (batch, time) cannot be merged.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -12,8 +13,9 @@ from netcompiler.layers._axes import resolve_axes
 from netcompiler.layers._util import check_n_out, src_desc
 
 
-def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str = "merge_dims"
-                 ) -> tuple[Shape, list[int]]:
+def merged_shape(
+    ctx, src: Shape, axes: list[int], option: str, layer_class: str = "merge_dims"
+) -> tuple[Shape, list[int]]:
     """Output shape of merging `axes` (indices into src.dims) and the transpose permutation
     that makes them adjacent at the merged position (for the builder)."""
     axes = sorted(set(axes))
@@ -24,8 +26,11 @@ def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str
         if d.kind in (BATCH, TIME):
             raise ctx.error(
                 f"`{layer_class}` merges static axes only, but `{option}` names the "
-                f"dynamic axis {d} of {src_desc(ctx)}", option, "shape.merge-dynamic",
-                hint="use `split_dims`/`window`/`conv` to change a time axis")
+                f"dynamic axis {d} of {src_desc(ctx)}",
+                option,
+                "shape.merge-dynamic",
+                hint="use `split_dims`/`window`/`conv` to change a time axis",
+            )
     size = 1
     for i in axes:
         size *= src.dims[i].size
@@ -39,8 +44,11 @@ def merged_shape(ctx, src: Shape, axes: list[int], option: str, layer_class: str
         head = [i for i in rest if i < first]
         tail = [i for i in rest if i > first]
         perm = head + axes + tail
-        dims = (tuple(src.dims[i] for i in head) + (spatial_dim(size),)
-                + tuple(src.dims[i] for i in tail))
+        dims = (
+            tuple(src.dims[i] for i in head)
+            + (spatial_dim(size),)
+            + tuple(src.dims[i] for i in tail)
+        )
     return Shape(dims, src.sparse_dim, src.dtype), perm
 
 

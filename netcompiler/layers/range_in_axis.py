@@ -6,6 +6,7 @@ static axis of size n gives [F=n], `axis: B` gives [B] (0 .. batch size - 1).
 `dtype` (int32 default, or float32); `sparse: true` makes the positions class indices of a
 static axis (n classes). RETURNN's deprecated `unbroadcast` and `keepdims` must stay false.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
@@ -21,20 +22,27 @@ class RangeInAxisRule(NoStepGuess, LayerRule):
         src = ctx.source
         for opt in ("unbroadcast", "keepdims"):
             if ctx.opt(opt):
-                raise ctx.error(f"`{opt}: true` is not supported (deprecated in RETURNN, which "
-                                f"refuses it too)", opt, "shape.unsupported",
-                                hint="leave it out: the output is the axis alone")
+                raise ctx.error(
+                    f"`{opt}: true` is not supported (deprecated in RETURNN, which refuses it too)",
+                    opt,
+                    "shape.unsupported",
+                    hint="leave it out: the output is the axis alone",
+                )
         i = resolve_axis(ctx, src, ctx.opt("axis"), "axis")
         d = src.dims[i]
         dtype = ctx.opt("dtype")
         if ctx.opt("sparse"):
             if d.kind not in (SPATIAL, FEATURE):
-                raise ctx.error(f"`sparse: true` needs a static axis (the number of classes), "
-                                f"but `axis: {ctx.opt('axis')}` is {d} of {src_desc(ctx)}",
-                                "sparse", "shape.axis")
+                raise ctx.error(
+                    f"`sparse: true` needs a static axis (the number of classes), "
+                    f"but `axis: {ctx.opt('axis')}` is {d} of {src_desc(ctx)}",
+                    "sparse",
+                    "shape.axis",
+                )
             if dtype != "int32":
-                raise ctx.error(f"`sparse: true` needs `dtype: int32`, got {dtype}", "dtype",
-                                "shape.dtype")
+                raise ctx.error(
+                    f"`sparse: true` needs `dtype: int32`, got {dtype}", "dtype", "shape.dtype"
+                )
             # class indices have no feature axis: the axis is a static one of n entries
             return Shape((spatial_dim(d.size),), int(d.size), "int32")
         if d.kind == SPATIAL:

@@ -5,6 +5,7 @@ With `unit` naming a cell (lstm family, gru) it runs that cell over its input's 
 With `unit` a sub-network dict it runs the sub-network step by step (a decoder): its output is
 the unit's `output` layer stacked over the loop: [B, T_loop, ...].
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,14 @@ from netcompiler.layers._util import input_features
 # they compute under TF 2 (weights are laid out as `run_cell_over_time` describes):
 #: LSTMs without a forget bias: RETURNN's default `lstm`/`lstmp` is NativeLSTM2, the native
 #: kernels and VanillaLSTM compute the same cell
-NATIVE_LSTM_UNITS = ("lstm", "lstmp", "nativelstm", "nativelstm2", "nativelstmlowmem",
-                     "vanillalstm")
+NATIVE_LSTM_UNITS = (
+    "lstm",
+    "lstmp",
+    "nativelstm",
+    "nativelstm2",
+    "nativelstmlowmem",
+    "vanillalstm",
+)
 #: TF's LSTMCell (RETURNN's StandardLSTM; BasicLSTM is StandardLSTM on TF 2): adds
 #: `unit_opts: {forget_bias: 1.0}` (the default) to the forget gate's pre-activation
 STANDARD_LSTM_UNITS = ("standardlstm", "basiclstm")
@@ -65,29 +72,49 @@ def check_cell_unit(ctx, cell_only: bool) -> None:
     unit = ctx.opt("unit")
     name = str(unit).lower()
     if name not in UNITS:
-        raise ctx.error(f"unknown cell `unit: {unit}`", "unit", "shape.cell-unit",
-                        hint="one of " + ", ".join(UNITS) + " (case-insensitive)")
+        raise ctx.error(
+            f"unknown cell `unit: {unit}`",
+            "unit",
+            "shape.cell-unit",
+            hint="one of " + ", ".join(UNITS) + " (case-insensitive)",
+        )
     if name in CUMSUM_UNITS:
         src = ctx.source
         if src.sparse or src.feature_size != ctx.opts.get("n_out", src.feature_size):
-            raise ctx.error(f"`unit: {unit}` sums its input: `n_out` must equal the input's "
-                            f"features, input {src}", "n_out", "shape.cell-unit")
+            raise ctx.error(
+                f"`unit: {unit}` sums its input: `n_out` must equal the input's "
+                f"features, input {src}",
+                "n_out",
+                "shape.cell-unit",
+            )
     opts = ctx.opts.get("unit_opts") or {}
     allowed = ("forget_bias", "use_peepholes") if standard_lstm(unit, cell_only) else ()
     for key, value in opts.items():
         if key not in allowed:
-            what = (f"`unit: {unit}` takes only `forget_bias` and `use_peepholes`" if allowed
-                    else f"`unit: {unit}` takes none")
-            raise ctx.error(f"`unit_opts`: option `{key}` is not supported ({what})",
-                            "unit_opts", "shape.cell-unit")
+            what = (
+                f"`unit: {unit}` takes only `forget_bias` and `use_peepholes`"
+                if allowed
+                else f"`unit: {unit}` takes none"
+            )
+            raise ctx.error(
+                f"`unit_opts`: option `{key}` is not supported ({what})",
+                "unit_opts",
+                "shape.cell-unit",
+            )
         if key == "use_peepholes":
             if not isinstance(value, bool):
-                raise ctx.error(f"`unit_opts: use_peepholes` must be true or false, got "
-                                f"{value!r}", "unit_opts", "shape.cell-unit")
+                raise ctx.error(
+                    f"`unit_opts: use_peepholes` must be true or false, got {value!r}",
+                    "unit_opts",
+                    "shape.cell-unit",
+                )
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ctx.error(f"`unit_opts: forget_bias` must be a number, got {value!r}",
-                            "unit_opts", "shape.cell-unit")
+            raise ctx.error(
+                f"`unit_opts: forget_bias` must be a number, got {value!r}",
+                "unit_opts",
+                "shape.cell-unit",
+            )
 
 
 def stacked_shape(shape: Shape, loop_dim: Dim) -> Shape:
@@ -178,8 +205,10 @@ def cell_params(unit: str, n_in: int, n_out: int, init, bias_init=0.0) -> dict[s
 # -- the initial cell state (`initial_state` of `rnn_cell` and of `rec` with a cell unit) -------
 #: accepted by RETURNN, not supported here (state kept across calls / fed from outside)
 UNSUPPORTED_INITIAL_STATES = ("keep_over_epoch", "keep_over_epoch_no_init", "placeholder")
-INITIAL_STATE_FORMS = ("`zeros`, `ones`, a number, `var` (trained), a layer [B, n_out] "
-                       "(`base:NAME` inside a rec unit), or a list / dict per state part")
+INITIAL_STATE_FORMS = (
+    "`zeros`, `ones`, a number, `var` (trained), a layer [B, n_out] "
+    "(`base:NAME` inside a rec unit), or a list / dict per state part"
+)
 
 
 def state_keys(unit) -> tuple[str, ...]:
@@ -196,15 +225,21 @@ def initial_state_parts(ctx) -> dict[str, tuple[Any, tuple]]:
     if isinstance(init, dict):
         for k in init:
             if k not in keys:
-                raise ctx.error(f"`initial_state`: `unit: {unit}` has no state part `{k}` "
-                                f"(its parts: {', '.join(keys)})", "initial_state",
-                                "shape.initial-state")
+                raise ctx.error(
+                    f"`initial_state`: `unit: {unit}` has no state part `{k}` "
+                    f"(its parts: {', '.join(keys)})",
+                    "initial_state",
+                    "shape.initial-state",
+                )
         return {k: (init.get(k), ("initial_state", k)) for k in keys}
     if isinstance(init, list):
         if len(init) != len(keys):
-            raise ctx.error(f"`initial_state`: a list needs one entry per state part of "
-                            f"`unit: {unit}` ({', '.join(keys)}), got {len(init)}",
-                            "initial_state", "shape.initial-state")
+            raise ctx.error(
+                f"`initial_state`: a list needs one entry per state part of "
+                f"`unit: {unit}` ({', '.join(keys)}), got {len(init)}",
+                "initial_state",
+                "shape.initial-state",
+            )
         return {k: (v, ("initial_state", i)) for i, (k, v) in enumerate(zip(keys, init))}
     return {k: (init, ("initial_state",)) for k in keys}
 
@@ -226,27 +261,44 @@ def check_initial_state(ctx, n_out: int) -> dict[str, ParamSpec]:
                 params[f"initial_{key}"] = ParamSpec((n_out,), 0.0)
             continue
         if value in UNSUPPORTED_INITIAL_STATES:
-            raise ctx.error(f"`initial_state: {value}` is not supported for a cell (supported: "
-                            f"{INITIAL_STATE_FORMS})", "initial_state", "shape.initial-state")
+            raise ctx.error(
+                f"`initial_state: {value}` is not supported for a cell (supported: "
+                f"{INITIAL_STATE_FORMS})",
+                "initial_state",
+                "shape.initial-state",
+            )
         if not isinstance(value, str):
-            raise ctx.error(f"`initial_state`: invalid value {value!r} for state part `{key}` "
-                            f"(supported: {INITIAL_STATE_FORMS})", "initial_state",
-                            "shape.initial-state")
+            raise ctx.error(
+                f"`initial_state`: invalid value {value!r} for state part `{key}` "
+                f"(supported: {INITIAL_STATE_FORMS})",
+                "initial_state",
+                "shape.initial-state",
+            )
         got = refs.get(value)
         if got is None:  # an unresolved reference: reported by the reference check
             continue
         ref, shape = got
-        if ctx.in_rec and (ref.kind != "layer" or ref.prev
-                           or ref.target.scope is ctx.layer.scope):
-            raise ctx.error(f"`initial_state: {value}`: inside a rec unit the initial state is "
-                            f"a layer of the enclosing network (`base:NAME`)", "initial_state",
-                            "shape.initial-state")
-        ok = (not shape.sparse and len(shape.dims) == 2 and shape.dims[0].kind == BATCH
-              and shape.dims[1].kind == FEATURE and shape.feature_size == n_out)
+        if ctx.in_rec and (ref.kind != "layer" or ref.prev or ref.target.scope is ctx.layer.scope):
+            raise ctx.error(
+                f"`initial_state: {value}`: inside a rec unit the initial state is "
+                f"a layer of the enclosing network (`base:NAME`)",
+                "initial_state",
+                "shape.initial-state",
+            )
+        ok = (
+            not shape.sparse
+            and len(shape.dims) == 2
+            and shape.dims[0].kind == BATCH
+            and shape.dims[1].kind == FEATURE
+            and shape.feature_size == n_out
+        )
         if not ok:
-            raise ctx.error(f"`initial_state: {value}` is {shape}, but the state part `{key}` "
-                            f"of `{ctx.name}` is [B, F={n_out}]", "initial_state",
-                            "shape.initial-state")
+            raise ctx.error(
+                f"`initial_state: {value}` is {shape}, but the state part `{key}` "
+                f"of `{ctx.name}` is [B, F={n_out}]",
+                "initial_state",
+                "shape.initial-state",
+            )
     return params
 
 
@@ -315,26 +367,38 @@ class RecRule(NoStepGuess, LayerRule):
     def infer(self, ctx) -> Shape:
         unit = ctx.opt("unit")
         if ctx.opts.get("cheating"):
-            ctx.warn("`cheating` on `rec` has no effect (as in RETURNN, where it moved to the "
-                     "`choice` layer)", "cheating", "shape.unused-option",
-                     hint="remove it; cheating is an option of `choice`")
+            ctx.warn(
+                "`cheating` on `rec` has no effect (as in RETURNN, where it moved to the "
+                "`choice` layer)",
+                "cheating",
+                "shape.unused-option",
+                hint="remove it; cheating is an option of `choice`",
+            )
         limit = ctx.ref("max_seq_len")  # max_len_from('X') in a max_seq_len expression
         if limit is not None and limit.time is None:
-            raise ctx.error(f"`max_seq_len`: `max_len_from('{ctx.ref_name('max_seq_len')}')` "
-                            f"needs a layer with a time axis, it is {limit}", "max_seq_len",
-                            "shape.max-seq-len")
+            raise ctx.error(
+                f"`max_seq_len`: `max_len_from('{ctx.ref_name('max_seq_len')}')` "
+                f"needs a layer with a time axis, it is {limit}",
+                "max_seq_len",
+                "shape.max-seq-len",
+            )
         if isinstance(unit, dict):
             return self._infer_subnetwork(ctx)
         src = ctx.source
         input_features(ctx, src)
         if src.time is None and not ctx.in_rec:
-            raise ctx.error(f"`rec` with `unit: {unit}` needs an input with a time axis, got "
-                            f"`{', '.join(ctx.source_names)}` {src}", "from", "shape.no-time")
+            raise ctx.error(
+                f"`rec` with `unit: {unit}` needs an input with a time axis, got "
+                f"`{', '.join(ctx.source_names)}` {src}",
+                "from",
+                "shape.no-time",
+            )
         check_cell_unit(ctx, cell_only=False)
         n_out = ctx.opt("n_out")
         if n_out is None:
-            raise ctx.error(f"`rec` with `unit: {unit}` needs `n_out`", None,
-                            "shape.missing-option")
+            raise ctx.error(
+                f"`rec` with `unit: {unit}` needs `n_out`", None, "shape.missing-option"
+            )
         # inside a rec unit without a time axis: one step of the cell per loop step
         check_initial_state(ctx, n_out)
         return src.with_feature(n_out)
@@ -347,18 +411,26 @@ class RecRule(NoStepGuess, LayerRule):
 
     def _infer_subnetwork(self, ctx) -> Shape:
         if ctx.in_rec:
-            raise ctx.error("a `rec` layer with a sub-network `unit` inside the unit of another "
-                            "`rec` layer (nested loops) is not supported", None,
-                            "shape.nested-rec", hint="move the inner loop out of the unit, or "
-                            "use `rnn_cell` / `rec` with a cell unit for one step of a cell")
+            raise ctx.error(
+                "a `rec` layer with a sub-network `unit` inside the unit of another "
+                "`rec` layer (nested loops) is not supported",
+                None,
+                "shape.nested-rec",
+                hint="move the inner loop out of the unit, or "
+                "use `rnn_cell` / `rec` with a cell unit for one step of a cell",
+            )
         if "initial_state" in ctx.opts:
-            raise ctx.error("`initial_state` applies to a cell unit (lstm, gru); inside a "
-                            "sub-network unit use `initial_output` of its layers",
-                            "initial_state", "shape.initial-state")
+            raise ctx.error(
+                "`initial_state` applies to a cell unit (lstm, gru); inside a "
+                "sub-network unit use `initial_output` of its layers",
+                "initial_state",
+                "shape.initial-state",
+            )
         step = ctx.unit_shape("output")
         if step is None:
-            raise ctx.error(f"the unit of `{ctx.name}` has no usable `output` layer", "unit",
-                            "shape.rec-output")
+            raise ctx.error(
+                f"the unit of `{ctx.name}` has no usable `output` layer", "unit", "shape.rec-output"
+            )
         return stacked_shape(step, ctx.rec_loop_dim)
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
@@ -387,8 +459,14 @@ class RecRule(NoStepGuess, LayerRule):
 
     def call_step(self, ctx, state):
         unit = ctx.opt("unit")
-        return cell_step(unit, ctx.source, ctx.source_shape.sparse, ctx.params, state,
-                         lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=False))
+        return cell_step(
+            unit,
+            ctx.source,
+            ctx.source_shape.sparse,
+            ctx.params,
+            state,
+            lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=False),
+        )
 
     def call(self, ctx):
         import tensorflow as tf
@@ -398,10 +476,17 @@ class RecRule(NoStepGuess, LayerRule):
             raise InternalError("rec units are run by the network's loop builder")
         x, shape = ctx.source, ctx.source_shape  # sparse: rows of W are looked up
         init = make_initial_state(ctx, tf.shape(x)[0], ctx.out_shape.feature_size)
-        y, final = run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params,
-                                      ctx.opt("direction"), init,
-                                      lstm_forget_bias(unit, ctx.opt("unit_opts"),
-                                                       cell_only=False), return_state=True)
+        y, final = run_cell_over_time(
+            unit,
+            x,
+            shape,
+            ctx.lengths(shape.time),
+            ctx.params,
+            ctx.opt("direction"),
+            init,
+            lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=False),
+            return_state=True,
+        )
         store_final_state(ctx, final)
         return y
 
@@ -415,8 +500,7 @@ def _cumsum_over_time(x, lengths, direction, initial_state, return_state):
     mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x.dtype)[:, :, None]
     if direction == -1:
         x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-    h0 = (tf.zeros_like(x[:, 0]) if initial_state is None
-          else tf.cast(initial_state[0], x.dtype))
+    h0 = tf.zeros_like(x[:, 0]) if initial_state is None else tf.cast(initial_state[0], x.dtype)
     y = (tf.cumsum(x * mask, axis=1) + h0[:, None]) * mask
     final = h0 + tf.reduce_sum(x * mask, axis=1)
     if direction == -1:
@@ -433,9 +517,17 @@ def store_final_state(ctx, state: tuple) -> None:
         states[ctx.name] = state
 
 
-def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
-                       initial_state: tuple | None = None, forget_bias: float = 0.0,
-                       return_state: bool = False):
+def run_cell_over_time(
+    unit: str,
+    x,
+    shape,
+    lengths,
+    params,
+    direction: int = 1,
+    initial_state: tuple | None = None,
+    forget_bias: float = 0.0,
+    return_state: bool = False,
+):
     """Run an LSTM-family or GRU cell over the time axis of x [B, T, n_in] -> [B, T, n_out]
     (sparse x [B, T] of labels: the rows of `W` are looked up, equal to one-hot x @ W).
 
@@ -465,6 +557,7 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
         x_proj = lookup_rows(W, x) + b
     else:  # [B, T, G*n], all frames at once
         from netcompiler.backend.compute import tensordot
+
         x_proj = tensordot(x, W, axes=[[2], [0]]) + b
     mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x_proj.dtype)  # [B, T]
     xs = tf.transpose(x_proj, [1, 0, 2])  # time-major for the scan
@@ -503,6 +596,8 @@ def run_cell_over_time(unit: str, x, shape, lengths, params, direction: int = 1,
     # padded frames do not update the carry: its last entry is the state at each sequence's
     # last valid frame (of the reversed sequence for `direction: -1`, i.e. original frame 0)
     nonempty = tf.shape(xs)[0] > 0
-    c_fin, h_fin = (tf.cond(nonempty, lambda v=v: v[-1], lambda i=i: i)
-                    for v, i in ((cs, init[0]), (hs, init[1])))
+    c_fin, h_fin = (
+        tf.cond(nonempty, lambda v=v: v[-1], lambda i=i: i)
+        for v, i in ((cs, init[0]), (hs, init[1]))
+    )
     return y, ((h_fin,) if is_gru(unit) else (c_fin, h_fin))

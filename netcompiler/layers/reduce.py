@@ -10,6 +10,7 @@ smallest entry (padded frames never chosen); the output is sparse with the reduc
 the number of classes (a static axis or the feature axis); over a time axis it is plain int32
 (the number of classes would be dynamic). With `keep_dims` the axis stays as `S=1`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -30,11 +31,18 @@ class ReduceRule(NoStepGuess, LayerRule):
     def reduce_axes(ctx, src: Shape) -> list[int]:
         axes, axis = ctx.opts.get("axes"), ctx.opts.get("axis")
         if axes is not None and axis is not None:
-            raise ctx.error("`reduce` takes `axes` or `axis`, not both", "axis",
-                            "shape.reduce-axes", hint="use `axes`")
+            raise ctx.error(
+                "`reduce` takes `axes` or `axis`, not both",
+                "axis",
+                "shape.reduce-axes",
+                hint="use `axes`",
+            )
         if axes is None and axis is None:
-            raise ctx.error(f"`reduce` needs `axes` (the axes of {src_desc(ctx)} to reduce)",
-                            None, "shape.missing-option")
+            raise ctx.error(
+                f"`reduce` needs `axes` (the axes of {src_desc(ctx)} to reduce)",
+                None,
+                "shape.missing-option",
+            )
         option = "axes" if axes is not None else "axis"
         desc = axes if axes is not None else axis
         found = sorted(resolve_axes(ctx, src, desc, option))
@@ -46,24 +54,35 @@ class ReduceRule(NoStepGuess, LayerRule):
     def infer(self, ctx) -> Shape:
         src = ctx.source
         if src.sparse:
-            raise ctx.error(f"`reduce` needs dense input, but {src_desc(ctx)} is sparse (class "
-                            f"indices)", "from", "shape.sparse-input",
-                            hint="embed the labels first (`linear`)")
+            raise ctx.error(
+                f"`reduce` needs dense input, but {src_desc(ctx)} is sparse (class indices)",
+                "from",
+                "shape.sparse-input",
+                hint="embed the labels first (`linear`)",
+            )
         mode = ctx.opt("mode")
         if mode not in MODES:
-            raise ctx.error(f"`mode: {mode}` is not one of {', '.join(MODES)}", "mode",
-                            "shape.reduce-mode")
+            raise ctx.error(
+                f"`mode: {mode}` is not one of {', '.join(MODES)}", "mode", "shape.reduce-mode"
+            )
         axes = self.reduce_axes(ctx, src)
         keep = bool(ctx.opt("keep_dims"))
         sparse_dim, dtype = None, src.dtype
         if mode in ARG_MODES:
             if len(axes) != 1:
-                raise ctx.error(f"`mode: {mode}` reduces exactly one axis, `axes` names "
-                                f"{len(axes)} of {src_desc(ctx)}", "axes", "shape.reduce-axes")
+                raise ctx.error(
+                    f"`mode: {mode}` reduces exactly one axis, `axes` names "
+                    f"{len(axes)} of {src_desc(ctx)}",
+                    "axes",
+                    "shape.reduce-axes",
+                )
             d = src.dims[axes[0]]
             if d.kind == BATCH:
-                raise ctx.error(f"`mode: {mode}` over the batch axis of {src_desc(ctx)}", "axes",
-                                "shape.reduce-axes")
+                raise ctx.error(
+                    f"`mode: {mode}` over the batch axis of {src_desc(ctx)}",
+                    "axes",
+                    "shape.reduce-axes",
+                )
             dtype = "int32"
             sparse_dim = d.size if d.kind != TIME else None
         dims = []
@@ -72,10 +91,16 @@ class ReduceRule(NoStepGuess, LayerRule):
                 dims.append(d)
             elif keep:
                 if d.kind == BATCH:
-                    raise ctx.error(f"`keep_dims` cannot keep the batch axis of {src_desc(ctx)}",
-                                    "keep_dims", "shape.reduce-axes")
-                dims.append(feature_dim(1) if d.kind == FEATURE and mode not in ARG_MODES
-                            else spatial_dim(1))
+                    raise ctx.error(
+                        f"`keep_dims` cannot keep the batch axis of {src_desc(ctx)}",
+                        "keep_dims",
+                        "shape.reduce-axes",
+                    )
+                dims.append(
+                    feature_dim(1)
+                    if d.kind == FEATURE and mode not in ARG_MODES
+                    else spatial_dim(1)
+                )
         out = Shape(tuple(dims), sparse_dim, dtype)
         check_n_out(ctx, out)
         return out
@@ -112,8 +137,13 @@ class ReduceRule(NoStepGuess, LayerRule):
             y = fn(x, axis=axes[0], output_type=tf.int32)
             return tf.expand_dims(y, axes[0]) if keep else y
         if mask is None:
-            fn = {"sum": tf.reduce_sum, "max": tf.reduce_max, "min": tf.reduce_min,
-                  "mean": tf.reduce_mean, "logsumexp": tf.reduce_logsumexp}[mode]
+            fn = {
+                "sum": tf.reduce_sum,
+                "max": tf.reduce_max,
+                "min": tf.reduce_min,
+                "mean": tf.reduce_mean,
+                "logsumexp": tf.reduce_logsumexp,
+            }[mode]
             return fn(x, axis=axes, keepdims=keep)
         fmask = tf.cast(mask, dtype)
         count = tf.reduce_sum(fmask, axis=axes, keepdims=keep)
@@ -126,12 +156,18 @@ class ReduceRule(NoStepGuess, LayerRule):
             return total / tf.maximum(count, tf.ones_like(count))
         low, high = dtype.min, dtype.max
         if mode == "max":
-            y = tf.reduce_max(tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(low, dtype))),
-                              axis=axes, keepdims=keep)
+            y = tf.reduce_max(
+                tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(low, dtype))),
+                axis=axes,
+                keepdims=keep,
+            )
             return tf.where(some, y, zero)
         if mode == "min":
-            y = tf.reduce_min(tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(high, dtype))),
-                              axis=axes, keepdims=keep)
+            y = tf.reduce_min(
+                tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(high, dtype))),
+                axis=axes,
+                keepdims=keep,
+            )
             return tf.where(some, y, zero)
         # logsumexp
         masked = tf.where(mask, x, tf.fill(tf.shape(x), tf.constant(low, dtype)))

@@ -12,6 +12,7 @@
   the feature axis (moved last; the old feature axis becomes a static axis); `{F: null}` turns
   the feature axis into a static axis.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import (
@@ -46,31 +47,49 @@ class ReinterpretDataRule(LayerRule):
         if base is not None:
             time = next((d for d in dims if d.kind == TIME), None)
             if time is None:
-                raise ctx.error(f"`size_base`: input `{names}` {src} has no time axis to replace",
-                                "size_base", "shape.size-base")
+                raise ctx.error(
+                    f"`size_base`: input `{names}` {src} has no time axis to replace",
+                    "size_base",
+                    "shape.size-base",
+                )
             if base.time is None:
-                raise ctx.error(f"`size_base` `{ctx.ref_name('size_base')}` {base} has no time "
-                                f"axis", "size_base", "shape.size-base")
+                raise ctx.error(
+                    f"`size_base` `{ctx.ref_name('size_base')}` {base} has no time axis",
+                    "size_base",
+                    "shape.size-base",
+                )
             if base.time is not time and any(d is base.time for d in dims):
-                raise ctx.error(f"`size_base` `{ctx.ref_name('size_base')}` {base}: its time axis "
-                                f"{base.time} is already another axis of `{names}` {src}",
-                                "size_base", "shape.size-base")
+                raise ctx.error(
+                    f"`size_base` `{ctx.ref_name('size_base')}` {base}: its time axis "
+                    f"{base.time} is already another axis of `{names}` {src}",
+                    "size_base",
+                    "shape.size-base",
+                )
             dims = [base.time if d is time else d for d in dims]
         set_sparse = ctx.opt("set_sparse")
         set_sparse_dim = ctx.opt("set_sparse_dim")
         if set_sparse is True:
             if dims and dims[-1].kind == FEATURE:
-                raise ctx.error(f"`set_sparse: true`: input `{names}` {src} has a feature axis",
-                                "set_sparse", "shape.sparse",
-                                hint="class indices have no feature axis; remove it first "
-                                     "(e.g. `set_axes: {F: null}` or `squeeze`)")
+                raise ctx.error(
+                    f"`set_sparse: true`: input `{names}` {src} has a feature axis",
+                    "set_sparse",
+                    "shape.sparse",
+                    hint="class indices have no feature axis; remove it first "
+                    "(e.g. `set_axes: {F: null}` or `squeeze`)",
+                )
             if dtype not in ("int32", "int64"):
-                raise ctx.error(f"`set_sparse: true` needs integer data, but `{names}` {src} "
-                                f"is {dtype}", "set_sparse", "shape.sparse",
-                                hint="cast with `eval` and tf.cast(source(0), tf.int32)")
+                raise ctx.error(
+                    f"`set_sparse: true` needs integer data, but `{names}` {src} is {dtype}",
+                    "set_sparse",
+                    "shape.sparse",
+                    hint="cast with `eval` and tf.cast(source(0), tf.int32)",
+                )
             if sparse_dim is None and not set_sparse_dim:
-                raise ctx.error("`set_sparse: true` needs `set_sparse_dim` (the number of "
-                                "classes)", "set_sparse_dim", "shape.sparse")
+                raise ctx.error(
+                    "`set_sparse: true` needs `set_sparse_dim` (the number of classes)",
+                    "set_sparse_dim",
+                    "shape.sparse",
+                )
             dtype = "int32"
             sparse_dim = sparse_dim or 0
         elif set_sparse is False:
@@ -79,19 +98,28 @@ class ReinterpretDataRule(LayerRule):
                 dtype = "int32"
         if set_sparse_dim not in (None, False):
             if sparse_dim is None:
-                raise ctx.error(f"`set_sparse_dim` on dense input `{names}` {src}",
-                                "set_sparse_dim", "shape.sparse",
-                                hint="add `set_sparse: true` for integer data")
+                raise ctx.error(
+                    f"`set_sparse_dim` on dense input `{names}` {src}",
+                    "set_sparse_dim",
+                    "shape.sparse",
+                    hint="add `set_sparse: true` for integer data",
+                )
             sparse_dim = int(set_sparse_dim)
         inc = ctx.opt("increase_sparse_dim") or 0
         if inc:
             if sparse_dim is None:
-                raise ctx.error(f"`increase_sparse_dim` on dense input `{names}` {src}",
-                                "increase_sparse_dim", "shape.sparse")
+                raise ctx.error(
+                    f"`increase_sparse_dim` on dense input `{names}` {src}",
+                    "increase_sparse_dim",
+                    "shape.sparse",
+                )
             sparse_dim += int(inc)
             if sparse_dim < 1:
-                raise ctx.error(f"`increase_sparse_dim: {inc}` leaves {sparse_dim} classes",
-                                "increase_sparse_dim", "shape.sparse")
+                raise ctx.error(
+                    f"`increase_sparse_dim: {inc}` leaves {sparse_dim} classes",
+                    "increase_sparse_dim",
+                    "shape.sparse",
+                )
         return Shape(tuple(dims), sparse_dim, dtype)
 
     def call(self, ctx):
@@ -133,24 +161,33 @@ def plan_axes(ctx, shape: Shape, set_axes: dict, names: str) -> tuple[list[Dim],
     """The output axes after `set_axes`, and for each the index of the input axis it comes from."""
     for key in set_axes:
         if key not in ("T", "F"):
-            raise ctx.error(f"`set_axes`: unsupported key `{key}` (supported: T, F)",
-                            "set_axes", "shape.set-axes")
+            raise ctx.error(
+                f"`set_axes`: unsupported key `{key}` (supported: T, F)",
+                "set_axes",
+                "shape.set-axes",
+            )
     dims = list(shape.dims)
     idx = list(range(len(dims)))
     if "F" in set_axes:
         desc = set_axes["F"]
         if shape.sparse:
-            raise ctx.error(f"`set_axes: {{F: ...}}` on sparse input `{names}` {shape}",
-                            "set_axes", "shape.set-axes")
+            raise ctx.error(
+                f"`set_axes: {{F: ...}}` on sparse input `{names}` {shape}",
+                "set_axes",
+                "shape.set-axes",
+            )
         if dims and dims[-1].kind == FEATURE:
             dims[-1] = spatial_dim(dims[-1].size)
         if desc is not None:
             i = resolve_axis(ctx, Shape(tuple(dims), None, shape.dtype), desc, "set_axes")
             d = dims[i]
             if d.kind != SPATIAL:
-                raise ctx.error(f"`set_axes: {{F: {desc}}}` names {d} of `{names}` {shape}; "
-                                f"only a static axis can become the feature axis", "set_axes",
-                                "shape.set-axes")
+                raise ctx.error(
+                    f"`set_axes: {{F: {desc}}}` names {d} of `{names}` {shape}; "
+                    f"only a static axis can become the feature axis",
+                    "set_axes",
+                    "shape.set-axes",
+                )
             dims.append(feature_dim(dims.pop(i).size))
             idx.append(idx.pop(i))
     if "T" in set_axes:
@@ -159,9 +196,12 @@ def plan_axes(ctx, shape: Shape, set_axes: dict, names: str) -> tuple[list[Dim],
         i = resolve_axis(ctx, cur, desc, "set_axes")
         d = dims[i]
         if d.kind in (BATCH, FEATURE):
-            raise ctx.error(f"`set_axes: {{T: {desc}}}` names {d} of `{names}` {cur}; only a "
-                            f"time or static axis can be the time axis", "set_axes",
-                            "shape.set-axes")
+            raise ctx.error(
+                f"`set_axes: {{T: {desc}}}` names {d} of `{names}` {cur}; only a "
+                f"time or static axis can be the time axis",
+                "set_axes",
+                "shape.set-axes",
+            )
         if d.kind == SPATIAL:
             d = ctx.new_time_dim()
         dims.pop(i)

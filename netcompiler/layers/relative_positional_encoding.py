@@ -5,6 +5,7 @@
 F=n_out]` (query i = t, keys 0..t). Variable `encoding_matrix: [2c+1, n_out]` unless `fixed`
 (sinusoids, see tests/numpy_reference.py `fixed_relative_encoding_matrix`).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim, spatial_dim
@@ -20,8 +21,12 @@ class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
         src = ctx.source
         n_out = ctx.opt("n_out")
         if n_out is None:
-            raise ctx.error("`relative_positional_encoding` needs `n_out` (the key dimension per "
-                            "head of the self_attention it feeds)", None, "shape.missing-option")
+            raise ctx.error(
+                "`relative_positional_encoding` needs `n_out` (the key dimension per "
+                "head of the self_attention it feeds)",
+                None,
+                "shape.missing-option",
+            )
         time = src.time
         if time is not None:
             return Shape((time, time, feature_dim(n_out)))
@@ -29,14 +34,20 @@ class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
             return Shape((spatial_dim(1), ctx.loop_dim, feature_dim(n_out)))
         raise ctx.error(
             f"`relative_positional_encoding` needs an input with a time axis (or to be inside a "
-            f"rec unit), but `{', '.join(ctx.source_names)}` {src}", "from", "shape.no-time")
+            f"rec unit), but `{', '.join(ctx.source_names)}` {src}",
+            "from",
+            "shape.no-time",
+        )
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         if ctx.opt("fixed"):
             return {}
         c = ctx.opt("clipping")
-        return {"encoding_matrix": ParamSpec((2 * c + 1, out.feature_size),
-                                             ctx.opt("forward_weights_init"))}
+        return {
+            "encoding_matrix": ParamSpec(
+                (2 * c + 1, out.feature_size), ctx.opt("forward_weights_init")
+            )
+        }
 
     def call(self, ctx):
         import tensorflow as tf
@@ -47,8 +58,10 @@ class RelativePositionalEncodingRule(NoStepGuess, LayerRule):
             # one decoder step t: [1, T_max, n_out], row i = t (keys j > t are masked by the
             # self-attention step that reads it)
             if ctx.step is None:
-                raise ValueError(f"{ctx.name}: a per-step relative_positional_encoding runs "
-                                 f"inside a decoder loop")
+                raise ValueError(
+                    f"{ctx.name}: a per-step relative_positional_encoding runs "
+                    f"inside a decoder loop"
+                )
             rel = tf.clip_by_value(tf.range(ctx.max_steps) - ctx.step, -c, c) + c
             return tf.gather(matrix, rel)[None]
         shape = ctx.source_shape

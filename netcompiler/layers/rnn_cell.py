@@ -2,6 +2,7 @@
 state carried from step to step), or, outside a rec unit, the cell run over the input's time
 axis like `rec` with a cell unit (`[B, T, n_in] -> [B, T, n_out]`). Variables as `rec`.
 `initial_state` (both forms): see `rec.check_initial_state`."""
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -36,8 +37,14 @@ class RnnCellRule(LayerRule):
         """One step: x [B, n_in] (sparse: [B] labels) -> (h [B, n_out], new state); the same
         gate layout as `rec.run_cell_over_time`."""
         unit = ctx.opt("unit")
-        return cell_step(unit, ctx.source, ctx.source_shape.sparse, ctx.params, state,
-                         lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=True))
+        return cell_step(
+            unit,
+            ctx.source,
+            ctx.source_shape.sparse,
+            ctx.params,
+            state,
+            lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=True),
+        )
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
@@ -49,15 +56,19 @@ class RnnCellRule(LayerRule):
         if src.time is None and not ctx.in_rec:
             raise ctx.error(
                 f"`rnn_cell` outside a rec unit runs over a time axis, but input "
-                f"`{', '.join(ctx.source_names)}` {src}", "from", "shape.no-time",
-                hint="use it inside a rec unit for one step")
+                f"`{', '.join(ctx.source_names)}` {src}",
+                "from",
+                "shape.no-time",
+                hint="use it inside a rec unit for one step",
+            )
         check_initial_state(ctx, n_out)
         return src.with_feature(n_out)
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         n_in = input_features(ctx, ctx.source)
-        params = cell_params(ctx.opt("unit"), n_in, out.feature_size,
-                             ctx.opt("forward_weights_init"))
+        params = cell_params(
+            ctx.opt("unit"), n_in, out.feature_size, ctx.opt("forward_weights_init")
+        )
         params.update(peephole_params(ctx, out.feature_size))
         params.update(check_initial_state(ctx, out.feature_size))
         return params
@@ -67,14 +78,20 @@ class RnnCellRule(LayerRule):
 
         shape = ctx.source_shape
         if shape.time is None:
-            raise InternalError("rnn_cell inside a rec unit (one step) is run by the "
-                                      "decoder loop")
+            raise InternalError("rnn_cell inside a rec unit (one step) is run by the decoder loop")
         x = ctx.source  # sparse: rows of W are looked up
         unit = ctx.opt("unit")
         init = make_initial_state(ctx, tf.shape(x)[0], ctx.out_shape.feature_size)
-        y, final = run_cell_over_time(unit, x, shape, ctx.lengths(shape.time), ctx.params, 1,
-                                      init, lstm_forget_bias(unit, ctx.opt("unit_opts"),
-                                                             cell_only=True),
-                                      return_state=True)
+        y, final = run_cell_over_time(
+            unit,
+            x,
+            shape,
+            ctx.lengths(shape.time),
+            ctx.params,
+            1,
+            init,
+            lstm_forget_bias(unit, ctx.opt("unit_opts"), cell_only=True),
+            return_state=True,
+        )
         store_final_state(ctx, final)
         return y

@@ -4,6 +4,7 @@ One variable `QKV: [n_in, 2*Dk + Dv]`, columns per head first: [q0 k0 v0 | q1 k1
 Over a sequence: [B, T, n_in] -> [B, T, Dv]. Inside a rec unit (one frame per step, requires
 `attention_left_only`): [B, n_in] -> [B, Dv], keys and values kept as loop state.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import SPATIAL, Shape
@@ -69,22 +70,23 @@ class SelfAttentionRule(LayerRule):
         y = tf.gather(qkv, x) if ctx.source_shape.sparse else compute.matmul(x, qkv)
         batch = tf.shape(y)[0]
         y = tf.reshape(y, [batch, 1, heads, 2 * dk + dv])
-        q = y[:, :, :, :dk] * (dk ** -0.5)  # [B, 1, H, dk]
+        q = y[:, :, :, :dk] * (dk**-0.5)  # [B, 1, H, dk]
         keys_before, values_before = state
-        keys = tf.concat([keys_before, y[..., dk:2 * dk]], axis=1)  # [B, t+1, H, dk]
-        values = tf.concat([values_before, y[..., 2 * dk:]], axis=1)  # [B, t+1, H, dv]
+        keys = tf.concat([keys_before, y[..., dk : 2 * dk]], axis=1)  # [B, t+1, H, dk]
+        values = tf.concat([values_before, y[..., 2 * dk :]], axis=1)  # [B, t+1, H, dv]
         # one query per step: matrix-vector products, written element-wise so that the state
         # is read in its own layout (einsum would transpose all t + 1 rows at every step)
         energy = tf.reduce_sum(q * keys, axis=-1)  # [B, t+1, H]
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
-            energy = energy + tf.reduce_sum(q * key_shift[0, :t + 1, None, :], axis=-1)
+            energy = energy + tf.reduce_sum(q * key_shift[0, : t + 1, None, :], axis=-1)
         weights = tf.nn.softmax(energy, axis=1)
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
             # masks drawn on [B, H, t+1], the weights' layout in the sequence form
             weights = tf.transpose(
-                ctx.dropout(tf.transpose(weights, [0, 2, 1]), rate, salt=1), [0, 2, 1])
+                ctx.dropout(tf.transpose(weights, [0, 2, 1]), rate, salt=1), [0, 2, 1]
+            )
         out = tf.reduce_sum(weights[..., None] * values, axis=1)  # [B, H, dv]
         return tf.reshape(out, [batch, heads * dv]), (keys, values)
 
@@ -95,48 +97,70 @@ class SelfAttentionRule(LayerRule):
         key_dim = ctx.opt("total_key_dim")
         n_out = ctx.opt("n_out")
         if n_out is None:
-            raise ctx.error("`self_attention` needs `n_out` (the value dimension Dv)", None,
-                            "shape.missing-option")
+            raise ctx.error(
+                "`self_attention` needs `n_out` (the value dimension Dv)",
+                None,
+                "shape.missing-option",
+            )
         if key_dim % heads:
-            raise ctx.error(f"`total_key_dim` {key_dim} is not divisible by `num_heads` {heads}",
-                            "total_key_dim", "shape.num-heads")
+            raise ctx.error(
+                f"`total_key_dim` {key_dim} is not divisible by `num_heads` {heads}",
+                "total_key_dim",
+                "shape.num-heads",
+            )
         if n_out % heads:
-            raise ctx.error(f"`n_out` {n_out} is not divisible by `num_heads` {heads}", "n_out",
-                            "shape.num-heads")
+            raise ctx.error(
+                f"`n_out` {n_out} is not divisible by `num_heads` {heads}",
+                "n_out",
+                "shape.num-heads",
+            )
         time = src.time
         if time is None:
             if not ctx.in_rec:
                 raise ctx.error(
                     f"`self_attention` needs a time axis, but input "
-                    f"`{', '.join(ctx.source_names)}` is {src}", "from", "shape.no-time",
+                    f"`{', '.join(ctx.source_names)}` is {src}",
+                    "from",
+                    "shape.no-time",
                     hint="over a sequence the input needs a time axis; per step use it inside a "
-                         "rec unit with `attention_left_only: true`")
+                    "rec unit with `attention_left_only: true`",
+                )
             if not ctx.opt("attention_left_only"):
                 raise ctx.error(
                     "`self_attention` inside a rec unit (input without time axis "
-                    f"{src}) needs `attention_left_only: true`", "attention_left_only",
-                    "shape.rec-self-attention")
+                    f"{src}) needs `attention_left_only: true`",
+                    "attention_left_only",
+                    "shape.rec-self-attention",
+                )
             masked = _enclosing_masked_computation(ctx.layer)
             if masked is not None:
                 raise ctx.error(
                     f"`self_attention` step by step inside the unit of the masked computation "
                     f"`{masked.name}` is not supported: its keys and values grow by one row a "
                     f"step, and where the mask is false the loop cannot keep the previous ones",
-                    None, "shape.unsupported",
+                    None,
+                    "shape.unsupported",
                     hint="apply the self_attention outside the rec unit (over the sequence), "
-                         "or outside the masked_computation")
+                    "or outside the masked_computation",
+                )
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
             self._check_key_shift(ctx, key_shift, time, key_dim // heads)
             if ctx.opt("initial_state") == "keep_over_epoch":
-                raise ctx.error("`key_shift` together with a state kept across calls "
-                                "(`initial_state: keep_over_epoch`) is not supported",
-                                "key_shift", "shape.key-shift")
+                raise ctx.error(
+                    "`key_shift` together with a state kept across calls "
+                    "(`initial_state: keep_over_epoch`) is not supported",
+                    "key_shift",
+                    "shape.key-shift",
+                )
         counts = ctx.ref("state_var_lengths")
         if counts is not None and (counts.dims != (src.dims[0],) or counts.feature is not None):
-            raise ctx.error(f"`state_var_lengths` `{ctx.ref_name('state_var_lengths')}` is "
-                            f"{counts}, but must be one number per sequence: [B]",
-                            "state_var_lengths", "shape.state-lengths")
+            raise ctx.error(
+                f"`state_var_lengths` `{ctx.ref_name('state_var_lengths')}` is "
+                f"{counts}, but must be one number per sequence: [B]",
+                "state_var_lengths",
+                "shape.state-lengths",
+            )
         return src.with_feature(n_out)
 
     @staticmethod
@@ -144,29 +168,45 @@ class SelfAttentionRule(LayerRule):
         name = ctx.ref_name("key_shift")
         if time is not None:
             expected = f"[{time}, {time}, F={dk}]"
-            ok = (len(ks.dims) == 3 and not ks.has_batch and ks.dims[0] is time
-                  and ks.dims[1] is time and ks.feature_size == dk)
+            ok = (
+                len(ks.dims) == 3
+                and not ks.has_batch
+                and ks.dims[0] is time
+                and ks.dims[1] is time
+                and ks.feature_size == dk
+            )
         else:
             expected = f"[S=1, {ctx.loop_dim}, F={dk}]"
-            ok = (len(ks.dims) == 3 and ks.dims[0].kind == SPATIAL and ks.dims[0].size == 1
-                  and ks.dims[1] is ctx.loop_dim and ks.feature_size == dk)
+            ok = (
+                len(ks.dims) == 3
+                and ks.dims[0].kind == SPATIAL
+                and ks.dims[0].size == 1
+                and ks.dims[1] is ctx.loop_dim
+                and ks.feature_size == dk
+            )
         if not ok:
             raise ctx.error(
                 f"`key_shift` `{name}` is {ks}, but `{ctx.name}` needs {expected} "
-                f"(queries x keys x key dim per head = total_key_dim / num_heads)", "key_shift",
-                "shape.key-shift")
+                f"(queries x keys x key dim per head = total_key_dim / num_heads)",
+                "key_shift",
+                "shape.key-shift",
+            )
 
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         n_in = input_features(ctx, ctx.source)
         key_dim, value_dim, heads = ctx.opt("total_key_dim"), ctx.opt("n_out"), ctx.opt("num_heads")
-        params = {"QKV": ParamSpec((n_in, 2 * key_dim + value_dim), ctx.opt("forward_weights_init"))}
+        params = {
+            "QKV": ParamSpec((n_in, 2 * key_dim + value_dim), ctx.opt("forward_weights_init"))
+        }
         if ctx.opt("initial_state") == "keep_over_epoch" and not ctx.in_rec:
             # keys/values (per head, unscaled) of earlier calls and how many are valid per
             # sequence: the state a streaming call starts from
-            params["keys_state"] = ParamSpec((0, heads, 0, key_dim // heads), 0.0, False,
-                                             dynamic=True)
-            params["values_state"] = ParamSpec((0, heads, 0, value_dim // heads), 0.0, False,
-                                               dynamic=True)
+            params["keys_state"] = ParamSpec(
+                (0, heads, 0, key_dim // heads), 0.0, False, dynamic=True
+            )
+            params["values_state"] = ParamSpec(
+                (0, heads, 0, value_dim // heads), 0.0, False, dynamic=True
+            )
             params["state_lengths"] = ParamSpec((0,), 0, False, dtype="int32", dynamic=True)
         return params
 
@@ -187,15 +227,24 @@ class SelfAttentionRule(LayerRule):
         heads, dk, dv = k.shape[1], k.shape[3], v.shape[3]
         # a state kept for another batch size (or none yet) counts as empty
         same_batch = tf.equal(tf.shape(keys_var)[0], batch)
-        prev_k = tf.cond(same_batch, lambda: tf.convert_to_tensor(keys_var),
-                         lambda: tf.zeros([batch, heads, 0, dk], k.dtype))
-        prev_v = tf.cond(same_batch, lambda: tf.convert_to_tensor(values_var),
-                         lambda: tf.zeros([batch, heads, 0, dv], v.dtype))
+        prev_k = tf.cond(
+            same_batch,
+            lambda: tf.convert_to_tensor(keys_var),
+            lambda: tf.zeros([batch, heads, 0, dk], k.dtype),
+        )
+        prev_v = tf.cond(
+            same_batch,
+            lambda: tf.convert_to_tensor(values_var),
+            lambda: tf.zeros([batch, heads, 0, dv], v.dtype),
+        )
         prev_k = tf.reshape(prev_k, [batch, heads, -1, dk])
         prev_v = tf.reshape(prev_v, [batch, heads, -1, dv])
         carried = tf.shape(prev_k)[2]
-        n_carried = tf.cond(same_batch, lambda: tf.convert_to_tensor(lengths_var),
-                            lambda: tf.zeros([batch], tf.int32))
+        n_carried = tf.cond(
+            same_batch,
+            lambda: tf.convert_to_tensor(lengths_var),
+            lambda: tf.zeros([batch], tf.int32),
+        )
         n_carried = tf.reshape(n_carried, [batch])
         given = ctx.ref("state_var_lengths")
         if given is not None:
@@ -214,11 +263,13 @@ class SelfAttentionRule(LayerRule):
         else:
             valid = tf.concat([carried_valid, new_valid], axis=1)  # [B, Tp + T]
             index = tf.range(carried + length)[None, :]
-            order = tf.argsort(tf.where(valid, index, index + carried + length), axis=1,
-                               stable=True)
+            order = tf.argsort(
+                tf.where(valid, index, index + carried + length), axis=1, stable=True
+            )
             next_len = n_carried + lengths
-            keep = tf.cast(tf.sequence_mask(next_len, maxlen=carried + length),
-                           k.dtype)[:, None, :, None]
+            keep = tf.cast(tf.sequence_mask(next_len, maxlen=carried + length), k.dtype)[
+                :, None, :, None
+            ]
             next_k = tf.gather(full_k, order, axis=2, batch_dims=1) * keep
             next_v = tf.gather(full_v, order, axis=2, batch_dims=1) * keep
         keys_var.assign(next_k)
@@ -234,10 +285,12 @@ class SelfAttentionRule(LayerRule):
         shape = ctx.source_shape
         time = shape.time
         if time is None:
-            raise InternalError("self_attention inside a rec unit (one step) is run by "
-                                      "the decoder loop")
+            raise InternalError(
+                "self_attention inside a rec unit (one step) is run by the decoder loop"
+            )
         if [d.kind for d in shape.dims[:2]] != ["batch", "time"] or len(
-                shape.non_feature_dims) != 2:
+            shape.non_feature_dims
+        ) != 2:
             raise Unsupported(f"self_attention over {shape}: expected [B, T, F]")
         x = ctx.source
         qkv = ctx.params["QKV"]
@@ -251,8 +304,8 @@ class SelfAttentionRule(LayerRule):
         batch, length = tf.shape(y)[0], tf.shape(y)[1]
         # columns per head first: [q0 k0 v0 | q1 k1 v1 | ...]
         y = tf.transpose(tf.reshape(y, [batch, length, heads, 2 * dk + dv]), [0, 2, 1, 3])
-        q, k, v = y[..., :dk], y[..., dk:2 * dk], y[..., 2 * dk:]  # [B, H, T, d]
-        q = q * (dk ** -0.5)
+        q, k, v = y[..., :dk], y[..., dk : 2 * dk], y[..., 2 * dk :]  # [B, H, T, d]
+        q = q * (dk**-0.5)
         lengths = ctx.lengths(time)
         if ctx.opt("attention_left_only"):
             pos = tf.range(length)

@@ -5,6 +5,7 @@
   `slice_start`/`slice_end` count from each sequence's end, and the new length of sequence b is
   `len(range(len[b])[start:end:step])`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -20,8 +21,9 @@ class SliceRule(LayerRule):
     def axis(ctx, src: Shape) -> int:
         axis = resolve_axis(ctx, src, ctx.opt("axis"), "axis")
         if src.dims[axis].kind == BATCH:
-            raise ctx.error(f"`slice` cannot slice the batch axis of {src_desc(ctx)}", "axis",
-                            "shape.axis")
+            raise ctx.error(
+                f"`slice` cannot slice the batch axis of {src_desc(ctx)}", "axis", "shape.axis"
+            )
         return axis
 
     def infer(self, ctx) -> Shape:
@@ -33,17 +35,22 @@ class SliceRule(LayerRule):
             raise ctx.error(f"`slice_step: {step}` must be positive", "slice_step", "shape.slice")
         if dim.kind == TIME:
             if not src.has_batch:
-                raise ctx.error(f"`slice` over a time axis needs a batch axis, got "
-                                f"{src_desc(ctx)}", "from", "shape.no-batch")
+                raise ctx.error(
+                    f"`slice` over a time axis needs a batch axis, got {src_desc(ctx)}",
+                    "from",
+                    "shape.no-batch",
+                )
             new = ctx.new_time_dim()
         else:
             size = len(range(dim.size)[slice(start, end, step)])
             if size == 0:
                 raise ctx.error(
                     f"`slice` [{start}:{end}:{step}] of axis {dim} of {src_desc(ctx)} is empty",
-                    "slice_start", "shape.slice-empty")
+                    "slice_start",
+                    "shape.slice-empty",
+                )
             new = feature_dim(size) if dim.kind == FEATURE else spatial_dim(size)
-        dims = src.dims[:axis] + (new,) + src.dims[axis + 1:]
+        dims = src.dims[:axis] + (new,) + src.dims[axis + 1 :]
         out = Shape(dims, src.sparse_dim, src.dtype)
         check_n_out(ctx, out)
         return out
@@ -84,8 +91,9 @@ class SliceRule(LayerRule):
         xt = tf.transpose(x, perm) if perm != list(range(len(perm))) else x
         xt = tf.concat([xt, tf.zeros_like(xt[:, :1])], axis=1)  # a zero frame for empty input
         y = tf.gather(xt, pos, axis=1, batch_dims=1)
-        mask = tf.reshape(valid, tf.concat([tf.shape(valid), tf.ones([len(shape.dims) - 2],
-                                                                     tf.int32)], 0))
+        mask = tf.reshape(
+            valid, tf.concat([tf.shape(valid), tf.ones([len(shape.dims) - 2], tf.int32)], 0)
+        )
         y = tf.where(mask, y, tf.zeros_like(y))
         inverse = [perm.index(i) for i in range(len(perm))]
         if inverse != list(range(len(inverse))):

@@ -4,6 +4,7 @@ Same axes as the input. Order: mask (lengths, optional window) -> times `energy_
 softmax over the axis; masked entries come out exactly 0 (`log_space`: log-softmax, masked
 entries the dtype's lowest value).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, TIME, Shape
@@ -23,8 +24,11 @@ def softmax_axis(ctx, shape: Shape) -> int:
         if not times:
             raise ctx.error(
                 f"`softmax_over_spatial` needs a time axis, but input "
-                f"`{', '.join(ctx.source_names)}` {shape}", "from", "shape.no-time",
-                hint="set `axis` to the axis to normalise over")
+                f"`{', '.join(ctx.source_names)}` {shape}",
+                "from",
+                "shape.no-time",
+                hint="set `axis` to the axis to normalise over",
+            )
         return times[-1]
     index = resolve_axis(ctx, shape, desc, "axis")
     if shape.dims[index].kind == BATCH:
@@ -39,15 +43,19 @@ class SoftmaxOverSpatialRule(LayerRule):
     def infer(self, ctx) -> Shape:
         src = ctx.source
         if src.sparse:
-            raise ctx.error(f"`softmax_over_spatial` needs dense energies, but input "
-                            f"`{', '.join(ctx.source_names)}` {src}", "from",
-                            "shape.sparse-input")
+            raise ctx.error(
+                f"`softmax_over_spatial` needs dense energies, but input "
+                f"`{', '.join(ctx.source_names)}` {src}",
+                "from",
+                "shape.sparse-input",
+            )
         softmax_axis(ctx, src)
         start = ctx.opts.get("window_start")
         if start is not None:
             if ctx.opt("window_size") is None:
-                raise ctx.error("`window_start` needs `window_size`", "window_size",
-                                "shape.missing-option")
+                raise ctx.error(
+                    "`window_start` needs `window_size`", "window_size", "shape.missing-option"
+                )
             ws = ctx.ref("window_start")
             if ws is not None:
                 ok = ws.has_batch and all(d.kind == BATCH or d.size == 1 for d in ws.dims)
@@ -55,12 +63,14 @@ class SoftmaxOverSpatialRule(LayerRule):
                     raise ctx.error(
                         f"`window_start` `{ctx.ref_name('window_start')}` {ws}, but "
                         f"`{ctx.name}` needs one start frame per sequence: [B] or [B, F=1]",
-                        "window_start", "shape.window-start")
+                        "window_start",
+                        "shape.window-start",
+                    )
         elif ctx.opts.get("window_size") is not None:
-            raise ctx.error("`window_size` needs `window_start`", "window_start",
-                            "shape.missing-option")
+            raise ctx.error(
+                "`window_size` needs `window_start`", "window_start", "shape.missing-option"
+            )
         return src
-
 
     def call(self, ctx):
         import tensorflow as tf

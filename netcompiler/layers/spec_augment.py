@@ -27,6 +27,7 @@ The random numbers come from stateless ops seeded like dropout masks
 (`CallContext.random_seed`: layer seed, training step, replica), so a resumed training run draws
 the same masks as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape
@@ -53,31 +54,51 @@ class SpecAugmentRule(GuessFromInputs, LayerRule):
         src = ctx.source
         if src.sparse or src.dtype != "float32":
             what = "sparse input (class indices)" if src.sparse else f"{src.dtype} input"
-            raise ctx.error(f"`spec_augment` of {what} {src_desc(ctx)}", "from", "shape.dtype",
-                            hint="SpecAugment masks dense float features [B, T, F]")
+            raise ctx.error(
+                f"`spec_augment` of {what} {src_desc(ctx)}",
+                "from",
+                "shape.dtype",
+                hint="SpecAugment masks dense float features [B, T, F]",
+            )
         if ctx.in_rec:
-            raise ctx.error("`spec_augment` inside a rec unit is not supported (it masks whole "
-                            "sequences)", None, "shape.unsupported",
-                            hint="apply it to the input before the rec layer")
+            raise ctx.error(
+                "`spec_augment` inside a rec unit is not supported (it masks whole sequences)",
+                None,
+                "shape.unsupported",
+                hint="apply it to the input before the rec layer",
+            )
         kinds = [d.kind for d in src.dims]
         if kinds.count(TIME) != 1:
             rule = "shape.no-time" if TIME not in kinds else "shape.axis"
-            raise ctx.error(f"`spec_augment` needs input [B, T, F] with one time axis, got "
-                            f"{src_desc(ctx)}", "from", rule)
+            raise ctx.error(
+                f"`spec_augment` needs input [B, T, F] with one time axis, got {src_desc(ctx)}",
+                "from",
+                rule,
+            )
         if kinds != [BATCH, TIME, FEATURE]:
-            raise ctx.error(f"`spec_augment` needs input [B, T, F], got {src_desc(ctx)}",
-                            "from", "shape.axis",
-                            hint="merge or remove the other axes first (`merge_dims`, `squeeze`)")
+            raise ctx.error(
+                f"`spec_augment` needs input [B, T, F], got {src_desc(ctx)}",
+                "from",
+                "shape.axis",
+                hint="merge or remove the other axes first (`merge_dims`, `squeeze`)",
+            )
         for what in ("time", "feature"):
             lo, hi = ctx.opt(f"min_num_{what}_masks"), ctx.opt(f"max_num_{what}_masks")
             if lo > hi:
-                raise ctx.error(f"`min_num_{what}_masks: {lo}` exceeds `max_num_{what}_masks: "
-                                f"{hi}`", f"min_num_{what}_masks", _RULE)
+                raise ctx.error(
+                    f"`min_num_{what}_masks: {lo}` exceeds `max_num_{what}_masks: {hi}`",
+                    f"min_num_{what}_masks",
+                    _RULE,
+                )
         features = int(src.feature_size)
         width = feature_mask_width(ctx.opt, features)
         if width > features:
-            raise ctx.error(f"`max_feature_mask_width: {width}` exceeds the {features} features "
-                            f"of {src_desc(ctx)}", "max_feature_mask_width", _RULE)
+            raise ctx.error(
+                f"`max_feature_mask_width: {width}` exceeds the {features} features "
+                f"of {src_desc(ctx)}",
+                "max_feature_mask_width",
+                _RULE,
+            )
         check_n_out(ctx, src)
         return src
 
@@ -96,21 +117,36 @@ class SpecAugmentRule(GuessFromInputs, LayerRule):
         else:
             lengths = tf.fill([n_batch], n_time)
         time_masked = random_spans(
-            ctx, n_time, lengths, ctx.opt("min_num_time_masks"), ctx.opt("max_num_time_masks"),
-            ctx.opt("time_mask_frames_per_mask"), ctx.opt("max_time_mask_width"), _TIME_SALT)
+            ctx,
+            n_time,
+            lengths,
+            ctx.opt("min_num_time_masks"),
+            ctx.opt("max_num_time_masks"),
+            ctx.opt("time_mask_frames_per_mask"),
+            ctx.opt("max_time_mask_width"),
+            _TIME_SALT,
+        )
         feature_masked = random_spans(
-            ctx, features, tf.fill([n_batch], features), ctx.opt("min_num_feature_masks"),
-            ctx.opt("max_num_feature_masks"), None, feature_mask_width(ctx.opt, features),
-            _FEATURE_SALT)
+            ctx,
+            features,
+            tf.fill([n_batch], features),
+            ctx.opt("min_num_feature_masks"),
+            ctx.opt("max_num_feature_masks"),
+            None,
+            feature_mask_width(ctx.opt, features),
+            _FEATURE_SALT,
+        )
         valid = tf.sequence_mask(lengths, n_time)  # [B, T]
-        mask = tf.logical_or(time_masked[:, :, None],
-                             tf.logical_and(valid[:, :, None], feature_masked[:, None, :]))
+        mask = tf.logical_or(
+            time_masked[:, :, None], tf.logical_and(valid[:, :, None], feature_masked[:, None, :])
+        )
         value = tf.cast(ctx.opt("mask_value"), x.dtype)
         return tf.where(mask, value, x)
 
 
-def random_spans(ctx, size, lengths, min_num: int, max_num: int, per_mask: int | None,
-                 max_width: int, salt: int):
+def random_spans(
+    ctx, size, lengths, min_num: int, max_num: int, per_mask: int | None, max_width: int, salt: int
+):
     """bool [B, size]: True inside the random masks of each sequence (valid: [0, lengths[b]))."""
     import tensorflow as tf
 
@@ -125,8 +161,9 @@ def random_spans(ctx, size, lengths, min_num: int, max_num: int, per_mask: int |
     # distinct starts: the `num` highest random scores among the valid positions
     pos = tf.range(size)[None, :]
     valid = pos < lengths[:, None]
-    scores = tf.where(valid, tf.random.stateless_uniform([n_batch, size],
-                                                         ctx.random_seed(salt + 1)), -1.0)
+    scores = tf.where(
+        valid, tf.random.stateless_uniform([n_batch, size], ctx.random_seed(salt + 1)), -1.0
+    )
     order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
     ranks = tf.argsort(order, axis=-1, stable=True)  # rank of each position
     start = tf.logical_and(valid, ranks < num[:, None])

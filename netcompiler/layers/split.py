@@ -5,6 +5,7 @@ by `netcompiler.frontend.network` from the options; read them as any layer: `fro
 `base:NAME/0`). In part i the axis has the size of the part (the feature axis stays the
 feature axis). RETURNN's `out_dims` (dim tags) is not offered.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
@@ -37,8 +38,9 @@ class SplitRule(NoStepGuess, LayerRule):
         """The parts `NAME/0`, `NAME/1`, ...: the split options and the part's index."""
         parts = []
         for i in range(num_parts(opts)):
-            part_opts = {k: v for k, v in opts.items()
-                         if k in ("class", "axis", "num_splits", "size_splits")}
+            part_opts = {
+                k: v for k, v in opts.items() if k in ("class", "axis", "num_splits", "size_splits")
+            }
             part_opts.update({"from": local, PART: i})
             parts.append((f"{local}/{i}", part_opts))
         return parts
@@ -50,26 +52,37 @@ class SplitRule(NoStepGuess, LayerRule):
         i = resolve_axis(ctx, src, "F" if desc is None else desc, "axis")
         d = src.dims[i]
         if d.kind not in (SPATIAL, FEATURE):
-            raise ctx.error(f"`split` needs a static axis, but `axis: {desc or 'F'}` is {d} of "
-                            f"{src_desc(ctx)}", "axis", "shape.axis",
-                            hint="a time axis has lengths per sequence: use `slice` or "
-                                 "`split_dims`")
+            raise ctx.error(
+                f"`split` needs a static axis, but `axis: {desc or 'F'}` is {d} of {src_desc(ctx)}",
+                "axis",
+                "shape.axis",
+                hint="a time axis has lengths per sequence: use `slice` or `split_dims`",
+            )
         n, sizes = ctx.opts.get("num_splits"), ctx.opts.get("size_splits")
         if n is not None and sizes is not None:
-            raise ctx.error("give either `num_splits` or `size_splits`, not both", "size_splits",
-                            "shape.split")
+            raise ctx.error(
+                "give either `num_splits` or `size_splits`, not both", "size_splits", "shape.split"
+            )
         if n is None and sizes is None:
-            raise ctx.error("`split` needs `num_splits` or `size_splits`", None,
-                            "shape.missing-option")
+            raise ctx.error(
+                "`split` needs `num_splits` or `size_splits`", None, "shape.missing-option"
+            )
         if n is not None:
             if d.size % n:
-                raise ctx.error(f"`num_splits: {n}` does not divide the {d.size} entries of "
-                                f"axis {d} of {src_desc(ctx)}", "num_splits", "shape.split")
+                raise ctx.error(
+                    f"`num_splits: {n}` does not divide the {d.size} entries of "
+                    f"axis {d} of {src_desc(ctx)}",
+                    "num_splits",
+                    "shape.split",
+                )
             return i, [d.size // n] * n
         if sum(sizes) != d.size:
-            raise ctx.error(f"`size_splits: {sizes}` sums to {sum(sizes)}, but axis {d} of "
-                            f"{src_desc(ctx)} has {d.size} entries", "size_splits",
-                            "shape.split")
+            raise ctx.error(
+                f"`size_splits: {sizes}` sums to {sum(sizes)}, but axis {d} of "
+                f"{src_desc(ctx)} has {d.size} entries",
+                "size_splits",
+                "shape.split",
+            )
         return i, list(sizes)
 
     def infer(self, ctx) -> Shape:

@@ -7,6 +7,7 @@
   first part is a new time axis with lengths ceil(len / K) (the last group is zero-filled).
 One entry of `dims` may be -1 (computed from the axis size).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -32,33 +33,46 @@ class SplitDimsRule(NoStepGuess, LayerRule):
         dims = [int(d) for d in ctx.opt("dims")]
         dim = src.dims[axis]
         if any(d == 0 or d < -1 for d in dims):
-            raise ctx.error(f"`dims: {dims}`: every entry must be positive or -1", "dims",
-                            "shape.split-dims")
+            raise ctx.error(
+                f"`dims: {dims}`: every entry must be positive or -1", "dims", "shape.split-dims"
+            )
         if dims.count(-1) > 1:
-            raise ctx.error(f"`dims: {dims}`: -1 may appear at most once", "dims",
-                            "shape.split-dims")
+            raise ctx.error(
+                f"`dims: {dims}`: -1 may appear at most once", "dims", "shape.split-dims"
+            )
         if dim.kind == BATCH:
-            raise ctx.error(f"`split_dims` cannot split the batch axis of {src_desc(ctx)}", "axis",
-                            "shape.split-dims")
+            raise ctx.error(
+                f"`split_dims` cannot split the batch axis of {src_desc(ctx)}",
+                "axis",
+                "shape.split-dims",
+            )
         known = _prod(d for d in dims if d != -1)
         if dim.kind == TIME:
             if dims[0] != -1 or -1 in dims[1:]:
                 raise ctx.error(
                     f"splitting the time axis {dim} of {src_desc(ctx)} needs `dims` of the form "
-                    f"[-1, k, ...] (the new time axis first), got {dims}", "dims",
-                    "shape.split-dims")
+                    f"[-1, k, ...] (the new time axis first), got {dims}",
+                    "dims",
+                    "shape.split-dims",
+                )
             return axis, dims
         size = dim.size
         if -1 in dims:
             if size % known:
                 raise ctx.error(
                     f"`dims: {dims}` cannot split axis {dim} of {src_desc(ctx)}: {size} is not "
-                    f"divisible by {known}", "dims", "shape.split-dims")
+                    f"divisible by {known}",
+                    "dims",
+                    "shape.split-dims",
+                )
             dims = [size // known if d == -1 else d for d in dims]
         elif known != size:
             raise ctx.error(
                 f"`dims: {dims}` (product {known}) cannot split axis {dim} of {src_desc(ctx)}",
-                "dims", "shape.split-dims", hint=f"the product of `dims` must be {size}")
+                "dims",
+                "shape.split-dims",
+                hint=f"the product of `dims` must be {size}",
+            )
         return axis, dims
 
     def infer(self, ctx) -> Shape:
@@ -71,7 +85,7 @@ class SplitDimsRule(NoStepGuess, LayerRule):
             new = [spatial_dim(p) for p in parts[:-1]] + [feature_dim(parts[-1])]
         else:
             new = [spatial_dim(p) for p in parts]
-        dims = src.dims[:axis] + tuple(new) + src.dims[axis + 1:]
+        dims = src.dims[:axis] + tuple(new) + src.dims[axis + 1 :]
         out = Shape(dims, src.sparse_dim, src.dtype)
         check_n_out(ctx, out)
         return out
@@ -94,8 +108,7 @@ class SplitDimsRule(NoStepGuess, LayerRule):
         n = dyn[axis]
         groups = (n + k - 1) // k
         x = pad_axis(x, axis, len(shape.dims), 0, groups * k - n)
-        y = tf.reshape(x, tf.stack(before + [groups] + [tf.constant(p) for p in parts[1:]]
-                                   + after))
+        y = tf.reshape(x, tf.stack(before + [groups] + [tf.constant(p) for p in parts[1:]] + after))
         lengths = ctx.lengths(dim)
         ctx.set_lengths(ctx.out_shape.dims[axis], (lengths + k - 1) // k)
         return y

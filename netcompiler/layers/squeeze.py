@@ -4,6 +4,7 @@
 those of size 1 among them; an axis named on its own must have size 1. Squeezing `F=1` leaves
 data without a feature axis. Time axes cannot be squeezed (their size is not known to be 1).
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, TIME, Shape
@@ -26,18 +27,27 @@ class SqueezeRule(LayerRule):
             if d.kind not in (BATCH, TIME) and d.size == 1:
                 out.append(i)
             elif not several:
-                raise ctx.error(f"`axis: {desc}` is {d} in {src_desc(ctx)}; only static axes of "
-                                f"size 1 can be squeezed", "axis", "shape.squeeze")
+                raise ctx.error(
+                    f"`axis: {desc}` is {d} in {src_desc(ctx)}; only static axes of "
+                    f"size 1 can be squeezed",
+                    "axis",
+                    "shape.squeeze",
+                )
         if not out and not ctx.opt("allow_no_op"):
-            raise ctx.error(f"`axis: {desc}` names no static axis of size 1 in {src_desc(ctx)}",
-                            "axis", "shape.squeeze", hint="set `allow_no_op: true` to allow it")
+            raise ctx.error(
+                f"`axis: {desc}` names no static axis of size 1 in {src_desc(ctx)}",
+                "axis",
+                "shape.squeeze",
+                hint="set `allow_no_op: true` to allow it",
+            )
         return sorted(out)
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
         axes = self.axes(ctx, src)
-        out = Shape(tuple(d for i, d in enumerate(src.dims) if i not in axes), src.sparse_dim,
-                    src.dtype)
+        out = Shape(
+            tuple(d for i, d in enumerate(src.dims) if i not in axes), src.sparse_dim, src.dtype
+        )
         check_n_out(ctx, out)
         return out
 

@@ -12,6 +12,7 @@ layer of the enclosing network, any other `data:KEY` is `data:KEY` as the enclos
 it. The layer's output is its sub-network's `output` (reference `("subnetwork", "output")`);
 layers with a `loss` inside count as losses of the network.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -40,12 +41,18 @@ class SubnetworkRule(LayerRule):
     def infer(self, ctx) -> Shape:
         out = ctx.ref("subnetwork")
         if out is None:  # no `output` layer: reported by the graph check
-            raise ctx.error(f"the subnetwork of `{ctx.name}` has no usable `output` layer",
-                            "subnetwork", "shape.subnetwork-output")
+            raise ctx.error(
+                f"the subnetwork of `{ctx.name}` has no usable `output` layer",
+                "subnetwork",
+                "shape.subnetwork-output",
+            )
         if ctx.opts.get("dropout") and ctx.opts.get("concat_sources", True) is False:
-            raise ctx.error("`dropout` with `concat_sources: false` is not supported (the "
-                            "dropout applies to the concatenated input `data:data`)", "dropout",
-                            "shape.unsupported")
+            raise ctx.error(
+                "`dropout` with `concat_sources: false` is not supported (the "
+                "dropout applies to the concatenated input `data:data`)",
+                "dropout",
+                "shape.unsupported",
+            )
         check_n_out(ctx, out)
         return out
 

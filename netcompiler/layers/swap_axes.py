@@ -4,6 +4,7 @@ lengths), only their order changes. Swapping the feature axis away from the end 
 that comes last as the new feature axis if it is static (as RETURNN moves the feature axis with
 the data); a time axis never becomes the feature axis.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Shape, feature_dim, spatial_dim
@@ -21,8 +22,9 @@ class SwapAxesRule(NoStepGuess, LayerRule):
         b = resolve_axis(ctx, src, ctx.opt("axis2"), "axis2")
         for opt, i in (("axis1", a), ("axis2", b)):
             if src.dims[i].kind == BATCH:
-                raise ctx.error(f"`swap_axes` cannot move the batch axis of {src_desc(ctx)}",
-                                opt, "shape.axis")
+                raise ctx.error(
+                    f"`swap_axes` cannot move the batch axis of {src_desc(ctx)}", opt, "shape.axis"
+                )
         return a, b
 
     def infer(self, ctx) -> Shape:

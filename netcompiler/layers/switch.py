@@ -6,6 +6,7 @@ by identity, as `combine` broadcasts); its dtype (and sparse classes) those of t
 A constant `condition` picks one of the two statically (the other may be left out).
 No `from`: the inputs are these three options.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import Shape
@@ -35,18 +36,27 @@ class SwitchRule(LayerRule):
 
     def infer(self, ctx) -> Shape:
         if ctx.sources:
-            raise ctx.error("`switch` takes no `from`; give `condition`, `true_from` and "
-                            "`false_from`", "from", "shape.inputs")
+            raise ctx.error(
+                "`switch` takes no `from`; give `condition`, `true_from` and `false_from`",
+                "from",
+                "shape.inputs",
+            )
         cond = ctx.opts.get("condition")
         if cond is None:
-            raise ctx.error("`switch` needs `condition` (a layer or true/false)", "condition",
-                            "shape.missing-option")
+            raise ctx.error(
+                "`switch` needs `condition` (a layer or true/false)",
+                "condition",
+                "shape.missing-option",
+            )
         if not isinstance(cond, bool):
             shape = ctx.require_ref("condition")
             if shape.dtype != "bool":
-                raise ctx.error(f"`condition` `{ctx.ref_name('condition')}` {shape} must be bool",
-                                "condition", "shape.dtype",
-                                hint="compute it with `compare`, or `eval` with tf.cast(..., tf.bool)")
+                raise ctx.error(
+                    f"`condition` `{ctx.ref_name('condition')}` {shape} must be bool",
+                    "condition",
+                    "shape.dtype",
+                    hint="compute it with `compare`, or `eval` with tf.cast(..., tf.bool)",
+                )
         shapes, names = [], []
         if not isinstance(cond, bool):
             shapes.append(ctx.ref("condition"))
@@ -57,8 +67,9 @@ class SwitchRule(LayerRule):
                 continue
             value = ctx.opts.get(opt)
             if value is None:
-                raise ctx.error(f"`switch` needs `{opt}` (a layer or a number)", opt,
-                                "shape.missing-option")
+                raise ctx.error(
+                    f"`switch` needs `{opt}` (a layer or a number)", opt, "shape.missing-option"
+                )
             if isinstance(value, bool) or _is_const(value):
                 continue
             shape = ctx.require_ref(opt)
@@ -76,18 +87,28 @@ class SwitchRule(LayerRule):
         else:
             dtypes = {s.dtype for s in layer_values}
             if len(dtypes) > 1:
-                raise ctx.error("`true_from` and `false_from` differ in dtype: "
-                                + ", ".join(f"`{ctx.ref_name(o)}` {s}" for o, s in values.items()),
-                                "false_from", "shape.dtype")
+                raise ctx.error(
+                    "`true_from` and `false_from` differ in dtype: "
+                    + ", ".join(f"`{ctx.ref_name(o)}` {s}" for o, s in values.items()),
+                    "false_from",
+                    "shape.dtype",
+                )
             dtype = dtypes.pop()
             sparse_dims = {s.sparse_dim for s in layer_values}
             sparse = sparse_dims.pop() if len(sparse_dims) == 1 else None
             for opt in self.used(ctx):
                 c = ctx.opts.get(opt)
-                if opt != "condition" and _is_const(c) and dtype in ("int32", "int64") \
-                        and float(c) != int(c):
-                    raise ctx.error(f"`{opt}: {c}` is not an integer, but the other value is "
-                                    f"{dtype}", opt, "shape.dtype")
+                if (
+                    opt != "condition"
+                    and _is_const(c)
+                    and dtype in ("int32", "int64")
+                    and float(c) != int(c)
+                ):
+                    raise ctx.error(
+                        f"`{opt}: {c}` is not an integer, but the other value is {dtype}",
+                        opt,
+                        "shape.dtype",
+                    )
         dims = broadcast_shape(ctx, shapes, names, "false_from") if shapes else ()
         if sparse is not None and any(d.kind == "feature" for d in dims):
             sparse = None

@@ -15,6 +15,7 @@ The batch of chunks is its own batch axis `B(<layer>:chunks)`: layers after this
 time the chunking layer records (padded T, B, n_chunks, chunk_step) for this forward pass
 (`CallContext.final_states`, keyed by the chunk batch axis) for its `time_unchunking`.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, SPATIAL, TIME, Dim, Shape
@@ -34,8 +35,12 @@ def pass_key(chunk_batch: Dim) -> tuple:
 
 def not_in_rec(ctx, cls: str) -> None:
     if ctx.in_rec:
-        raise ctx.error(f"`{cls}` changes the batch axis and cannot run inside a rec unit",
-                        "class", "shape.chunking", hint="chunk outside the rec layer")
+        raise ctx.error(
+            f"`{cls}` changes the batch axis and cannot run inside a rec unit",
+            "class",
+            "shape.chunking",
+            hint="chunk outside the rec layer",
+        )
 
 
 class TimeChunkingRule(NoStepGuess, LayerRule):
@@ -47,20 +52,26 @@ class TimeChunkingRule(NoStepGuess, LayerRule):
         axis = resolve_axis(ctx, src, ctx.opt("axis"), "axis")
         dim = src.dims[axis]
         if dim.kind not in (TIME, SPATIAL):
-            raise ctx.error(f"`time_chunking` chunks a time or static axis, but `axis: "
-                            f"{ctx.opt('axis')}` is {dim} of {src_desc(ctx)}", "axis",
-                            "shape.axis")
+            raise ctx.error(
+                f"`time_chunking` chunks a time or static axis, but `axis: "
+                f"{ctx.opt('axis')}` is {dim} of {src_desc(ctx)}",
+                "axis",
+                "shape.axis",
+            )
         batch = [i for i, d in enumerate(src.dims) if d.kind == BATCH]
         if not batch:
-            raise ctx.error(f"`time_chunking` needs a batch axis, got {src_desc(ctx)}", "from",
-                            "shape.chunking")
+            raise ctx.error(
+                f"`time_chunking` needs a batch axis, got {src_desc(ctx)}", "from", "shape.chunking"
+            )
         rest = [i for i in range(len(src.dims)) if i not in (axis, batch[0])]
         for i in rest:
             if src.dims[i].kind == TIME:
                 raise ctx.error(
                     f"`time_chunking` of {src_desc(ctx)}: the other time axis {src.dims[i]} "
-                    f"cannot be chunked along (its lengths are per sequence)", "from",
-                    "shape.chunking")
+                    f"cannot be chunked along (its lengths are per sequence)",
+                    "from",
+                    "shape.chunking",
+                )
         return batch[0], axis, rest
 
     def infer(self, ctx) -> Shape:
@@ -74,8 +85,9 @@ class TimeChunkingRule(NoStepGuess, LayerRule):
         created[(ctx.name, ORIG_BATCH)] = src.dims[b]
         created[(ctx.name, ORIG_AXIS)] = src.dims[axis]
         chunk_time = ctx.new_time_dim(f"{ctx.name}:chunking")
-        out = Shape((created[key], chunk_time) + tuple(src.dims[i] for i in rest),
-                    src.sparse_dim, src.dtype)
+        out = Shape(
+            (created[key], chunk_time) + tuple(src.dims[i] for i in rest), src.sparse_dim, src.dtype
+        )
         check_n_out(ctx, out)
         return out
 

@@ -6,6 +6,7 @@ The time axis becomes a new time axis `T(<layer>)` with lengths `len + repeat`:
 Every element of an added frame (all features, all static axes) is the constant. Sparse data
 (labels) needs an integer constant.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,18 +22,32 @@ class _TimeExtendRule(NoStepGuess, LayerRule):
     def infer(self, ctx) -> Shape:
         src = ctx.source
         if src.time is None:
-            raise ctx.error(f"`{ctx.layer.layer_class}` needs a time axis, but {src_desc(ctx)} "
-                            f"has none", "from", "shape.no-time")
+            raise ctx.error(
+                f"`{ctx.layer.layer_class}` needs a time axis, but {src_desc(ctx)} has none",
+                "from",
+                "shape.no-time",
+            )
         if not src.has_batch:
-            raise ctx.error(f"`{ctx.layer.layer_class}` needs a batch axis, got "
-                            f"{src_desc(ctx)}", "from", "shape.no-batch")
+            raise ctx.error(
+                f"`{ctx.layer.layer_class}` needs a batch axis, got {src_desc(ctx)}",
+                "from",
+                "shape.no-batch",
+            )
         value = ctx.opt(self.value_option)
         if src.sparse and not (math.isfinite(value) and float(value) == int(value)):
-            raise ctx.error(f"`{self.value_option}: {value}` must be an integer label for sparse "
-                            f"{src_desc(ctx)}", self.value_option, "shape.sparse-value")
+            raise ctx.error(
+                f"`{self.value_option}: {value}` must be an integer label for sparse "
+                f"{src_desc(ctx)}",
+                self.value_option,
+                "shape.sparse-value",
+            )
         if src.sparse and not 0 <= int(value) < src.sparse_dim:
-            ctx.warn(f"`{self.value_option}: {value}` is not one of the {src.sparse_dim} classes "
-                     f"of {src_desc(ctx)}", self.value_option, "shape.sparse-value")
+            ctx.warn(
+                f"`{self.value_option}: {value}` is not one of the {src.sparse_dim} classes "
+                f"of {src_desc(ctx)}",
+                self.value_option,
+                "shape.sparse-value",
+            )
         new = ctx.new_time_dim()
         dims = tuple(new if d is src.time else d for d in src.dims)
         out = Shape(dims, src.sparse_dim, src.dtype)
@@ -68,8 +83,10 @@ class _TimeExtendRule(NoStepGuess, LayerRule):
         xt = tf.concat([xt, tf.zeros_like(xt[:, :1])], axis=1)
         y = tf.gather(xt, src_pos, axis=1, batch_dims=1)
         extra = tf.ones([len(shape.dims) - 2], tf.int32)
+
         def expand(m):
             return tf.reshape(m, tf.concat([tf.shape(m), extra], 0))
+
         y = tf.where(expand(from_src), y, tf.zeros_like(y))
         y = tf.where(expand(is_value), tf.fill(tf.shape(y), value), y)
         inverse = [perm.index(i) for i in range(len(perm))]

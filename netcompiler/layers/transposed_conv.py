@@ -30,6 +30,7 @@ TF's `conv2d_transpose` filter: output channels before input channels), `b: [n_o
 (`with_bias`; RETURNN calls it `bias`). The `filter` / `bias` layer options (weights from other
 layers) are not supported.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH, FEATURE, TIME, Shape, feature_dim, spatial_dim
@@ -64,8 +65,9 @@ def tf_accepts(f: int, s: int, padding: str, c: int) -> bool:
     return -s < low <= 0
 
 
-def out_length(n: int, f: int, s: int, padding: str, output_padding: int | None,
-               remove: int) -> int:
+def out_length(
+    n: int, f: int, s: int, padding: str, output_padding: int | None, remove: int
+) -> int:
     """Frames of one spatial axis of size n."""
     return n * s + out_offset(f, s, padding, output_padding) - 2 * remove
 
@@ -82,28 +84,42 @@ class TransposedConvRule(SpatialRule):
             return [value] * n
         value = [None if v is None else int(v) for v in value]
         if len(value) != n:
-            raise ctx.error(f"`{option}: {value}` has {len(value)} entries for {n} spatial axes "
-                            f"(one per entry of `filter_size`)", option, "shape.conv-dims")
+            raise ctx.error(
+                f"`{option}: {value}` has {len(value)} entries for {n} spatial axes "
+                f"(one per entry of `filter_size`)",
+                option,
+                "shape.conv-dims",
+            )
         return value
 
     def tplan(self, ctx, src: Shape):
         """(spatial axis indices, filter sizes, strides, padding, output paddings, removes)."""
         if src.sparse or src.feature is None:
-            raise ctx.error(f"`transposed_conv` needs dense input with a feature axis, but "
-                            f"{src_desc(ctx)} has none", "from", "shape.no-feature",
-                            hint="embed sparse labels first (`linear`), or add a feature axis "
-                                 "(`expand_dims` with `axis: F`)")
+            raise ctx.error(
+                f"`transposed_conv` needs dense input with a feature axis, but "
+                f"{src_desc(ctx)} has none",
+                "from",
+                "shape.no-feature",
+                hint="embed sparse labels first (`linear`), or add a feature axis "
+                "(`expand_dims` with `axis: F`)",
+            )
         if not src.has_batch or src.dims[0].kind != BATCH:
-            raise ctx.error(f"`transposed_conv` needs a batch axis first, got {src_desc(ctx)}",
-                            "from", "shape.no-batch")
+            raise ctx.error(
+                f"`transposed_conv` needs a batch axis first, got {src_desc(ctx)}",
+                "from",
+                "shape.no-batch",
+            )
         spatial = [i for i, d in enumerate(src.dims) if d.kind not in (BATCH, FEATURE)]
         sizes = [int(v) for v in ctx.opt("filter_size")]
         if len(spatial) != len(sizes):
             raise ctx.error(
                 f"`filter_size: {sizes}` has {len(sizes)} entries, but {src_desc(ctx)} has "
-                f"{len(spatial)} spatial axes", "filter_size", "shape.conv-dims",
+                f"{len(spatial)} spatial axes",
+                "filter_size",
+                "shape.conv-dims",
                 hint="one entry per time/static axis; `split_dims`/`expand_dims` add static "
-                     "axes, `merge_dims` removes them")
+                "axes, `merge_dims` removes them",
+            )
         n = len(sizes)
         strides = self.per_axis(ctx, "strides", n, sizes)
         strides = [f if s is None else int(s) for s, f in zip(strides, sizes)]
@@ -113,22 +129,32 @@ class TransposedConvRule(SpatialRule):
         for f, s, p in zip(sizes, strides, out_pad):
             c = out_offset(f, s, padding, p)
             if p is not None and not tf_accepts(f, s, padding, c):
-                ok = [q for q in range(0, s + 1)
-                      if tf_accepts(f, s, padding, out_offset(f, s, padding, q))]
+                ok = [
+                    q
+                    for q in range(0, s + 1)
+                    if tf_accepts(f, s, padding, out_offset(f, s, padding, q))
+                ]
                 raise ctx.error(
                     f"`output_padding: {p}` does not fit filter {f}, stride {s} with "
                     f"`padding: {padding}`: the output would have n*{s}{c:+d} frames, whose "
                     f"convolution does not give back the n input frames (TF's conv2d_transpose "
-                    f"rejects it)", "output_padding", "shape.conv-padding",
+                    f"rejects it)",
+                    "output_padding",
+                    "shape.conv-padding",
                     hint=f"here `output_padding` can be {' or '.join(map(str, ok))}"
-                    if ok else "leave `output_padding` out")
+                    if ok
+                    else "leave `output_padding` out",
+                )
         return spatial, sizes, strides, padding, out_pad, remove
 
     def infer(self, ctx) -> Shape:
         n_out = ctx.opt("n_out")
         if n_out is None:
-            raise ctx.error("`transposed_conv` needs `n_out` (the output channels)", None,
-                            "shape.missing-option")
+            raise ctx.error(
+                "`transposed_conv` needs `n_out` (the output channels)",
+                None,
+                "shape.missing-option",
+            )
         src = self.prepared(ctx, ctx.source)[0]
         spatial, sizes, strides, padding, out_pad, remove = self.tplan(ctx, src)
         dims = list(src.dims)
@@ -139,15 +165,18 @@ class TransposedConvRule(SpatialRule):
                 if s == 1 and out_offset(f, s, padding, p) == 2 * r:
                     continue
                 new_times += 1
-                dims[i] = ctx.new_time_dim(ctx.name if new_times == 1
-                                           else f"{ctx.name}#{new_times}")
+                dims[i] = ctx.new_time_dim(
+                    ctx.name if new_times == 1 else f"{ctx.name}#{new_times}"
+                )
             else:
                 size = out_length(dim.size, f, s, padding, p, r)
                 if size < 1:
                     raise ctx.error(
                         f"`remove_padding: {r}` leaves no frame of axis {dim} of "
                         f"{src_desc(ctx)} ({size + 2 * r} frames before removing)",
-                        "remove_padding", "shape.conv-size")
+                        "remove_padding",
+                        "shape.conv-size",
+                    )
                 dims[i] = spatial_dim(size)
         dims[-1] = feature_dim(int(n_out))
         return Shape(tuple(dims))
@@ -155,8 +184,7 @@ class TransposedConvRule(SpatialRule):
     def params(self, ctx, out: Shape) -> dict[str, ParamSpec]:
         n_in = self.prepared(ctx, ctx.source)[0].feature_size
         sizes = tuple(int(v) for v in ctx.opt("filter_size"))
-        params = {"W": ParamSpec(sizes + (out.feature_size, n_in),
-                                 ctx.opt("forward_weights_init"))}
+        params = {"W": ParamSpec(sizes + (out.feature_size, n_in), ctx.opt("forward_weights_init"))}
         if ctx.opt("with_bias"):
             params["b"] = ParamSpec((out.feature_size,), ctx.opt("bias_init"))
         return params
@@ -182,8 +210,10 @@ class TransposedConvRule(SpatialRule):
         # the whole transposed convolution (every frame any input frame reaches), then per axis
         # the frames RETURNN's output keeps
         from netcompiler.backend.compute import convolve
-        y = convolve(tf.nn.conv_transpose, x, W, tf.stack(full_shape), strides=strides,
-                     padding="VALID")
+
+        y = convolve(
+            tf.nn.conv_transpose, x, W, tf.stack(full_shape), strides=strides, padding="VALID"
+        )
         pads, begin, size = [[0, 0]], [0], [-1]
         for k, (i, f, s, p, r) in enumerate(zip(spatial, sizes, strides, out_pad, remove)):
             c = out_offset(f, s, padding, p)
@@ -195,10 +225,14 @@ class TransposedConvRule(SpatialRule):
         pads.append([0, 0])
         begin.append(0)
         size.append(-1)
-        y = tf.pad(y, tf.stack([tf.stack([tf.cast(a, tf.int32), tf.cast(b, tf.int32)])
-                                for a, b in pads]))
-        y = tf.slice(y, tf.stack([tf.cast(v, tf.int32) for v in begin]),
-                     tf.stack([tf.cast(v, tf.int32) for v in size]))
+        y = tf.pad(
+            y, tf.stack([tf.stack([tf.cast(a, tf.int32), tf.cast(b, tf.int32)]) for a, b in pads])
+        )
+        y = tf.slice(
+            y,
+            tf.stack([tf.cast(v, tf.int32) for v in begin]),
+            tf.stack([tf.cast(v, tf.int32) for v in size]),
+        )
         out = ctx.out_shape
         for i, f, s, p, r in zip(spatial, sizes, strides, out_pad, remove):
             dim = shape.dims[i]

@@ -11,6 +11,7 @@ everywhere (netcompiler.frontend.initializers), RETURNN's default 0. The variabl
 `sub/var` has `sub/var/var`; `param_name` renames it) and is trained unless `trainable: false`
 (a variable of an int or bool dtype never is). The layer reads no input.
 """
+
 from __future__ import annotations
 
 from netcompiler.core.dims import BATCH_DIM, Shape, feature_dim, spatial_dim
@@ -34,13 +35,22 @@ class VariableRule(GuessIsInfer, LayerRule):
 
     def infer(self, ctx) -> Shape:
         if ctx.sources:
-            raise ctx.error(f"`variable` reads no input, got `from: {ctx.opts.get('from')!r}`",
-                            "from", "shape.variable", hint="remove `from` (or write `from: []`)")
+            raise ctx.error(
+                f"`variable` reads no input, got `from: {ctx.opts.get('from')!r}`",
+                "from",
+                "shape.variable",
+                hint="remove `from` (or write `from: []`)",
+            )
         sizes = ctx.opt("shape")
         if not isinstance(sizes, (list, tuple)) or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
-            raise ctx.error(f"`shape` must be a list of positive integers (without the batch "
-                            f"axis), got {sizes!r}", "shape", "shape.variable")
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes
+        ):
+            raise ctx.error(
+                f"`shape` must be a list of positive integers (without the batch "
+                f"axis), got {sizes!r}",
+                "shape",
+                "shape.variable",
+            )
         dtype = ctx.opt("dtype") or "float32"
         if dtype not in FLOAT_DTYPES:
             _check_exact_init(ctx, dtype)
@@ -62,8 +72,11 @@ class VariableRule(GuessIsInfer, LayerRule):
         shape = tuple(int(n) for n in ctx.opt("shape"))
         dtype = out.dtype
         init = ctx.opt("init")
-        return {param_name(ctx): ParamSpec(shape, 0 if init is None else init,
-                                           trainable=dtype in FLOAT_DTYPES, dtype=dtype)}
+        return {
+            param_name(ctx): ParamSpec(
+                shape, 0 if init is None else init, trainable=dtype in FLOAT_DTYPES, dtype=dtype
+            )
+        }
 
     def call(self, ctx):
         import tensorflow as tf
@@ -76,10 +89,14 @@ class VariableRule(GuessIsInfer, LayerRule):
             try:
                 batch = ctx.batch_size()
             except ValueError:
-                raise ValueError(f"{ctx.name}: `add_batch_axis: true` needs extern data with a "
-                                 f"batch axis to take the batch size from") from None
-            y = tf.tile(y[tf.newaxis], tf.concat(
-                [tf.reshape(batch, [1]), tf.ones([len(y.shape)], tf.int32)], axis=0))
+                raise ValueError(
+                    f"{ctx.name}: `add_batch_axis: true` needs extern data with a "
+                    f"batch axis to take the batch size from"
+                ) from None
+            y = tf.tile(
+                y[tf.newaxis],
+                tf.concat([tf.reshape(batch, [1]), tf.ones([len(y.shape)], tf.int32)], axis=0),
+            )
         return y
 
 
@@ -89,11 +106,15 @@ def _check_exact_init(ctx, dtype: str) -> None:
     if init is None or (isinstance(init, (int, float)) and not isinstance(init, bool)):
         return
     from netcompiler.frontend.initializers import InitializerError, parse_initializer
+
     try:
         name = parse_initializer(init).name
     except InitializerError:
         return  # reported by the initialiser check
     if name not in _EXACT_INITS:
-        raise ctx.error(f"`init: {init}` draws random values, which a variable of `dtype: "
-                        f"{dtype}` cannot hold", "init", "shape.variable",
-                        hint="use a number, `zeros` or `ones`, or `dtype: float32`")
+        raise ctx.error(
+            f"`init: {init}` draws random values, which a variable of `dtype: {dtype}` cannot hold",
+            "init",
+            "shape.variable",
+            hint="use a number, `zeros` or `ones`, or `dtype: float32`",
+        )

@@ -57,6 +57,7 @@ checked before the first assignment). Variables shared through `reuse_params` ar
 in both. Layers' run-time state (`self_attention` with `keep_over_epoch`) is not saved by
 RETURNN and is left alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -90,8 +91,10 @@ class LoadReport:
 
     def summary(self) -> str:
         step = f" (global_step {self.global_step})" if self.global_step is not None else ""
-        return (f"loaded {len(self.loaded)} variables ({len(self.tensors)} RETURNN tensors) "
-                f"from {self.prefix}{step}")
+        return (
+            f"loaded {len(self.loaded)} variables ({len(self.tensors)} RETURNN tensors) "
+            f"from {self.prefix}{step}"
+        )
 
 
 # -- the name and layout map -------------------------------------------------------------------
@@ -166,28 +169,61 @@ def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
         out = [f"{name}/W", f"{name}/W_re", f"{name}/b"]
         if is_gru(unit):
             c = f"{P}/rec/gru_cell"
-            rules.append(_Rule(
-                name, {f"{c}/gates/kernel": (n_in + n, 2 * n), f"{c}/gates/bias": (2 * n,),
-                       f"{c}/candidate/kernel": (n_in + n, n), f"{c}/candidate/bias": (n,)}, out,
-                lambda t, c=c, n_in=n_in: dict(zip(out, gru_cell_to_netcompiler(
-                    t[f"{c}/gates/kernel"], t[f"{c}/gates/bias"], t[f"{c}/candidate/kernel"],
-                    t[f"{c}/candidate/bias"], n_in)))))
+            rules.append(
+                _Rule(
+                    name,
+                    {
+                        f"{c}/gates/kernel": (n_in + n, 2 * n),
+                        f"{c}/gates/bias": (2 * n,),
+                        f"{c}/candidate/kernel": (n_in + n, n),
+                        f"{c}/candidate/bias": (n,),
+                    },
+                    out,
+                    lambda t, c=c, n_in=n_in: dict(
+                        zip(
+                            out,
+                            gru_cell_to_netcompiler(
+                                t[f"{c}/gates/kernel"],
+                                t[f"{c}/gates/bias"],
+                                t[f"{c}/candidate/kernel"],
+                                t[f"{c}/candidate/bias"],
+                                n_in,
+                            ),
+                        )
+                    ),
+                )
+            )
         elif standard_lstm(unit, cell_only):
             cell = "basic_lstm_cell" if unit.lower() == "basiclstm" else "lstm_cell"
             c = f"{P}/rec/{cell}"
-            rules.append(_Rule(
-                name, {f"{c}/kernel": (n_in + n, g), f"{c}/bias": (g,)}, out,
-                lambda t, c=c, n_in=n_in: dict(zip(out, lstm_cell_to_netcompiler(
-                    t[f"{c}/kernel"], t[f"{c}/bias"], n_in)))))
+            rules.append(
+                _Rule(
+                    name,
+                    {f"{c}/kernel": (n_in + n, g), f"{c}/bias": (g,)},
+                    out,
+                    lambda t, c=c, n_in=n_in: dict(
+                        zip(out, lstm_cell_to_netcompiler(t[f"{c}/kernel"], t[f"{c}/bias"], n_in))
+                    ),
+                )
+            )
             for k in ("w_i_diag", "w_f_diag", "w_o_diag"):
                 if k in specs:
                     rules.append(_plain(name, f"{name}/{k}", f"{c}/{k}", specs[k].shape))
         else:  # NativeLSTM2 (rec: lstm family and LSTMBlock; rnn_cell with a native unit)
             c = f"{P}/rec"
-            rules.append(_Rule(
-                name, {f"{c}/W": (n_in, g), f"{c}/W_re": (n, g), f"{c}/b": (g,)}, out,
-                lambda t, c=c: dict(zip(out, native_lstm_to_netcompiler(
-                    t[f"{c}/W"], t[f"{c}/W_re"], t[f"{c}/b"])))))
+            rules.append(
+                _Rule(
+                    name,
+                    {f"{c}/W": (n_in, g), f"{c}/W_re": (n, g), f"{c}/b": (g,)},
+                    out,
+                    lambda t, c=c: dict(
+                        zip(
+                            out,
+                            native_lstm_to_netcompiler(t[f"{c}/W"], t[f"{c}/W_re"], t[f"{c}/b"]),
+                        )
+                    ),
+                )
+            )
     for key in ("c", "h"):
         pname = f"initial_{key}"
         if pname in specs:
@@ -200,8 +236,9 @@ def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
 def _plain(layer: str, nc_name: str, rt_name: str, shape, reshape=None) -> _Rule:
     shape = tuple(int(s) for s in shape)
     stored = tuple(reshape) if reshape is not None else shape
-    return _Rule(layer, {rt_name: stored}, [nc_name],
-                 lambda t: {nc_name: np.reshape(t[rt_name], shape)})
+    return _Rule(
+        layer, {rt_name: stored}, [nc_name], lambda t: {nc_name: np.reshape(t[rt_name], shape)}
+    )
 
 
 def _batch_norm_rules(name, P, specs, data_name: str) -> list[_Rule]:
@@ -213,10 +250,18 @@ def _batch_norm_rules(name, P, specs, data_name: str) -> list[_Rule]:
         (n,) = (int(s) for s in specs[pname].shape)
         nc = f"{name}/{pname}"
         # param_version 2 ([F]), 1 and 0 (broadcast shape [1, ..., 1, F]: any leading ones)
-        rules.append(_Rule(name, {f"{P}/batch_norm/v2_{what}": (n,)}, [nc],
-                           lambda t, k=nc: {k: np.reshape(next(iter(t.values())), (-1,))},
-                           alternatives=[{f"{P}/batch_norm/{what}": ("*", n)},
-                                         {f"{P}/batch_norm/{data_name}_{what}": ("*", n)}]))
+        rules.append(
+            _Rule(
+                name,
+                {f"{P}/batch_norm/v2_{what}": (n,)},
+                [nc],
+                lambda t, k=nc: {k: np.reshape(next(iter(t.values())), (-1,))},
+                alternatives=[
+                    {f"{P}/batch_norm/{what}": ("*", n)},
+                    {f"{P}/batch_norm/{data_name}_{what}": ("*", n)},
+                ],
+            )
+        )
     return rules
 
 
@@ -236,8 +281,7 @@ def returnn_rules(net) -> list[_Rule]:
         done: set[str] = set()
         if cls in ("rec", "rnn_cell") and not isinstance(layer.opts.get("unit"), dict):
             rules += _cell_rules(name, layer, P, specs, layer.scope.in_rec)
-            done |= {"W", "W_re", "b", "w_i_diag", "w_f_diag", "w_o_diag", "initial_c",
-                     "initial_h"}
+            done |= {"W", "W_re", "b", "w_i_diag", "w_f_diag", "w_o_diag", "initial_c", "initial_h"}
         if any(k.startswith("batch_norm/") for k in specs):
             local = P.rsplit("/", 1)[-1]
             rules += _batch_norm_rules(name, P, specs, f"{local}_{local}_output")
@@ -251,8 +295,10 @@ def returnn_rules(net) -> list[_Rule]:
                 rules.append(_plain(name, nc, f"{P}/init_{P.rsplit('/', 1)[-1]}_var", shape))
             elif cls in ("conv", "transposed_conv") and pname == "b":
                 rule = _plain(name, nc, f"{P}/bias", shape)
-                rule.hint = ("RETURNN's conv layers have no bias before behavior_version 10: set "
-                             "`with_bias: false` on them in the config")
+                rule.hint = (
+                    "RETURNN's conv layers have no bias before behavior_version 10: set "
+                    "`with_bias: false` on them in the config"
+                )
                 rules.append(rule)
             elif cls == "transposed_conv" and pname == "W":
                 stored = shape if len(shape) != 3 else (shape[0], 1) + shape[1:]
@@ -280,12 +326,16 @@ def read_returnn_checkpoint(prefix) -> tuple[str, dict[str, tuple], object]:
     if os.path.isdir(prefix):
         latest = tf.train.latest_checkpoint(prefix)
         if latest is None:
-            raise ReturnnCheckpointError(f"{prefix}: a directory without a checkpoint (give the "
-                                         f"prefix of the model, e.g. {prefix}/model.080)")
+            raise ReturnnCheckpointError(
+                f"{prefix}: a directory without a checkpoint (give the "
+                f"prefix of the model, e.g. {prefix}/model.080)"
+            )
         prefix = latest
     if not os.path.isfile(prefix + ".index"):
-        raise ReturnnCheckpointError(f"{prefix}: no such RETURNN checkpoint ({prefix}.index "
-                                     f"does not exist; give the prefix, e.g. models/model.080)")
+        raise ReturnnCheckpointError(
+            f"{prefix}: no such RETURNN checkpoint ({prefix}.index "
+            f"does not exist; give the prefix, e.g. models/model.080)"
+        )
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
@@ -295,7 +345,8 @@ def read_returnn_checkpoint(prefix) -> tuple[str, dict[str, tuple], object]:
     if "_CHECKPOINTABLE_OBJECT_GRAPH" in shapes:
         raise ReturnnCheckpointError(
             f"{prefix}: this is a TF 2 object-based checkpoint (e.g. netcompiler's own), not one "
-            f"saved by RETURNN; netcompiler's checkpoints are read by --checkpoint / model_dir")
+            f"saved by RETURNN; netcompiler's checkpoints are read by --checkpoint / model_dir"
+        )
     return prefix, {k: tuple(int(s) for s in v) for k, v in shapes.items()}, reader
 
 
@@ -303,7 +354,7 @@ def _fits(stored: tuple, expected: tuple) -> bool:
     if expected and expected[0] == "*":  # leading ones, then the rest
         rest = expected[1:]
         lead = stored[: len(stored) - len(rest)]
-        return tuple(stored[len(lead):]) == rest and all(s == 1 for s in lead)
+        return tuple(stored[len(lead) :]) == rest and all(s == 1 for s in lead)
     return tuple(stored) == tuple(expected)
 
 
@@ -339,8 +390,9 @@ def returnn_values(net, prefix) -> tuple[dict[str, np.ndarray], LoadReport]:
                 continue
             used.add(k)
             if not _fits(stored[k], shape):
-                misshapen.append(f"`{k}` is {list(stored[k])}, expected {_fmt(shape)}"
-                                 f"{_for(rule, k)}")
+                misshapen.append(
+                    f"`{k}` is {list(stored[k])}, expected {_fmt(shape)}{_for(rule, k)}"
+                )
                 ok = False
         if ok:
             chosen.append((rule, inputs))
@@ -349,17 +401,21 @@ def returnn_values(net, prefix) -> tuple[dict[str, np.ndarray], LoadReport]:
     if missing:
         problems.append(f"missing in the checkpoint: {', '.join(missing)}")
     if extra:
-        problems.append("not in the network: " + ", ".join(
-            f"`{k}` {list(stored[k])}" for k in extra))
+        problems.append(
+            "not in the network: " + ", ".join(f"`{k}` {list(stored[k])}" for k in extra)
+        )
     if misshapen:
         problems.append(f"wrong shape: {', '.join(misshapen)}")
     if problems:
         if rules and not used:
-            problems.insert(0, "none of its tensors belongs to this network (the checkpoint of "
-                               "another network?)")
+            problems.insert(
+                0,
+                "none of its tensors belongs to this network (the checkpoint of another network?)",
+            )
         problems += [f"hint: {h}" for h in hints]
-        raise ReturnnCheckpointError(f"RETURNN checkpoint {prefix} does not fit this network: "
-                                     + "; ".join(problems))
+        raise ReturnnCheckpointError(
+            f"RETURNN checkpoint {prefix} does not fit this network: " + "; ".join(problems)
+        )
     values: dict[str, np.ndarray] = {}
     for rule, inputs in chosen:
         tensors = {k: np.asarray(reader.get_tensor(k)) for k in inputs}
@@ -369,11 +425,13 @@ def returnn_values(net, prefix) -> tuple[dict[str, np.ndarray], LoadReport]:
             if tuple(value.shape) != tuple(var.shape):  # a bug in a rule, not the user's
                 raise AssertionError(f"{out}: converted to {value.shape}, variable {var.shape}")
             values[out] = value.astype(var.dtype.as_numpy_dtype)
-    unset = [n for n, v in net.variables_by_name.items()
-             if n not in values and not _is_dynamic(net, n)]
+    unset = [
+        n for n, v in net.variables_by_name.items() if n not in values and not _is_dynamic(net, n)
+    ]
     if unset:  # every variable has a rule; a layer class without one would end here
-        raise ReturnnCheckpointError(f"RETURNN checkpoint {prefix}: no mapping for the "
-                                     f"variables {', '.join(unset)}")
+        raise ReturnnCheckpointError(
+            f"RETURNN checkpoint {prefix}: no mapping for the variables {', '.join(unset)}"
+        )
     step = None
     if GLOBAL_STEP in stored:
         step = int(np.asarray(reader.get_tensor(GLOBAL_STEP)))

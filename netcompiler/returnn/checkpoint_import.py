@@ -2,6 +2,7 @@
 (`import-returnn --checkpoint`): the config compiled, the checkpoint loaded
 (`netcompiler.returnn.checkpoint`) and saved as `MODEL_DIR/ckpt-NNN` with what the trainer's
 checkpoints hold, so that `train` resumes from it. Imports TensorFlow."""
+
 from __future__ import annotations
 
 import io
@@ -51,8 +52,10 @@ def import_returnn_checkpoint(config: dict, prefix: str, model_dir: str | None) 
         train = config.get("train") if isinstance(config, dict) else None
         model_dir = train.get("model_dir") if isinstance(train, dict) else None
         if not model_dir:
-            raise ReturnnCheckpointError("no --model-dir given and the config has no "
-                                         "train.model_dir: where should the checkpoint go?")
+            raise ReturnnCheckpointError(
+                "no --model-dir given and the config has no "
+                "train.model_dir: where should the checkpoint go?"
+            )
     model_dir = Path(model_dir)
     if model_dir.exists() and not model_dir.is_dir():
         raise ReturnnCheckpointError(f"--model-dir {model_dir}: exists and is not a directory")
@@ -60,26 +63,34 @@ def import_returnn_checkpoint(config: dict, prefix: str, model_dir: str | None) 
     if existing:
         raise ReturnnCheckpointError(
             f"--model-dir {model_dir} already holds checkpoints "
-            f"({', '.join(p.name for _, p in existing)}); give an empty or new directory")
+            f"({', '.join(p.name for _, p in existing)}); give an empty or new directory"
+        )
     prefix = read_returnn_checkpoint(prefix)[0]  # a bad prefix is reported before compiling
     result = validate(config)
     if result.errors:
         more = len(result.errors) - 1
-        raise ReturnnCheckpointError(f"the config does not validate: "
-                                     f"{format_text(result.errors[0])}"
-                                     + (f" (and {more} more error{'s' if more > 1 else ''})"
-                                        if more else ""))
+        raise ReturnnCheckpointError(
+            f"the config does not validate: "
+            f"{format_text(result.errors[0])}"
+            + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+        )
     epoch = returnn_epoch(prefix)
     imported = {"returnn_checkpoint": os.path.abspath(prefix), "returnn_epoch": epoch}
     note = ""
     try:
         try:
-            trainer = Trainer(result, model_dir=model_dir, out=io.StringIO(),
-                              strategy=tf.distribute.get_strategy())
+            trainer = Trainer(
+                result,
+                model_dir=model_dir,
+                out=io.StringIO(),
+                strategy=tf.distribute.get_strategy(),
+            )
         except TrainError as exc:  # not trainable as it is: the network's variables only
             trainer = None
-            note = (f" (network variables only, `train` cannot resume from it: "
-                    f"{str(exc).strip().splitlines()[0]})")
+            note = (
+                f" (network variables only, `train` cannot resume from it: "
+                f"{str(exc).strip().splitlines()[0]})"
+            )
         net = trainer.net if trainer is not None else CompiledNetwork(result)
         report = load_returnn_checkpoint(net, prefix)
         imported["returnn_global_step"] = report.global_step

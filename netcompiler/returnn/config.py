@@ -45,6 +45,7 @@ parent only reads that JSON, so nothing the child does can make the parent run c
 What is read (`ReadConfig`, `NotData`, `ReturnnConfigError`) is defined in
 `netcompiler.returnn.config_values`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,8 +65,9 @@ def _read_text(path: str) -> str:
     except IsADirectoryError:
         raise ReturnnConfigError(f"{path}: error: is a directory", usage=True) from None
     except OSError as exc:
-        raise ReturnnConfigError(f"{path}: error: cannot read: {exc.strerror}",
-                                 usage=True) from None
+        raise ReturnnConfigError(
+            f"{path}: error: cannot read: {exc.strerror}", usage=True
+        ) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -99,13 +101,15 @@ def read_config(path: str, exec_mode: bool = False, timeout: float = DEFAULT_TIM
         raise ReturnnConfigError(
             f"{path}:1:1: error: RETURNN's old line-based config format (`key value` lines) is not "
             f"supported; only Python configs (first line `#!rnn.py`, as RETURNN requires) and "
-            f"JSON configs")
+            f"JSON configs"
+        )
     if kind == "json":
         try:
             values = json.loads(text, object_pairs_hook=dict)
         except json.JSONDecodeError as exc:
             raise ReturnnConfigError(
-                f"{path}:{exc.lineno}:{exc.colno}: error: invalid JSON: {exc.msg}") from None
+                f"{path}:{exc.lineno}:{exc.colno}: error: invalid JSON: {exc.msg}"
+            ) from None
         if not isinstance(values, dict):
             raise ReturnnConfigError(f"{path}:1:1: error: a JSON config must be an object")
         return ReadConfig(path, "json", values)
@@ -113,8 +117,9 @@ def read_config(path: str, exec_mode: bool = False, timeout: float = DEFAULT_TIM
         tree = ast.parse(text, filename=path)
     except SyntaxError as exc:
         hint = " (RETURNN configs are Python 3)" if "print" in (exc.text or "") else ""
-        raise ReturnnConfigError(f"{path}:{exc.lineno}:{exc.offset or 1}: error: Python syntax "
-                                 f"error: {exc.msg}{hint}") from None
+        raise ReturnnConfigError(
+            f"{path}:{exc.lineno}:{exc.offset or 1}: error: Python syntax error: {exc.msg}{hint}"
+        ) from None
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     if exec_mode:
         result = run_config(path, timeout)

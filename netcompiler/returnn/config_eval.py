@@ -7,6 +7,7 @@ the allow-list (`PURE_BUILTINS`, `PURE_METHODS` of data values, RETURNN's `confi
 `CONFIG_GETTERS`). Anything else raises `Refusal`, which says what was not data and where; the
 statement reader (`netcompiler.returnn.config_safe`) turns it into a `NotData` value.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,13 +17,51 @@ from typing import Any, cast
 from netcompiler.core.errors import InternalError
 from netcompiler.returnn.config_values import NEEDS_PYTHON, NotData
 
-PURE_BUILTINS = ("dict", "list", "tuple", "int", "float", "str", "bool", "len", "min", "max",
-                 "abs", "round", "sorted", "sum", "range")
-PURE_METHODS = ("copy", "get", "keys", "values", "items", "format", "join", "replace", "split",
-                "strip", "lower", "upper", "startswith", "endswith")
-CONFIG_GETTERS = ("value", "typed_value", "int", "float", "bool", "has", "is_true",
-                  "bool_or_other", "opt_typed_value")
-MAX_ITEMS = 10 ** 6  # largest string/list/range the evaluator builds
+PURE_BUILTINS = (
+    "dict",
+    "list",
+    "tuple",
+    "int",
+    "float",
+    "str",
+    "bool",
+    "len",
+    "min",
+    "max",
+    "abs",
+    "round",
+    "sorted",
+    "sum",
+    "range",
+)
+PURE_METHODS = (
+    "copy",
+    "get",
+    "keys",
+    "values",
+    "items",
+    "format",
+    "join",
+    "replace",
+    "split",
+    "strip",
+    "lower",
+    "upper",
+    "startswith",
+    "endswith",
+)
+CONFIG_GETTERS = (
+    "value",
+    "typed_value",
+    "int",
+    "float",
+    "bool",
+    "has",
+    "is_true",
+    "bool_or_other",
+    "opt_typed_value",
+)
+MAX_ITEMS = 10**6  # largest string/list/range the evaluator builds
 MAX_INT_BITS = 100_000
 
 
@@ -35,8 +74,11 @@ class Refusal(InternalError):  # control flow, caught by the safe reader
         self.node = node
 
     def not_data(self) -> NotData:
-        return NotData(self.reason + NEEDS_PYTHON, getattr(self.node, "lineno", None),
-                       getattr(self.node, "col_offset", -1) + 1 or None)
+        return NotData(
+            self.reason + NEEDS_PYTHON,
+            getattr(self.node, "lineno", None),
+            getattr(self.node, "col_offset", -1) + 1 or None,
+        )
 
 
 def describe_node(node: ast.AST) -> str:
@@ -49,16 +91,26 @@ def describe_node(node: ast.AST) -> str:
 
 
 BINARY_OPERATORS = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b,
-    ast.Mod: lambda a, b: a % b, ast.Pow: lambda a, b: a ** b,
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a**b,
     ast.BitOr: lambda a, b: a | b,
 }
 _CMPOPS = {
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: lambda a, b: a is b,
+    ast.IsNot: lambda a, b: a is not b,
 }
 _DATA_TYPES = (type(None), bool, int, float, str, list, tuple, dict)
 
@@ -78,10 +130,17 @@ class DataEvaluator:
     def expr(self, node: ast.expr):
         method = getattr(self, "e_" + type(node).__name__, None)
         if method is None:
-            kind = {"Lambda": "a lambda", "ListComp": "a comprehension",
-                    "DictComp": "a comprehension", "SetComp": "a comprehension",
-                    "GeneratorExp": "a generator", "Await": "`await`", "Yield": "`yield`",
-                    "NamedExpr": "`:=`", "Attribute": f"the attribute `{describe_node(node)}`"}
+            kind = {
+                "Lambda": "a lambda",
+                "ListComp": "a comprehension",
+                "DictComp": "a comprehension",
+                "SetComp": "a comprehension",
+                "GeneratorExp": "a generator",
+                "Await": "`await`",
+                "Yield": "`yield`",
+                "NamedExpr": "`:=`",
+                "Attribute": f"the attribute `{describe_node(node)}`",
+            }
             raise Refusal(kind.get(type(node).__name__, f"`{describe_node(node)}`"), node)
         return method(node)
 
@@ -89,8 +148,11 @@ class DataEvaluator:
         base = base_name(node)
         value = self.env.get(base) if base else None
         if isinstance(value, NotData):
-            raise Refusal(f"the attribute `{describe_node(node)}` (`{base}` is "
-                          f"{value.plain_reason()}, line {value.line})", node)
+            raise Refusal(
+                f"the attribute `{describe_node(node)}` (`{base}` is "
+                f"{value.plain_reason()}, line {value.line})",
+                node,
+            )
         raise Refusal(f"the attribute `{describe_node(node)}`", node)
 
     def e_Constant(self, node: ast.Constant):
@@ -103,16 +165,20 @@ class DataEvaluator:
         if name in self.env:
             value = self.env[name]
             if isinstance(value, NotData):
-                raise Refusal(f"`{name}`, which is {value.plain_reason()} (line {value.line})",
-                              node)
+                raise Refusal(
+                    f"`{name}`, which is {value.plain_reason()} (line {value.line})", node
+                )
             return copy_data(value)
         if name == "__file__":
             return self.path
         if name == "__name__":
             return "__returnn_config__"
         if name == "config":
-            raise Refusal("RETURNN's config object (only its getters `config.int(\"key\", "
-                          "default)` etc. are read as data)", node)
+            raise Refusal(
+                'RETURNN\'s config object (only its getters `config.int("key", '
+                "default)` etc. are read as data)",
+                node,
+            )
         if self.star_import is not None:
             raise Refusal(f"`{name}` (maybe from the `import *` on line {self.star_import})", node)
         raise Refusal(f"`{name}`, which is not defined before this line", node)
@@ -179,13 +245,21 @@ class DataEvaluator:
         for v in (left, right):
             if not isinstance(v, _DATA_TYPES):
                 raise Refusal(f"`{describe_node(node)}`", node)
-        if op is BINARY_OPERATORS[ast.Pow] and isinstance(left, int) and isinstance(right, int) \
-                and abs(left) > 1 and right * max(1, abs(left).bit_length()) > MAX_INT_BITS:
+        if (
+            op is BINARY_OPERATORS[ast.Pow]
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and right * max(1, abs(left).bit_length()) > MAX_INT_BITS
+        ):
             raise Refusal(f"`{describe_node(node)}` (too large)", node)
         if op is BINARY_OPERATORS[ast.Mult]:
             seq, n = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
-            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
-                    and len(seq) * max(n, 0) > MAX_ITEMS:
+            if (
+                isinstance(seq, (str, list, tuple))
+                and isinstance(n, int)
+                and len(seq) * max(n, 0) > MAX_ITEMS
+            ):
                 raise Refusal(f"`{describe_node(node)}` (too large)", node)
         if op is BINARY_OPERATORS[ast.Mod] and isinstance(left, str):
             if not isinstance(right, (tuple, dict)) and not isinstance(right, _DATA_TYPES):
@@ -198,8 +272,11 @@ class DataEvaluator:
         return value
 
     def _check_size(self, value, node):
-        if _size(value) > MAX_ITEMS or (isinstance(value, int) and not isinstance(value, bool)
-                                        and value.bit_length() > MAX_INT_BITS):
+        if _size(value) > MAX_ITEMS or (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value.bit_length() > MAX_INT_BITS
+        ):
             raise Refusal(f"`{describe_node(node)}` (too large)", node)
 
     def e_BoolOp(self, node: ast.BoolOp):
@@ -216,9 +293,9 @@ class DataEvaluator:
         left = self.expr(node.left)
         for op, comp in zip(node.ops, node.comparators):
             right = self.expr(comp)
-            if isinstance(op, (ast.Is, ast.IsNot)) and not (left is None or right is None
-                                                           or isinstance(left, bool)
-                                                           or isinstance(right, bool)):
+            if isinstance(op, (ast.Is, ast.IsNot)) and not (
+                left is None or right is None or isinstance(left, bool) or isinstance(right, bool)
+            ):
                 raise Refusal(f"`{describe_node(node)}`", node)
             try:
                 ok = _CMPOPS[type(op)](left, right)
@@ -280,9 +357,13 @@ class DataEvaluator:
         if isinstance(func, ast.Name) and func.id in PURE_BUILTINS and func.id not in self.env:
             args, kwargs = self._args(node)
             return self._builtin(func.id, args, kwargs, node)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
-                and func.value.id == "config" and "config" not in self.env \
-                and func.attr in CONFIG_GETTERS:
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "config"
+            and "config" not in self.env
+            and func.attr in CONFIG_GETTERS
+        ):
             args, kwargs = self._args(node)
             return self._config_getter(func.attr, args, kwargs, node)
         if isinstance(func, ast.Attribute) and func.attr in PURE_METHODS:
@@ -316,12 +397,25 @@ class DataEvaluator:
                 raise Refusal(f"`{describe_node(node)}` (too large)", node)
             return list(r)
         if name in ("int", "float", "str", "bool", "len", "abs", "round") and any(
-                not isinstance(a, _DATA_TYPES) for a in args):
+            not isinstance(a, _DATA_TYPES) for a in args
+        ):
             raise Refusal(f"`{describe_node(node)}`", node)
         fn: Callable[..., Any] = {
-            "dict": dict, "list": list, "tuple": tuple, "int": int, "float": float, "str": str,
-            "bool": bool, "len": len, "min": min, "max": max, "abs": abs, "round": round,
-            "sorted": sorted, "sum": sum}[name]
+            "dict": dict,
+            "list": list,
+            "tuple": tuple,
+            "int": int,
+            "float": float,
+            "str": str,
+            "bool": bool,
+            "len": len,
+            "min": min,
+            "max": max,
+            "abs": abs,
+            "round": round,
+            "sorted": sorted,
+            "sum": sum,
+        }[name]
         if name in ("min", "max", "sorted") and set(kwargs) - {"default", "reverse"}:
             raise Refusal(f"`{describe_node(node)}` (a key function)", node)
         if name == "str" and len(args) > 1:
@@ -334,17 +428,29 @@ class DataEvaluator:
         return value
 
     def _method(self, target, method: str, args, kwargs, node):
-        allowed = {dict: ("copy", "get", "keys", "values", "items"),
-                   list: ("copy",),
-                   str: ("format", "join", "replace", "split", "strip", "lower", "upper",
-                         "startswith", "endswith")}
+        allowed = {
+            dict: ("copy", "get", "keys", "values", "items"),
+            list: ("copy",),
+            str: (
+                "format",
+                "join",
+                "replace",
+                "split",
+                "strip",
+                "lower",
+                "upper",
+                "startswith",
+                "endswith",
+            ),
+        }
         kind = next((t for t in allowed if isinstance(target, t)), None)
         if kind is None or method not in allowed[kind]:
             raise Refusal(f"the call `{describe_node(node)}`", node)
         if method == "join" and not all(isinstance(a, (list, tuple)) for a in args):
             raise Refusal(f"`{describe_node(node)}`", node)
-        if method == "format" and any(not isinstance(a, _DATA_TYPES)
-                                      for a in list(args) + list(kwargs.values())):
+        if method == "format" and any(
+            not isinstance(a, _DATA_TYPES) for a in list(args) + list(kwargs.values())
+        ):
             raise Refusal(f"`{describe_node(node)}`", node)
         if method == "format" and "{" in target and "." in target.split("{", 1)[1].split("}")[0]:
             raise Refusal(f"`{describe_node(node)}` (attribute access in the format)", node)
@@ -367,8 +473,9 @@ class DataEvaluator:
         default = kwargs.get("default", args[1] if len(args) > 1 else None)
         present = key in self.env and not isinstance(self.env[key], NotData)
         if key in self.env and isinstance(self.env[key], NotData):
-            raise Refusal(f"`{describe_node(node)}`: `{key}` is "
-                          f"{self.env[key].plain_reason()}", node)
+            raise Refusal(
+                f"`{describe_node(node)}`: `{key}` is {self.env[key].plain_reason()}", node
+            )
         if method == "has":
             return present
         if not present:
@@ -414,6 +521,16 @@ def base_name(node: ast.expr) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-__all__ = ["DataEvaluator", "Refusal", "describe_node", "copy_data", "base_name",
-           "BINARY_OPERATORS", "PURE_BUILTINS", "PURE_METHODS", "CONFIG_GETTERS", "MAX_ITEMS",
-           "MAX_INT_BITS"]
+__all__ = [
+    "DataEvaluator",
+    "Refusal",
+    "describe_node",
+    "copy_data",
+    "base_name",
+    "BINARY_OPERATORS",
+    "PURE_BUILTINS",
+    "PURE_METHODS",
+    "CONFIG_GETTERS",
+    "MAX_ITEMS",
+    "MAX_INT_BITS",
+]

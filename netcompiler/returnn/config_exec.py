@@ -7,6 +7,7 @@ whatever it left running). The child writes its globals as JSON (plain data as i
 as a `NotData` marker); the parent only reads that JSON, so nothing the child does can make the
 parent run code.
 """
+
 from __future__ import annotations
 
 import json
@@ -186,27 +187,32 @@ def run_config(path: str, timeout: float = DEFAULT_TIMEOUT) -> ReadConfig:
             raise TypeError
         return ReadConfig(path, "exec", {str(k): _decode(v) for k, v in values.items()})
     except (TypeError, ValueError, RecursionError):
-        raise ReturnnConfigError(f"{path}: error: --exec: unreadable result from the child") \
-            from None
+        raise ReturnnConfigError(
+            f"{path}: error: --exec: unreadable result from the child"
+        ) from None
 
 
 def _run_child(path: str, out_path: str, log_path: str, timeout: float) -> int | None:
     """Run the child to its end (or stop it at the timeout); its exit status."""
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen([sys.executable, "-c", _RUNNER, path, out_path],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _RUNNER, path, out_path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         except OSError as exc:
-            raise ReturnnConfigError(
-                f"{path}: error: --exec: cannot start Python: {exc}") from None
+            raise ReturnnConfigError(f"{path}: error: --exec: cannot start Python: {exc}") from None
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise ReturnnConfigError(
                 f"{path}: error: --exec: running the config did not finish within "
-                f"{timeout:g} s (stopped; a longer limit: --timeout SECONDS)") from None
+                f"{timeout:g} s (stopped; a longer limit: --timeout SECONDS)"
+            ) from None
         except BaseException:
             _kill_group(proc)
             raise
@@ -225,13 +231,15 @@ def _read_child_result(path: str, out_path: str, log_path: str, returncode: int 
         why = "wrote no result" if size < 0 else "wrote too much data"
         raise ReturnnConfigError(
             f"{path}: error: --exec: running the config {why} (exit status {returncode})"
-            + (f": {tail}" if tail else ""))
+            + (f": {tail}" if tail else "")
+        )
     with open(out_path, encoding="utf-8") as f:
         try:
             return json.load(f)
         except (ValueError, RecursionError):
             raise ReturnnConfigError(
-                f"{path}: error: --exec: unreadable result from the child") from None
+                f"{path}: error: --exec: unreadable result from the child"
+            ) from None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

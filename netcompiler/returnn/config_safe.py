@@ -8,6 +8,7 @@ expression evaluator (`netcompiler.returnn.config_eval`). Every other statement 
 names it binds, the dicts/lists it might change in place and (for a statement with a call) the
 names the file's functions declare `global` become `NotData` with the line and the reason.
 """
+
 from __future__ import annotations
 
 import ast
@@ -60,8 +61,11 @@ class SafeReader(DataEvaluator):
             for name in sorted(names):
                 self.bind(name, bad, stmt)
             if _has_call(stmt):  # a call might run a function that sets globals
-                self.poison(sorted(self.global_names - names),
-                            f"may be set by `{describe_node(stmt)}` (line {stmt.lineno})", stmt)
+                self.poison(
+                    sorted(self.global_names - names),
+                    f"may be set by `{describe_node(stmt)}` (line {stmt.lineno})",
+                    stmt,
+                )
 
     def _statement(self, stmt: ast.stmt) -> None:
         if isinstance(stmt, ast.Assign):
@@ -97,8 +101,12 @@ class SafeReader(DataEvaluator):
         elif isinstance(stmt, (ast.Pass, ast.Global, ast.Nonlocal, ast.Assert)):
             return  # no effect on data (an assert is not checked)
         else:
-            kind = {ast.For: "a `for` loop", ast.While: "a `while` loop", ast.With: "a `with`",
-                    ast.Try: "a `try`"}.get(type(stmt), f"a `{type(stmt).__name__}` statement")
+            kind = {
+                ast.For: "a `for` loop",
+                ast.While: "a `while` loop",
+                ast.With: "a `with`",
+                ast.Try: "a `try`",
+            }.get(type(stmt), f"a `{type(stmt).__name__}` statement")
             self.unknown_branch(stmt, f"assigned in {kind}")
 
     def import_statement(self, stmt: ast.Import | ast.ImportFrom) -> None:
@@ -134,8 +142,12 @@ class SafeReader(DataEvaluator):
         node = stmt.value
         if isinstance(node, ast.Constant):
             return  # a docstring or a string block
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in MUTATING_METHODS and isinstance(node.func.value, ast.Name):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATING_METHODS
+            and isinstance(node.func.value, ast.Name)
+        ):
             name = node.func.value.id
             target = self.env.get(name, None)
             if name in self.env and not isinstance(target, NotData):
@@ -147,20 +159,28 @@ class SafeReader(DataEvaluator):
                     target.update(copy_data(arg))
                 elif method == "append" and isinstance(target, list):
                     target.append(copy_data(arg))
-                elif method == "extend" and isinstance(target, list) \
-                        and isinstance(arg, (list, tuple)):
+                elif (
+                    method == "extend"
+                    and isinstance(target, list)
+                    and isinstance(arg, (list, tuple))
+                ):
                     target.extend(copy_data(arg))
                 else:
                     raise Refusal(f"the call `{describe_node(node)}`", node)
                 self.result.lines[name] = stmt.lineno
                 return
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id == "print" and "print" not in self.env:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+            and "print" not in self.env
+        ):
             return  # output only; not run
         # any other call is not run: the data it might change is no longer known
         names = self.mutable(_mutated_names(stmt)) | self.global_names
-        self.poison(sorted(names), f"may be changed by `{describe_node(node)}` (line "
-                                   f"{stmt.lineno})", stmt)
+        self.poison(
+            sorted(names), f"may be changed by `{describe_node(node)}` (line {stmt.lineno})", stmt
+        )
 
     def assign(self, target: ast.expr, value, stmt: ast.stmt) -> None:
         if isinstance(target, ast.Name):
@@ -177,8 +197,12 @@ class SafeReader(DataEvaluator):
             key = self.expr(target.slice)
             if isinstance(container, dict) and isinstance(key, (str, int, float, bool, type(None))):
                 container[key] = copy_data(value)
-            elif isinstance(container, list) and isinstance(key, int) \
-                    and not isinstance(key, bool) and -len(container) <= key < len(container):
+            elif (
+                isinstance(container, list)
+                and isinstance(key, int)
+                and not isinstance(key, bool)
+                and -len(container) <= key < len(container)
+            ):
                 container[key] = copy_data(value)
             else:
                 raise Refusal(f"the assignment to `{describe_node(target)}`", target)
@@ -219,11 +243,17 @@ class SafeReader(DataEvaluator):
 def _is_config_alias(stmt: ast.stmt) -> bool:
     """`config = globals()["config"]` (or `.get("config")`): an idiom that keeps RETURNN's config
     object under its own name."""
-    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id == "config"):
+    if not (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and stmt.targets[0].id == "config"
+    ):
         return False
     return ast.unparse(stmt.value).replace("'", '"') in (
-        'globals()["config"]', 'globals().get("config")')
+        'globals()["config"]',
+        'globals().get("config")',
+    )
 
 
 def _has_call(stmt: ast.AST) -> bool:
@@ -249,8 +279,9 @@ def _assigned_names(stmt: ast.AST) -> set[str]:
             for alias in node.names:
                 if alias.name != "*":
                     names.add((alias.asname or alias.name).split(".")[0])
-        elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
-                               ast.GeneratorExp)):
+        elif isinstance(
+            node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+        ):
             return  # their own scope
         elif isinstance(node, ast.ExceptHandler) and node.name:
             names.add(node.name)
@@ -270,7 +301,8 @@ def _mutated_names(stmt: ast.AST) -> set[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             return
         if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
-                node.ctx, (ast.Store, ast.Del)):
+            node.ctx, (ast.Store, ast.Del)
+        ):
             base = base_name(node)
             if base:
                 names.add(base)

@@ -4,6 +4,7 @@ value that is not plain data (`NotData`), and the error for a file that cannot b
 Shared by the safe reader (`netcompiler.returnn.config_safe`), the `--exec` runner
 (`netcompiler.returnn.config_exec`) and the importer (`netcompiler.returnn.convert`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,5 +78,11 @@ def find_not_data(value, path: tuple = ()):
             yield from find_not_data(v, path + (i,))
 
 
-__all__ = ["ReturnnConfigError", "NotData", "ReadConfig", "is_not_data", "find_not_data",
-           "NEEDS_PYTHON"]
+__all__ = [
+    "ReturnnConfigError",
+    "NotData",
+    "ReadConfig",
+    "is_not_data",
+    "find_not_data",
+    "NEEDS_PYTHON",
+]

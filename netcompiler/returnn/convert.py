@@ -34,6 +34,7 @@ This module runs the parts in order and holds the command; the parts are
 `convert_learning_rate`, working on an `ImportState` (`convert_state`); the result and its
 YAML are `netcompiler.returnn.import_result` and `netcompiler.returnn.yaml_out`.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,17 +55,41 @@ from netcompiler.returnn.convert_train import (
 from netcompiler.returnn.import_result import Entry, ImportResult, ReturnnImportError
 
 #: keys whose value must be data (else an error suggesting --exec)
-NEEDED_KEYS = ("network", "extern_data", "num_inputs", "num_outputs", "target", "batch_size",
-               "max_seqs", "batching", "num_epochs", "save_interval", "random_seed",
-               "learning_rate", "learning_rates", "learning_rate_control", "optimizer", "adam",
-               "nadam", "momentum", "optimizer_epsilon", "gradient_clip_global_norm",
-               "newbob_learning_rate_decay", "learning_rate_decay",
-               "newbob_relative_error_threshold", "newbob_relative_error_div_by_old",
-               "newbob_multi_num_epochs", "newbob_multi_update_interval", "min_learning_rate",
-               "newbob_relative_error_grow_threshold", "newbob_learning_rate_growth",
-               "learning_rate_growth", "learning_rate_control_relative_error_relative_lr",
-               "learning_rate_control_min_num_epochs_per_new_lr",
-               "learning_rate_control_error_measure")
+NEEDED_KEYS = (
+    "network",
+    "extern_data",
+    "num_inputs",
+    "num_outputs",
+    "target",
+    "batch_size",
+    "max_seqs",
+    "batching",
+    "num_epochs",
+    "save_interval",
+    "random_seed",
+    "learning_rate",
+    "learning_rates",
+    "learning_rate_control",
+    "optimizer",
+    "adam",
+    "nadam",
+    "momentum",
+    "optimizer_epsilon",
+    "gradient_clip_global_norm",
+    "newbob_learning_rate_decay",
+    "learning_rate_decay",
+    "newbob_relative_error_threshold",
+    "newbob_relative_error_div_by_old",
+    "newbob_multi_num_epochs",
+    "newbob_multi_update_interval",
+    "min_learning_rate",
+    "newbob_relative_error_grow_threshold",
+    "newbob_learning_rate_growth",
+    "learning_rate_growth",
+    "learning_rate_control_relative_error_relative_lr",
+    "learning_rate_control_min_num_epochs_per_new_lr",
+    "learning_rate_control_error_measure",
+)
 #: keys with no meaning for netcompiler (logging, devices, the task to run)
 IGNORED_KEYS = {
     "task": "the task is the netcompiler command",
@@ -73,8 +98,11 @@ IGNORED_KEYS = {
     "device": "devices are chosen by TensorFlow",
     "multiprocessing": "RETURNN's data loading process",
     "update_on_device": "RETURNN's device setup",
-    "log": "RETURNN's log", "log_verbosity": "RETURNN's log", "log_batch_size": "RETURNN's log",
-    "tf_log_memory_usage": "RETURNN's log", "tf_log_dir": "RETURNN's TensorBoard log",
+    "log": "RETURNN's log",
+    "log_verbosity": "RETURNN's log",
+    "log_batch_size": "RETURNN's log",
+    "tf_log_memory_usage": "RETURNN's log",
+    "tf_log_dir": "RETURNN's TensorBoard log",
     "tf_session_opts": "TF1 session options",
     "learning_rate_file": "netcompiler keeps the learning-rate state in its checkpoints",
     "cache_size": "RETURNN's data cache",
@@ -97,11 +125,15 @@ def needed_value_errors(read: ReadConfig) -> list[str]:
                 where = read.locate(key)
             name = key + "".join(f"[{p!r}]" for p in path)
             if read.mode == "safe":
-                errors.append(f"{where}: error: {name}: {bad.plain_reason()} "
-                              f"(needs Python; run with --exec)")
-            elif not ((key == "network" and path) or (  # dropped and listed
-                    key == "extern_data" and len(path) >= 2
-                    and path[1] not in EXTERN_OPTIONS)):
+                errors.append(
+                    f"{where}: error: {name}: {bad.plain_reason()} (needs Python; run with --exec)"
+                )
+            elif not (
+                (key == "network" and path)
+                or (  # dropped and listed
+                    key == "extern_data" and len(path) >= 2 and path[1] not in EXTERN_OPTIONS
+                )
+            ):
                 errors.append(f"{where}: error: {name}: not plain data: {bad.reason}")
             if read.mode == "safe":
                 break
@@ -160,8 +192,9 @@ def _list_the_rest(state: ImportState) -> None:
             state.skip(key, f"{short_repr(value)}: not a netcompiler option")
 
 
-def import_returnn(path: str, exec_mode: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                   spec_augment: bool = False) -> ImportResult:
+def import_returnn(
+    path: str, exec_mode: bool = False, timeout: float = DEFAULT_TIMEOUT, spec_augment: bool = False
+) -> ImportResult:
     """Read and map a RETURNN config. Raises ReturnnConfigError (ReturnnImportError) with
     located one-line messages for a config that cannot be read or imported."""
     return convert(read_config(path, exec_mode=exec_mode, timeout=timeout), spec_augment)
@@ -218,8 +251,12 @@ def cli_import_returnn(args, out, err) -> int:
         print(usage, file=err)
         return EXIT_USAGE
     try:
-        result = import_returnn(args.config, exec_mode=args.exec, timeout=args.timeout,
-                                spec_augment=getattr(args, "spec_augment", False))
+        result = import_returnn(
+            args.config,
+            exec_mode=args.exec,
+            timeout=args.timeout,
+            spec_augment=getattr(args, "spec_augment", False),
+        )
     except ReturnnConfigError as exc:
         for msg in exc.messages:
             print(msg, file=err)
@@ -231,22 +268,26 @@ def cli_import_returnn(args, out, err) -> int:
         try:
             atomic_write_text(args.output, text)
         except OSError as exc:
-            print(f"{COMMAND}: error: cannot write {args.output}: {exc.strerror or exc}",
-                  file=err)
+            print(f"{COMMAND}: error: cannot write {args.output}: {exc.strerror or exc}", file=err)
             return EXIT_USAGE
     else:
         out.write(text)
         out.flush()
     for entry in result.warnings:
-        print(f"{args.config}:{entry.line or 1}: warning: not imported: {entry.key}: "
-              f"{entry.text}", file=err)
+        print(
+            f"{args.config}:{entry.line or 1}: warning: not imported: {entry.key}: {entry.text}",
+            file=err,
+        )
     for d in check.diagnostics:
         print(format_text(d), file=err)
     errors = [d for d in check.diagnostics if d.severity == ERROR]
     if errors:
-        print(f"{COMMAND}: {target} does not validate ({len(errors)} "
-              f"error{'s' if len(errors) != 1 else ''}); edit it, then "
-              f"`netcompiler validate {args.output or 'OUT.yaml'}`", file=err)
+        print(
+            f"{COMMAND}: {target} does not validate ({len(errors)} "
+            f"error{'s' if len(errors) != 1 else ''}); edit it, then "
+            f"`netcompiler validate {args.output or 'OUT.yaml'}`",
+            file=err,
+        )
         for note in result.notes:
             if "--spec-augment" in note:
                 print(f"{COMMAND}: hint: {note}", file=err)
@@ -279,5 +320,12 @@ def _import_checkpoint(args, result: ImportResult, out, err) -> int:
     return EXIT_OK
 
 
-__all__ = ["import_returnn", "convert", "cli_import_returnn", "needed_value_errors",
-           "NEEDED_KEYS", "IGNORED_KEYS", "IGNORED_PREFIXES"]
+__all__ = [
+    "import_returnn",
+    "convert",
+    "cli_import_returnn",
+    "needed_value_errors",
+    "NEEDED_KEYS",
+    "IGNORED_KEYS",
+    "IGNORED_PREFIXES",
+]

@@ -2,6 +2,7 @@
 listed; else written out from `num_inputs` / `num_outputs`) and the `train` / `dev` datasets
 (`HDFDataset` -> `hdf`, `Task12AXDataset` -> `12ax`; other classes are listed).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,9 @@ def map_extern_data(state: ImportState) -> dict | None:
                 state.ignore(k, "extern_data is given (it wins, as in RETURNN)")
         return {str(k): _extern_entry(state, str(k), "extern_data", v) for k, v in extern.items()}
     if "extern_data" in state.values:
-        raise ReturnnImportError(f"{state.read.locate('extern_data')}: error: `extern_data` "
-                                 f"must be a dict")
+        raise ReturnnImportError(
+            f"{state.read.locate('extern_data')}: error: `extern_data` must be a dict"
+        )
     num_in, num_out = state.get("num_inputs"), state.get("num_outputs")
     if num_in is None and num_out is None:
         return None
@@ -44,16 +46,23 @@ def map_extern_data(state: ImportState) -> dict | None:
             key = str(key)
             if isinstance(spec, int) and not isinstance(spec, bool):
                 spec = [spec, 1]
-            if isinstance(spec, (list, tuple)) and len(spec) == 2 \
-                    and all(isinstance(v, int) for v in spec):
+            if (
+                isinstance(spec, (list, tuple))
+                and len(spec) == 2
+                and all(isinstance(v, int) for v in spec)
+            ):
                 dim, ndim = spec
                 out[key] = {"dim": dim, "sparse": True} if ndim <= 1 else {"dim": dim}
             elif isinstance(spec, dict):
                 out[key] = _extern_entry(state, key, "num_outputs", spec)
             else:
-                state.result.not_imported.append(Entry(
-                    f"num_outputs.{key}", state.line("num_outputs"),
-                    f"{spec!r} is not [dim, ndim] nor a data dict"))
+                state.result.not_imported.append(
+                    Entry(
+                        f"num_outputs.{key}",
+                        state.line("num_outputs"),
+                        f"{spec!r} is not [dim, ndim] nor a data dict",
+                    )
+                )
         if "data" in num_out and "data" in out and isinstance(num_in, int):
             out = {"data": out.pop("data"), **out}
     elif num_out is not None:
@@ -61,7 +70,8 @@ def map_extern_data(state: ImportState) -> dict | None:
     state.done.update(k for k in ("num_inputs", "num_outputs") if k in state.values)
     state.result.notes.append(
         "extern_data written out from num_inputs/num_outputs (data: dense num_inputs "
-        "features; a generated task delivers one-hot vectors; targets: class indices)")
+        "features; a generated task delivers one-hot vectors; targets: class indices)"
+    )
     return out
 
 
@@ -73,18 +83,26 @@ def _extern_entry(state: ImportState, key: str, source: str, entry) -> dict | An
     for opt, v in entry.items():
         if opt in EXTERN_OPTIONS:
             if opt == "dtype" and v not in DTYPES:
-                state.result.not_imported.append(Entry(
-                    f"{source}.{key}.dtype", state.line(source),
-                    f"{v!r} is not a netcompiler dtype; the default "
-                    f"({'int32' if entry.get('sparse') else 'float32'}) is used"))
+                state.result.not_imported.append(
+                    Entry(
+                        f"{source}.{key}.dtype",
+                        state.line(source),
+                        f"{v!r} is not a netcompiler dtype; the default "
+                        f"({'int32' if entry.get('sparse') else 'float32'}) is used",
+                    )
+                )
                 continue
             if v is None and opt == "dim":
                 continue
             out[opt] = state.plain(v, (source, key, opt))
         else:
-            state.result.not_imported.append(Entry(
-                f"{source}.{key}.{opt}", state.line(source),
-                "not a netcompiler extern_data option"))
+            state.result.not_imported.append(
+                Entry(
+                    f"{source}.{key}.{opt}",
+                    state.line(source),
+                    "not a netcompiler extern_data option",
+                )
+            )
     return out
 
 
@@ -96,8 +114,9 @@ def map_datasets(state: ImportState) -> None:
         value = state.values[key]
         if isinstance(value, NotData):
             state.done.add(key)
-            state.result.python.append(Entry(key, state.line(key), value.plain_reason()
-                                             + " (--exec evaluates it)"))
+            state.result.python.append(
+                Entry(key, state.line(key), value.plain_reason() + " (--exec evaluates it)")
+            )
             continue
         spec = _dataset(state, key, value)
         if spec is None:
@@ -126,11 +145,17 @@ def _dataset(state: ImportState, key: str, value) -> dict | None:
         mapping = {"files": "files", "partition_epoch": "partition"}
     elif cls == "Task12AXDataset":
         spec = {"class": "12ax"}
-        mapping = {"num_seqs": "num_seqs", "fixed_random_seed": "seed",
-                   "partition_epoch": "partition"}
+        mapping = {
+            "num_seqs": "num_seqs",
+            "fixed_random_seed": "seed",
+            "partition_epoch": "partition",
+        }
     else:
-        state.skip(key, f"dataset class {cls!r}: netcompiler has no such dataset (its "
-                        f"datasets: hdf, npz, 12ax, copy, reverse, number_base_convert)")
+        state.skip(
+            key,
+            f"dataset class {cls!r}: netcompiler has no such dataset (its "
+            f"datasets: hdf, npz, 12ax, copy, reverse, number_base_convert)",
+        )
         return None
     state.done.add(key)
     for opt, v in opts.items():
@@ -141,12 +166,15 @@ def _dataset(state: ImportState, key: str, value) -> dict | None:
         elif opt in ("fixed_random_seed",) and v is None:
             continue
         else:
-            state.result.not_imported.append(Entry(
-                f"{key}.{opt}", state.line(key), f"not a netcompiler option of {cls}"))
+            state.result.not_imported.append(
+                Entry(f"{key}.{opt}", state.line(key), f"not a netcompiler option of {cls}")
+            )
     if cls == "Task12AXDataset":
         spec["min_len"], spec["max_len"] = RETURNN_12AX_LENGTHS
-        note = ("12ax: netcompiler's 12-AX task (same symbols and targets, its own "
-                "generator) with RETURNN's sequence lengths 10..100")
+        note = (
+            "12ax: netcompiler's 12-AX task (same symbols and targets, its own "
+            "generator) with RETURNN's sequence lengths 10..100"
+        )
         if note not in state.result.notes:
             state.result.notes.append(note)
     return spec

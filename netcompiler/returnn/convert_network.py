@@ -2,6 +2,7 @@
 dropped and listed), with RETURNN's defaults that depend on `behavior_version` written out and
 RETURNN's SpecAugment recipe (Python, an `eval` layer) replaced on request (--spec-augment).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,26 +13,37 @@ from netcompiler.returnn.import_result import ReturnnImportError
 
 #: an `eval` calling a function of the config on its input (RETURNN's SpecAugment recipe)
 SPEC_AUGMENT_CALL = re.compile(
-    r"typed_value\(\s*['\"](\w+)['\"]\s*\)\s*\(\s*source\(\s*0\s*,\s*as_data\s*=\s*True\s*\)")
+    r"typed_value\(\s*['\"](\w+)['\"]\s*\)\s*\(\s*source\(\s*0\s*,\s*as_data\s*=\s*True\s*\)"
+)
 #: the widths of RETURNN's SpecAugment recipe before its step-dependent growth
-SPEC_AUGMENT_RECIPE = {"max_num_time_masks": 2, "time_mask_frames_per_mask": 100,
-                       "max_time_mask_width": 20, "max_num_feature_masks": 2}
+SPEC_AUGMENT_RECIPE = {
+    "max_num_time_masks": 2,
+    "time_mask_frames_per_mask": 100,
+    "max_time_mask_width": 20,
+    "max_num_feature_masks": 2,
+}
 
 
 def map_network(state: ImportState) -> dict:
     """The netcompiler network; raises ReturnnImportError when there is no `network` dict."""
     if "network" not in state.values:
         torch = state.get("backend") == "torch" or any(
-            k in state.values for k in ("get_model", "train_step", "forward_step"))
-        hint = (" (a PyTorch-backend config: its model is Python code, `get_model` / "
-                "`train_step`; netcompiler imports RETURNN's TF network dicts)"
-                if torch else "")
+            k in state.values for k in ("get_model", "train_step", "forward_step")
+        )
+        hint = (
+            " (a PyTorch-backend config: its model is Python code, `get_model` / "
+            "`train_step`; netcompiler imports RETURNN's TF network dicts)"
+            if torch
+            else ""
+        )
         raise ReturnnImportError(f"{state.read.path}: error: no `network` dict{hint}")
     state.done.add("network")
     network = state.values["network"]
     if not isinstance(network, dict):
-        raise ReturnnImportError(f"{state.read.locate('network')}: error: `network` must be "
-                                 f"a dict, got {type(network).__name__}")
+        raise ReturnnImportError(
+            f"{state.read.locate('network')}: error: `network` must be "
+            f"a dict, got {type(network).__name__}"
+        )
     network = state.plain(network, ("network",))
     behavior_defaults(state, network)
     spec_augment(state, network)
@@ -57,7 +69,8 @@ def spec_augment(state: ImportState, network: dict) -> None:
             state.result.notes.append(
                 f"network.{name} calls the config's Python function `{func}` (RETURNN's "
                 f"SpecAugment recipe); run with --spec-augment to replace it by "
-                f"netcompiler's `spec_augment` layer")
+                f"netcompiler's `spec_augment` layer"
+            )
             continue
         new: dict = {"class": "spec_augment"}
         if "from" in layer:
@@ -68,7 +81,8 @@ def spec_augment(state: ImportState, network: dict) -> None:
             f"network.{name}: the `eval` layer calling the config's Python `{func}` "
             f"(RETURNN's SpecAugment recipe) is replaced by `spec_augment` with the "
             f"recipe's first widths (--spec-augment); the recipe's growth of the masks "
-            f"with the training step is not reproduced: review the options")
+            f"with the training step is not reproduced: review the options"
+        )
 
 
 def behavior_defaults(state: ImportState, network: dict) -> None:
@@ -86,8 +100,7 @@ def behavior_defaults(state: ImportState, network: dict) -> None:
         for name, layer in layers.items():
             if not isinstance(layer, dict):
                 continue
-            if layer.get("class") == "conv" and "with_bias" not in layer \
-                    and not layer.get("bias"):
+            if layer.get("class") == "conv" and "with_bias" not in layer and not layer.get("bias"):
                 layer["with_bias"] = False
                 changed.append(prefix + str(name))
             for key in ("unit", "subnetwork"):
@@ -96,12 +109,17 @@ def behavior_defaults(state: ImportState, network: dict) -> None:
 
     walk(network, "")
     if changed:
-        since = (f"behavior_version {version}" if version is not None
-                 else "no behavior_version")
+        since = f"behavior_version {version}" if version is not None else "no behavior_version"
         state.result.notes.append(
             f"`with_bias: false` written on conv layers {', '.join(changed)}: RETURNN's "
-            f"conv has no bias by default before behavior_version 10 ({since} here)")
+            f"conv has no bias by default before behavior_version 10 ({since} here)"
+        )
 
 
-__all__ = ["map_network", "spec_augment", "behavior_defaults", "SPEC_AUGMENT_RECIPE",
-           "SPEC_AUGMENT_CALL"]
+__all__ = [
+    "map_network",
+    "spec_augment",
+    "behavior_defaults",
+    "SPEC_AUGMENT_RECIPE",
+    "SPEC_AUGMENT_CALL",
+]

@@ -5,6 +5,7 @@ with the tables and helpers the mapping modules share.
 The mapping itself is `netcompiler.returnn.convert` (the order of the parts) with
 `convert_network`, `convert_data`, `convert_train` and `convert_learning_rate`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,16 +15,24 @@ from netcompiler.returnn.import_result import Entry, ImportResult
 
 #: RETURNN options that change nothing at these values (their defaults)
 NOOP_VALUES = {
-    "gradient_clip": (0,), "gradient_clip_norm": (0,), "gradient_clip_avg_norm": (0,),
-    "gradient_noise": (0,), "gradient_nan_inf_filter": (False,), "chunking": ("0", "", 0, None),
-    "truncation": (-1,), "max_seq_length": (0, None), "window": (1,),
-    "stop_on_nonfinite_train_score": (True,), "maximize_grad_norm": (0,),
-    "grad_norm_to_clip_to_zero": (0,), "accum_grad_multiple_step": (0, 1),
+    "gradient_clip": (0,),
+    "gradient_clip_norm": (0,),
+    "gradient_clip_avg_norm": (0,),
+    "gradient_noise": (0,),
+    "gradient_nan_inf_filter": (False,),
+    "chunking": ("0", "", 0, None),
+    "truncation": (-1,),
+    "max_seq_length": (0, None),
+    "window": (1,),
+    "stop_on_nonfinite_train_score": (True,),
+    "maximize_grad_norm": (0,),
+    "grad_norm_to_clip_to_zero": (0,),
+    "accum_grad_multiple_step": (0, 1),
 }
 #: RETURNN options netcompiler does not import, and why
 WHY_NOT = {
     "gradient_clip_norm": "per-variable norm clipping; netcompiler clips the global norm "
-                          "(gradient_clip) or every entry (gradient_clip_value)",
+    "(gradient_clip) or every entry (gradient_clip_value)",
     "gradient_clip_avg_norm": "netcompiler clips the global norm or every entry",
     "gradient_nan_inf_filter": "netcompiler stops on a NaN/Inf loss instead",
     "truncation": "netcompiler has no truncated backpropagation",
@@ -31,14 +40,12 @@ WHY_NOT = {
     "eval": "`netcompiler train` has no eval dataset (use `netcompiler forward --data`)",
     "cleanup_old_models": "netcompiler keeps the newest train.keep_last_n checkpoints",
     "pretrain": "netcompiler has no layer-wise pretraining",
-    "adadelta": "netcompiler has no Adadelta", "adagrad": "netcompiler has no Adagrad",
+    "adadelta": "netcompiler has no Adadelta",
+    "adagrad": "netcompiler has no Adagrad",
     "rmsprop": "netcompiler has no RMSProp",
-    "learning_rate_control_relative_error_relative_lr":
-        "netcompiler's newbob does not scale the relative error by the learning rate",
-    "learning_rate_control_min_num_epochs_per_new_lr":
-        "netcompiler's newbob may change the rate after every epoch",
-    "learning_rate_control_error_measure":
-        "netcompiler's newbob compares the dev loss or the dev error (else train's)",
+    "learning_rate_control_relative_error_relative_lr": "netcompiler's newbob does not scale the relative error by the learning rate",
+    "learning_rate_control_min_num_epochs_per_new_lr": "netcompiler's newbob may change the rate after every epoch",
+    "learning_rate_control_error_measure": "netcompiler's newbob compares the dev loss or the dev error (else train's)",
     "newbob_learning_rate_growth": "netcompiler's newbob never grows the rate",
 }
 
@@ -88,8 +95,11 @@ class ImportState:
             for k, v in value.items():
                 if isinstance(v, NotData):
                     name = ".".join(str(p) for p in path[1:] + (k,))
-                    self.result.python.append(Entry(f"{path[0]}.{name}", self.line(path[0]),
-                                                    f"{v.reason} (not importable)"))
+                    self.result.python.append(
+                        Entry(
+                            f"{path[0]}.{name}", self.line(path[0]), f"{v.reason} (not importable)"
+                        )
+                    )
                     continue
                 out[str(k)] = self.plain(v, path + (k,))
             return out
@@ -98,8 +108,11 @@ class ImportState:
             for i, v in enumerate(value):
                 if isinstance(v, NotData):
                     name = ".".join(str(p) for p in path[1:] + (i,))
-                    self.result.python.append(Entry(f"{path[0]}.{name}", self.line(path[0]),
-                                                    f"{v.reason} (not importable)"))
+                    self.result.python.append(
+                        Entry(
+                            f"{path[0]}.{name}", self.line(path[0]), f"{v.reason} (not importable)"
+                        )
+                    )
                     continue
                 items.append(self.plain(v, path + (i,)))
             return items
@@ -110,8 +123,10 @@ def is_noop(key: str, value) -> bool:
     """Whether a RETURNN option is set to the value at which it does nothing (NOOP_VALUES)."""
     if isinstance(value, NotData):
         return False
-    return any(value == d and isinstance(value, bool) == isinstance(d, bool)
-               for d in NOOP_VALUES.get(key, ()))
+    return any(
+        value == d and isinstance(value, bool) == isinstance(d, bool)
+        for d in NOOP_VALUES.get(key, ())
+    )
 
 
 class _Python:
@@ -123,6 +138,7 @@ class _Python:
 
 def short_repr(value) -> str:
     """The repr of a value for a message: Python values as `<Python>`, at most 40 characters."""
+
     def hide(v):
         if isinstance(v, NotData):
             return _Python()

@@ -6,6 +6,7 @@ none: plain SGD, RETURNN's default; `optimizer_epsilon`, default 1e-16), `batch_
 `chunking`, `max_seq_length` and `model` (its directory). The learning rate is
 `netcompiler.returnn.convert_learning_rate`.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ from netcompiler.returnn.config_values import NotData
 from netcompiler.returnn.convert_state import WHY_NOT, ImportState, is_noop, short_repr
 from netcompiler.returnn.import_result import Entry
 
-OPTIMIZER_KEYS = ("optimizer", "adam", "nadam", "adadelta", "adagrad", "rmsprop", "momentum",
-                  "optimizer_epsilon")
+OPTIMIZER_KEYS = (
+    "optimizer",
+    "adam",
+    "nadam",
+    "adadelta",
+    "adagrad",
+    "rmsprop",
+    "momentum",
+    "optimizer_epsilon",
+)
 RETURNN_EPSILON = 1e-16  # RETURNN's default `optimizer_epsilon`
 
 
@@ -34,13 +43,11 @@ def map_optimizer(state: ImportState) -> None:
         spec = {"class": "nadam"}
     elif unsupported:
         for k in unsupported:
-            state.skip(k, WHY_NOT[k] + "; no optimizer imported (netcompiler's default "
-                                       "is adam)")
+            state.skip(k, WHY_NOT[k] + "; no optimizer imported (netcompiler's default is adam)")
         return
     else:
         spec = {"class": "sgd"}
-        state.result.notes.append("optimizer sgd: RETURNN's default (no optimizer in the "
-                                  "config)")
+        state.result.notes.append("optimizer sgd: RETURNN's default (no optimizer in the config)")
     for k in ("adam", "nadam"):
         if k in state.values and not state.get(k):
             state.ignore(k, "false")
@@ -59,24 +66,42 @@ def _optimizer_option(state: ImportState, opt) -> dict | None:
         state.skip("optimizer", f"{opt!r} is not an optimizer dict with a class name")
         return None
     name = opt["class"].lower()
-    ours = {"adam": "adam", "nadam": "nadam", "gradientdescent": "sgd", "sgd": "sgd",
-            "momentum": "sgd"}.get(name)
+    ours = {
+        "adam": "adam",
+        "nadam": "nadam",
+        "gradientdescent": "sgd",
+        "sgd": "sgd",
+        "momentum": "sgd",
+    }.get(name)
     if ours is None:
-        state.skip("optimizer", f"optimizer class {opt['class']!r}: netcompiler has "
-                                f"adam, nadam, sgd (with momentum) and adamw")
+        state.skip(
+            "optimizer",
+            f"optimizer class {opt['class']!r}: netcompiler has "
+            f"adam, nadam, sgd (with momentum) and adamw",
+        )
         return None
     spec = {"class": ours}
-    rename = {"epsilon": "epsilon", "beta1": "beta_1", "beta2": "beta_2",
-              "beta_1": "beta_1", "beta_2": "beta_2", "momentum": "momentum"}
+    rename = {
+        "epsilon": "epsilon",
+        "beta1": "beta_1",
+        "beta2": "beta_2",
+        "beta_1": "beta_1",
+        "beta_2": "beta_2",
+        "momentum": "momentum",
+    }
     for k, v in opt.items():
         if k == "class":
             continue
         if k in rename and (k != "momentum" or ours == "sgd"):
             spec[rename[k]] = v
         else:
-            state.result.not_imported.append(Entry(
-                f"optimizer.{k}", state.line("optimizer"),
-                "not an option of netcompiler's optimizer"))
+            state.result.not_imported.append(
+                Entry(
+                    f"optimizer.{k}",
+                    state.line("optimizer"),
+                    "not an option of netcompiler's optimizer",
+                )
+            )
     return spec
 
 
@@ -87,8 +112,9 @@ def _epsilon_and_momentum(state: ImportState, spec: dict) -> None:
     if spec["class"] in ("adam", "nadam") and "epsilon" not in spec:
         spec["epsilon"] = float(epsilon)
         if "optimizer_epsilon" not in state.values:
-            state.result.notes.append("optimizer epsilon 1e-16: RETURNN's default "
-                                      "optimizer_epsilon (Keras's is 1e-7)")
+            state.result.notes.append(
+                "optimizer epsilon 1e-16: RETURNN's default optimizer_epsilon (Keras's is 1e-7)"
+            )
     elif spec["class"] == "sgd" and "optimizer_epsilon" in state.values:
         state.ignore("optimizer_epsilon", "not used by SGD")
     if spec["class"] == "sgd" and momentum and "momentum" not in spec:
@@ -117,8 +143,11 @@ def map_training_scalars(state: ImportState) -> None:
         elif isinstance(b, str) and b.startswith("laplace:.") and b[9:].isdigit():
             state.emit("batching", f"laplace:{int(b[9:])}", "batching")
         else:
-            state.skip("batching", f"{b!r}: netcompiler's batching is random, sorted or "
-                                   f"laplace:N (N sequences per bucket, RETURNN's laplace:.N)")
+            state.skip(
+                "batching",
+                f"{b!r}: netcompiler's batching is random, sorted or "
+                f"laplace:N (N sequences per bucket, RETURNN's laplace:.N)",
+            )
     clip = state.get("gradient_clip_global_norm")
     if "gradient_clip_global_norm" in state.values:
         if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0:
@@ -138,13 +167,16 @@ def _model_dir(state: ImportState) -> None:
     model = state.values["model"]
     if isinstance(model, NotData):
         state.done.add("model")
-        state.result.python.append(Entry(
-            "model", state.line("model"), f"{model.plain_reason()}: set train.model_dir "
-            f"(or --exec evaluates it)"))
+        state.result.python.append(
+            Entry(
+                "model",
+                state.line("model"),
+                f"{model.plain_reason()}: set train.model_dir (or --exec evaluates it)",
+            )
+        )
     elif isinstance(model, str) and model:
         state.emit("model_dir", os.path.dirname(model) or ".", "model")
-        state.result.notes.append(f"model_dir: the directory of RETURNN's model "
-                                  f"prefix {model!r}")
+        state.result.notes.append(f"model_dir: the directory of RETURNN's model prefix {model!r}")
     else:
         state.skip("model", f"{model!r} is not a path")
 
@@ -164,8 +196,10 @@ def map_gradient_options(state: ImportState) -> None:
     """RETURNN's `gradient_clip` (per entry), `gradient_noise` and `max_seq_length`
     (0: off, left to the importer's last step, which lists them as RETURNN's no-op
     defaults)."""
-    for key, ours in (("gradient_clip", "gradient_clip_value"),
-                      ("gradient_noise", "gradient_noise")):
+    for key, ours in (
+        ("gradient_clip", "gradient_clip_value"),
+        ("gradient_noise", "gradient_noise"),
+    ):
         v = state.values.get(key)
         if key not in state.values or isinstance(v, NotData) or is_noop(key, v):
             continue
@@ -186,8 +220,9 @@ def map_gradient_options(state: ImportState) -> None:
 
             try:
                 parse_chunking(v)
-                state.emit("chunking", list(v) if isinstance(v, (tuple, list)) else str(v),
-                           "chunking")
+                state.emit(
+                    "chunking", list(v) if isinstance(v, (tuple, list)) else str(v), "chunking"
+                )
             except ChunkingError as exc:
                 state.skip("chunking", f"{short_repr(v)}: {exc}")
     if "max_seq_length" in state.values:
@@ -197,12 +232,17 @@ def map_gradient_options(state: ImportState) -> None:
         if isinstance(v, int) and not isinstance(v, bool):
             # RETURNN: a negative value -n limits only `classes` to n
             state.emit("max_seq_length", v if v > 0 else {"classes": -v}, "max_seq_length")
-        elif isinstance(v, dict) and v and all(
-                isinstance(n, int) and not isinstance(n, bool) for n in v.values()):
+        elif (
+            isinstance(v, dict)
+            and v
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values())
+        ):
             state.emit("max_seq_length", {str(k): n for k, n in v.items()}, "max_seq_length")
         else:
-            state.skip("max_seq_length", f"{short_repr(v)}: not a number of frames or a "
-                                         f"mapping key -> frames")
+            state.skip(
+                "max_seq_length",
+                f"{short_repr(v)}: not a number of frames or a mapping key -> frames",
+            )
 
 
 def drop_rejected_train_options(state: ImportState) -> None:
@@ -212,16 +252,30 @@ def drop_rejected_train_options(state: ImportState) -> None:
 
     train = state.result.config["train"]
     for d in validate_config({"network": {}, "train": train}):
-        if d.severity == "error" and len(d.path) >= 2 and d.path[0] == "train" \
-                and d.path[1] in train:
+        if (
+            d.severity == "error"
+            and len(d.path) >= 2
+            and d.path[0] == "train"
+            and d.path[1] in train
+        ):
             key = d.path[1]
             value = train.pop(key)
-            state.result.not_imported.append(Entry(
-                f"train.{key}", None, f"{short_repr(value)}: not accepted by netcompiler "
-                                      f"({d.message})"))
+            state.result.not_imported.append(
+                Entry(
+                    f"train.{key}",
+                    None,
+                    f"{short_repr(value)}: not accepted by netcompiler ({d.message})",
+                )
+            )
     if not train:
         del state.result.config["train"]
 
 
-__all__ = ["map_optimizer", "map_training_scalars", "map_gradient_options",
-           "drop_rejected_train_options", "OPTIMIZER_KEYS", "RETURNN_EPSILON"]
+__all__ = [
+    "map_optimizer",
+    "map_training_scalars",
+    "map_gradient_options",
+    "drop_rejected_train_options",
+    "OPTIMIZER_KEYS",
+    "RETURNN_EPSILON",
+]

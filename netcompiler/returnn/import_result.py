@@ -2,6 +2,7 @@
 not imported (with why), the ignored ones, the helper values and notes; and its YAML, headed
 by a comment saying all that.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,24 +47,31 @@ class ImportResult:
         return _by_line(self.not_imported + self.python)
 
     def header(self, command: str | None = None) -> str:
-        how = {"safe": "read as data, nothing run", "exec": "run with --exec",
-               "json": "a JSON config"}[self.mode]
+        how = {
+            "safe": "read as data, nothing run",
+            "exec": "run with --exec",
+            "json": "a JSON config",
+        }[self.mode]
         lines = [f"Imported from the RETURNN config ({how}): {NOWRAP}{self.source}"]
         if command:
             lines.append(f"by: {NOWRAP}{command}")
         blocks = [lines]
         if self.not_imported:
-            blocks.append(["Not imported (no equivalent in netcompiler):"]
-                          + [f"  - {e}" for e in _by_line(self.not_imported)])
+            blocks.append(
+                ["Not imported (no equivalent in netcompiler):"]
+                + [f"  - {e}" for e in _by_line(self.not_imported)]
+            )
         if self.python:
-            blocks.append(["Python, not imported:"]
-                          + [f"  - {e}" for e in _by_line(self.python)])
+            blocks.append(["Python, not imported:"] + [f"  - {e}" for e in _by_line(self.python)])
         if self.ignored:
-            blocks.append(["Ignored (no meaning here, or RETURNN's no-op default):"]
-                          + [f"  - {e}" for e in _by_line(self.ignored)])
+            blocks.append(
+                ["Ignored (no meaning here, or RETURNN's no-op default):"]
+                + [f"  - {e}" for e in _by_line(self.ignored)]
+            )
         if self.helpers:
-            blocks.append(["Helper values (used to compute the values below): "
-                           + ", ".join(self.helpers)])
+            blocks.append(
+                ["Helper values (used to compute the values below): " + ", ".join(self.helpers)]
+            )
         if self.notes:
             blocks.append(["Notes:"] + [f"  - {n}" for n in self.notes])
         return comment_block(blocks)
@@ -73,7 +81,7 @@ class ImportResult:
 
 
 def _by_line(entries: list[Entry]) -> list[Entry]:
-    return sorted(entries, key=lambda e: (e.line or 0))
+    return sorted(entries, key=lambda e: e.line or 0)
 
 
 __all__ = ["ImportResult", "Entry", "ReturnnImportError"]

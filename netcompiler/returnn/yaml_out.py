@@ -4,6 +4,7 @@ flow style for what fits on one line, and the comment block that heads the file.
 Strings that netcompiler's loader would read as something else (it also reads `1e-3` as a
 float) are quoted, so the YAML reads back as the same values.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -35,9 +36,14 @@ _Dumper.add_representer(str, _represent_str)
 
 
 def _flow(value) -> str:
-    text = yaml.dump(value if isinstance(value, (dict, list)) else [value], Dumper=_Dumper,
-                     default_flow_style=True, sort_keys=False, width=10 ** 9,
-                     allow_unicode=True).strip()
+    text = yaml.dump(
+        value if isinstance(value, (dict, list)) else [value],
+        Dumper=_Dumper,
+        default_flow_style=True,
+        sort_keys=False,
+        width=10**9,
+        allow_unicode=True,
+    ).strip()
     return text if isinstance(value, (dict, list)) else text[1:-1]
 
 
@@ -53,8 +59,12 @@ def _scalars(value) -> bool:
 def _block(value, indent: int, head: str) -> bool:
     """Whether a mapping/list goes in block style: it does not fit on the line (a list of
     scalars always stays one flow line)."""
-    return isinstance(value, (dict, list)) and bool(value) and not _scalars(value) \
+    return (
+        isinstance(value, (dict, list))
+        and bool(value)
+        and not _scalars(value)
         and not _fits(indent, head, value)
+    )
 
 
 def _emit(value, indent: int, lines: list[str]) -> None:
@@ -72,7 +82,7 @@ def _emit(value, indent: int, lines: list[str]) -> None:
             if _block(v, indent, "- "):
                 sub: list[str] = []
                 _emit(v, indent + 2, sub)
-                lines.append(pad + "- " + sub[0][indent + 2:])
+                lines.append(pad + "- " + sub[0][indent + 2 :])
                 lines += sub[1:]
             else:
                 lines.append(f"{pad}- {_flow(v)}")
@@ -106,8 +116,13 @@ def comment_block(blocks: list[list[str]]) -> str:
                 out += ["# " + head.rstrip(), "#   " + tail]
                 continue
             indent = "#     " if line.startswith("  - ") else "#   "
-            wrapped = textwrap.wrap(line, LINE_WIDTH - 2, subsequent_indent="    ",
-                                    break_long_words=False, break_on_hyphens=False) or [""]
+            wrapped = textwrap.wrap(
+                line,
+                LINE_WIDTH - 2,
+                subsequent_indent="    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            ) or [""]
             out.append("# " + wrapped[0])
             out += [indent + w.strip() for w in wrapped[1:]]
     return "\n".join(out) + "\n"

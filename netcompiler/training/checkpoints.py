@@ -4,6 +4,7 @@ network and restoring a network's variables from it; `checkpoint(net)` is the
 `tf.train.Checkpoint` whose keys are `network/<layer>/<param>`.
 
 TensorFlow is imported by the functions that need it, not by this module."""
+
 from __future__ import annotations
 
 import re
@@ -72,8 +73,10 @@ def checkpoint_prefix(path) -> str:
             return str(path / "ckpt")
         newest = newest_checkpoint(path)
         if newest is None:
-            raise TrainError(f"{path}: no checkpoint in this directory (expected ckpt-NNN/ "
-                             f"directories written by `netcompiler train`)")
+            raise TrainError(
+                f"{path}: no checkpoint in this directory (expected ckpt-NNN/ "
+                f"directories written by `netcompiler train`)"
+            )
         return str(newest / "ckpt")
     if Path(str(path) + ".index").is_file():
         return str(path)
@@ -108,8 +111,9 @@ def _network_variable_keys(prefix: str) -> dict[str, str]:
                 out[path] = attr.checkpoint_key
         if path.count("/") < 8:
             for child in node.children:
-                stack.append((child.node_id, f"{path}/{child.local_name}" if path
-                              else child.local_name))
+                stack.append(
+                    (child.node_id, f"{path}/{child.local_name}" if path else child.local_name)
+                )
     return out
 
 
@@ -140,12 +144,15 @@ def check_checkpoint_fits(prefix: str, net) -> None:
         if key not in stored:
             problems.append(f"`{name}` is missing")
         elif tuple(stored[key]) != tuple(var.shape):
-            problems.append(f"`{name}` has shape {list(stored[key])} in the checkpoint but "
-                            f"{list(var.shape)} in this network")
+            problems.append(
+                f"`{name}` has shape {list(stored[key])} in the checkpoint but "
+                f"{list(var.shape)} in this network"
+            )
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise TrainError(f"checkpoint {prefix} does not fit this network: "
-                         f"{'; '.join(problems[:5])}{more}")
+        raise TrainError(
+            f"checkpoint {prefix} does not fit this network: {'; '.join(problems[:5])}{more}"
+        )
 
 
 def tf_errors():

@@ -4,6 +4,7 @@
 reading a `--data` option, out-of-memory reports, and importing TensorFlow quietly.
 
 Light: imports neither TensorFlow nor NumPy at module level (`netcompiler.cli.app` imports it)."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,20 @@ from netcompiler.core.errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE, UserError
 
 #: exit codes of the TensorFlow commands: done, an error (config, data, run), usage error
 EXIT_ERROR = EXIT_INVALID
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "TF_LOGS_ENV", "TrainError",
-           "import_tensorflow_quietly", "needs_tf", "oom_types", "out_of_memory_error",
-           "parse_data_spec", "user_error", "validated_config"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "TF_LOGS_ENV",
+    "TrainError",
+    "import_tensorflow_quietly",
+    "needs_tf",
+    "oom_types",
+    "out_of_memory_error",
+    "parse_data_spec",
+    "user_error",
+    "validated_config",
+]
 
 
 class TrainError(UserError):
@@ -69,10 +81,12 @@ def out_of_memory_error(where: str, batch: str, opts) -> TrainError:
     description such as "a batch of 3 sequences of up to 200 frames"), with a hint to
     lower train.batch_size (`opts` are the TrainOptions) or, for one sequence, why not."""
     single = batch.startswith("a batch of 1 sequence ")
-    hint = ("the sequence alone does not fit: shorten it or use a device with more memory"
-            if single else
-            f"use a smaller train.batch_size (now {opts.batch_size}, in frames) or "
-            f"train.max_seqs, e.g. --set train.batch_size={max(1, int(opts.batch_size) // 2)}")
+    hint = (
+        "the sequence alone does not fit: shorten it or use a device with more memory"
+        if single
+        else f"use a smaller train.batch_size (now {opts.batch_size}, in frames) or "
+        f"train.max_seqs, e.g. --set train.batch_size={max(1, int(opts.batch_size) // 2)}"
+    )
     return TrainError(f"out of memory {where} on {batch}; {hint}")
 
 
@@ -120,8 +134,12 @@ def needs_tf(command: str, exc: ImportError) -> str:
     if missing == "tensorflow":
         return f"netcompiler {command}: needs TensorFlow; install it with {TF_INSTALL}"
     if missing is not None:
-        return (f"netcompiler {command}: needs TensorFlow and {missing} (not installed); "
-                f"install them with {TF_INSTALL}")
+        return (
+            f"netcompiler {command}: needs TensorFlow and {missing} (not installed); "
+            f"install them with {TF_INSTALL}"
+        )
     why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"netcompiler {command}: TensorFlow is installed but does not import ({why}); "
-            f"reinstall it with {TF_INSTALL}")
+    return (
+        f"netcompiler {command}: TensorFlow is installed but does not import ({why}); "
+        f"reinstall it with {TF_INSTALL}"
+    )

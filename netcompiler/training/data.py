@@ -5,6 +5,7 @@ split into one padded slice per replica on several, the time axis padded to a mu
 `train.jit_time_multiple` frames under `train.jit_compile`.
 
 TensorFlow is imported by the functions that need it, not by this module."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,7 @@ import numpy as np
 from netcompiler.training.command_support import TrainError
 
 
-def load_datasets(opts, config: dict, extern_shapes: dict, input_keys: tuple[str, ...],
-                  seed: int):
+def load_datasets(opts, config: dict, extern_shapes: dict, input_keys: tuple[str, ...], seed: int):
     """(train, dev) datasets of the options `opts` (dev None when not set), checked to have
     the keys a step reads (`input_keys`) and their shared time axes (`extern_shapes`, the
     network's inferred extern data); a TrainError naming the problem otherwise."""
@@ -25,8 +25,11 @@ def load_datasets(opts, config: dict, extern_shapes: dict, input_keys: tuple[str
         raise TrainError("train.train_data is not set (e.g. `train_data: 12ax`)")
     try:
         train = make_dataset(opts.train_data, extern, default_seed=seed, name="train")
-        dev = (make_dataset(opts.dev_data, extern, default_seed=seed, name="dev")
-               if opts.dev_data is not None else None)
+        dev = (
+            make_dataset(opts.dev_data, extern, default_seed=seed, name="dev")
+            if opts.dev_data is not None
+            else None
+        )
         for ds in (train, dev):
             if ds is not None:
                 check_shared_time_axes(ds, shared_time_keys(extern_shapes))
@@ -39,9 +42,11 @@ def load_datasets(opts, config: dict, extern_shapes: dict, input_keys: tuple[str
             continue
         missing = [k for k in input_keys if k not in ds.keys]
         if missing:
-            raise TrainError(f"train.{what}: the dataset has no key(s) "
-                             f"{', '.join(missing)} needed for training (it has "
-                             f"{', '.join(ds.keys)})")
+            raise TrainError(
+                f"train.{what}: the dataset has no key(s) "
+                f"{', '.join(missing)} needed for training (it has "
+                f"{', '.join(ds.keys)})"
+            )
     return train, dev
 
 
@@ -60,25 +65,34 @@ def chunked(dataset, chunking, input_keys: tuple[str, ...]):
     return dataset
 
 
-def epoch_batches(dataset, opts, seed: int, epoch: int, batching: str | None = None,
-                  max_seq_length=None) -> list[list[int]]:
+def epoch_batches(
+    dataset, opts, seed: int, epoch: int, batching: str | None = None, max_seq_length=None
+) -> list[list[int]]:
     """The batches (lists of sequence indices) of `dataset` in `epoch`, as the options'
     batch_size, max_seqs and batching (or `batching`) say; sequences longer than
     `max_seq_length` are left out (a TrainError if that option is malformed)."""
     from netcompiler.training.datasets import DatasetError, batches
 
     if not max_seq_length:
-        return batches(dataset, int(opts.batch_size), opts.max_seqs, batching or opts.batching,
-                       seed, epoch)
+        return batches(
+            dataset, int(opts.batch_size), opts.max_seqs, batching or opts.batching, seed, epoch
+        )
     try:
-        return batches(dataset, int(opts.batch_size), opts.max_seqs, batching or opts.batching,
-                       seed, epoch, max_seq_length=max_seq_length)
+        return batches(
+            dataset,
+            int(opts.batch_size),
+            opts.max_seqs,
+            batching or opts.batching,
+            seed,
+            epoch,
+            max_seq_length=max_seq_length,
+        )
     except DatasetError as exc:
         raise TrainError(f"train.max_seq_length: {exc}") from None
 
 
 def batch_description(batch) -> str:
-    """"a batch of 3 sequences of up to 20000 frames" for a step's replica inputs."""
+    """ "a batch of 3 sequences of up to 20000 frames" for a step's replica inputs."""
     seqs, frames = 0, 0
     for inputs, lengths, _ in batch:
         n = 0
@@ -90,8 +104,9 @@ def batch_description(batch) -> str:
             for v in inputs.values():
                 n = max(n, int(np.shape(v)[0]) if np.ndim(v) else 1)
         seqs += n
-    return (f"a batch of {seqs} sequence{'s' if seqs != 1 else ''}"
-            + (f" of up to {frames} frames" if frames else ""))
+    return f"a batch of {seqs} sequence{'s' if seqs != 1 else ''}" + (
+        f" of up to {frames} frames" if frames else ""
+    )
 
 
 class BatchFeeder:
@@ -100,8 +115,14 @@ class BatchFeeder:
     shapes, `opts` the TrainOptions (read at each batch); with train.jit_compile the padded
     input shapes seen are added to `jit_shapes` (XLA compiles once per distinct shape)."""
 
-    def __init__(self, extern_shapes: dict, input_keys: tuple[str, ...], num_replicas: int,
-                 opts, jit_shapes: set):
+    def __init__(
+        self,
+        extern_shapes: dict,
+        input_keys: tuple[str, ...],
+        num_replicas: int,
+        opts,
+        jit_shapes: set,
+    ):
         self.extern_shapes = extern_shapes
         self.input_keys = input_keys
         self.num_replicas = num_replicas

@@ -7,6 +7,7 @@ for the moments around a checkpoint's rename; see `netcompiler.training.trainer`
     NETCOMPILER_TEST_STOP_AT   the process stops itself with SIGSTOP there (keeping its lock)
     NETCOMPILER_TEST_NAN_AT    the training loss of that step is replaced by NaN
 """
+
 from __future__ import annotations
 
 import os

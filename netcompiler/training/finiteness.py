@@ -3,6 +3,7 @@ variables, the fused check of the live variables, the check of a checkpoint's te
 the last good checkpoint), and the one-time warning when the loss grows far beyond its start.
 
 TensorFlow is imported by the functions that need it, not by this module."""
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,11 @@ class FiniteCheck:
             def check():
                 return tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
 
-            self.flags_fn = tf.function(check, autograph=False) if variables else (
-                lambda: tf.zeros([0], tf.bool))
+            self.flags_fn = (
+                tf.function(check, autograph=False)
+                if variables
+                else (lambda: tf.zeros([0], tf.bool))
+            )
         flags = self.flags_fn().numpy()
         return [n for n, ok in zip(self.names, flags) if not ok]
 
@@ -82,19 +86,22 @@ class FiniteCheck:
 def check_step_loss(stats, loss: float, epoch: int, step: int, global_step: int) -> None:
     """NonFiniteLoss if a step's loss (or any of its statistics) is NaN or inf."""
     if not (np.all(np.isfinite(stats)) and math.isfinite(loss)):
-        raise NonFiniteLoss(f"the training loss is {loss} at epoch {epoch}, step {step} "
-                            f"(global step {global_step})")
+        raise NonFiniteLoss(
+            f"the training loss is {loss} at epoch {epoch}, step {step} (global step {global_step})"
+        )
 
 
-def check_step_variables(bad: list[str], loss: float, epoch: int, step: int, global_step: int,
-                         lr: float) -> None:
+def check_step_variables(
+    bad: list[str], loss: float, epoch: int, step: int, global_step: int, lr: float
+) -> None:
     """NonFiniteWeights if variables (`bad`, their names) hold NaN or inf after a step whose
     loss was finite."""
     if bad:
         raise NonFiniteWeights(
             f"the training loss is {loss:.4g} but the variables {listed(bad)} hold NaN "
             f"or inf after epoch {epoch}, step {step} (global step {global_step}): the learning "
-            f"rate ({lr:.3g}) is too high or the gradients need clipping (train.gradient_clip)")
+            f"rate ({lr:.3g}) is too high or the gradients need clipping (train.gradient_clip)"
+        )
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
@@ -107,8 +114,11 @@ def nonfinite_checkpoint_variables(prefix) -> list[str]:
     reader = tf.train.load_checkpoint(str(prefix))
     bad = []
     for key, dtype in reader.get_variable_to_dtype_map().items():
-        if not key.startswith(("network/", "optimizer/")) or "learning_rate" in key \
-                or not dtype.is_floating:
+        if (
+            not key.startswith(("network/", "optimizer/"))
+            or "learning_rate" in key
+            or not dtype.is_floating
+        ):
             continue
         if not np.all(np.isfinite(reader.get_tensor(key))):
             bad.append(key.replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
@@ -129,8 +139,14 @@ def last_finite_checkpoint(model_dir) -> Path | None:
 def stopping(exc: NonFiniteLoss, model_dir) -> NonFiniteLoss:
     """`exc` (of its own class) with the run's end and the last good checkpoint added."""
     kept = last_finite_checkpoint(model_dir)
-    return type(exc)(f"{exc}; stopping. " + (f"The last good checkpoint {kept} is kept."
-                                             if kept else "No checkpoint was written yet."))
+    return type(exc)(
+        f"{exc}; stopping. "
+        + (
+            f"The last good checkpoint {kept} is kept."
+            if kept
+            else "No checkpoint was written yet."
+        )
+    )
 
 
 # -- a growing loss ---------------------------------------------------------------------------------
@@ -150,7 +166,11 @@ class LossGrowthWatch:
         limit = LOSS_GROWTH_WARNING * max(self.reference, 1.0)
         if not self.warned and abs(loss) > limit:
             self.warned = True
-            print(f"netcompiler train: warning: the training loss grew from "
-                  f"{self.reference:.4g} (first step) to {loss:.4g} at epoch {epoch}, step "
-                  f"{step}: the learning rate ({lr:.3g}) is probably too high (or set "
-                  f"train.gradient_clip)", file=err or sys.stderr, flush=True)
+            print(
+                f"netcompiler train: warning: the training loss grew from "
+                f"{self.reference:.4g} (first step) to {loss:.4g} at epoch {epoch}, step "
+                f"{step}: the learning rate ({lr:.3g}) is probably too high (or set "
+                f"train.gradient_clip)",
+                file=err or sys.stderr,
+                flush=True,
+            )

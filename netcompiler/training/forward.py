@@ -3,6 +3,7 @@
 one entry per sequence in the dataset's order, to a RETURNN-style HDF file (atomically).
 
 TensorFlow is imported by the functions that need it, not by this module."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,8 @@ def run_forward(args, result) -> int:
     if missing:
         raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by `{layer}`")
     out_path = getattr(args, "output", None) or str(
-        Path(opts.model_dir or ".") / f"forward-{layer.replace('/', '_')}.hdf")
+        Path(opts.model_dir or ".") / f"forward-{layer.replace('/', '_')}.hdf"
+    )
     by_index = layer_outputs(net, dataset, keys, fetch, layer, opts)
     write_outputs(out_path, dataset, by_index)
     print(f"wrote {len(by_index)} sequences of `{layer}` to {out_path}")
@@ -95,16 +97,18 @@ def layer_outputs(net, dataset, keys, fetch, layer: str, opts) -> list[tuple[int
     fn = net.get_function(keys, fetch, False)
     shape = net.shape(layer)
     out: list[tuple[int, dict]] = []
-    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
-                         int(opts.random_seed), 0):
+    for group in batches(
+        dataset, int(opts.batch_size), opts.max_seqs, "sorted", int(opts.random_seed), 0
+    ):
         padded, lengths = padded_batch(dataset, group, keys)
         inputs = {k: tf.constant(v) for k, v in padded.items()}
         lens = {k: tf.constant(lengths[k]) for k in keys if net.extern_shapes[k].time is not None}
         try:
             values, out_lens = fn(inputs, lens)[layer]
         except oom_types():
-            raise out_of_memory_error(f"running `{layer}` forward", group_description(group, lens),
-                                      opts) from None
+            raise out_of_memory_error(
+                f"running `{layer}` forward", group_description(group, lens), opts
+            ) from None
         values = values.numpy()
         out_lens = None if out_lens is None else out_lens.numpy()
         for j, i in enumerate(group):
@@ -114,11 +118,12 @@ def layer_outputs(net, dataset, keys, fetch, layer: str, opts) -> list[tuple[int
 
 
 def group_description(group, lens: dict) -> str:
-    """"a batch of 3 sequences of up to 200 frames" for a batch's sequence lengths."""
+    """ "a batch of 3 sequences of up to 200 frames" for a batch's sequence lengths."""
     n = len(group)
     frames = max((int(np.max(np.asarray(v))) for v in lens.values()), default=0)
-    return (f"a batch of {n} sequence{'s' if n != 1 else ''}"
-            + (f" of up to {frames} frames" if frames else ""))
+    return f"a batch of {n} sequence{'s' if n != 1 else ''}" + (
+        f" of up to {frames} frames" if frames else ""
+    )
 
 
 def as_frames(value, length: int | None, has_time: bool):

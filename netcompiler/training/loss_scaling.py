@@ -14,6 +14,7 @@ more. The scale is a power of two, so both are exact. Checkpoints hold the wrapp
 (`checkpointed_optimizer`), so they have the same layout in every precision. TensorFlow is
 imported lazily.
 """
+
 from __future__ import annotations
 
 

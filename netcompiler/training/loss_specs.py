@@ -5,6 +5,7 @@ epoch into the reported (scaled, per-frame) loss and error.
 
 A step's statistics are an [L, 4] array, one row per LossSpec: loss sum over valid frames,
 frames, errors, error frames. TensorFlow is not imported here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,13 +44,20 @@ def loss_specs(net) -> list[LossSpec]:
         if not kind:
             continue
         if kind not in LOSSES:
-            raise TrainError(f"layer `{name}`: loss `{kind}` is not supported by the trainer "
-                             f"yet (supported: {', '.join(LOSSES)})")
-        specs.append(output_loss_spec(net, name, layer, kind) if kind in NO_TARGET
-                     else target_loss_spec(net, name, layer, kind))
+            raise TrainError(
+                f"layer `{name}`: loss `{kind}` is not supported by the trainer "
+                f"yet (supported: {', '.join(LOSSES)})"
+            )
+        specs.append(
+            output_loss_spec(net, name, layer, kind)
+            if kind in NO_TARGET
+            else target_loss_spec(net, name, layer, kind)
+        )
     if not specs:
-        raise TrainError("no layer has a `loss`: nothing to train (set e.g. `loss: ce` and "
-                         "`target: classes` on the output layer)")
+        raise TrainError(
+            "no layer has a `loss`: nothing to train (set e.g. `loss: ce` and "
+            "`target: classes` on the output layer)"
+        )
     return specs
 
 
@@ -61,10 +69,20 @@ def output_loss_spec(net, name: str, layer, kind: str) -> LossSpec:
     if layer.scope.in_rec:  # stacked over the loop: [B, T(loop), ...]
         axes = (0, 1)
     else:
-        axes = (next((i for i, d in enumerate(out.dims) if d.kind == BATCH), None),
-                out.index(out.time) if out.time is not None else None)
-    return LossSpec(name, kind, "", float(layer.opts.get("loss_scale", 1.0)),
-                    dict(layer.opts.get("loss_opts") or {}), False, "", *axes)
+        axes = (
+            next((i for i, d in enumerate(out.dims) if d.kind == BATCH), None),
+            out.index(out.time) if out.time is not None else None,
+        )
+    return LossSpec(
+        name,
+        kind,
+        "",
+        float(layer.opts.get("loss_scale", 1.0)),
+        dict(layer.opts.get("loss_opts") or {}),
+        False,
+        "",
+        *axes,
+    )
 
 
 def target_loss_spec(net, name: str, layer, kind: str) -> LossSpec:
@@ -82,13 +100,21 @@ def target_loss_spec(net, name: str, layer, kind: str) -> LossSpec:
 
         ref = choice_loss_source(net.graph, layer)
         if ref is None:
-            raise TrainError(f"layer `{name}`: the loss of a `choice` needs one input "
-                             f"layer (its distribution)")
+            raise TrainError(
+                f"layer `{name}`: the loss of a `choice` needs one input layer (its distribution)"
+            )
         source = ref.target.name
         if layer.opts.get("input_type") == "log_prob":  # log_softmax(log p) = log p
             opts["from_logits"] = True
-    return LossSpec(name, kind, target, float(layer.opts.get("loss_scale", 1.0)),
-                    opts, bool(shapes[target].sparse), source)
+    return LossSpec(
+        name,
+        kind,
+        target,
+        float(layer.opts.get("loss_scale", 1.0)),
+        opts,
+        bool(shapes[target].sparse),
+        source,
+    )
 
 
 def main_loss_index(specs: list[LossSpec]) -> int:
@@ -98,15 +124,23 @@ def main_loss_index(specs: list[LossSpec]) -> int:
 
 def l2_terms(net) -> list[tuple[str, float]]:
     """(layer, factor) of every layer with `L2: factor` that has parameters."""
-    return [(name, float(layer.opts["L2"])) for name, layer in net.network.layers.items()
-            if layer.opts.get("L2") and name in net.layer_params]
+    return [
+        (name, float(layer.opts["L2"]))
+        for name, layer in net.network.layers.items()
+        if layer.opts.get("L2") and name in net.layer_params
+    ]
 
 
 def step_input_keys(net, specs: list[LossSpec]) -> tuple[str, ...]:
     """The extern data keys a step reads (sorted): those the loss layers need, and targets."""
     needed = net.needed_layers(tuple(s.source or s.layer for s in specs))
-    return tuple(sorted(k for k in net.extern_shapes
-                        if f"data:{k}" in needed or any(s.target == k for s in specs)))
+    return tuple(
+        sorted(
+            k
+            for k in net.extern_shapes
+            if f"data:{k}" in needed or any(s.target == k for s in specs)
+        )
+    )
 
 
 # -- adding the statistics up -----------------------------------------------------------------------
@@ -131,9 +165,10 @@ class Accumulator:
         return float(e / n) if n else float("nan")
 
     def per_layer(self) -> dict[str, tuple[float, float]]:
-        return {spec.layer: (float(s / n) if n else float("nan"), float(e / en) if en else
-                             float("nan"))
-                for spec, (s, n, e, en) in zip(self.losses, self.stats)}
+        return {
+            spec.layer: (float(s / n) if n else float("nan"), float(e / en) if en else float("nan"))
+            for spec, (s, n, e, en) in zip(self.losses, self.stats)
+        }
 
 
 def step_loss(losses: list[LossSpec], stats) -> float:

@@ -25,6 +25,7 @@ combined exactly: the per-frame loss of several batches is `sum(loss) / sum(fram
          does: per valid frame when the output has batch and time axes, per sequence with a
          batch axis and no time axis, else not at all (divided by 1); no error measure.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -92,8 +93,9 @@ def _fit_time(targets, values):
     return tf.pad(targets, paddings)
 
 
-def ce_loss(probs, targets, lengths, label_smoothing: float = 0.0,
-            from_logits: bool = False) -> LossValue:
+def ce_loss(
+    probs, targets, lengths, label_smoothing: float = 0.0, from_logits: bool = False
+) -> LossValue:
     """Cross entropy of sparse `targets` [B, T] under `probs` [B, T, K] (see module doc)."""
     logp = log_probs(probs, from_logits)
     targets = _fit_time(tf.cast(targets, tf.int32), logp)
@@ -137,8 +139,7 @@ def mse_loss(values, targets, lengths, target_sparse: bool = False) -> LossValue
     return LossValue(loss, frames, errors, frames)
 
 
-def ctc_loss(probs, out_lengths, targets, target_lengths, from_logits: bool = False
-             ) -> LossValue:
+def ctc_loss(probs, out_lengths, targets, target_lengths, from_logits: bool = False) -> LossValue:
     """CTC (blank = last class) of sparse `targets` [B, S] given `probs` [B, T, K]."""
     logits = logits_of(probs, from_logits)
     out_lengths = tf.cast(out_lengths, tf.int32)
@@ -146,17 +147,25 @@ def ctc_loss(probs, out_lengths, targets, target_lengths, from_logits: bool = Fa
     targets = tf.cast(targets, tf.int32)
     tmask = tf.sequence_mask(target_lengths, maxlen=tf.shape(targets)[1])
     targets = tf.where(tmask, targets, 0)
-    per_seq = tf.nn.ctc_loss(labels=targets, logits=logits, label_length=target_lengths,
-                             logit_length=out_lengths, logits_time_major=False, blank_index=-1)
+    per_seq = tf.nn.ctc_loss(
+        labels=targets,
+        logits=logits,
+        label_length=target_lengths,
+        logit_length=out_lengths,
+        logits_time_major=False,
+        blank_index=-1,
+    )
     frames = tf.cast(tf.reduce_sum(out_lengths), tf.float32)
     loss = tf.reduce_sum(per_seq)
     # greedy decoding -> label error rate
-    decoded, _ = tf.nn.ctc_greedy_decoder(tf.transpose(logits, [1, 0, 2]), out_lengths,
-                                          blank_index=-1)
+    decoded, _ = tf.nn.ctc_greedy_decoder(
+        tf.transpose(logits, [1, 0, 2]), out_lengths, blank_index=-1
+    )
     hyp = tf.cast(decoded[0], tf.int64)
     ref = tf.sparse.from_dense(tf.where(tmask, tf.cast(targets, tf.int64) + 1, 0))
-    ref = tf.SparseTensor(ref.indices, ref.values - 1, tf.cast(tf.shape(targets, tf.int64),
-                                                               tf.int64))
+    ref = tf.SparseTensor(
+        ref.indices, ref.values - 1, tf.cast(tf.shape(targets, tf.int64), tf.int64)
+    )
     dist = tf.edit_distance(hyp, ref, normalize=False)
     errors = tf.reduce_sum(dist)
     return LossValue(loss, frames, errors, tf.cast(tf.reduce_sum(target_lengths), tf.float32))
@@ -166,14 +175,16 @@ def _as_sparse(labels, lengths) -> tf.SparseTensor:
     labels = tf.cast(labels, tf.int64)
     mask = tf.sequence_mask(tf.cast(lengths, tf.int32), maxlen=tf.shape(labels)[1])
     indices = tf.where(mask)
-    return tf.SparseTensor(indices, tf.gather_nd(labels, indices),
-                           tf.cast(tf.shape(labels), tf.int64))
+    return tf.SparseTensor(
+        indices, tf.gather_nd(labels, indices), tf.cast(tf.shape(labels), tf.int64)
+    )
 
 
 def edit_distance_loss(labels, lengths, targets, target_lengths) -> LossValue:
     """Edit distance of `labels` [B, T] to `targets` [B, S] on their valid frames (no loss)."""
-    dist = tf.edit_distance(_as_sparse(labels, lengths), _as_sparse(targets, target_lengths),
-                            normalize=False)
+    dist = tf.edit_distance(
+        _as_sparse(labels, lengths), _as_sparse(targets, target_lengths), normalize=False
+    )
     n_ref = tf.cast(tf.reduce_sum(target_lengths), tf.float32)
     return LossValue(tf.constant(0.0), n_ref, tf.reduce_sum(dist), n_ref)
 
@@ -187,8 +198,7 @@ def frame_error(values, targets, lengths) -> LossValue:
     return LossValue(tf.constant(0.0), frames, _frame_errors(values, targets, mask), frames)
 
 
-def as_is_loss(values, lengths, batch_axis: int | None = 0, time_axis: int | None = 1
-               ) -> LossValue:
+def as_is_loss(values, lengths, batch_axis: int | None = 0, time_axis: int | None = 1) -> LossValue:
     """The output `values` itself as the loss (see module doc): the sum of all its entries on
     the valid frames of `time_axis` (lengths `lengths` [B]), and RETURNN's normaliser: the
     number of valid frames with batch and time axes, the batch size with only a batch axis,
@@ -209,15 +219,26 @@ def as_is_loss(values, lengths, batch_axis: int | None = 0, time_axis: int | Non
         frames = tf.cast(tf.reduce_sum(lengths), tf.float32)
     else:
         loss = tf.reduce_sum(values)
-        frames = (tf.cast(tf.shape(values)[batch_axis], tf.float32) if batch_axis is not None
-                  else tf.constant(1.0))
+        frames = (
+            tf.cast(tf.shape(values)[batch_axis], tf.float32)
+            if batch_axis is not None
+            else tf.constant(1.0)
+        )
     zero = tf.constant(0.0)
     return LossValue(loss, frames, zero, zero)
 
 
-def compute_loss(kind: str, values, lengths, targets, target_lengths, opts: dict | None = None,
-                 target_sparse: bool = True, batch_axis: int | None = 0,
-                 time_axis: int | None = 1) -> LossValue:
+def compute_loss(
+    kind: str,
+    values,
+    lengths,
+    targets,
+    target_lengths,
+    opts: dict | None = None,
+    target_sparse: bool = True,
+    batch_axis: int | None = 0,
+    time_axis: int | None = 1,
+) -> LossValue:
     """Dispatch on the layer's `loss` name (`ce`, `mse`, `ctc`, ...); `opts` is `loss_opts`.
     `batch_axis` / `time_axis`: where `values` has them (None: it has none); only `as_is`
     reads them (the other losses take batch-major [B, T, ...] values)."""
@@ -226,8 +247,9 @@ def compute_loss(kind: str, values, lengths, targets, target_lengths, opts: dict
         return as_is_loss(values, lengths, batch_axis, time_axis)
     from_logits = bool(opts.get("from_logits", False))
     if kind == "ce":
-        return ce_loss(values, targets, lengths, float(opts.get("label_smoothing", 0.0) or 0.0),
-                       from_logits)
+        return ce_loss(
+            values, targets, lengths, float(opts.get("label_smoothing", 0.0) or 0.0), from_logits
+        )
     if kind == "mse":
         return mse_loss(values, targets, lengths, target_sparse)
     if kind == "ctc":
@@ -242,8 +264,9 @@ def compute_loss(kind: str, values, lengths, targets, target_lengths, opts: dict
         if target_lengths is None:
             target_lengths = tf.fill([tf.shape(targets)[0]], tf.shape(targets)[1])
         return edit_distance_loss(values, lengths, targets, target_lengths)
-    raise ValueError(f"loss `{kind}` is not supported by the trainer (supported: "
-                     f"{', '.join(LOSSES)})")
+    raise ValueError(
+        f"loss `{kind}` is not supported by the trainer (supported: {', '.join(LOSSES)})"
+    )
 
 
 def l2_penalty(variables) -> tf.Tensor:

@@ -42,6 +42,7 @@ per-epoch controls (constant, newbob, newbob_multi_epoch).
 The state (current rate, previous score, the rate and score of every epoch trained) is a plain
 dict saved with every checkpoint (`meta.json`'s `learning_rate_control`).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,10 +61,19 @@ KNOWN_OPTS = {
     "constant": set(),
     "warmup": {"warmup_steps", "decay_type", "decay_rate", "decay_steps", "min_learning_rate"},
     "newbob": {"decay", "relative_error_threshold", "min_learning_rate", "error_measure"},
-    "newbob_multi_epoch": {"decay", "growth", "relative_error_threshold",
-                           "relative_error_grow_threshold", "num_epochs", "update_interval",
-                           "min_num_epochs_per_new_lr", "relative_error_relative_lr",
-                           "relative_error_div_by_old", "min_learning_rate", "error_measure"},
+    "newbob_multi_epoch": {
+        "decay",
+        "growth",
+        "relative_error_threshold",
+        "relative_error_grow_threshold",
+        "num_epochs",
+        "update_interval",
+        "min_num_epochs_per_new_lr",
+        "relative_error_relative_lr",
+        "relative_error_div_by_old",
+        "min_learning_rate",
+        "error_measure",
+    },
 }
 
 
@@ -83,21 +93,23 @@ def epoch_rates(value) -> dict[int, float]:
             try:
                 epoch = int(k)
             except (TypeError, ValueError):
-                raise LearningRateError(f"learning_rates: key {k!r} is not an epoch "
-                                        f"number") from None
+                raise LearningRateError(
+                    f"learning_rates: key {k!r} is not an epoch number"
+                ) from None
             if isinstance(k, bool) or str(epoch) != str(k).strip() or epoch < 1:
-                raise LearningRateError(f"learning_rates: key {k!r} is not an epoch number "
-                                        f">= 1")
+                raise LearningRateError(f"learning_rates: key {k!r} is not an epoch number >= 1")
             items.append((epoch, v))
     else:
-        raise LearningRateError(f"learning_rates must be a list of rates or a mapping "
-                                f"epoch -> rate, got {type(value).__name__}")
+        raise LearningRateError(
+            f"learning_rates must be a list of rates or a mapping "
+            f"epoch -> rate, got {type(value).__name__}"
+        )
     out = {}
     for epoch, v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                or v <= 0:
-            raise LearningRateError(f"learning_rates: the rate of epoch {epoch} must be a "
-                                    f"number > 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise LearningRateError(
+                f"learning_rates: the rate of epoch {epoch} must be a number > 0, got {v!r}"
+            )
         out[epoch] = float(v)
     return out
 
@@ -118,37 +130,46 @@ class LearningRateControl:
 
     def __post_init__(self):
         if self.kind not in CONTROLS:
-            raise LearningRateError(f"unknown learning_rate_control `{self.kind}` "
-                                    f"(one of {', '.join(CONTROLS)})")
+            raise LearningRateError(
+                f"unknown learning_rate_control `{self.kind}` (one of {', '.join(CONTROLS)})"
+            )
         known = KNOWN_OPTS[self.kind]
         unknown = set(self.opts) - known
         if unknown:
             raise LearningRateError(
                 f"learning_rate_control_opts: {', '.join(sorted(unknown))} not used by "
-                f"`{self.kind}`" + (f" (it takes {', '.join(sorted(known))})" if known else ""))
+                f"`{self.kind}`" + (f" (it takes {', '.join(sorted(known))})" if known else "")
+            )
         if self.kind == "warmup":
             if self.decay_type not in DECAY_TYPES:
-                raise LearningRateError(f"learning_rate_control_opts.decay_type must be one of "
-                                        f"{', '.join(DECAY_TYPES)}")
+                raise LearningRateError(
+                    f"learning_rate_control_opts.decay_type must be one of {', '.join(DECAY_TYPES)}"
+                )
         if self.opts.get("error_measure", "loss") not in ERROR_MEASURES:
-            raise LearningRateError(f"learning_rate_control_opts.error_measure must be one of "
-                                    f"{', '.join(ERROR_MEASURES)}")
+            raise LearningRateError(
+                f"learning_rate_control_opts.error_measure must be one of "
+                f"{', '.join(ERROR_MEASURES)}"
+            )
         if self.kind == "newbob_multi_epoch":
             for key in ("num_epochs", "update_interval"):
                 v = self.opts.get(key, 1)
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise LearningRateError(f"learning_rate_control_opts.{key} must be an "
-                                            f"integer >= 1, got {v!r}")
+                    raise LearningRateError(
+                        f"learning_rate_control_opts.{key} must be an integer >= 1, got {v!r}"
+                    )
             if self.grow_threshold > self.threshold:
                 raise LearningRateError(
                     "learning_rate_control_opts.relative_error_grow_threshold "
                     f"({self.grow_threshold:g}) must not be above relative_error_threshold "
-                    f"({self.threshold:g}): the rate would decay and grow at once")
+                    f"({self.threshold:g}): the rate would decay and grow at once"
+                )
         self.presets = epoch_rates(self.learning_rates)
         if self.presets and self.kind not in PER_EPOCH:
-            raise LearningRateError(f"learning_rates (per epoch) needs a per-epoch "
-                                    f"learning_rate_control ({', '.join(PER_EPOCH)}), not "
-                                    f"`{self.kind}`")
+            raise LearningRateError(
+                f"learning_rates (per epoch) needs a per-epoch "
+                f"learning_rate_control ({', '.join(PER_EPOCH)}), not "
+                f"`{self.kind}`"
+            )
         if self.current is None:
             self.current = float(self.presets.get(1, self.base))
 
@@ -264,7 +285,7 @@ class LearningRateControl:
         lr = float(self.history[past[-1]][0]) if past else float(self.base)
         if self.update_interval > 1 and epoch % self.update_interval != 1:
             return lr
-        window = past[-(self.num_epochs + 1):]
+        window = past[-(self.num_epochs + 1) :]
         if len(window) <= 1:
             return lr
         rels = [self.relative_error(a, b) for a, b in zip(window, window[1:])]
@@ -279,8 +300,11 @@ class LearningRateControl:
 
     # -- state for checkpoints ------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"current": self.current, "previous_score": self.previous_score,
-                "history": {str(e): list(v) for e, v in sorted(self.history.items())}}
+        return {
+            "current": self.current,
+            "previous_score": self.previous_score,
+            "history": {str(e): list(v) for e, v in sorted(self.history.items())},
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("current") is not None:
@@ -289,8 +313,10 @@ class LearningRateControl:
         self.previous_score = None if prev is None else float(prev)
         history = state.get("history")
         if isinstance(history, dict):
-            self.history = {int(e): [float(v[0]), None if v[1] is None else float(v[1])]
-                            for e, v in history.items()}
+            self.history = {
+                int(e): [float(v[0]), None if v[1] is None else float(v[1])]
+                for e, v in history.items()
+            }
 
 
 def checkpoint_state(prefix) -> dict[str, Any]:

@@ -4,6 +4,7 @@ training, removing what killed runs left behind, and publishing a checkpoint ato
 the way, no permission, a full disk) become one-line TrainErrors naming the directory.
 
 TensorFlow is not imported here: the checkpoint files are written by the caller's function."""
+
 from __future__ import annotations
 
 import errno
@@ -52,8 +53,10 @@ class ModelDirLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise TrainError(f"train.model_dir {self.path.parent} is not writable: cannot "
-                             f"create {self.path} ({os_reason(exc)})") from None
+            raise TrainError(
+                f"train.model_dir {self.path.parent} is not writable: cannot "
+                f"create {self.path} ({os_reason(exc)})"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -63,9 +66,11 @@ class ModelDirLock:
                 raise ModelDirBusy(
                     f"train.model_dir {self.path.parent} is in use by another run (process "
                     f"{holder or 'unknown'} holds the lock {self.path}); wait for it to end or "
-                    f"use another --model-dir") from None
-            raise TrainError(f"train.model_dir {self.path.parent}: cannot lock {self.path} "
-                             f"({os_reason(exc)})") from None
+                    f"use another --model-dir"
+                ) from None
+            raise TrainError(
+                f"train.model_dir {self.path.parent}: cannot lock {self.path} ({os_reason(exc)})"
+            ) from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
@@ -96,8 +101,9 @@ def prepare_model_dir(model_dir: Path, chief: bool = True) -> ModelDirLock | Non
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TrainError(f"train.model_dir {model_dir}: cannot create the directory "
-                         f"({os_reason(exc)})") from None
+        raise TrainError(
+            f"train.model_dir {model_dir}: cannot create the directory ({os_reason(exc)})"
+        ) from None
     if not chief:
         return None
     lock = ModelDirLock(model_dir)
@@ -108,8 +114,9 @@ def prepare_model_dir(model_dir: Path, chief: bool = True) -> ModelDirLock | Non
         os.unlink(probe)
     except OSError as exc:
         lock.release()
-        raise TrainError(f"train.model_dir {model_dir} is not writable "
-                         f"({os_reason(exc)})") from None
+        raise TrainError(
+            f"train.model_dir {model_dir} is not writable ({os_reason(exc)})"
+        ) from None
     return lock
 
 
@@ -143,8 +150,9 @@ def fsync_tree(root) -> None:
         fsync_dir(d)
 
 
-def publish_checkpoint(model_dir: Path, epoch: int, write: Callable[[str], object],
-                       meta: dict, keep_last_n: int) -> Path:
+def publish_checkpoint(
+    model_dir: Path, epoch: int, write: Callable[[str], object], meta: dict, keep_last_n: int
+) -> Path:
     """Publish `model_dir/ckpt-NNN` for `epoch`: `write(prefix)` writes the checkpoint files
     into a temporary directory, `meta` goes to its `meta.json`; fsynced before the rename, the
     directory after it; then prune to the newest `keep_last_n`. A write that fails (disk full,
@@ -169,10 +177,14 @@ def publish_checkpoint(model_dir: Path, epoch: int, write: Callable[[str], objec
             raise TrainError(
                 f"cannot write the checkpoint of epoch {epoch} into train.model_dir "
                 f"{model_dir} ({os_reason(exc)}); "
-                + (f"the earlier checkpoint {kept} is kept" if kept else
-                   "no checkpoint was written")) from None
+                + (
+                    f"the earlier checkpoint {kept} is kept"
+                    if kept
+                    else "no checkpoint was written"
+                )
+            ) from None
         raise
-    for _, path in list_checkpoints(model_dir)[:-int(keep_last_n)]:
+    for _, path in list_checkpoints(model_dir)[: -int(keep_last_n)]:
         shutil.rmtree(path, ignore_errors=True)
     return final
 

@@ -1,5 +1,6 @@
 """The options of training (the config's `train` section) as a dataclass; their defaults come
 from `schemas/train.schema.json`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

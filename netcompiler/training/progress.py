@@ -1,5 +1,6 @@
 """The progress of a training epoch while it runs: a rich progress bar on a terminal, a few
 plain lines otherwise (about five per epoch)."""
+
 from __future__ import annotations
 
 import sys
@@ -25,9 +26,15 @@ class Progress:
                     TimeElapsedColumn,
                 )
                 from rich.progress import Progress as Bar
-                self._bar = Bar(TextColumn(f"epoch {epoch}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                transient=True)
+
+                self._bar = Bar(
+                    TextColumn(f"epoch {epoch}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(),
+                    transient=True,
+                )
                 self._bar.start()
                 self._task = self._bar.add_task("train", total=total, info="")
                 return
@@ -40,8 +47,11 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, info=f"loss {loss:.4f}")
         elif step % self._every == 0 or step == self._total:
-            print(f"epoch {self._epoch} step {step}/{self._total} loss {loss:.4f} lr {lr:.3g}",
-                  file=self.out, flush=True)
+            print(
+                f"epoch {self._epoch} step {step}/{self._total} loss {loss:.4f} lr {lr:.3g}",
+                file=self.out,
+                flush=True,
+            )
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -3,6 +3,7 @@
 TensorBoard scalars, and the summary line printed after each epoch.
 
 TensorFlow is imported by the functions that need it (TensorBoard), not by this module."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,16 @@ from netcompiler.training.checkpoints import list_checkpoints
 from netcompiler.training.command_support import TrainError
 from netcompiler.training.model_dir import os_reason
 
-SCORE_COLUMNS = ("epoch", "learning_rate", "train_loss", "train_error", "dev_loss", "dev_error",
-                 "dev_seq_error", "wall_time")
+SCORE_COLUMNS = (
+    "epoch",
+    "learning_rate",
+    "train_loss",
+    "train_error",
+    "dev_loss",
+    "dev_error",
+    "dev_seq_error",
+    "wall_time",
+)
 NAN = float("nan")
 
 
@@ -41,16 +50,24 @@ class EpochScores:
 
     def row(self) -> dict:
         """The `scores.tsv` row (formatted cells)."""
-        return {"epoch": self.epoch, "learning_rate": f"{self.learning_rate:.6g}",
-                "train_loss": f"{self.train_loss:.6f}", "train_error": f"{self.train_error:.6f}",
-                "dev_loss": f"{self.dev_loss:.6f}", "dev_error": f"{self.dev_error:.6f}",
-                "dev_seq_error": f"{self.dev_seq_error:.6f}",
-                "wall_time": f"{self.wall_time:.2f}"}
+        return {
+            "epoch": self.epoch,
+            "learning_rate": f"{self.learning_rate:.6g}",
+            "train_loss": f"{self.train_loss:.6f}",
+            "train_error": f"{self.train_error:.6f}",
+            "dev_loss": f"{self.dev_loss:.6f}",
+            "dev_error": f"{self.dev_error:.6f}",
+            "dev_seq_error": f"{self.dev_seq_error:.6f}",
+            "wall_time": f"{self.wall_time:.2f}",
+        }
 
     def scalars(self) -> dict[str, float]:
         """The TensorBoard scalars, by tag."""
-        out = {"learning_rate": self.learning_rate, "train/loss": self.train_loss,
-               "train/error": self.train_error}
+        out = {
+            "learning_rate": self.learning_rate,
+            "train/loss": self.train_loss,
+            "train/error": self.train_error,
+        }
         for layer, (loss, error) in self.per_layer.items():
             out[f"train/{layer}/loss"] = loss
             out[f"train/{layer}/error"] = error
@@ -62,13 +79,16 @@ class EpochScores:
 
     def summary(self, num_epochs: int) -> str:
         """The line printed after the epoch."""
-        dev_text = (f", dev loss {self.dev_loss:.4f} error {self.dev_error:.2%}"
-                    if self.has_dev else "")
+        dev_text = (
+            f", dev loss {self.dev_loss:.4f} error {self.dev_error:.2%}" if self.has_dev else ""
+        )
         if not math.isnan(self.dev_seq_error):
             dev_text += f", dev sequence error {self.dev_seq_error:.2%} (search)"
-        return (f"epoch {self.epoch}/{num_epochs}: lr {self.learning_rate:.3g}, train loss "
-                f"{self.train_loss:.4f} error {self.train_error:.2%}{dev_text} "
-                f"({self.wall_time:.1f}s)")
+        return (
+            f"epoch {self.epoch}/{num_epochs}: lr {self.learning_rate:.3g}, train loss "
+            f"{self.train_loss:.4f} error {self.train_error:.2%}{dev_text} "
+            f"({self.wall_time:.1f}s)"
+        )
 
 
 # -- scores.tsv -------------------------------------------------------------------------------------
@@ -116,8 +136,10 @@ def write_scores(model_dir: Path, rows: list[dict]) -> None:
     try:
         atomic_write_text(path, "\n".join(lines) + "\n")
     except OSError as exc:
-        raise TrainError(f"cannot write {path} ({os_reason(exc)}); the checkpoints are kept "
-                         f"and the next run restores the missing rows") from None
+        raise TrainError(
+            f"cannot write {path} ({os_reason(exc)}); the checkpoints are kept "
+            f"and the next run restores the missing rows"
+        ) from None
 
 
 # -- TensorBoard ------------------------------------------------------------------------------------
@@ -128,7 +150,8 @@ def write_scalar(tag: str, value: float, step: int) -> None:
     from tensorflow.core.framework import summary_pb2
 
     meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
     tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=meta)
 
 
@@ -141,11 +164,15 @@ class TensorBoardLog:
 
         self.path = model_dir / "tensorboard"
         try:
-            self.writer = tf.summary.create_file_writer(str(self.path)) if chief \
+            self.writer = (
+                tf.summary.create_file_writer(str(self.path))
+                if chief
                 else tf.summary.create_noop_writer()
+            )
         except (OSError, tf.errors.OpError) as exc:
-            raise TrainError(f"cannot create the TensorBoard log in {self.path} "
-                             f"({os_reason(exc)})") from None
+            raise TrainError(
+                f"cannot create the TensorBoard log in {self.path} ({os_reason(exc)})"
+            ) from None
 
     def write(self, scalars: dict[str, float], epoch: int) -> None:
         import tensorflow as tf
@@ -156,8 +183,10 @@ class TensorBoardLog:
                     write_scalar(tag, value, epoch)
             self.writer.flush()
         except tf.errors.OpError as exc:  # e.g. the disk is full
-            raise TrainError(f"cannot write the TensorBoard log in {self.path} "
-                             f"({os_reason(exc)}); the checkpoints are kept") from None
+            raise TrainError(
+                f"cannot write the TensorBoard log in {self.path} "
+                f"({os_reason(exc)}); the checkpoints are kept"
+            ) from None
 
     def close(self) -> None:
         """Close the log; a failure (e.g. a full disk) is ignored: an error that led here

@@ -6,6 +6,7 @@ The TSV has one row per hypothesis. A sequence tag is written escaped (`tsv_fiel
 a tab or a line break stays one field of one row: backslash -> `\\`, tab -> `\t`, newline ->
 `\n`, carriage return -> `\r` (the escaping of PostgreSQL's text COPY format; `tsv_unescape`
 undoes it). Tags without these characters are written as they are."""
+
 from __future__ import annotations
 
 import sys
@@ -114,8 +115,9 @@ def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions
     target = targets[0] if len(targets) == 1 and targets[0] in dataset.keys else None
     errors = SearchErrors(target)
     hyps_by_index: dict[int, list[dict]] = {}
-    for group in batches(dataset, int(opts.batch_size), opts.max_seqs, "sorted",
-                         int(opts.random_seed), 0):
+    for group in batches(
+        dataset, int(opts.batch_size), opts.max_seqs, "sorted", int(opts.random_seed), 0
+    ):
         inputs, lengths = padded_batch(dataset, group)
         ins = {k: inputs[k] for k in inputs_needed}
         lens = {k: lengths[k] for k in inputs_needed if net.extern_shapes[k].time is not None}
@@ -128,7 +130,9 @@ def search_dataset(net, rec, dataset, beam: int, n_best: int, opts: TrainOptions
             raise out_of_memory_error(
                 f"in beam search (beam {beam})",
                 f"a batch of {len(group)} sequence{'s' if len(group) != 1 else ''}"
-                + (f" of up to {frames} frames" if frames else ""), opts) from None
+                + (f" of up to {frames} frames" if frames else ""),
+                opts,
+            ) from None
         for i, hyps in zip(group, res):
             hyps_by_index[int(i)] = hyps
             if target is not None:
@@ -199,8 +203,10 @@ def _search(args, result) -> int:
     config = result.config.data
     opts = TrainOptions.from_config(config)
     if not search_rec_layers(result.inferred.network):
-        raise TrainError("the network has no decoder to search: no `rec` layer with a `unit` "
-                         "containing a `choice` layer")
+        raise TrainError(
+            "the network has no decoder to search: no `rec` layer with a `unit` "
+            "containing a `choice` layer"
+        )
     # data first (cheap, the most common mistake), then the checkpoint
     extern = dict(config.get("extern_data") or {})
     spec, name = _search_dataset_spec(args.data, opts)
@@ -216,16 +222,24 @@ def _search(args, result) -> int:
         check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
     except DatasetError as exc:
         raise TrainError(f"bad dataset: {exc}") from None
-    beam = int(args.beam_size if getattr(args, "beam_size", None) is not None
-               else choice_layer(rec).opts.get("beam_size", 1) or 1)
+    beam = int(
+        args.beam_size
+        if getattr(args, "beam_size", None) is not None
+        else choice_layer(rec).opts.get("beam_size", 1) or 1
+    )
     n_best = int(getattr(args, "n_best", None) or 1)
     if n_best > beam:
-        print(f"netcompiler search: error: --n-best {n_best} is larger than the beam size "
-              f"{beam}", file=sys.stderr)
+        print(
+            f"netcompiler search: error: --n-best {n_best} is larger than the beam size {beam}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     restore_network(net, prefix)
-    inputs_needed = [k for k in net.extern_shapes if k not in targets
-                     and f"data:{k}" in net.needed_layers([rec.name])]
+    inputs_needed = [
+        k
+        for k in net.extern_shapes
+        if k not in targets and f"data:{k}" in net.needed_layers([rec.name])
+    ]
     missing = [k for k in inputs_needed if k not in dataset.keys]
     if missing:
         raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
@@ -249,12 +263,13 @@ def _search(args, result) -> int:
         atomic_write_text(Path(out), text)
     info = sys.stderr if to_stdout else sys.stdout
     where = "" if to_stdout else f" -> {out}"
-    summary = (f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}"
-               f"{where}")
+    summary = f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}{where}"
     if target is not None:
         ser = seq_errors / n_seqs if n_seqs else float("nan")
         ler = label_errors / ref_labels if ref_labels else float("nan")
-        summary += (f"; sequence error {ser:.2%} ({seq_errors}/{n_seqs}), label error "
-                    f"{ler:.2%} ({label_errors}/{ref_labels})")
+        summary += (
+            f"; sequence error {ser:.2%} ({seq_errors}/{n_seqs}), label error "
+            f"{ler:.2%} ({label_errors}/{ref_labels})"
+        )
     print(summary, file=info, flush=True)
     return EXIT_OK

@@ -8,6 +8,7 @@ A step is one `tf.function` with dynamic batch/time sizes over a list with one
 replicas (`netcompiler.training.loss_specs`). Each replica's losses are sums over its valid
 frames divided by the global frame count, so the loss and the gradients are those of one device
 on the same global batch. TensorFlow is imported by the functions that need it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,9 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise TrainError(f"unknown train.distribution `{name}` (default, mirrored, "
-                     f"multi_worker_mirrored)")
+    raise TrainError(
+        f"unknown train.distribution `{name}` (default, mirrored, multi_worker_mirrored)"
+    )
 
 
 def is_chief(strategy) -> bool:
@@ -36,8 +38,9 @@ def is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
-    return resolver.task_type in ("chief",) or (resolver.task_type == "worker"
-                                                 and resolver.task_id == 0)
+    return resolver.task_type in ("chief",) or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
 
 
 def make_optimizer(spec: dict | None, learning_rate: float):
@@ -87,12 +90,16 @@ class StepFunctions:
 
         run = self.run
         registered = run.net.network.registered
-        target_layers = tuple(registered[s.target].name for s in run.losses
-                              if s.target in registered)
-        out = run.net.forward(inputs, lengths, training=training,
-                              fetch=tuple(s.source or s.layer for s in run.losses)
-                              + target_layers,
-                              step_seed=self.dropout_seed() if training else None)
+        target_layers = tuple(
+            registered[s.target].name for s in run.losses if s.target in registered
+        )
+        out = run.net.forward(
+            inputs,
+            lengths,
+            training=training,
+            fetch=tuple(s.source or s.layer for s in run.losses) + target_layers,
+            step_seed=self.dropout_seed() if training else None,
+        )
         rows = []
         for spec in run.losses:
             values, lens = out[spec.source or spec.layer]
@@ -102,8 +109,17 @@ class StepFunctions:
                 target, target_lens = out[registered[spec.target].name]
             else:
                 target, target_lens = inputs[spec.target], lengths.get(spec.target)
-            lv = compute_loss(spec.kind, values, lens, target, target_lens, spec.opts,
-                              spec.target_sparse, spec.batch_axis, spec.time_axis)
+            lv = compute_loss(
+                spec.kind,
+                values,
+                lens,
+                target,
+                target_lens,
+                spec.opts,
+                spec.target_sparse,
+                spec.batch_axis,
+                spec.time_axis,
+            )
             rows.append(tf.stack([lv.loss, lv.frames, lv.errors, lv.error_frames]))
         return tf.stack(rows) * weight
 
@@ -138,9 +154,13 @@ class StepFunctions:
                     objective += factor * l2_penalty(params) / run.num_replicas
             objective = scaled_objective(run.optimizer, objective)  # mixed_float16 only
         grads = tape.gradient(objective, run.trainable)
-        return stats, unscaled_gradients(run.optimizer, [
-            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-            for g, v in zip(grads, run.trainable)])
+        return stats, unscaled_gradients(
+            run.optimizer,
+            [
+                tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                for g, v in zip(grads, run.trainable)
+            ],
+        )
 
     def processed_gradients(self, grads, apply: bool):
         """The gradients to apply, after the all-reduce, accumulation, noise and clipping that
@@ -150,8 +170,7 @@ class StepFunctions:
 
         run, n, opts = self.run, self.run.num_replicas, self.run.opts
         accum = run.accum_steps
-        if not (opts.gradient_clip or opts.gradient_clip_value or opts.gradient_noise
-                or accum > 1):
+        if not (opts.gradient_clip or opts.gradient_clip_value or opts.gradient_noise or accum > 1):
             return grads
         ctx = tf.distribute.get_replica_context()
         if n > 1:  # clip the global (summed) gradient, exactly as on one device
@@ -178,9 +197,13 @@ class StepFunctions:
         from netcompiler.training.gradients import gradient_post_process
 
         run = self.run
-        return gradient_post_process(grads, run.opts.gradient_noise,
-                                     run.opts.gradient_clip_value, run.seed,
-                                     run.optimizer.iterations)
+        return gradient_post_process(
+            grads,
+            run.opts.gradient_noise,
+            run.opts.gradient_clip_value,
+            run.seed,
+            run.optimizer.iterations,
+        )
 
     def make(self, training: bool, apply: bool = True):
         """The step: training (gradients applied, or with `apply` False only accumulated) or
@@ -209,9 +232,14 @@ class StepFunctions:
                 result = strategy.run(replica_fn, args=tuple(per_replica[0]))
             else:
                 values = strategy.experimental_distribute_values_from_function(
-                    lambda ctx: tuple(per_replica[ctx.replica_id_in_sync_group]))
+                    lambda ctx: tuple(per_replica[ctx.replica_id_in_sync_group])
+                )
                 result = strategy.run(replica_fn, args=tuple(values))
             return strategy.reduce(tf.distribute.ReduceOp.SUM, result, axis=None)
 
-        return tf.function(step, input_signature=[[self.input_signature()] * n],
-                           autograph=False, jit_compile=bool(run.opts.jit_compile) or None)
+        return tf.function(
+            step,
+            input_signature=[[self.input_signature()] * n],
+            autograph=False,
+            jit_compile=bool(run.opts.jit_compile) or None,
+        )

@@ -65,6 +65,7 @@ written. NETCOMPILER_TEST_STOP_AT takes the same values and stops the process wi
 instead (it keeps its lock: tests of concurrent runs). NETCOMPILER_TEST_NAN_AT="EPOCH:STEP"
 replaces the training loss of that step by NaN.
 """
+
 from __future__ import annotations
 
 import math
@@ -136,9 +137,12 @@ def learning_rate_control(opts):
     from netcompiler.training.lr_control import LearningRateControl, LearningRateError
 
     try:
-        return LearningRateControl(opts.learning_rate_control, float(opts.learning_rate),
-                                   dict(opts.learning_rate_control_opts or {}),
-                                   learning_rates=opts.learning_rates)
+        return LearningRateControl(
+            opts.learning_rate_control,
+            float(opts.learning_rate),
+            dict(opts.learning_rate_control_opts or {}),
+            learning_rates=opts.learning_rates,
+        )
     except LearningRateError as exc:
         raise TrainError(str(exc)) from None
 
@@ -153,25 +157,37 @@ def training_state(seed: int, lr_control, trainable: list, accum_steps: int):
     state = tf.Module(name="train_state")
     state.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     state.seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="seed")
-    state.lr_current = tf.Variable(float(lr_control.current), dtype=tf.float64,
-                                   trainable=False, name="lr_current")
-    state.lr_previous_score = tf.Variable(float("nan"), dtype=tf.float64,
-                                          trainable=False, name="lr_prev_score")
+    state.lr_current = tf.Variable(
+        float(lr_control.current), dtype=tf.float64, trainable=False, name="lr_current"
+    )
+    state.lr_previous_score = tf.Variable(
+        float("nan"), dtype=tf.float64, trainable=False, name="lr_prev_score"
+    )
     if accum_steps > 1:  # RETURNN's accum_grad_multiple_step (checkpointed)
         agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
-        state.accum_step = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                       name="accum_step", aggregation=agg)
+        state.accum_step = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="accum_step", aggregation=agg
+        )
         state.accum_grads = [
-            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, aggregation=agg,
-                        name=f"accum_grad_{i}") for i, v in enumerate(trainable)]
+            tf.Variable(
+                tf.zeros(v.shape, v.dtype), trainable=False, aggregation=agg, name=f"accum_grad_{i}"
+            )
+            for i, v in enumerate(trainable)
+        ]
     return state
 
 
 class Trainer:
     """Builds the network, optimizer and strategy from a validated config and trains it."""
 
-    def __init__(self, result, model_dir: str | os.PathLike | None = None, strategy=None,
-                 out=None, progress: Progress | None = None):
+    def __init__(
+        self,
+        result,
+        model_dir: str | os.PathLike | None = None,
+        strategy=None,
+        out=None,
+        progress: Progress | None = None,
+    ):
         from netcompiler.backend.build import CompiledNetwork
         from netcompiler.training.loss_scaling import checkpointed_optimizer, with_loss_scaling
 
@@ -187,23 +203,28 @@ class Trainer:
         self.num_replicas = int(self.strategy.num_replicas_in_sync)
         if self.opts.jit_compile and self.num_replicas > 1:
             # XLA cannot compile a step whose variables live on several devices
-            raise TrainError(f"train.jit_compile needs one device (train.distribution: "
-                             f"default); `{self.opts.distribution}` has {self.num_replicas} "
-                             f"replicas")
+            raise TrainError(
+                f"train.jit_compile needs one device (train.distribution: "
+                f"default); `{self.opts.distribution}` has {self.num_replicas} "
+                f"replicas"
+            )
         self.seed = int(self.opts.random_seed)
         self.lr_control = learning_rate_control(self.opts)
         with self.strategy.scope():
             self.net = CompiledNetwork(result, seed=self.seed)
             self.optimizer = with_loss_scaling(  # mixed_float16: a dynamic loss scale
-                make_optimizer(self.opts.optimizer, self.lr_control.rate(0)), self.net.precision)
+                make_optimizer(self.opts.optimizer, self.lr_control.rate(0)), self.net.precision
+            )
             self.trainable = [v for v in self.net.variables_by_name.values() if v.trainable]
             self.optimizer.build(self.trainable)
             self.accum_steps = int(self.opts.accum_grad_multiple_step or 1)
-            self.state = training_state(self.seed, self.lr_control, self.trainable,
-                                        self.accum_steps)
+            self.state = training_state(
+                self.seed, self.lr_control, self.trainable, self.accum_steps
+            )
         # one checkpoint layout for every precision (mixed_float16: without the loss scale)
-        self.ckpt = checkpoint(self.net, optimizer=checkpointed_optimizer(self.optimizer),
-                               train_state=self.state)
+        self.ckpt = checkpoint(
+            self.net, optimizer=checkpointed_optimizer(self.optimizer), train_state=self.state
+        )
         self.losses = loss_specs(self.net)
         self.main_loss = main_loss_index(self.losses)
         self.l2 = l2_terms(self.net)
@@ -211,13 +232,15 @@ class Trainer:
         self.trace_counts = {"train": 0, "eval": 0}
         #: with train.jit_compile: the distinct padded input shapes seen (XLA compiles per shape)
         self.jit_shapes: set = set()
-        self.feeder = BatchFeeder(self.net.extern_shapes, self.input_keys, self.num_replicas,
-                                  self.opts, self.jit_shapes)
+        self.feeder = BatchFeeder(
+            self.net.extern_shapes, self.input_keys, self.num_replicas, self.opts, self.jit_shapes
+        )
         self.steps = StepFunctions(self)
         self._train_fn = self.steps.make(training=True)
         #: with accum_grad_multiple_step N > 1: the step that only accumulates (N - 1 of N)
-        self._accum_fn = self.steps.make(training=True, apply=False) \
-            if self.accum_steps > 1 else None
+        self._accum_fn = (
+            self.steps.make(training=True, apply=False) if self.accum_steps > 1 else None
+        )
         self._eval_fn = self.steps.make(training=False)
         self.finite_check = FiniteCheck(self.net, self.optimizer)
         self.loss_watch = LossGrowthWatch()
@@ -237,9 +260,9 @@ class Trainer:
         return self.finite_check()
 
     def load_data(self):
-        self.train_data, self.dev_data = load_datasets(self.opts, self.config,
-                                                       self.net.inferred.extern,
-                                                       self.input_keys, self.seed)
+        self.train_data, self.dev_data = load_datasets(
+            self.opts, self.config, self.net.inferred.extern, self.input_keys, self.seed
+        )
 
     def _groups(self, dataset, epoch: int, batching: str | None = None) -> list[list[int]]:
         return epoch_batches(dataset, self.opts, self.seed, epoch, batching)
@@ -256,8 +279,9 @@ class Trainer:
     @property
     def model_dir(self) -> Path:
         if not self.opts.model_dir:
-            raise TrainError("train.model_dir is not set (use --model-dir DIR or "
-                             "--set train.model_dir=DIR)")
+            raise TrainError(
+                "train.model_dir is not set (use --model-dir DIR or --set train.model_dir=DIR)"
+            )
         return Path(self.opts.model_dir)
 
     def _is_chief(self) -> bool:
@@ -273,21 +297,29 @@ class Trainer:
         model_dir = self.model_dir
         bad = self.nonfinite_variables()
         if bad:
-            raise NonFiniteWeights(f"the variables {listed(bad)} hold NaN or inf at the end of "
-                                   f"epoch {epoch}: not saving them")
+            raise NonFiniteWeights(
+                f"the variables {listed(bad)} hold NaN or inf at the end of "
+                f"epoch {epoch}: not saving them"
+            )
         self.state.epoch.assign(epoch)
         self.state.seed.assign(self.seed)
         lr_state = self.lr_control.state()
         self.state.lr_current.assign(float(lr_state["current"]))
         prev = lr_state["previous_score"]
         self.state.lr_previous_score.assign(float("nan") if prev is None else float(prev))
-        meta = {"epoch": epoch, "seed": self.seed, "learning_rate_control": lr_state,
-                "global_step": int(self.optimizer.iterations.numpy()), "time": time.time()}
+        meta = {
+            "epoch": epoch,
+            "seed": self.seed,
+            "learning_rate_control": lr_state,
+            "global_step": int(self.optimizer.iterations.numpy()),
+            "time": time.time(),
+        }
         row = next((r for r in reversed(self.scores) if str(r.get("epoch")) == str(epoch)), None)
         if row is not None:
             meta["scores"] = {c: str(row[c]) for c in SCORE_COLUMNS if c in row}
-        return publish_checkpoint(model_dir, epoch, self.ckpt.write, meta,
-                                  int(self.opts.keep_last_n))
+        return publish_checkpoint(
+            model_dir, epoch, self.ckpt.write, meta, int(self.opts.keep_last_n)
+        )
 
     def restore(self, path=None) -> int:
         """Restore the newest (or given) checkpoint; returns its epoch (0 if none)."""
@@ -304,16 +336,22 @@ class Trainer:
             status = self.ckpt.read(prefix)
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf_errors()) as exc:
-            raise TrainError(f"checkpoint {prefix} does not fit this config (was it written "
-                             f"for another network or optimizer?): {exc}") from None
+            raise TrainError(
+                f"checkpoint {prefix} does not fit this config (was it written "
+                f"for another network or optimizer?): {exc}"
+            ) from None
         bad = self.nonfinite_variables()
         if bad:
             good = last_finite_checkpoint(self.model_dir) if self.opts.model_dir else None
             raise NonFiniteWeights(
                 f"checkpoint {prefix} holds NaN or inf (in {', '.join(bad[:3])}"
                 f"{' and more' if len(bad) > 3 else ''}); it cannot be resumed: "
-                + (f"remove it to resume from {good}, the newest finite checkpoint" if good
-                   else "no finite checkpoint is left"))
+                + (
+                    f"remove it to resume from {good}, the newest finite checkpoint"
+                    if good
+                    else "no finite checkpoint is left"
+                )
+            )
         epoch = int(self.state.epoch.numpy())
         self.seed = int(self.state.seed.numpy())
         prev = float(self.state.lr_previous_score.numpy())
@@ -321,9 +359,13 @@ class Trainer:
             checkpoint_state,  # the per-epoch history is in meta.json
         )
 
-        self.lr_control.load_state({**checkpoint_state(prefix),
-                                    "current": float(self.state.lr_current.numpy()),
-                                    "previous_score": None if math.isnan(prev) else prev})
+        self.lr_control.load_state(
+            {
+                **checkpoint_state(prefix),
+                "current": float(self.state.lr_current.numpy()),
+                "previous_score": None if math.isnan(prev) else prev,
+            }
+        )
         return epoch
 
     def _prepare_model_dir(self) -> Path:
@@ -345,8 +387,9 @@ class Trainer:
     def run_epoch(self, epoch: int) -> Accumulator:
         acc = Accumulator(self.losses)
         # max_seq_length skips long training sequences (never dev data)
-        groups = epoch_batches(self.train_data, self.opts, self.seed, epoch,
-                               max_seq_length=self.opts.max_seq_length)
+        groups = epoch_batches(
+            self.train_data, self.opts, self.seed, epoch, max_seq_length=self.opts.max_seq_length
+        )
         self.progress.start(epoch, len(groups))
         try:
             for step, batch in enumerate(self._iterate(self.train_data, groups), start=1):
@@ -365,13 +408,16 @@ class Trainer:
         self.optimizer.learning_rate = lr
         try:
             fn = self._train_fn
-            if self.accum_steps > 1 and int(self.state.accum_step.numpy()) \
-                    % self.accum_steps != self.accum_steps - 1:
+            if (
+                self.accum_steps > 1
+                and int(self.state.accum_step.numpy()) % self.accum_steps != self.accum_steps - 1
+            ):
                 fn = self._accum_fn  # accumulate only (RETURNN's accum_grad_multiple_step)
             stats = fn(batch).numpy()
         except oom_types():
-            raise out_of_memory_error(f"in training (epoch {epoch}, step {step})",
-                                      batch_description(batch), self.opts) from None
+            raise out_of_memory_error(
+                f"in training (epoch {epoch}, step {step})", batch_description(batch), self.opts
+            ) from None
         loss = step_loss(self.losses, stats)
         if hook_set_for(NAN_ENV, epoch, step):
             loss = float("nan")
@@ -404,9 +450,11 @@ class Trainer:
             try:
                 acc.add(self._eval_fn(batch).numpy())
             except oom_types():
-                raise out_of_memory_error(f"evaluating {dataset.describe().split(':')[0]} "
-                                          f"(epoch {epoch})", batch_description(batch),
-                                          self.opts) from None
+                raise out_of_memory_error(
+                    f"evaluating {dataset.describe().split(':')[0]} (epoch {epoch})",
+                    batch_description(batch),
+                    self.opts,
+                ) from None
         return acc
 
     def train(self) -> int:
@@ -438,16 +486,25 @@ class Trainer:
     def _announce_start(self, start: int, num_epochs: int) -> bool:
         """Print where the run starts (and its data); False when there is nothing to do."""
         if start > 1:
-            print(f"resuming from {self.model_dir / f'ckpt-{start - 1:03d}'} at epoch {start}",
-                  file=self.out, flush=True)
+            print(
+                f"resuming from {self.model_dir / f'ckpt-{start - 1:03d}'} at epoch {start}",
+                file=self.out,
+                flush=True,
+            )
         if start > num_epochs:
-            print(f"already trained {start - 1} epochs (num_epochs {num_epochs}): nothing to do",
-                  file=self.out, flush=True)
+            print(
+                f"already trained {start - 1} epochs (num_epochs {num_epochs}): nothing to do",
+                file=self.out,
+                flush=True,
+            )
             return False
         # describe() starts with the dataset's role ("train: ...", "dev: ...")
-        print(self.train_data.describe() + (
-            f"\n{self.dev_data.describe()}" if self.dev_data is not None else ""),
-            file=self.out, flush=True)
+        print(
+            self.train_data.describe()
+            + (f"\n{self.dev_data.describe()}" if self.dev_data is not None else ""),
+            file=self.out,
+            flush=True,
+        )
         return True
 
     def _train_epoch(self, epoch: int, num_epochs: int, log: TensorBoardLog) -> None:
@@ -474,9 +531,14 @@ class Trainer:
             train_acc = self.run_epoch(epoch)
         except NonFiniteLoss as exc:
             raise stopping(exc, self.model_dir) from None
-        scores = EpochScores(epoch, lr, train_acc.loss(), train_acc.error(self.main_loss),
-                             has_dev=self.dev_data is not None,
-                             per_layer=train_acc.per_layer() if len(self.losses) > 1 else {})
+        scores = EpochScores(
+            epoch,
+            lr,
+            train_acc.loss(),
+            train_acc.error(self.main_loss),
+            has_dev=self.dev_data is not None,
+            per_layer=train_acc.per_layer() if len(self.losses) > 1 else {},
+        )
         if self.dev_data is not None:
             dev_acc = self.evaluate(self.dev_data, epoch)
             scores.dev_loss, scores.dev_error = dev_acc.loss(), dev_acc.error(self.main_loss)
@@ -501,13 +563,15 @@ def cli_train(args) -> int:
     except UserError as exc:  # TrainError, Unsupported, a dataset or config problem
         return user_error("train", exc)
     except MemoryError:
-        return user_error("train", "out of memory (host RAM); use a smaller train.batch_size "
-                                    "or smaller datasets")
+        return user_error(
+            "train", "out of memory (host RAM); use a smaller train.batch_size or smaller datasets"
+        )
     except OSError as exc:  # an environmental fault not caught where it happened
-        return user_error("train", f"{exc.filename + ': ' if exc.filename else ''}"
-                                    f"{os_reason(exc)}")
+        return user_error("train", f"{exc.filename + ': ' if exc.filename else ''}{os_reason(exc)}")
     except KeyboardInterrupt:
-        print("netcompiler train: interrupted; the checkpoints written so far are kept",
-              file=sys.stderr)
+        print(
+            "netcompiler train: interrupted; the checkpoints written so far are kept",
+            file=sys.stderr,
+        )
         return 130
     return EXIT_OK

@@ -7,6 +7,7 @@ their expected error)`.
 
 `-v` also prints every validation error of a failing network (indented).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             n_expected += 1
         extra = "" if result["status"] == "ok" else f"  ({result['status']})"
         print(f"{path.stem:<{width}}  OK{extra}", flush=True)
-    print(f"{n_ok} of {len(files)} corpus networks run"
-          + (f" (and {n_expected} give their expected error)" if n_expected else ""))
+    print(
+        f"{n_ok} of {len(files)} corpus networks run"
+        + (f" (and {n_expected} give their expected error)" if n_expected else "")
+    )
     return 0 if n_ok == len(files) else 1
 
 

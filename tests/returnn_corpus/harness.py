@@ -13,6 +13,7 @@ Each stage's failure raises `CorpusFailure(stage, message)`.
 A corpus file may declare, on line 2, `# expect-error: <rule-id> <why>` (networks that call
 Python from the config); then validation must report that rule id, and nothing else runs.
 """
+
 from __future__ import annotations
 
 import re
@@ -28,7 +29,8 @@ BEAM = 3
 SOURCE_RE = re.compile(
     r"^# source: github\.com/rwth-i6/(?P<repo>returnn|returnn-experiments)@(?P<commit>[0-9a-f]{12}) "
     r"(?P<path>\S+?)"
-    r"(?:::(?P<func>\w+))?$")
+    r"(?:::(?P<func>\w+))?$"
+)
 EXPECT_RE = re.compile(r"^# expect-error: (?P<rule>[\w.-]+) (?P<why>.+)$")
 
 
@@ -124,32 +126,45 @@ def _check_output(name, shape, values, lens):
     got = tuple(values.shape)
     want = " ".join(str(d) for d in shape.dims) if hasattr(shape, "dims") else str(shape)
     if len(got) != len(shape.dims):
-        raise CorpusFailure("shapes", f"layer `{name}`: run-time shape {got} has rank {len(got)}, "
-                                      f"inferred {shape} has rank {len(shape.dims)}")
+        raise CorpusFailure(
+            "shapes",
+            f"layer `{name}`: run-time shape {got} has rank {len(got)}, "
+            f"inferred {shape} has rank {len(shape.dims)}",
+        )
     for axis, (size, d) in enumerate(zip(got, shape.dims)):
         if d.kind == B:
             # a batch of chunks (time_chunking) holds a multiple of the batch's sequences
             if size != BATCH if d is BATCH_DIM else size % BATCH:
-                raise CorpusFailure("shapes", f"layer `{name}`: axis {axis} (batch) has size "
-                                              f"{size}, expected {BATCH} ({want})")
+                raise CorpusFailure(
+                    "shapes",
+                    f"layer `{name}`: axis {axis} (batch) has size "
+                    f"{size}, expected {BATCH} ({want})",
+                )
         elif d.kind == T:
             continue
         elif d.size is not None and size != d.size:
-            raise CorpusFailure("shapes", f"layer `{name}`: axis {axis} has size {size}, inferred "
-                                          f"{d} ({shape})")
+            raise CorpusFailure(
+                "shapes", f"layer `{name}`: axis {axis} has size {size}, inferred {d} ({shape})"
+            )
     if lens is not None and shape.time is not None:
         axis = shape.dims.index(shape.time)
         if got[axis] < int(np.max(np.asarray(lens))):
-            raise CorpusFailure("shapes", f"layer `{name}`: time axis {axis} has {got[axis]} "
-                                          f"frames, fewer than its longest length")
+            raise CorpusFailure(
+                "shapes",
+                f"layer `{name}`: time axis {axis} has {got[axis]} "
+                f"frames, fewer than its longest length",
+            )
     arr = np.asarray(values)
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise CorpusFailure("forward", f"layer `{name}`: output is not finite")
 
 
 def _choice_layers(net):
-    return [layer for layer in net.network.layers.values()
-            if layer.layer_class == "choice" and layer.scope.rec_layer is not None]
+    return [
+        layer
+        for layer in net.network.layers.values()
+        if layer.layer_class == "choice" and layer.scope.rec_layer is not None
+    ]
 
 
 def run_network(path) -> dict:
@@ -169,8 +184,12 @@ def run_network(path) -> dict:
     if info["expect"]:
         rule = info["expect"]["rule"]
         if not any(d.rule == rule for d in report.diagnostics):
-            raise CorpusFailure("expect-error", f"validation does not report `{rule}`; "
-                                f"it reports: {_first(errors) if errors else 'no errors'}", errors)
+            raise CorpusFailure(
+                "expect-error",
+                f"validation does not report `{rule}`; "
+                f"it reports: {_first(errors) if errors else 'no errors'}",
+                errors,
+            )
         result["status"] = f"expected-error {rule}"
         return result
     if errors:
@@ -204,8 +223,12 @@ def run_network(path) -> dict:
         if name not in out:
             raise CorpusFailure("forward", f"layer `{name}` was fetched but not returned")
         values, lens = out[name]
-        _check_output(name, net.shape(name), values.numpy() if hasattr(values, "numpy") else values,
-                      None if lens is None else (lens.numpy() if hasattr(lens, "numpy") else lens))
+        _check_output(
+            name,
+            net.shape(name),
+            values.numpy() if hasattr(values, "numpy") else values,
+            None if lens is None else (lens.numpy() if hasattr(lens, "numpy") else lens),
+        )
     result["layers"] = len(top)
 
     # (d) beam search when a rec unit holds a choice
@@ -224,10 +247,14 @@ def run_network(path) -> dict:
                 raise CorpusFailure("search", f"no hypothesis for sequence {b}")
             labels = np.asarray(seq_hyps[0]["labels"])
             if labels.size and not np.issubdtype(labels.dtype, np.integer):
-                raise CorpusFailure("search", f"labels of sequence {b} are {labels.dtype}, not ints")
+                raise CorpusFailure(
+                    "search", f"labels of sequence {b} are {labels.dtype}, not ints"
+                )
             if labels.size and (labels.min() < 0 or (n_classes and labels.max() >= n_classes)):
-                raise CorpusFailure("search", f"labels of sequence {b} out of range "
-                                              f"[0, {n_classes}): {labels.tolist()}")
+                raise CorpusFailure(
+                    "search",
+                    f"labels of sequence {b} out of range [0, {n_classes}): {labels.tolist()}",
+                )
         result["search"] = True
     result["status"] = "ok"
     return result

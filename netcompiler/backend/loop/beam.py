@@ -5,6 +5,7 @@ its hypothesis through the back-pointers. Ended hypotheses are kept with a fixed
 continuation with log-prob 0). After the loop the hypotheses are traced back through the
 back-pointers of every step and ranked, dividing by the hypothesis length when
 `length_normalization` (default) is set."""
+
 from __future__ import annotations
 
 import math
@@ -46,14 +47,14 @@ def beam_step(probs, scores, ended, batch, beam_size: int, input_type: str = "pr
 def reorder_by_beam(state, bp, shapes: dict[str, Shape]) -> None:
     """Let every value of the step `state` (a `StepState`) follow its hypothesis: gather the
     batch entries by the back-pointers `bp` (values without a batch axis stay)."""
+
     def follow(x):
         return tf.gather(x, bp, axis=0)
 
     state.cur = {k: (follow(v) if shapes[k].has_batch else v) for k, v in state.cur.items()}
     state.prev = {k: (follow(v) if shapes[k].has_batch else v) for k, v in state.prev.items()}
     state.states = {k: tf.nest.map_structure(follow, v) for k, v in state.states.items()}
-    state.old_states = {k: tf.nest.map_structure(follow, v)
-                        for k, v in state.old_states.items()}
+    state.old_states = {k: tf.nest.map_structure(follow, v) for k, v in state.old_states.items()}
     state.ended, state.length = follow(state.ended), follow(state.length)
 
 

@@ -1,5 +1,6 @@
 """`net.search`: beam search with a compiled network, one `tf.function` per input signature
 (kept by the network), returning the n-best hypotheses of every sequence as NumPy values."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -40,7 +41,12 @@ def _hypotheses(res: dict, b: int) -> list[dict]:
     hyps = []
     for n in range(res["labels"].shape[1]):
         L = int(res["lengths"][b, n])
-        hyps.append({"labels": res["labels"][b, n, :L], "length": L,
-                     "score": float(res["scores"][b, n]),
-                     "log_prob": float(res["log_probs"][b, n])})
+        hyps.append(
+            {
+                "labels": res["labels"][b, n, :L],
+                "length": L,
+                "score": float(res["scores"][b, n]),
+                "log_prob": float(res["log_probs"][b, n]),
+            }
+        )
     return hyps

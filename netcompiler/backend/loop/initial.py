@@ -1,5 +1,6 @@
 """Initial outputs of unit layers: what `prev:x` reads at step 0 (`initial_output`: a number,
 `zeros`, `ones`, a trained variable `var`, `apply(0)` or a layer of the enclosing network)."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -34,8 +35,9 @@ class InitialOutputs:
         elif init == "apply(0)":
             return self.apply_zero(layer, batch)
         elif isinstance(init, str):  # a layer of the enclosing network (`base:x`)
-            ref = next(r for sub, r in inputs.net.graph.refs[layer.name]
-                       if sub[0] == "initial_output")
+            ref = next(
+                r for sub, r in inputs.net.graph.refs[layer.name] if sub[0] == "initial_output"
+            )
             return self.setup.tile(inputs.values[ref.node], inputs.outer_shape(ref))
         dims = self.run_dims(shape, batch)
         dtype = tf.as_dtype(shape.dtype)
@@ -50,13 +52,25 @@ class InitialOutputs:
         `batch` is B, or B*K in a beam search (then outer values are tiled)."""
         inputs, setup = self.inputs, self.setup
         tiled = batch is not setup.B
-        layer_inputs = [(sub,) + self._zero_input(sub, ref, batch, tiled)
-                        for sub, ref in inputs.net.graph.refs.get(layer.name, [])]
-        lengths = {d: (tf.repeat(seq_lens, setup.K, axis=0) if tiled and setup.K > 1 else seq_lens)
-                   for d, seq_lens in inputs.dim_lengths.items()}
+        layer_inputs = [
+            (sub,) + self._zero_input(sub, ref, batch, tiled)
+            for sub, ref in inputs.net.graph.refs.get(layer.name, [])
+        ]
+        lengths = {
+            d: (tf.repeat(seq_lens, setup.K, axis=0) if tiled and setup.K > 1 else seq_lens)
+            for d, seq_lens in inputs.dim_lengths.items()
+        }
         ctx, rule = inputs.net.make_context(
-            layer, layer_inputs, inputs.inferred.shapes[layer.name], lengths, inputs.training,
-            in_rec=True, loop_dim=inputs.loop_dim, step_seed=inputs.step_seed, step=0)
+            layer,
+            layer_inputs,
+            inputs.inferred.shapes[layer.name],
+            lengths,
+            inputs.training,
+            in_rec=True,
+            loop_dim=inputs.loop_dim,
+            step_seed=inputs.step_seed,
+            step=0,
+        )
         ctx.max_steps = setup.max_len
         with tf.name_scope(f"{layer.local_name}_apply0"):
             return rule.call(ctx)
@@ -71,8 +85,11 @@ class InitialOutputs:
         if ref.kind == "step":
             return tf.zeros([], tf.int32), Shape((), None, "int32")
         if ref.kind == "source" or (ref.kind == "extern" and ref.frame):
-            shape = (inputs.source_shape() if ref.kind == "source"
-                     else inputs.inferred.extern[ref.target]).without(inputs.loop_dim)
+            shape = (
+                inputs.source_shape()
+                if ref.kind == "source"
+                else inputs.inferred.extern[ref.target]
+            ).without(inputs.loop_dim)
             return self._zeros(shape, batch), shape
         # a layer of the enclosing network
         shape = inputs.outer_shape(ref)

@@ -1,6 +1,7 @@
 """The `max_seq_len` of a rec layer whose loop length is not known (search, `end`-driven
 loops) as an int32 scalar: a number, or an expression over `max_len_from('LAYER')` evaluated
 with TensorFlow."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -15,9 +16,13 @@ def seq_len_tf_ops() -> dict:
     scalars with TensorFlow (floored to int32 at the end)."""
     return {
         "num": lambda v: tf.cast(v, tf.float32),
-        "+": tf.add, "-": tf.subtract, "*": tf.multiply, "/": tf.divide,
+        "+": tf.add,
+        "-": tf.subtract,
+        "*": tf.multiply,
+        "/": tf.divide,
         "//": lambda a, b: tf.math.floordiv(a, b),
-        "min": tf.minimum, "max": tf.maximum,
+        "min": tf.minimum,
+        "max": tf.maximum,
         "floor": lambda a: tf.cast(tf.math.floor(a), tf.int32),
     }
 
@@ -29,12 +34,14 @@ def max_seq_len(inputs):
     value = inputs.rec.opts.get("max_seq_len")
     if not isinstance(value, str):
         return tf.constant(int(value or DEFAULT_MAX_SEQ_LEN), tf.int32)
-    refs = {ref.text: ref for sub, ref in inputs.net.graph.refs.get(inputs.rec.name, [])
-            if sub[0] == "max_seq_len"}
+    refs = {
+        ref.text: ref
+        for sub, ref in inputs.net.graph.refs.get(inputs.rec.name, [])
+        if sub[0] == "max_seq_len"
+    }
 
     def max_len(text):
-        ref = refs.get(text) or refs.get(text[len("base:"):] if text.startswith("base:")
-                                          else text)
+        ref = refs.get(text) or refs.get(text[len("base:") :] if text.startswith("base:") else text)
         if ref is None:  # written with base: in the config, resolved without it
             ref = next(r for t, r in refs.items() if text.endswith(t))
         return inputs.dim_size(inputs.outer_shape(ref).time)

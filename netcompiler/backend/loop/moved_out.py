@@ -1,6 +1,7 @@
 """Unit layers computed once outside the loop: moved out before it (over the whole loop axis,
 or loop invariant) or after it (over the stacked outputs of the in-loop layers they read), and
 the sequences the loop reads from them (`x` and `prev:x` over the loop axis)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -76,20 +77,31 @@ class OutsideLayers:
         if is_choice(layer):  # teacher forcing: the target sequence
             return inputs.target_value(layer)
         varying = layer.name in self.varying
-        layer_inputs = [(sub,) + self._input(ref, varying)
-                        for sub, ref in inputs.net.graph.refs.get(layer.name, [])]
+        layer_inputs = [
+            (sub,) + self._input(ref, varying)
+            for sub, ref in inputs.net.graph.refs.get(layer.name, [])
+        ]
         if varying and unit_rule(layer).concat_sources:
             # a `from` list is concatenated on the feature axis: an input of the enclosing
             # network without the loop axis (`base:x`) is repeated over it, as in every step
             n_from = sum(1 for sub, _, _ in layer_inputs if sub[0] == "from")
             if n_from > 1:
-                layer_inputs = [(sub, self.broadcast_loop(v, s), stacked_shape(s, loop_dim))
-                                if sub[0] == "from" and s.has_batch and not s.has(loop_dim)
-                                else (sub, v, s) for sub, v, s in layer_inputs]
+                layer_inputs = [
+                    (sub, self.broadcast_loop(v, s), stacked_shape(s, loop_dim))
+                    if sub[0] == "from" and s.has_batch and not s.has(loop_dim)
+                    else (sub, v, s)
+                    for sub, v, s in layer_inputs
+                ]
         shape = inputs.inferred.shapes[layer.name]
         out_shape = stacked_shape(shape, loop_dim) if varying else shape
-        ctx, rule = inputs.net.make_context(layer, layer_inputs, out_shape, inputs.dim_lengths,
-                                            inputs.training, step_seed=inputs.step_seed)
+        ctx, rule = inputs.net.make_context(
+            layer,
+            layer_inputs,
+            out_shape,
+            inputs.dim_lengths,
+            inputs.training,
+            step_seed=inputs.step_seed,
+        )
         with tf.name_scope(layer.local_name.replace(":", "_")):
             return rule.call(ctx)
 

@@ -1,6 +1,7 @@
 """What a rec layer reads from the enclosing network: its input (`from`), the values and shapes
 of outer layers and extern data, the targets of teacher-forced choices, and the run-time sizes
 of the batch and of dynamic axes."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -16,8 +17,9 @@ class RecInputs:
     """One call of a rec layer inside a forward pass: the network, the values computed so far
     (`values`, by full layer name or `data:KEY`) and the lengths of the dynamic axes."""
 
-    def __init__(self, net, rec: Layer, values: dict, dim_lengths: dict, training: bool,
-                 step_seed=None):
+    def __init__(
+        self, net, rec: Layer, values: dict, dim_lengths: dict, training: bool, step_seed=None
+    ):
         self.net = net
         self.rec = rec
         self.unit = rec.unit
@@ -68,8 +70,11 @@ class RecInputs:
         return self.values[f"data:{key}"]
 
     def _value_shape(self, key: str) -> Shape | None:
-        return (self.inferred.extern.get(key[5:]) if key.startswith("data:")
-                else self.inferred.shapes.get(key))
+        return (
+            self.inferred.extern.get(key[5:])
+            if key.startswith("data:")
+            else self.inferred.shapes.get(key)
+        )
 
     def batch_size(self):
         """The batch the rec layer runs on (another one than `B` over the chunks of a

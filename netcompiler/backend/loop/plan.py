@@ -12,6 +12,7 @@ classes whose rule is `position_wise`) are moved out *after* the loop: computed 
 stacked outputs of the in-loop layers they read. While searching, the choice needs them step by
 step. `unit_placement` tells where each layer runs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Placement:
     """Where the needed layers of a unit run (full layer names): `before` the loop (moved out,
     computed once over the loop axis or loop invariant), `in_loop` (step by step) and `after`
     the loop (computed once over the stacked outputs of the in-loop layers they read)."""
+
     before: frozenset[str]
     in_loop: frozenset[str]
     after: frozenset[str]
@@ -44,6 +46,7 @@ class Placement:
 @dataclass
 class UnitPlan:
     """The needed layers of a unit and where each one runs."""
+
     rec: Layer
     loop_dim: Dim
     order: list[Layer]  # needed unit layers, dependency order
@@ -75,13 +78,16 @@ class UnitPlan:
 
     @property
     def placement(self) -> Placement:
-        return Placement(frozenset(layer.name for layer in self.moved_out),
-                         frozenset(self.step_names),
-                         frozenset(layer.name for layer in self.after))
+        return Placement(
+            frozenset(layer.name for layer in self.moved_out),
+            frozenset(self.step_names),
+            frozenset(layer.name for layer in self.after),
+        )
 
 
-def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool = True
-              ) -> UnitPlan:
+def plan_unit(
+    net, rec: Layer, required_locals, search: bool, known_length: bool = True
+) -> UnitPlan:
     """Which needed unit layers run before, inside and after the loop. Moving layers out after
     the loop needs the whole loop run first: only without search (the choice needs its inputs
     step by step) and with a known loop length (no `end` decides it step by step)."""
@@ -101,7 +107,9 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
     search_choice = None
     if search and choices:
         # several choices: each one prunes the beam in turn (in dependency order)
-        search_choice = next((layer for layer in choices if layer.local_name == "output"), choices[-1])
+        search_choice = next(
+            (layer for layer in choices if layer.local_name == "output"), choices[-1]
+        )
     sub = g.subgraph(needed)
     moves_out = rec.opts.get("optimize_move_layers_out", True)
     if not moves_out:
@@ -114,8 +122,11 @@ def plan_unit(net, rec: Layer, required_locals, search: bool, known_length: bool
         plan = _plan_for(net, g, rec, loop_dim, order, in_loop, search_choice, search_choices)
         # a stateful layer reading nothing per frame still changes its state every step: it
         # stays in the loop (moved out it would be computed once, without a loop axis)
-        stuck = {layer.name for layer in plan.moved_out
-                 if layer.name not in plan.varying and is_stateful(net, layer)}
+        stuck = {
+            layer.name
+            for layer in plan.moved_out
+            if layer.name not in plan.varying and is_stateful(net, layer)
+        }
         if not stuck:
             break
         for n in stuck:
@@ -148,8 +159,15 @@ def _recurrences(graph) -> set[str]:
     return found
 
 
-def _loop_seeds(net, sub, order: list[Layer], needed: set[str], search_choices: list[Layer],
-                loop_dim: Dim, known_length: bool) -> set[str]:
+def _loop_seeds(
+    net,
+    sub,
+    order: list[Layer],
+    needed: set[str],
+    search_choices: list[Layer],
+    loop_dim: Dim,
+    known_length: bool,
+) -> set[str]:
     """The layers that must run step by step on their own account (their descendants follow)."""
     seeds = _recurrences(sub)
     seeds |= {layer.name for layer in search_choices}
@@ -166,16 +184,30 @@ def _loop_seeds(net, sub, order: list[Layer], needed: set[str], search_choices: 
     return seeds
 
 
-def _plan_for(net, g, rec: Layer, loop_dim: Dim, order: list[Layer], in_loop: set[str],
-              search_choice, search_choices: list[Layer]) -> UnitPlan:
+def _plan_for(
+    net,
+    g,
+    rec: Layer,
+    loop_dim: Dim,
+    order: list[Layer],
+    in_loop: set[str],
+    search_choice,
+    search_choices: list[Layer],
+) -> UnitPlan:
     """The plan with the layers `in_loop` in the loop and the others moved out before it."""
     # moved-out layers have no cycle through prev:, so they can be ordered with prev: edges
     out_names = [layer.name for layer in order if layer.name not in in_loop]
     rank = {n: i for i, n in enumerate(out_names)}
     out_order = nx.lexicographical_topological_sort(g.subgraph(out_names), key=rank.get)
-    plan = UnitPlan(rec, loop_dim, order, [layer for layer in order if layer.name in in_loop],
-                    [net.network.layers[n] for n in out_order], search_choice=search_choice,
-                    search_choices=list(search_choices))
+    plan = UnitPlan(
+        rec,
+        loop_dim,
+        order,
+        [layer for layer in order if layer.name in in_loop],
+        [net.network.layers[n] for n in out_order],
+        search_choice=search_choice,
+        search_choices=list(search_choices),
+    )
     names = {layer.name for layer in rec.unit.layers.values()}
     for layer in plan.moved_out:
         if _reads_per_frame(net, layer, names, plan.varying):
@@ -230,8 +262,9 @@ def _after_loop_layers(net, sub, order: list[Layer], in_loop: set[str], loop_dim
     loop_sub = sub.subgraph(in_loop)
     pinned = _recurrences(loop_sub)
     for layer in order:
-        if layer.name in in_loop and (not unit_rule(layer).position_wise
-                                  or net.inferred.shapes[layer.name].has(loop_dim)):
+        if layer.name in in_loop and (
+            not unit_rule(layer).position_wise or net.inferred.shapes[layer.name].has(loop_dim)
+        ):
             pinned.add(layer.name)
     core = set(pinned)
     for n in pinned:
@@ -249,8 +282,11 @@ def unit_placement(net, rec_name: str, search: bool = False, fetch=()) -> Placem
     own = set()
     for sub, ref in net.graph.refs.get(rec.name, []):
         if sub[0] == "from":
-            shape = (net.inferred.extern[ref.target] if ref.kind == "extern"
-                     else net.inferred.shapes[ref.target.name])
+            shape = (
+                net.inferred.extern[ref.target]
+                if ref.kind == "extern"
+                else net.inferred.shapes[ref.target.name]
+            )
             own |= set(shape.time_dims)
     own |= size_target_dims(net, rec)
     known_length = not searching or loop_dim in own

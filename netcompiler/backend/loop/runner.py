@@ -19,6 +19,7 @@ loop axis has no lengths (searching) -- until every hypothesis' `end` layer fire
 Search: the batch becomes B*K (K = beam size); encoder (`base:`) values and lengths are repeated
 K times (see `netcompiler.backend.loop.beam`).
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -31,8 +32,16 @@ from netcompiler.backend.loop.step_loop import StepLoop
 from netcompiler.frontend.network import Layer
 
 
-def run_rec(net, rec: Layer, values: dict, dim_lengths: dict, training: bool,
-            fetch_locals=(), search: dict | None = None, step_seed=None):
+def run_rec(
+    net,
+    rec: Layer,
+    values: dict,
+    dim_lengths: dict,
+    training: bool,
+    fetch_locals=(),
+    search: dict | None = None,
+    step_seed=None,
+):
     """Run the unit of `rec`; returns its stacked output. Fetched sub-layers are put into
     `values` under their full names, stacked [B, T_loop, ...]; the loop lengths go into
     `dim_lengths[loop_dim]`. `search`: None (search iff a choice's target is not given) or

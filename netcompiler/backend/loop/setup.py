@@ -1,5 +1,6 @@
 """The settings of one run of a rec unit: searching or teacher forcing, the plan, the required
 and fetched layers, the batch and beam sizes and the loop length."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from netcompiler.core.dims import Shape
 class LoopSetup:
     """How the unit runs. `plan` ... `search_opts` are known before any tensor exists; `B`, `K`,
     `T`, `max_len` and `lengths` are set by `measure` when the run starts."""
+
     plan: UnitPlan
     searching: bool  # a choice is searched (forced, or its target not given)
     known_length: bool  # the loop length is known before the loop (else `end` / max_seq_len)
@@ -38,9 +40,11 @@ class LoopSetup:
         rec, values, loop_dim = inputs.rec, inputs.values, inputs.loop_dim
         targets = choice_targets(rec)
         searching = has_search_choice(rec) and (
-            search is not None or any(f"data:{k}" not in values for k in targets))
+            search is not None or any(f"data:{k}" not in values for k in targets)
+        )
         known_length = loop_dim in inputs.dim_lengths and not (
-            searching and loop_dim not in inputs.own_time_dims())
+            searching and loop_dim not in inputs.own_time_dims()
+        )
         required = {"output"} | set(fetch_locals)
         if not known_length and "end" in rec.unit.layers:
             required.add("end")

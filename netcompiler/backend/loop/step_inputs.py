@@ -2,6 +2,7 @@
 input, `data:KEY`, a teacher-forced target, a layer moved out with the loop axis, `prev:` of a
 moved-out layer), a loop-invariant value (tiled for the beam), or a value of the step itself
 (`cur`: this step's outputs so far, `prev`: the previous step's)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,9 @@ class StepInputs:
         self.outside = outside
         plan = setup.plan
         self.in_loop = plan.step_names  # run step by step (not moved out before or after)
-        self.search_names = ({layer.name for layer in plan.search_choices} if setup.beam_search
-                             else set())
+        self.search_names = (
+            {layer.name for layer in plan.search_choices} if setup.beam_search else set()
+        )
         self.frames: dict[str, tuple[Any, int]] = {}
         self.invariants: dict[str, Any] = {}
         unit_names = inputs.unit_names
@@ -52,13 +54,15 @@ class StepInputs:
                     self._add_seq("source", inputs.source_value(), inputs.source_shape())
             elif ref.kind == "extern" and ref.frame:  # `data:KEY`: its current frame
                 if ref.node not in self.frames:
-                    self._add_seq(ref.node, inputs.values[ref.node],
-                                  inputs.inferred.extern[ref.target])
+                    self._add_seq(
+                        ref.node, inputs.values[ref.node], inputs.inferred.extern[ref.target]
+                    )
             elif ref.kind == "step":
                 pass  # the loop counter itself (`read`)
             elif ref.node not in self.invariants:
-                self.invariants[ref.node] = self.setup.tile(inputs.values[ref.node],
-                                                            inputs.outer_shape(ref))
+                self.invariants[ref.node] = self.setup.tile(
+                    inputs.values[ref.node], inputs.outer_shape(ref)
+                )
 
     def _collect_unit_ref(self, ref) -> None:
         """A unit layer read by a step layer: nothing to collect if it runs in the loop."""
@@ -74,8 +78,9 @@ class StepInputs:
                 v, s = self.outside.unit_seq(tname)
                 self._add_seq(tname, v, s)
         else:
-            self.invariants[tname] = self.setup.tile(self.outside.values[tname],
-                                                     self.inputs.inferred.shapes[tname])
+            self.invariants[tname] = self.setup.tile(
+                self.outside.values[tname], self.inputs.inferred.shapes[tname]
+            )
 
     def frame(self, key: str, t):
         """The frame `t` of the sequence `key`."""
@@ -111,8 +116,10 @@ class StepInputs:
 
     def source(self, layer: Layer, t, cur: dict, prev: dict):
         """The step's `from` input of a layer, concatenated on the feature axis."""
-        srcs = [self.read(ref, t, cur, prev)
-                for sub, ref in self.inputs.net.graph.refs.get(layer.name, [])
-                if sub[0] == "from"]
+        srcs = [
+            self.read(ref, t, cur, prev)
+            for sub, ref in self.inputs.net.graph.refs.get(layer.name, [])
+            if sub[0] == "from"
+        ]
         vals = [v for v, _ in srcs]
         return vals[0] if len(vals) == 1 else tf.concat(vals, axis=-1)

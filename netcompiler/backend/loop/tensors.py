@@ -1,5 +1,6 @@
 """TensorFlow helpers of the decoder loop on single tensors: static shapes that stay stable
 across `tf.while_loop` iterations, the loop axis, time-major to batch-major, beam tiling."""
+
 from __future__ import annotations
 
 import tensorflow as tf

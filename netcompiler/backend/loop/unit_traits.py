@@ -6,6 +6,7 @@ What the loop needs to know about a layer class is a trait of its rule
 `step_indexed`, `loop_only`, `position_wise` (may run after the loop), `chooses_labels`
 (the search / teacher-forced `choice`) and `masked_step`.
 """
+
 from __future__ import annotations
 
 import networkx as nx
@@ -67,7 +68,11 @@ def choice_layer(rec: Layer) -> Layer:
 def search_rec_layers(network) -> list[Layer]:
     """The rec layers of the network (not inside a rec unit) whose unit has a choice: the
     decoders beam search can run."""
-    return [layer for layer in network.layers.values() if not layer.scope.in_rec and has_search_choice(layer)]
+    return [
+        layer
+        for layer in network.layers.values()
+        if not layer.scope.in_rec and has_search_choice(layer)
+    ]
 
 
 def search_rec_layer(net) -> Layer:

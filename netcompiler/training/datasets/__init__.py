@@ -25,6 +25,7 @@ empty); a key's dim/sparsity must equal extern_data's, and every extern_data key
 
 This package imports no TensorFlow at import time (`tf_dataset` imports it when called).
 """
+
 from __future__ import annotations
 
 import glob as _glob
@@ -59,10 +60,27 @@ from netcompiler.training.datasets.pipeline import (
 )
 
 __all__ = [
-    "ArrayDataset", "Dataset", "DatasetError", "GeneratedDataset", "KeyInfo", "TASKS",
-    "batches", "element_signature", "make_dataset", "padded_batch", "read_hdf", "read_npz",
-    "tf_dataset", "write_hdf", "write_npz", "DEV_SEED_OFFSET", "FILE_CLASSES",
-    "check_against_extern_data", "check_shared_time_axes", "extern_key_info", "targets_12ax",
+    "ArrayDataset",
+    "Dataset",
+    "DatasetError",
+    "GeneratedDataset",
+    "KeyInfo",
+    "TASKS",
+    "batches",
+    "element_signature",
+    "make_dataset",
+    "padded_batch",
+    "read_hdf",
+    "read_npz",
+    "tf_dataset",
+    "write_hdf",
+    "write_npz",
+    "DEV_SEED_OFFSET",
+    "FILE_CLASSES",
+    "check_against_extern_data",
+    "check_shared_time_axes",
+    "extern_key_info",
+    "targets_12ax",
 ]
 
 DEV_SEED_OFFSET = 1_000_003
@@ -97,10 +115,14 @@ def _int(where: str, key: str, value, minimum: int) -> int:
 def _resolve_files(where: str, files, base_dir) -> list[Path]:
     if isinstance(files, (str, Path)):
         files = [files]
-    if not isinstance(files, (list, tuple)) or not files \
-            or not all(isinstance(f, (str, Path)) for f in files):
-        raise DatasetError(f"{where}: 'files' must be a path or a non-empty list of paths, "
-                           f"got {files!r}")
+    if (
+        not isinstance(files, (list, tuple))
+        or not files
+        or not all(isinstance(f, (str, Path)) for f in files)
+    ):
+        raise DatasetError(
+            f"{where}: 'files' must be a path or a non-empty list of paths, got {files!r}"
+        )
     out = []
     for f in files:
         p = Path(f).expanduser()
@@ -128,10 +150,12 @@ def _read_files(where: str, cls: str, paths: list[Path], extern_data):
             flats = {k: [] for k in i}
             lens = {k: [] for k in i}
         elif i != info:
-            raise DatasetError(f"{where}: file {str(p)!r} has keys "
-                               f"{ {k: v.describe() for k, v in i.items()} } but "
-                               f"{str(paths[0])!r} has "
-                               f"{ {k: v.describe() for k, v in info.items()} }")
+            raise DatasetError(
+                f"{where}: file {str(p)!r} has keys "
+                f"{ {k: v.describe() for k, v in i.items()} } but "
+                f"{str(paths[0])!r} has "
+                f"{ {k: v.describe() for k, v in info.items()} }"
+            )
         for k in info:
             flats[k].append(f[k])
             lens[k].append(file_lens[k])
@@ -142,8 +166,9 @@ def _read_files(where: str, cls: str, paths: list[Path], extern_data):
     return info, flat, lengths, tags
 
 
-def make_dataset(spec, extern_data: dict | None, default_seed: int = 42, name: str = "train",
-                 *, base_dir=None) -> Dataset:
+def make_dataset(
+    spec, extern_data: dict | None, default_seed: int = 42, name: str = "train", *, base_dir=None
+) -> Dataset:
     """Build the dataset described by `spec` (a task name or a mapping with `class`), checked
     against `extern_data`. Raises DatasetError with a clear message on any problem."""
     where = f"{name}_data" if name in ("train", "dev") else f"dataset {name!r}"
@@ -167,14 +192,20 @@ def _normalized_spec(where: str, spec) -> dict:
     RETURNN's class and option names become ours)."""
     if isinstance(spec, str):
         if spec not in TASKS:
-            hint = (" (for files use {class: hdf, files: ...} or {class: npz, files: ...})"
-                    if spec in FILE_CLASSES or spec.endswith((".hdf", ".h5", ".npz")) else "")
-            raise DatasetError(f"{where}: unknown dataset {spec!r}; built-in datasets: "
-                               f"{', '.join(TASKS)}{hint}")
+            hint = (
+                " (for files use {class: hdf, files: ...} or {class: npz, files: ...})"
+                if spec in FILE_CLASSES or spec.endswith((".hdf", ".h5", ".npz"))
+                else ""
+            )
+            raise DatasetError(
+                f"{where}: unknown dataset {spec!r}; built-in datasets: {', '.join(TASKS)}{hint}"
+            )
         spec = {"class": spec}
     if not isinstance(spec, Mapping):
-        raise DatasetError(f"{where}: a dataset is a built-in name ({', '.join(TASKS)}) or a "
-                           f"mapping with 'class', got {type(spec).__name__} {spec!r}")
+        raise DatasetError(
+            f"{where}: a dataset is a built-in name ({', '.join(TASKS)}) or a "
+            f"mapping with 'class', got {type(spec).__name__} {spec!r}"
+        )
     spec = dict(spec)
     if spec.get("class") in RETURNN_CLASSES:
         spec["class"] = RETURNN_CLASSES[spec["class"]]
@@ -184,28 +215,36 @@ def _normalized_spec(where: str, spec) -> dict:
     if "class" not in spec:
         raise DatasetError(f"{where}: missing 'class' (one of {', '.join(CLASSES)})")
     if spec["class"] not in CLASSES:
-        raise DatasetError(f"{where}: unknown dataset class {spec['class']!r} "
-                           f"(one of {', '.join(CLASSES)})")
+        raise DatasetError(
+            f"{where}: unknown dataset class {spec['class']!r} (one of {', '.join(CLASSES)})"
+        )
     return spec
 
 
 def _check_options(where: str, spec: dict, allowed: set[str]) -> None:
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise DatasetError(f"{where}: unknown option(s) {', '.join(unknown)} "
-                           f"(allowed: {', '.join(sorted(allowed - {'class'}))})")
+        raise DatasetError(
+            f"{where}: unknown option(s) {', '.join(unknown)} "
+            f"(allowed: {', '.join(sorted(allowed - {'class'}))})"
+        )
 
 
-def _generated_dataset(where: str, spec: dict, name: str, default_seed: int, partition: int,
-                       extern_data) -> tuple[ArrayDataset, str]:
+def _generated_dataset(
+    where: str, spec: dict, name: str, default_seed: int, partition: int, extern_data
+) -> tuple[ArrayDataset, str]:
     """A built-in task's dataset and its source text for messages."""
     cls = spec["class"]
     allowed = _COMMON_OPTS | _GEN_OPTS | set(TASK_DEFAULTS[cls])
     if cls == "12ax":
         allowed |= {"num_symbols"}
     _check_options(where, spec, allowed)
-    num_seqs = _int(where, "num_seqs", spec.get(
-        "num_seqs", DEFAULT_NUM_SEQS.get(name, DEFAULT_NUM_SEQS_OTHER)), 1)
+    num_seqs = _int(
+        where,
+        "num_seqs",
+        spec.get("num_seqs", DEFAULT_NUM_SEQS.get(name, DEFAULT_NUM_SEQS_OTHER)),
+        1,
+    )
     seed = spec.get("seed", default_seed_for(name, default_seed))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DatasetError(f"{where}: 'seed' must be an integer, got {seed!r}")
@@ -216,14 +255,20 @@ def _generated_dataset(where: str, spec: dict, name: str, default_seed: int, par
     for key, entry in (extern_data or {}).items():
         want = extern_key_info(key, entry)
         have = ds.key_info.get(key)
-        if want is not None and have is not None and have.sparse and not want.sparse \
-                and want.dim == have.dim:
+        if (
+            want is not None
+            and have is not None
+            and have.sparse
+            and not want.sparse
+            and want.dim == have.dim
+        ):
             ds.to_one_hot(key)
     return ds, f"({cls})"
 
 
-def _file_dataset(where: str, spec: dict, name: str, base_dir, partition: int,
-                  extern_data) -> tuple[ArrayDataset, str]:
+def _file_dataset(
+    where: str, spec: dict, name: str, base_dir, partition: int, extern_data
+) -> tuple[ArrayDataset, str]:
     """The sequences of an hdf/npz dataset's files (the first `num_seqs` if given) and its
     source text for messages: the file, or the files in parentheses."""
     _check_options(where, spec, _COMMON_OPTS | _FILE_OPTS)
@@ -234,14 +279,14 @@ def _file_dataset(where: str, spec: dict, name: str, base_dir, partition: int,
     if "num_seqs" in spec:
         n = _int(where, "num_seqs", spec["num_seqs"], 1)
         if n > len(tags):
-            raise DatasetError(f"{where}: num_seqs {n} but the file(s) hold only {len(tags)} "
-                               f"sequences")
+            raise DatasetError(
+                f"{where}: num_seqs {n} but the file(s) hold only {len(tags)} sequences"
+            )
         for k in info:
             cut = int(np.sum(lengths[k][:n]))
             flat[k], lengths[k] = flat[k][:cut], lengths[k][:n]
         tags = tags[:n]
     source = ", ".join(repr(str(p)) for p in paths)
     source = f"({source})" if len(paths) > 1 else source
-    ds = ArrayDataset(name, info, flat, lengths, seq_tags=tags, partition=partition,
-                      source=source)
+    ds = ArrayDataset(name, info, flat, lengths, seq_tags=tags, partition=partition, source=source)
     return ds, source

@@ -5,6 +5,7 @@ sparse keys are int32 [T] class indices, dense keys float32 [T, dim] features. A
 datasets keep their sequences in memory as one concatenated array per key plus per-sequence
 lengths (`ArrayDataset`), so `get_seq` is a cheap slice and lengths are vectorised for batching.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -46,8 +47,9 @@ def extern_key_info(key: str, entry) -> KeyInfo | None:
     return KeyInfo(int(dim), sparse)
 
 
-def check_against_extern_data(name: str, provided: Mapping[str, KeyInfo], extern_data,
-                              source: str = "") -> tuple[str, ...]:
+def check_against_extern_data(
+    name: str, provided: Mapping[str, KeyInfo], extern_data, source: str = ""
+) -> tuple[str, ...]:
     """Check the keys a dataset provides against `extern_data` and return the keys it will
     deliver (in extern_data order; all provided keys when extern_data is empty/None).
 
@@ -64,12 +66,14 @@ def check_against_extern_data(name: str, provided: Mapping[str, KeyInfo], extern
                 continue  # a target the data does not have (e.g. forwarding): fine
             raise DatasetError(
                 f"{where} provides no key {key!r} required by extern_data "
-                f"(it provides: {', '.join(provided) or 'nothing'})")
+                f"(it provides: {', '.join(provided) or 'nothing'})"
+            )
         have = provided[key]
         if want is not None and (want.dim != have.dim or want.sparse != have.sparse):
             raise DatasetError(
                 f"{where}: key {key!r} is {have.describe()} in the data but extern_data[{key!r}] "
-                f"says {want.describe()}")
+                f"says {want.describe()}"
+            )
         keys.append(key)
     return tuple(keys)
 
@@ -79,11 +83,14 @@ def check_frame_dtype(where: str, key: str, arr: np.ndarray) -> None:
     int32/float32 would fail, or silently drop the imaginary part)."""
     kind = np.asarray(arr).dtype.kind
     if kind == "c":
-        raise DatasetError(f"{where}: key {key!r} holds complex numbers ({arr.dtype}); only "
-                           f"real numbers are supported")
+        raise DatasetError(
+            f"{where}: key {key!r} holds complex numbers ({arr.dtype}); only "
+            f"real numbers are supported"
+        )
     if kind not in "biuf":
-        raise DatasetError(f"{where}: key {key!r} holds {arr.dtype} values (e.g. strings), "
-                           f"not numbers")
+        raise DatasetError(
+            f"{where}: key {key!r} holds {arr.dtype} values (e.g. strings), not numbers"
+        )
 
 
 def as_lengths(where: str, name: str, values, tags=None) -> np.ndarray:
@@ -96,8 +103,10 @@ def as_lengths(where: str, name: str, values, tags=None) -> np.ndarray:
     elif arr.dtype.kind == "f":
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
-            raise DatasetError(f"{where}: {name} holds non-integer lengths "
-                               f"(e.g. {float(arr[bad].flat[0]):g}); lengths are whole numbers")
+            raise DatasetError(
+                f"{where}: {name} holds non-integer lengths "
+                f"(e.g. {float(arr[bad].flat[0]):g}); lengths are whole numbers"
+            )
         out = arr.astype(np.int64)
     else:
         raise DatasetError(f"{where}: {name} must hold integer lengths, got {arr.dtype} values")
@@ -105,8 +114,9 @@ def as_lengths(where: str, name: str, values, tags=None) -> np.ndarray:
     if neg.size:
         row = int(neg[0][0])
         seq = repr(tags[row]) if tags is not None and row < len(tags) else f"number {row}"
-        raise DatasetError(f"{where}: {name} gives sequence {seq} the negative length "
-                           f"{int(out[tuple(neg[0])])}")
+        raise DatasetError(
+            f"{where}: {name} gives sequence {seq} the negative length {int(out[tuple(neg[0])])}"
+        )
     return out
 
 
@@ -119,8 +129,10 @@ def as_frames(key: str, value, info: KeyInfo, where: str = "") -> np.ndarray:
     ok = arr.ndim == 1 if info.sparse else (arr.ndim == 2 and arr.shape[1] == info.dim)
     if not ok:
         want = "[T]" if info.sparse else f"[T, {info.dim}]"
-        raise DatasetError(f"{where + ': ' if where else ''}key {key!r} has shape {arr.shape}, "
-                           f"expected {want} ({info.describe()})")
+        raise DatasetError(
+            f"{where + ': ' if where else ''}key {key!r} has shape {arr.shape}, "
+            f"expected {want} ({info.describe()})"
+        )
     return arr.astype(np.int32 if info.sparse else np.float32, copy=False)
 
 
@@ -142,7 +154,8 @@ def check_shared_time_axes(dataset: Dataset, groups: Sequence[Sequence[str]]) ->
                 raise DatasetError(
                     f"{dataset.name} dataset: `{keys[0]}` and `{other}` share a time axis in the "
                     f"network, but sequence {tag!r} has {int(first[i])} frames of `{keys[0]}` "
-                    f"and {int(lens[i])} of `{other}` ({bad.size} sequences differ)")
+                    f"and {int(lens[i])} of `{other}` ({bad.size} sequences differ)"
+                )
 
 
 class Dataset:
@@ -178,8 +191,11 @@ class Dataset:
     def describe(self) -> str:
         lens = self.seq_lengths("data" if "data" in self.keys else None)
         keys = ", ".join(f"{k} ({self.key_info[k].describe()})" for k in self.keys)
-        stats = (f"lengths {int(lens.min())}..{int(lens.max())} (mean {lens.mean():.1f})"
-                 if len(lens) else "empty")
+        stats = (
+            f"lengths {int(lens.min())}..{int(lens.max())} (mean {lens.mean():.1f})"
+            if len(lens)
+            else "empty"
+        )
         part = f", partition {self.partition}" if self.partition > 1 else ""
         return f"{self.name}: {self.num_seqs} seqs, keys {keys}, {stats}{part}"
 
@@ -187,9 +203,17 @@ class Dataset:
 class ArrayDataset(Dataset):
     """Sequences stored as one concatenated array per key plus per-sequence lengths."""
 
-    def __init__(self, name: str, key_info: Mapping[str, KeyInfo], flat: Mapping[str, np.ndarray],
-                 lengths: Mapping[str, np.ndarray], seq_tags: Sequence[str] | None = None,
-                 keys: Sequence[str] | None = None, partition: int = 1, source: str = ""):
+    def __init__(
+        self,
+        name: str,
+        key_info: Mapping[str, KeyInfo],
+        flat: Mapping[str, np.ndarray],
+        lengths: Mapping[str, np.ndarray],
+        seq_tags: Sequence[str] | None = None,
+        keys: Sequence[str] | None = None,
+        partition: int = 1,
+        source: str = "",
+    ):
         self.name = name
         self.source = source
         keys = tuple(keys) if keys is not None else tuple(key_info)
@@ -198,9 +222,11 @@ class ArrayDataset(Dataset):
         self._all_info = dict(self.key_info)
         nums = {len(lengths[k]) for k in keys}
         if len(nums) > 1:
-            raise DatasetError(f"{name} dataset{(' ' + source) if source else ''}: keys have "
-                               f"different numbers of sequences: "
-                               f"{ {k: len(lengths[k]) for k in keys} }")
+            raise DatasetError(
+                f"{name} dataset{(' ' + source) if source else ''}: keys have "
+                f"different numbers of sequences: "
+                f"{ {k: len(lengths[k]) for k in keys} }"
+            )
         self.num_seqs = nums.pop() if nums else 0
         self._flat = {}
         self._lengths = {}
@@ -213,7 +239,8 @@ class ArrayDataset(Dataset):
             if (lens < 0).any() or int(lens.sum()) != len(arr):
                 raise DatasetError(
                     f"{name} dataset{(' ' + source) if source else ''}: key {k!r} has "
-                    f"{len(arr)} frames but its sequence lengths sum to {int(lens.sum())}")
+                    f"{len(arr)} frames but its sequence lengths sum to {int(lens.sum())}"
+                )
             self._flat[k] = arr
             self._lengths[k] = lens
             self._offsets[k] = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
@@ -221,12 +248,12 @@ class ArrayDataset(Dataset):
             seq_tags = [f"{name}-{i}" for i in range(self.num_seqs)]
         self.seq_tags = [str(t) for t in seq_tags]
         if len(self.seq_tags) != self.num_seqs:
-            raise DatasetError(f"{name} dataset: {len(self.seq_tags)} seq tags for "
-                               f"{self.num_seqs} sequences")
+            raise DatasetError(
+                f"{name} dataset: {len(self.seq_tags)} seq tags for {self.num_seqs} sequences"
+            )
         if partition < 1:
             raise DatasetError(f"{name} dataset: partition must be >= 1, got {partition}")
         self.partition = int(partition)
-
 
     def to_one_hot(self, key: str) -> None:
         """Deliver the class indices of `key` as one-hot float vectors (dense, same dim)."""
@@ -238,6 +265,7 @@ class ArrayDataset(Dataset):
         dense[np.arange(len(flat)), flat] = 1.0
         self._flat[key] = dense
         self.key_info[key] = self._all_info[key] = KeyInfo(info.dim, False)
+
     def _check_index(self, i: int) -> int:
         i = int(i)
         if not 0 <= i < self.num_seqs:
@@ -246,7 +274,7 @@ class ArrayDataset(Dataset):
 
     def get_seq(self, i: int) -> dict[str, np.ndarray]:
         i = self._check_index(i)
-        return {k: self._flat[k][self._offsets[k][i]:self._offsets[k][i + 1]] for k in self.keys}
+        return {k: self._flat[k][self._offsets[k][i] : self._offsets[k][i + 1]] for k in self.keys}
 
     def seq_length(self, i: int, key: str = "data") -> int:
         i = self._check_index(i)
@@ -280,12 +308,19 @@ class ArrayDataset(Dataset):
         return self._flat[key]
 
     @classmethod
-    def from_seqs(cls, name: str, key_info: Mapping[str, KeyInfo],
-                  seqs: Sequence[Mapping[str, np.ndarray]], seq_tags=None, **kwargs):
+    def from_seqs(
+        cls,
+        name: str,
+        key_info: Mapping[str, KeyInfo],
+        seqs: Sequence[Mapping[str, np.ndarray]],
+        seq_tags=None,
+        **kwargs,
+    ):
         flat, lengths = {}, {}
         for k, info in key_info.items():
-            parts = [as_frames(k, s[k], info, where=f"{name} sequence {i}")
-                     for i, s in enumerate(seqs)]
+            parts = [
+                as_frames(k, s[k], info, where=f"{name} sequence {i}") for i, s in enumerate(seqs)
+            ]
             lengths[k] = np.array([len(p) for p in parts], dtype=np.int64)
             if parts:
                 flat[k] = np.concatenate(parts, axis=0)

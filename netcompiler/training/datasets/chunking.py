@@ -7,6 +7,7 @@ sequence must have the same length (RETURNN's rule), except keys of length <= 1 
 label per sequence), which every chunk gets whole. `partition` splits the sequences, not the
 chunks (a sequence's chunks stay in one epoch), as RETURNN's partition_epoch does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,15 +36,19 @@ class ChunkedDataset(Dataset):
         self.key_info = dict(base.key_info)
         self.partition = 1  # the partition is the base's (see epoch_indices)
         lens = {k: np.asarray(base.seq_lengths(k), dtype=np.int64) for k in self.keys}
-        main = np.max(np.stack([lens[k] for k in self.keys]), axis=0) if self.keys else \
-            np.zeros(0, np.int64)
+        main = (
+            np.max(np.stack([lens[k] for k in self.keys]), axis=0)
+            if self.keys
+            else np.zeros(0, np.int64)
+        )
         for k in self.keys:
             bad = np.nonzero((lens[k] != main) & (lens[k] > 1))[0]
             if bad.size:
                 i = int(bad[0])
                 raise DatasetError(
                     f"chunking needs all keys of a sequence to have the same length: sequence "
-                    f"{i} has {int(main[i])} frames but {int(lens[k][i])} of `{k}`")
+                    f"{i} has {int(main[i])} frames but {int(lens[k][i])} of `{k}`"
+                )
         seqs, starts = [], []
         for i, n in enumerate(main):
             s = np.arange(0, max(int(n), 1), self.step, dtype=np.int64)
@@ -92,5 +97,4 @@ class ChunkedDataset(Dataset):
         return out
 
     def describe(self) -> str:
-        return (f"{self.base.describe()}; chunking {self.size}:{self.step}: "
-                f"{self.num_seqs} chunks")
+        return f"{self.base.describe()}; chunking {self.size}:{self.step}: {self.num_seqs} chunks"

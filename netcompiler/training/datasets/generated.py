@@ -46,6 +46,7 @@ number_base_convert (defaults: base_in=10, base_out=2, min_len=1, max_len=6)
     classes: the base_out digits of n, most significant first, id = digit + 1, then 0 (EOS)
              (sparse dim base_out + 1). E.g. base 10 -> 2: 6 -> data [6], classes [2, 2, 1, 0].
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,7 +66,7 @@ TASKS = tuple(TASK_DEFAULTS)
 
 
 def make_rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(int(seed) % (2 ** 63))
+    return np.random.default_rng(int(seed) % (2**63))
 
 
 def _lengths(rng, n, min_len, max_len):
@@ -78,7 +79,7 @@ def gen_copy_reverse(rng, n, num_symbols, min_len, max_len, reverse):
     offs = np.concatenate([[0], np.cumsum(lens)])
     data, classes = [], []
     for i in range(n):
-        x = flat[offs[i]:offs[i + 1]]
+        x = flat[offs[i] : offs[i + 1]]
         data.append(x)
         y = x[::-1] if reverse else x
         classes.append(np.concatenate([y, [0]]).astype(np.int32))
@@ -165,8 +166,15 @@ def _int_opt(task, opts, key, minimum):
 class GeneratedDataset(ArrayDataset):
     """One of the built-in tasks (see module docstring)."""
 
-    def __init__(self, task: str, num_seqs: int, seed: int, name: str = "train",
-                 partition: int = 1, **options):
+    def __init__(
+        self,
+        task: str,
+        num_seqs: int,
+        seed: int,
+        name: str = "train",
+        partition: int = 1,
+        **options,
+    ):
         if task not in TASK_DEFAULTS:
             raise DatasetError(f"unknown generated task {task!r} (known: {', '.join(TASKS)})")
         opts = dict(TASK_DEFAULTS[task])
@@ -175,16 +183,19 @@ class GeneratedDataset(ArrayDataset):
                 raise DatasetError(f"dataset '12ax': num_symbols is fixed to {len(SYMBOLS_12AX)}")
         unknown = set(options) - set(opts)
         if unknown:
-            raise DatasetError(f"dataset {task!r}: unknown option(s) {', '.join(sorted(unknown))} "
-                               f"(allowed: {', '.join(sorted(opts))})")
+            raise DatasetError(
+                f"dataset {task!r}: unknown option(s) {', '.join(sorted(unknown))} "
+                f"(allowed: {', '.join(sorted(opts))})"
+            )
         opts.update(options)
         n = _int_opt(task, {"num_seqs": num_seqs}, "num_seqs", 0)
         for k in opts:
             minimum = 2 if k in ("num_symbols", "base_in", "base_out") else 1
             opts[k] = _int_opt(task, opts, k, minimum)
         if opts["min_len"] > opts["max_len"]:
-            raise DatasetError(f"dataset {task!r}: min_len {opts['min_len']} > max_len "
-                               f"{opts['max_len']}")
+            raise DatasetError(
+                f"dataset {task!r}: min_len {opts['min_len']} > max_len {opts['max_len']}"
+            )
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise DatasetError(f"dataset {task!r}: seed must be an integer, got {seed!r}")
         self.task = task
@@ -192,24 +203,41 @@ class GeneratedDataset(ArrayDataset):
         self.options = opts
         rng = make_rng(seed)
         if task in ("copy", "reverse"):
-            data, classes = gen_copy_reverse(rng, n, opts["num_symbols"], opts["min_len"],
-                                             opts["max_len"], reverse=task == "reverse")
-            info = {"data": KeyInfo(opts["num_symbols"], True),
-                    "classes": KeyInfo(opts["num_symbols"], True)}
+            data, classes = gen_copy_reverse(
+                rng,
+                n,
+                opts["num_symbols"],
+                opts["min_len"],
+                opts["max_len"],
+                reverse=task == "reverse",
+            )
+            info = {
+                "data": KeyInfo(opts["num_symbols"], True),
+                "classes": KeyInfo(opts["num_symbols"], True),
+            }
         elif task == "12ax":
             data, classes = gen_12ax(rng, n, opts["min_len"], opts["max_len"])
             info = {"data": KeyInfo(len(SYMBOLS_12AX), True), "classes": KeyInfo(2, True)}
         else:
-            data, classes = gen_number_base_convert(rng, n, opts["base_in"], opts["base_out"],
-                                                    opts["min_len"], opts["max_len"])
-            info = {"data": KeyInfo(opts["base_in"], True),
-                    "classes": KeyInfo(opts["base_out"] + 1, True)}
+            data, classes = gen_number_base_convert(
+                rng, n, opts["base_in"], opts["base_out"], opts["min_len"], opts["max_len"]
+            )
+            info = {
+                "data": KeyInfo(opts["base_in"], True),
+                "classes": KeyInfo(opts["base_out"] + 1, True),
+            }
         seqs = [{"data": d, "classes": c} for d, c in zip(data, classes)]
         tags = [f"{task}-{name}-{i}" for i in range(n)]
         tmp = ArrayDataset.from_seqs(name, info, seqs, seq_tags=tags)
-        super().__init__(name, info, {k: tmp.flat(k) for k in info},
-                         {k: tmp.seq_lengths(k) for k in info}, seq_tags=tags,
-                         partition=partition, source=f"({task})")
+        super().__init__(
+            name,
+            info,
+            {k: tmp.flat(k) for k in info},
+            {k: tmp.seq_lengths(k) for k in info},
+            seq_tags=tags,
+            partition=partition,
+            source=f"({task})",
+        )
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())

@@ -15,6 +15,7 @@ Layout (as written by RETURNN's `SimpleHDFWriter` and read by its `HDFDataset`):
   older files store just the dim, meaning sparse); `targets/labels/<key>`: label names;
 - `labels`: label names of `data` (may be empty).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -62,8 +63,11 @@ def _show(value) -> str:
 def _int_attr(where: str, what: str, value) -> int:
     """An integer attribute: one whole number (not a string, not a list)."""
     arr = np.asarray(value)
-    if arr.size != 1 or arr.dtype.kind not in "iuf" or \
-            (arr.dtype.kind == "f" and not float(arr.reshape(())).is_integer()):
+    if (
+        arr.size != 1
+        or arr.dtype.kind not in "iuf"
+        or (arr.dtype.kind == "f" and not float(arr.reshape(())).is_integer())
+    ):
         raise DatasetError(f"{where}: {what} must be an integer, got {_show(value)}")
     return int(arr.reshape(()))
 
@@ -71,20 +75,29 @@ def _int_attr(where: str, what: str, value) -> int:
 def _target_size(where: str, key: str, value) -> tuple[int, bool]:
     """`targets/size` attribute of a key: [dim, ndim] (ndim 1 sparse, 2 dense) or just dim."""
     arr = np.asarray(value)
-    if arr.ndim > 1 or arr.size not in (1, 2) or arr.dtype.kind not in "iuf" or \
-            (arr.dtype.kind == "f" and not all(float(x).is_integer() for x in arr.reshape(-1))):
-        raise DatasetError(f"{where}: targets/size attribute {key!r} must be [dim, ndim] or dim "
-                           f"(integers), got {_show(value)}")
+    if (
+        arr.ndim > 1
+        or arr.size not in (1, 2)
+        or arr.dtype.kind not in "iuf"
+        or (arr.dtype.kind == "f" and not all(float(x).is_integer() for x in arr.reshape(-1)))
+    ):
+        raise DatasetError(
+            f"{where}: targets/size attribute {key!r} must be [dim, ndim] or dim "
+            f"(integers), got {_show(value)}"
+        )
     size = arr.reshape(-1).tolist()
     dim, ndim = int(size[0]), int(size[1]) if len(size) > 1 else 1
     if dim < 1 or ndim not in (1, 2):
-        raise DatasetError(f"{where}: targets/size attribute {key!r} = {size}: dim must be >= 1 "
-                           f"and ndim 1 (sparse) or 2 (dense)")
+        raise DatasetError(
+            f"{where}: targets/size attribute {key!r} = {size}: dim must be >= 1 "
+            f"and ndim 1 (sparse) or 2 (dense)"
+        )
     return dim, ndim == 1
 
 
-def read_hdf(path) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str, np.ndarray],
-                            list[str]]:
+def read_hdf(
+    path,
+) -> tuple[dict[str, KeyInfo], dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """Read one RETURNN HDF file: (key_info, flat frames per key, lengths per key, seq tags).
     Every problem with the file, including a layout h5py cannot read as expected (a group where
     a dataset should be, strings where numbers should be), is a DatasetError."""
@@ -124,8 +137,11 @@ def _read_layout(fin, path: Path, where: str):
     inputs = fin["inputs"][...]
     check_frame_dtype(where, "data", inputs)
     seq_lengths, tags = _seq_lengths_and_tags(fin, path, where)
-    patt = (_int_attr(where, "attribute inputPattSize", fin.attrs["inputPattSize"])
-            if "inputPattSize" in fin.attrs else None)
+    patt = (
+        _int_attr(where, "attribute inputPattSize", fin.attrs["inputPattSize"])
+        if "inputPattSize" in fin.attrs
+        else None
+    )
     info = {"data": _inputs_info(where, inputs, patt)}
     flat = {"data": inputs}
     lengths = {"data": seq_lengths[:, 0]}
@@ -147,8 +163,10 @@ def _seq_lengths_and_tags(fin, path: Path, where: str) -> tuple[np.ndarray, list
     the file has none), checked against each other and against the numSeqs attribute."""
     raw_lengths = np.asarray(fin["seqLengths"][...])
     if raw_lengths.ndim not in (1, 2):
-        raise DatasetError(f"{where}: seqLengths has shape {raw_lengths.shape}, expected "
-                           f"[numSeqs] or [numSeqs, 1 + number of targets]")
+        raise DatasetError(
+            f"{where}: seqLengths has shape {raw_lengths.shape}, expected "
+            f"[numSeqs] or [numSeqs, 1 + number of targets]"
+        )
     if raw_lengths.ndim == 1:
         raw_lengths = raw_lengths[:, None]
     num_seqs = raw_lengths.shape[0]
@@ -159,10 +177,14 @@ def _seq_lengths_and_tags(fin, path: Path, where: str) -> tuple[np.ndarray, list
     if len(tags) != num_seqs:
         raise DatasetError(f"{where}: {len(tags)} seqTags but {num_seqs} rows in seqLengths")
     seq_lengths = as_lengths(where, "seqLengths", raw_lengths, tags)
-    if "numSeqs" in fin.attrs and _int_attr(where, "attribute numSeqs",
-                                            fin.attrs["numSeqs"]) != num_seqs:
-        raise DatasetError(f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
-                           f"seqLengths has {num_seqs} rows")
+    if (
+        "numSeqs" in fin.attrs
+        and _int_attr(where, "attribute numSeqs", fin.attrs["numSeqs"]) != num_seqs
+    ):
+        raise DatasetError(
+            f"{where}: attribute numSeqs={int(fin.attrs['numSeqs'])} but "
+            f"seqLengths has {num_seqs} rows"
+        )
     return seq_lengths, tags
 
 
@@ -174,8 +196,9 @@ def _inputs_info(where: str, inputs: np.ndarray, patt: int | None) -> KeyInfo:
         return KeyInfo(patt, True)
     if inputs.ndim == 2:
         if patt is not None and patt != inputs.shape[1]:
-            raise DatasetError(f"{where}: inputPattSize={patt} "
-                               f"but inputs have {inputs.shape[1]} features")
+            raise DatasetError(
+                f"{where}: inputPattSize={patt} but inputs have {inputs.shape[1]} features"
+            )
         return KeyInfo(int(inputs.shape[1]), False)
     raise DatasetError(f"{where}: inputs have unsupported shape {inputs.shape}")
 
@@ -192,15 +215,18 @@ def _target_keys(fin) -> list[str]:
     return sorted(names)
 
 
-def _target_lengths(where: str, key: str, col: int, seq_lengths: np.ndarray,
-                    target_keys: list[str]) -> np.ndarray:
+def _target_lengths(
+    where: str, key: str, col: int, seq_lengths: np.ndarray, target_keys: list[str]
+) -> np.ndarray:
     """A target's sequence lengths: its seqLengths column, or the only column all keys share."""
     if seq_lengths.shape[1] == 1:
         return seq_lengths[:, 0]
     if col < seq_lengths.shape[1]:
         return seq_lengths[:, col]
-    raise DatasetError(f"{where}: seqLengths has {seq_lengths.shape[1]} columns, "
-                       f"no column for target {key!r} (targets: {target_keys})")
+    raise DatasetError(
+        f"{where}: seqLengths has {seq_lengths.shape[1]} columns, "
+        f"no column for target {key!r} (targets: {target_keys})"
+    )
 
 
 def _target_info(where: str, key: str, arr: np.ndarray, size_attrs) -> KeyInfo:
@@ -214,8 +240,10 @@ def _target_info(where: str, key: str, arr: np.ndarray, size_attrs) -> KeyInfo:
     else:
         raise DatasetError(f"{where}: no targets/size attribute for sparse key {key!r}")
     if sparse != (arr.ndim == 1) or (not sparse and arr.shape[1] != dim):
-        raise DatasetError(f"{where}: targets/data/{key} has shape {arr.shape} but "
-                           f"targets/size says {'sparse' if sparse else 'dense'} dim {dim}")
+        raise DatasetError(
+            f"{where}: targets/data/{key} has shape {arr.shape} but "
+            f"targets/size says {'sparse' if sparse else 'dense'} dim {dim}"
+        )
     return KeyInfo(dim, sparse)
 
 
@@ -226,16 +254,19 @@ def check_frames(where: str, key: str, info: KeyInfo, flat: np.ndarray, lengths:
     lengths = as_lengths(where, f"the lengths of key {key!r}", lengths)
     total = int(np.sum(lengths))
     if total != len(flat):
-        raise DatasetError(f"{where}: key {key!r} has {len(flat)} frames but its sequence "
-                           f"lengths sum to {total}")
+        raise DatasetError(
+            f"{where}: key {key!r} has {len(flat)} frames but its sequence lengths sum to {total}"
+        )
     if info.sparse and len(flat):
         if not np.issubdtype(flat.dtype, np.integer):
             if not np.all(np.equal(np.mod(flat, 1), 0)):
                 raise DatasetError(f"{where}: sparse key {key!r} holds non-integer values")
         lo, hi = int(np.min(flat)), int(np.max(flat))
         if lo < 0 or hi >= info.dim:
-            raise DatasetError(f"{where}: sparse key {key!r} has class indices {lo}..{hi}, "
-                               f"outside 0..{info.dim - 1} (dim {info.dim})")
+            raise DatasetError(
+                f"{where}: sparse key {key!r} has class indices {lo}..{hi}, "
+                f"outside 0..{info.dim - 1} (dim {info.dim})"
+            )
 
 
 def infer_key_info(key: str, seqs: Sequence[Mapping], extern_data) -> KeyInfo:
@@ -251,8 +282,9 @@ def infer_key_info(key: str, seqs: Sequence[Mapping], extern_data) -> KeyInfo:
         return KeyInfo(max((int(a.max()) + 1 for a in arrs if a.size), default=1), True)
     if nd == {2}:
         return KeyInfo(int(next(a for a in arrs if a.ndim == 2).shape[1]), False)
-    raise DatasetError(f"cannot tell the dim of key {key!r} (not in extern_data, arrays of "
-                       f"ndim {sorted(nd)})")
+    raise DatasetError(
+        f"cannot tell the dim of key {key!r} (not in extern_data, arrays of ndim {sorted(nd)})"
+    )
 
 
 def collect_seqs(seqs: Sequence[Mapping], extern_data, seq_tags=None, what="write"):
@@ -307,16 +339,18 @@ def write_hdf(path, seqs: list[dict], extern_data=None, seq_tags: list[str] | No
             f.create_dataset("inputs", data=flat["data"])
             f.create_dataset("labels", shape=(0,), dtype="S5")
             f.create_dataset("seqLengths", data=seq_len_arr)
-            f.create_dataset("seqTags", data=np.array(tags, dtype=object),
-                             dtype=h5py.string_dtype("utf-8"))
+            f.create_dataset(
+                "seqTags", data=np.array(tags, dtype=object), dtype=h5py.string_dtype("utf-8")
+            )
             if extra:
                 grp_data = f.create_group("targets/data")
                 grp_size = f.create_group("targets/size")
                 grp_labels = f.create_group("targets/labels")
                 for k in extra:
                     grp_data.create_dataset(k, data=flat[k])
-                    grp_size.attrs[k] = np.array([info[k].dim, 1 if info[k].sparse else 2],
-                                                 dtype=np.int64)
+                    grp_size.attrs[k] = np.array(
+                        [info[k].dim, 1 if info[k].sparse else 2], dtype=np.int64
+                    )
                     grp_labels.create_dataset(k, data=np.array([b"dummy-label"]))
 
     atomic_write(path, write, ".hdf.tmp")

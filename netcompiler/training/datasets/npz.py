@@ -11,6 +11,7 @@ Layout (every array stored without pickling; `numpy.load(..., allow_pickle=False
 - `<key>_sparse` (optional, bool scalar): default: the array is integer and 1-D;
 - `seq_tags` (optional): str [num_seqs]; default `<file stem>-<i>`.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -33,8 +34,10 @@ def _scalar(where: str, name: str, value, kinds: str, what: str):
     """A 0-d (or one-element) array of one of the dtype `kinds`, as a Python scalar."""
     arr = np.asarray(value)
     if arr.size != 1 or arr.dtype.kind not in kinds:
-        raise DatasetError(f"{where}: {name} must be {what}, got an array of shape "
-                           f"{arr.shape} and dtype {arr.dtype}")
+        raise DatasetError(
+            f"{where}: {name} must be {what}, got an array of shape "
+            f"{arr.shape} and dtype {arr.dtype}"
+        )
     return arr.reshape(()).item()
 
 
@@ -50,27 +53,34 @@ def read_npz(path, extern_data=None):
         raise DatasetError(f"cannot read {where}: {exc}") from None
     keys = [k for k in arrays if f"{k}_lengths" in arrays]
     if not keys:
-        raise DatasetError(f"{where} holds no key (expected arrays '<key>' and '<key>_lengths'; "
-                           f"found {sorted(arrays)})")
+        raise DatasetError(
+            f"{where} holds no key (expected arrays '<key>' and '<key>_lengths'; "
+            f"found {sorted(arrays)})"
+        )
     info, flat, lengths = {}, {}, {}
-    named = (np.asarray(arrays["seq_tags"]).reshape(-1).tolist() if "seq_tags" in arrays
-             else None)  # only to name a sequence in an error
+    named = (
+        np.asarray(arrays["seq_tags"]).reshape(-1).tolist() if "seq_tags" in arrays else None
+    )  # only to name a sequence in an error
     for k in keys:
         arr = arrays[k]
         check_frame_dtype(where, k, arr)
-        lens = as_lengths(where, f"{k}_lengths", np.asarray(arrays[f"{k}_lengths"]).reshape(-1),
-                          named)
+        lens = as_lengths(
+            where, f"{k}_lengths", np.asarray(arrays[f"{k}_lengths"]).reshape(-1), named
+        )
         ext = extern_key_info(k, extern_data[k]) if extern_data and k in extern_data else None
         if f"{k}_sparse" in arrays:
-            sparse = bool(_scalar(where, f"{k}_sparse", arrays[f"{k}_sparse"], "biu",
-                                  "one boolean"))
+            sparse = bool(
+                _scalar(where, f"{k}_sparse", arrays[f"{k}_sparse"], "biu", "one boolean")
+            )
         elif ext is not None:
             sparse = ext.sparse
         else:
             sparse = arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer)
         if sparse and arr.ndim != 1 or not sparse and arr.ndim != 2:
-            raise DatasetError(f"{where}: key {k!r} has shape {arr.shape}, expected "
-                               f"{'[N] (sparse)' if sparse else '[N, dim] (dense)'}")
+            raise DatasetError(
+                f"{where}: key {k!r} has shape {arr.shape}, expected "
+                f"{'[N] (sparse)' if sparse else '[N, dim] (dense)'}"
+            )
         if f"{k}_dim" in arrays:
             dim = _scalar(where, f"{k}_dim", arrays[f"{k}_dim"], "iu", "one integer")
             if dim < 1:
@@ -82,8 +92,9 @@ def read_npz(path, extern_data=None):
         else:
             dim = int(arr.max()) + 1 if arr.size else 1
         if not sparse and arr.shape[1] != dim:
-            raise DatasetError(f"{where}: key {k!r} has {arr.shape[1]} features but "
-                               f"{k}_dim = {dim}")
+            raise DatasetError(
+                f"{where}: key {k!r} has {arr.shape[1]} features but {k}_dim = {dim}"
+            )
         info[k] = KeyInfo(dim, sparse)
         flat[k], lengths[k] = arr, lens
         check_frames(where, k, info[k], arr, lens)

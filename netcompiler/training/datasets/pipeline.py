@@ -19,6 +19,7 @@ along the ordering chosen by `batching`:
 only part `(e - 1) % P` of `numpy.array_split(arange(num_seqs), P)`, so P consecutive epochs
 (counted from 1) see every sequence once.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ BATCHINGS = ("random", "sorted", "laplace")
 
 
 def _rng(seed: int, epoch: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed) % (2 ** 63), int(epoch) % (2 ** 63)])
+    return np.random.default_rng([int(seed) % (2**63), int(epoch) % (2**63)])
 
 
 def epoch_seq_indices(dataset: Dataset, epoch: int) -> np.ndarray:
@@ -48,8 +49,9 @@ def _parse_batching(batching: str) -> tuple[str, int | None]:
         raise DatasetError(f"batching must be a string ({', '.join(BATCHINGS)}), got {batching!r}")
     name, _, arg = batching.partition(":")
     if name not in BATCHINGS or (arg and name != "laplace"):
-        raise DatasetError(f"unknown batching {batching!r} (use one of {', '.join(BATCHINGS)}, "
-                           f"or laplace:N)")
+        raise DatasetError(
+            f"unknown batching {batching!r} (use one of {', '.join(BATCHINGS)}, or laplace:N)"
+        )
     if arg:
         try:
             n = int(arg)
@@ -69,8 +71,9 @@ def _greedy(order: np.ndarray, lens: np.ndarray, batch_size: int, max_seqs: int 
     for i in order.tolist():
         L = int(lens[i])
         new_max = max(cur_max, L)
-        if cur and (new_max * (len(cur) + 1) > batch_size
-                    or (limit is not None and len(cur) + 1 > limit)):
+        if cur and (
+            new_max * (len(cur) + 1) > batch_size or (limit is not None and len(cur) + 1 > limit)
+        ):
             out.append(cur)
             cur, new_max = [], L
         cur.append(i)
@@ -91,34 +94,47 @@ def long_sequences(dataset: Dataset, max_seq_length) -> np.ndarray:
     long = np.zeros(n, dtype=bool)
     for key, limit in limits.items():
         if key not in dataset.keys:
-            raise DatasetError(f"key `{key}` is not a key of the dataset (it has "
-                               f"{', '.join(dataset.keys)})")
+            raise DatasetError(
+                f"key `{key}` is not a key of the dataset (it has {', '.join(dataset.keys)})"
+            )
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise DatasetError(f"the limit of `{key}` must be an integer >= 1, got {limit!r}")
         long |= np.asarray(dataset.seq_lengths(key), dtype=np.int64) > int(limit)
     return long
 
 
-def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
-            batching: str = "random", seed: int = 42, epoch: int = 1,
-            max_seq_length=None) -> list[list[int]]:
+def batches(
+    dataset: Dataset,
+    batch_size: int,
+    max_seqs: int | None = None,
+    batching: str = "random",
+    seed: int = 42,
+    epoch: int = 1,
+    max_seq_length=None,
+) -> list[list[int]]:
     """Sequence index groups, one per batch (see module docstring); deterministic given
     (seed, epoch). Every sequence of the epoch appears in exactly one batch, except with
     `max_seq_length` (int or {key: int}): the longer sequences are skipped (DatasetError if
     that leaves none)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
         raise DatasetError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if max_seqs is not None and (isinstance(max_seqs, bool)
-                                 or not isinstance(max_seqs, (int, np.integer)) or max_seqs < 1):
+    if max_seqs is not None and (
+        isinstance(max_seqs, bool) or not isinstance(max_seqs, (int, np.integer)) or max_seqs < 1
+    ):
         raise DatasetError(f"max_seqs must be a positive integer or None, got {max_seqs!r}")
     method, bucket = _parse_batching(batching)
     idx = epoch_seq_indices(dataset, epoch)
     if max_seq_length and len(idx):
         kept = idx[~long_sequences(dataset, max_seq_length)[idx]]
         if not len(kept):
-            raise DatasetError(f"all {len(idx)} sequences of epoch {epoch} are longer than "
-                               f"max_seq_length {max_seq_length}")
+            raise DatasetError(
+                f"all {len(idx)} sequences of epoch {epoch} are longer than "
+                f"max_seq_length {max_seq_length}"
+            )
         idx = kept
     lens = np.maximum(np.asarray(dataset.seq_lengths(None), dtype=np.int64), 1)
     if len(idx) == 0:
@@ -138,7 +154,7 @@ def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
         bucket = max(2, 16 * per_batch)
     parts = []
     for b, start in enumerate(range(0, len(order), bucket)):
-        part = order[start:start + bucket]
+        part = order[start : start + bucket]
         part = part[np.argsort(lens[part], kind="stable")]
         parts.append(part[::-1] if b % 2 else part)
     groups = _greedy(np.concatenate(parts), lens, int(batch_size), max_seqs)
@@ -146,8 +162,9 @@ def batches(dataset: Dataset, batch_size: int, max_seqs: int | None = None,
     return [groups[j] for j in perm]
 
 
-def padded_batch(dataset: Dataset, group, keys=None
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def padded_batch(
+    dataset: Dataset, group, keys=None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """NumPy version of one `tf_dataset` element: (inputs padded with 0, lengths int32 [B]),
     of the keys `keys` (default: all of the dataset's)."""
     seqs = [dataset.get_seq(int(i)) for i in group]
@@ -159,7 +176,7 @@ def padded_batch(dataset: Dataset, group, keys=None
         shape = (len(seqs), T) if info.sparse else (len(seqs), T, info.dim)
         arr = np.zeros(shape, dtype=np.int32 if info.sparse else np.float32)
         for b, s in enumerate(seqs):
-            arr[b, :lens[b]] = s[k]
+            arr[b, : lens[b]] = s[k]
         inputs[k], lengths[k] = arr, lens
     return inputs, lengths
 
@@ -221,11 +238,15 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
     groups = [np.asarray(g, dtype=np.int64).reshape(-1) for g in batch_groups]
     for g in groups:
         if len(g) and (g.min() < 0 or g.max() >= dataset.num_seqs):
-            raise DatasetError(f"batch group has a sequence index outside "
-                               f"0..{dataset.num_seqs - 1}")
+            raise DatasetError(
+                f"batch group has a sequence index outside 0..{dataset.num_seqs - 1}"
+            )
     signature = element_signature(dataset)
-    total = sum(_flat_and_lengths(dataset, k)[0].nbytes for k in dataset.keys) \
-        if hasattr(dataset, "flat") else IN_GRAPH_MAX_BYTES + 1
+    total = (
+        sum(_flat_and_lengths(dataset, k)[0].nbytes for k in dataset.keys)
+        if hasattr(dataset, "flat")
+        else IN_GRAPH_MAX_BYTES + 1
+    )
 
     if total <= IN_GRAPH_MAX_BYTES:
         ragged = {}
@@ -233,12 +254,14 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
             flat, lens = _flat_and_lengths(dataset, k)
             info = dataset.key_info[k]
             values = tf.constant(flat, dtype=tf.int32 if info.sparse else tf.float32)
-            ragged[k] = tf.RaggedTensor.from_row_lengths(values, tf.constant(lens, tf.int64),
-                                                         validate=False)
+            ragged[k] = tf.RaggedTensor.from_row_lengths(
+                values, tf.constant(lens, tf.int64), validate=False
+            )
         sizes = np.array([len(g) for g in groups], dtype=np.int64)
         flat_idx = np.concatenate(groups) if groups else np.zeros(0, np.int64)
-        index = tf.RaggedTensor.from_row_lengths(tf.constant(flat_idx, tf.int64),
-                                                 tf.constant(sizes, tf.int64), validate=False)
+        index = tf.RaggedTensor.from_row_lengths(
+            tf.constant(flat_idx, tf.int64), tf.constant(sizes, tf.int64), validate=False
+        )
         ds = tf.data.Dataset.from_tensor_slices(index)
 
         def gather(idx):
@@ -256,6 +279,7 @@ def tf_dataset(dataset: Dataset, batch_groups, prefetch: bool = True):
 
         ds = ds.map(gather, num_parallel_calls=PARALLEL_BATCHES, deterministic=True)
     else:
+
         def gen():
             for g in groups:
                 yield padded_batch(dataset, g)
