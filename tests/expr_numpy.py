@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from netcompiler.frontend.expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source
+from netcompiler.frontend.expr import ExprError
 from netcompiler.frontend.expr_functions import COMPARISONS, SAFE_EPS
+from netcompiler.frontend.expr_tree import BinOp, Call, Cast, Neg, Node, Num, Source
 from netcompiler.frontend.expr_types import arg_dtypes, infer_type, operand_dtype, removes_last_axis
 
 from numpy_reference import ACTIVATIONS as _ACT

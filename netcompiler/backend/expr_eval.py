@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from netcompiler.frontend.expr import BinOp, Call, Cast, Neg, Node, Num, Source
 from netcompiler.frontend.expr_functions import SAFE_EPS
+from netcompiler.frontend.expr_tree import BinOp, Call, Cast, Neg, Node, Num, Source
 from netcompiler.frontend.expr_types import arg_dtypes, infer_type, operand_dtype, removes_last_axis
 
 
@@ -72,16 +72,7 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None, aligned: bool):
         inner = operand_dtype(node, dtype, memo)
         a = ev(node.left, inner)
         b = ev(node.right, inner)
-        r = {
-            "+": tf.add,
-            "-": tf.subtract,
-            "*": tf.multiply,
-            "/": tf.math.truediv,
-            "**": tf.pow,
-            "%": tf.math.floormod,
-            "//": tf.math.floordiv,
-        }[node.op](a, b)
-        return conv(r)
+        return conv(_tf_operator(tf, node.op)(a, b))
     f = node.func
     if f in ("safe_log", "safe_exp"):
         return conv(_tf_safe(tf, node, ev))
@@ -91,7 +82,26 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None, aligned: bool):
         return conv(tf.nn.gelu(args[0], approximate=bool(node.option("approximate"))))
     if f.startswith("reduce_"):
         return conv(getattr(tf, f)(args[0], axis=-1, keepdims=keep))
-    fn = {
+    return conv(_tf_function(tf, f)(*args))
+
+
+def _tf_operator(tf, op: str):
+    """The TensorFlow function of a `BinOp` operator."""
+    return {
+        "+": tf.add,
+        "-": tf.subtract,
+        "*": tf.multiply,
+        "/": tf.math.truediv,
+        "**": tf.pow,
+        "%": tf.math.floormod,
+        "//": tf.math.floordiv,
+    }[op]
+
+
+def _tf_function(tf, func: str):
+    """The TensorFlow function of a `Call`'s canonical name (the element-wise functions and the
+    softmaxes; `_tf_eval` handles gelu, the reductions and safe_log/safe_exp itself)."""
+    return {
         "sigmoid": tf.sigmoid,
         "tanh": tf.tanh,
         "relu": tf.nn.relu,
@@ -131,8 +141,7 @@ def _tf_eval(tf, node: Node, sources, memo, want: str | None, aligned: bool):
         "identity": tf.identity,
         "softmax": lambda x: tf.nn.softmax(x, axis=-1),
         "log_softmax": lambda x: tf.nn.log_softmax(x, axis=-1),
-    }[f]
-    return conv(fn(*args))
+    }[func]
 
 
 def _tf_safe(tf, node: Call, ev):

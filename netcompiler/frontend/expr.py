@@ -46,14 +46,15 @@ hook), any use of the names `self`, `network`, `get_config`, `typed_value`, RETU
 `py_print`, the attribute `.placeholder` (of a `Data` or layer object) anywhere, any attribute
 or method of `source(...)` (`source(0, as_data=True).time_dimension()`,
 `.get_sequence_lengths()`, `.copy_as_batch_major()`; dunder attributes excepted, which are the
-generic error) and `source(i, as_data=True)` / `source(i, as_layer=True)`. This check runs
+generic error) and `source(i, as_data=True)` / `source(i, as_layer=True)`
+(`netcompiler.frontend.expr_python_call` finds them). This check runs
 first, so such an expression is reported as a Python call even where it also has other
 forbidden parts (subscripts, tuples). The validator checks every expression once, in the graph
 phase (`graph._check_eval`), independently of shape inference.
 Anything else outside the language (other names, attribute access, subscripts, strings,
 lambdas, comprehensions, keyword arguments other than the functions' own parameter names, ...)
 raises `ExprError` naming the offending token. The accepted tree is turned into small `Node`
-values that `netcompiler.backend.expr_eval` evaluates with TensorFlow (`to_tf`; the tests evaluate
+values (`netcompiler.frontend.expr_tree`) that `netcompiler.backend.expr_eval` evaluates with TensorFlow (`to_tf`; the tests evaluate
 them with NumPy too, `tests/expr_numpy.py`); this module imports neither.
 """
 
@@ -62,8 +63,6 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, TypeGuard
 
 from netcompiler.core.errors import UserError
 from netcompiler.frontend.expr_functions import (
@@ -72,11 +71,10 @@ from netcompiler.frontend.expr_functions import (
     FUNCTIONS,
     LAST_AXIS_FUNCTIONS,
     OP_FUNCTIONS,
-    PYTHON_ATTRIBUTES,
     PYTHON_CALL_RULE,
-    PYTHON_NAMES,
-    PYTHON_SOURCE_KEYWORDS,
 )
+from netcompiler.frontend.expr_python_call import PythonCallUse, find_python_call, node_text
+from netcompiler.frontend.expr_tree import BinOp, Call, Cast, Neg, Node, Num, Source
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
@@ -100,74 +98,6 @@ class ExprError(UserError, ValueError):
         self.col = col
         self.hint = hint
         self.rule = rule
-
-
-# -- the accepted tree -----------------------------------------------------------------------------
-
-
-class Node:
-    pass
-
-
-@dataclass(frozen=True)
-class Num(Node):
-    value: int | float
-
-    def __str__(self) -> str:
-        return repr(self.value)
-
-
-@dataclass(frozen=True)
-class Source(Node):
-    index: int
-
-    def __str__(self) -> str:
-        return f"source({self.index})"
-
-
-@dataclass(frozen=True)
-class BinOp(Node):
-    op: str  # + - * / ** % //
-    left: Node
-    right: Node
-
-    def __str__(self) -> str:
-        return f"({self.left} {self.op} {self.right})"
-
-
-@dataclass(frozen=True)
-class Neg(Node):
-    operand: Node
-
-    def __str__(self) -> str:
-        return f"(-{self.operand})"
-
-
-@dataclass(frozen=True)
-class Call(Node):
-    """A function: element-wise (sigmoid, minimum, clip, less, logical_and, where, ...) or over
-    the last axis (softmax, reduce_sum, ...); `options` are its literal parameters (axis,
-    keepdims, approximate) as (name, value) pairs."""
-
-    func: str  # canonical name
-    args: tuple[Node, ...]
-    options: tuple[tuple[str, object], ...] = ()
-
-    def option(self, name: str, default: Any = None) -> Any:
-        return dict(self.options).get(name, default)
-
-    def __str__(self) -> str:
-        parts = [str(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.options]
-        return f"{self.func}({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class Cast(Node):
-    operand: Node
-    dtype: str  # float32 | int32 | bool
-
-    def __str__(self) -> str:
-        return f"cast({self.operand}, {self.dtype})"
 
 
 _BINOPS = {
@@ -203,16 +133,6 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def _segment(text: str, node: ast.AST) -> str:
-    try:
-        seg = ast.get_source_segment(text, node)
-    except Exception:  # pragma: no cover - defensive
-        seg = None
-    if not seg:
-        seg = type(node).__name__
-    return seg if len(seg) <= 60 else seg[:57] + "..."
-
-
 _NODE_WORDS = {
     ast.Lambda: "lambdas",
     ast.ListComp: "comprehensions",
@@ -236,121 +156,6 @@ _NODE_WORDS = {
     ast.FormattedValue: "f-strings",
 }
 
-_SPEC_AUGMENT_WORDS = ("transform", "spec", "augment", "mask")
-#: the layer the hint of a SpecAugment hook shows (modelled on the rwth-i6 setups' `transform`;
-#: `tests/test_spec_augment.py` checks that it validates)
-SPEC_AUGMENT_EXAMPLE = (
-    "{class: spec_augment, from: data, max_num_time_masks: 2, "
-    "time_mask_frames_per_mask: 100, max_time_mask_width: 20, "
-    "max_num_feature_masks: 2}"
-)
-
-
-def _is_source_call(node: ast.AST) -> TypeGuard[ast.Call]:
-    return (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "source"
-    )
-
-
-def _python_hit(node: ast.AST) -> str | None:
-    """What `node` uses of RETURNN's Python objects (for the message), else None."""
-    if isinstance(node, ast.Name) and node.id in PYTHON_NAMES:
-        return f"`{node.id}`"
-    if not isinstance(node, ast.Attribute):
-        if _is_source_call(node):
-            for kw in node.keywords:
-                if (
-                    kw.arg in PYTHON_SOURCE_KEYWORDS
-                    and isinstance(kw.value, ast.Constant)
-                    and kw.value.value is True
-                ):
-                    return f"`{kw.arg}=True` ({PYTHON_SOURCE_KEYWORDS[kw.arg]})"
-        return None
-    if node.attr in PYTHON_NAMES:
-        return f"`{node.attr}`"
-    if node.attr in PYTHON_ATTRIBUTES:
-        return f"`.{node.attr}` (an attribute of a RETURNN object)"
-    if _is_source_call(node.value) and not node.attr.startswith("__"):
-        # source(0, as_data=True).time_dimension(): a method of RETURNN's Data / layer
-        return f"`.{node.attr}` of `source(...)` (a RETURNN object's attribute)"
-    return None
-
-
-def _python_call(text: str, tree: ast.AST) -> ExprError | None:
-    """The error for an expression that reaches into RETURNN's Python objects: the config's
-    functions via `self.network.get_config().typed_value(...)`, the names `self`, `network`,
-    `get_config`, `typed_value`, RETURNN's helper `py_print`, an attribute `.placeholder`, an
-    attribute or method of `source(...)` (`source(0, as_data=True).time_dimension()`) and
-    `source(i, as_data=True)` / `as_layer=True` (RETURNN's `Data` / layer objects)."""
-    hit: tuple[ast.expr, str, tuple[int, int]] | None = None
-    for node in ast.walk(tree):
-        name = _python_hit(node) if isinstance(node, ast.expr) else None  # (hits are exprs)
-        if name is None or not isinstance(node, ast.expr):
-            continue
-        # the leftmost use; `self` (a name) before the attributes that start at its column
-        key = (node.col_offset, 0 if isinstance(node, ast.Name) else 1)
-        if hit is None or key < hit[2]:
-            hit = (node, name, key)
-    if hit is None:
-        return None
-    node, name, _ = hit
-    # the widest expression around the hit that is a call or attribute chain, for the message
-    outer = node
-    for cand in ast.walk(tree):
-        if (
-            isinstance(cand, (ast.Call, ast.Attribute))
-            and _contains(cand, node)
-            and _chain(cand, node)
-        ):
-            if len(_segment(text, cand)) > len(_segment(text, outer)):
-                outer = cand
-    token = _segment(text, outer)
-    lowered = text.lower()
-    strings = [
-        n.value.lower()
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Constant) and isinstance(n.value, str)
-    ]
-    spec = "typed_value" in lowered and any(w in s for s in strings for w in _SPEC_AUGMENT_WORDS)
-    if spec:
-        hint = (
-            "for SpecAugment use the `spec_augment` layer, which is data only and masks "
-            "only in training, e.g. `" + SPEC_AUGMENT_EXAMPLE + "` (options: "
-            "schemas/layers/spec_augment.schema.json)"
-        )
-    else:
-        hint = (
-            "write it as layers (e.g. `compare`, `reduce`, `length`) or as an expression "
-            "over source(i), which are data only"
-        )
-    col = node.col_offset
-    return ExprError(
-        f"`{token}` at column {col + 1} uses {name}, which calls Python from "
-        f"the config; netcompiler never runs Python from a config",
-        token,
-        col,
-        hint,
-        PYTHON_CALL_RULE,
-    )
-
-
-def _contains(outer: ast.AST, inner: ast.AST) -> bool:
-    return any(n is inner for n in ast.walk(outer))
-
-
-def _chain(outer: ast.AST, inner: ast.AST) -> bool:
-    """`inner` is reached from `outer` through call functions and attribute values only
-    (`a.b().c(x)` contains `a`, not the argument `x`)."""
-    node = outer
-    while node is not inner:
-        if isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.Attribute):
-            node = node.value
-        else:
-            return False
-    return True
-
 
 class _Parser:
     def __init__(self, text: str, n_sources: int | None):
@@ -359,7 +164,7 @@ class _Parser:
 
     def fail(self, node: ast.AST, what: str, hint: str | None = None) -> ExprError:
         """An error at `node`; `hint` defaults to the list of what is allowed ("" for none)."""
-        token = _segment(self.text, node)
+        token = node_text(self.text, node)
         col = getattr(node, "col_offset", None)
         msg = f"{what}: `{token}`"
         if col is not None:
@@ -510,6 +315,23 @@ class _Parser:
             values[kw.arg] = kw.value
 
     def call(self, node: ast.Call, depth: int) -> Node:
+        name = self._function_name(node, depth)
+        if name == "source":
+            return self.source(node)
+        canonical, params = FUNCTIONS[name]
+        values = self._arguments(node, name, params)
+        if canonical in ("to_float", "to_int32", "cast"):
+            return self._cast(node, name, canonical, params, values, depth)
+        options, tensor_params = self._options(node, name, canonical, params, values)
+        self._need(node, name, tensor_params, values)
+        args = tuple(self.walk(values[p], depth) for p in tensor_params)
+        if canonical in OP_FUNCTIONS:
+            return BinOp(OP_FUNCTIONS[canonical], *args)
+        return Call(canonical, args, tuple(options))
+
+    def _function_name(self, node: ast.Call, depth: int) -> str:
+        """The written name of the called function, `source` or one of `FUNCTIONS`; an error for
+        any other callee."""
         name = _dotted(node.func)
         if name is None:
             if isinstance(node.func, ast.Attribute):
@@ -517,17 +339,18 @@ class _Parser:
                 self.walk(node.func.value, depth)
                 raise self.fail(node.func, "method calls are not allowed")
             raise self.fail(node.func, "only named functions may be called")
-        if name == "source":
-            return self.source(node)
-        if name not in FUNCTIONS:
+        if name != "source" and name not in FUNCTIONS:
             if "__" in name:
                 raise self.fail(node.func, f"dunder name `{name}` is not allowed")
             raise self.fail(node.func, f"function `{name}` is not allowed")
-        canonical, params = FUNCTIONS[name]
+        return name
+
+    def _arguments(self, node: ast.Call, name: str, params: tuple[str, ...]) -> dict[str, ast.AST]:
+        """The arguments of a call of a function with parameters `params`, by parameter name
+        (positional and keyword ones; missing ones are checked where they are needed)."""
         for a in node.args:
             if isinstance(a, ast.Starred):
                 raise self.fail(a, "`*` unpacking is not allowed")
-        values: dict[str, ast.AST] = {}
         if len(node.args) > len(params):
             raise self.fail(
                 node,
@@ -535,77 +358,100 @@ class _Parser:
                 f"{'s' if len(params) != 1 else ''}, got {len(node.args)}",
                 "",
             )
-        for p, a in zip(params, node.args):
-            values[p] = a
+        values: dict[str, ast.AST] = dict(zip(params, node.args))
         self._bind_keywords(node, name, params, values, "parameters")
-        if canonical in ("to_float", "to_int32"):
-            self._need(node, name, params, values)
-            return Cast(
-                self.walk(values["x"], depth), "float32" if canonical == "to_float" else "int32"
-            )
+        return values
+
+    def _cast(
+        self,
+        node: ast.Call,
+        name: str,
+        canonical: str,
+        params: tuple[str, ...],
+        values: dict[str, ast.AST],
+        depth: int,
+    ) -> Cast:
+        """`tf.cast(x, dtype)`, `tf.to_float(x)` or `tf.to_int32(x)`."""
+        self._need(node, name, params, values)
         if canonical == "cast":
-            self._need(node, name, params, values)
-            dt_node = values["dtype"]
-            dt: str | None = None
-            if isinstance(dt_node, ast.Constant) and isinstance(dt_node.value, str):
-                dt = dt_node.value
-            else:
-                dt = _dotted(dt_node)
-            if dt is None or dt not in DTYPES:
-                raise self.fail(
-                    dt_node,
-                    "the dtype of `tf.cast` must be one of tf.float32, "
-                    'tf.int32, tf.bool (or "float32", "int32", "bool")',
-                    "",
-                )
-            return Cast(self.walk(values["x"], depth), DTYPES[dt])
-        options: list[tuple[str, object]] = []
-        if canonical in LAST_AXIS_FUNCTIONS:
-            axis = (
-                self.literal(values["axis"], name, "axis")
-                if "axis" in values
-                else (-1 if canonical in ("softmax", "log_softmax") else None)
+            dtype = self._cast_dtype(values["dtype"])  # (checked before the operand)
+        else:
+            dtype = "float32" if canonical == "to_float" else "int32"
+        return Cast(self.walk(values["x"], depth), dtype)
+
+    def _cast_dtype(self, dt_node: ast.AST) -> str:
+        """The dtype argument of `tf.cast`, written `tf.float32` or `"float32"`."""
+        dt: str | None = None
+        if isinstance(dt_node, ast.Constant) and isinstance(dt_node.value, str):
+            dt = dt_node.value
+        else:
+            dt = _dotted(dt_node)
+        if dt is None or dt not in DTYPES:
+            raise self.fail(
+                dt_node,
+                "the dtype of `tf.cast` must be one of tf.float32, "
+                'tf.int32, tf.bool (or "float32", "int32", "bool")',
+                "",
             )
-            if axis != -1:
-                where = values.get("axis", node)
-                hint = (
-                    "a reduction over other axes is the `reduce` layer ({class: reduce, "
-                    "mode: ..., axes: ...}), which leaves padding out"
-                    if canonical.startswith("reduce_")
-                    else "over a time axis use the `softmax_over_spatial` layer"
-                )
-                raise self.fail(
-                    where, f"`{name}` works over the last (feature) axis only, with axis=-1", hint
-                )
-            keepdims: int | bool | None = False
-            if "keepdims" in values:
-                keepdims = self.literal(values["keepdims"], name, "keepdims")
-                if not isinstance(keepdims, bool):
-                    raise self.fail(
-                        values["keepdims"], f"`keepdims` of `{name}` must be True or False", ""
-                    )
+        return DTYPES[dt]
+
+    def _options(
+        self,
+        node: ast.Call,
+        name: str,
+        canonical: str,
+        params: tuple[str, ...],
+        values: dict[str, ast.AST],
+    ) -> tuple[list[tuple[str, object]], tuple[str, ...]]:
+        """The literal parameters of a call (`Call.options`) and the names of its tensor
+        parameters."""
+        if canonical in LAST_AXIS_FUNCTIONS:
+            self._check_last_axis(node, name, canonical, values)
+            keepdims = self._flag(
+                values, name, "keepdims", f"`keepdims` of `{name}` must be True or False"
+            )
+            options: list[tuple[str, object]] = []
             if canonical.startswith("reduce_"):
                 options.append(("keepdims", keepdims))
-            tensor_params = params[:1]
-        elif canonical == "gelu":
-            approximate: int | bool | None = False
-            if "approximate" in values:
-                approximate = self.literal(values["approximate"], name, "approximate")
-                if not isinstance(approximate, bool):
-                    raise self.fail(
-                        values["approximate"],
-                        "`approximate` of `tf.nn.gelu` must be True or False",
-                        "",
-                    )
-            options.append(("approximate", approximate))
-            tensor_params = params[:1]
-        else:
-            tensor_params = params
-        self._need(node, name, tensor_params, values)
-        args = tuple(self.walk(values[p], depth) for p in tensor_params)
-        if canonical in OP_FUNCTIONS:
-            return BinOp(OP_FUNCTIONS[canonical], *args)
-        return Call(canonical, args, tuple(options))
+            return options, params[:1]
+        if canonical == "gelu":
+            approximate = self._flag(
+                values, name, "approximate", "`approximate` of `tf.nn.gelu` must be True or False"
+            )
+            return [("approximate", approximate)], params[:1]
+        return [], params
+
+    def _check_last_axis(
+        self, node: ast.Call, name: str, canonical: str, values: dict[str, ast.AST]
+    ) -> None:
+        """A softmax or reduction works over the last axis only: `axis` must be -1 (the default
+        of softmax and log_softmax; a reduction must say it)."""
+        axis = (
+            self.literal(values["axis"], name, "axis")
+            if "axis" in values
+            else (-1 if canonical in ("softmax", "log_softmax") else None)
+        )
+        if axis != -1:
+            where = values.get("axis", node)
+            hint = (
+                "a reduction over other axes is the `reduce` layer ({class: reduce, "
+                "mode: ..., axes: ...}), which leaves padding out"
+                if canonical.startswith("reduce_")
+                else "over a time axis use the `softmax_over_spatial` layer"
+            )
+            raise self.fail(
+                where, f"`{name}` works over the last (feature) axis only, with axis=-1", hint
+            )
+
+    def _flag(self, values: dict[str, ast.AST], name: str, key: str, message: str) -> bool:
+        """The True/False literal parameter `key` of `name` (False when not given); `message`
+        for another literal."""
+        if key not in values:
+            return False
+        flag = self.literal(values[key], name, key)
+        if not isinstance(flag, bool):
+            raise self.fail(values[key], message, "")
+        return flag
 
     def _need(
         self, node: ast.AST, name: str, params: Sequence[str], values: dict[str, ast.AST]
@@ -613,6 +459,18 @@ class _Parser:
         missing = [p for p in params if p not in values]
         if missing:
             raise self.fail(node, f"`{name}` is missing argument `{missing[0]}`", "")
+
+
+def _python_call_error(use: PythonCallUse) -> ExprError:
+    """The error for an expression that reaches into RETURNN's Python objects."""
+    return ExprError(
+        f"`{use.token}` at column {use.col + 1} uses {use.what}, which calls Python from "
+        f"the config; netcompiler never runs Python from a config",
+        use.token,
+        use.col,
+        use.hint,
+        PYTHON_CALL_RULE,
+    )
 
 
 def parse_expression(text: str, n_sources: int | None = None) -> Node:
@@ -645,33 +503,13 @@ def parse_expression(text: str, n_sources: int | None = None) -> Node:
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ExprError(f"cannot parse the expression: {type(exc).__name__}") from None
     try:
-        err = _python_call(text.strip(), tree.body)
+        use = find_python_call(text.strip(), tree.body)
     except RecursionError:
         raise ExprError(f"expression nested deeper than {MAX_DEPTH} levels") from None
-    if err is not None:
-        raise err
+    if use is not None:
+        raise _python_call_error(use)
     parser = _Parser(text.strip(), n_sources)
     try:
         return parser.walk(tree.body)
     except RecursionError:
         raise ExprError(f"expression nested deeper than {MAX_DEPTH} levels") from None
-
-
-def sources_used(node: Node) -> set[int]:
-    if isinstance(node, Source):
-        return {node.index}
-    out: set[int] = set()
-    for child in children(node):
-        out |= sources_used(child)
-    return out
-
-
-def children(node: Node) -> tuple[Node, ...]:
-    """The direct operands of an expression node (none for a number or a source)."""
-    if isinstance(node, BinOp):
-        return (node.left, node.right)
-    if isinstance(node, (Neg, Cast)):
-        return (node.operand,)
-    if isinstance(node, Call):
-        return node.args
-    return ()

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netcompiler.frontend.expr import BinOp, Call, Cast, ExprError, Neg, Node, Num, Source, children
+from netcompiler.frontend.expr import ExprError
 from netcompiler.frontend.expr_functions import (
     ANY_FUNCTIONS,
     COMPARISONS,
     FLOAT_FUNCTIONS,
     LAST_AXIS_FUNCTIONS,
 )
+from netcompiler.frontend.expr_tree import BinOp, Call, Cast, Neg, Node, Num, Source, children
 
 # -- the feature axis ------------------------------------------------------------------------------
 

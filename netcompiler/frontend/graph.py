@@ -64,8 +64,29 @@ def _add_edge(g: nx.DiGraph[str], u: str, v: str, prev: bool, option: str | int)
 
 
 def build_graph(network: Network) -> Graph:
+    """The dependency graph of `network`, with the diagnostics of every reference, target and
+    subnetwork found while building it (and of cycles)."""
     g: nx.DiGraph[str] = nx.DiGraph()
     graph = Graph(network, g)
+    _add_nodes(graph)
+    for layer in network.layers.values():
+        _check_max_seq_len(graph, layer)
+        _check_eval(graph, layer)
+        resolved = _add_reference_edges(graph, layer)
+        _check_targets(graph, layer)
+        _check_registered(graph, layer)
+        graph.refs[layer.name] = resolved
+        if layer.unit is not None:
+            for sub_layer in layer.unit.layers.values():
+                _add_edge(g, sub_layer.name, layer.name, False, "unit")
+        _check_subnet_output(graph, layer)
+    _check_cycles(graph)
+    return graph
+
+
+def _add_nodes(graph: Graph) -> None:
+    """One node per extern data key (given or registered) and per layer."""
+    network, g = graph.network, graph.g
     for key in network.extern:
         g.add_node(f"data:{key}", kind="extern")
     for key in network.registered:
@@ -76,87 +97,105 @@ def build_graph(network: Network) -> Graph:
             kind="layer",
             rec=layer.scope.rec_layer.name if layer.scope.rec_layer else None,
         )
-    for layer in network.layers.values():
-        resolved = []
-        _check_max_seq_len(graph, layer)
-        _check_eval(graph, layer)
-        for sub, text in layer_references(layer):
-            path = layer.path + sub[:1] if sub[0] == "max_seq_len" else layer.path + sub
-            if not isinstance(text, str):
-                continue
-            if sub[0] == "max_seq_len" and text.startswith("base:"):
-                # max_len_from('base:x') is written as seen from inside the unit
-                text = text[len("base:") :]
-            ref, diag = resolve(text, layer.scope, network, path)
-            if diag is not None:
-                graph.diagnostics.append(diag)
-                continue
-            assert ref is not None, "resolve gives a Ref or an error"
-            if sub[0] == "reuse_params":
-                # shares variables, reads no values: no edge (RETURNN allows a reuse of a layer
-                # that depends on this one)
-                if ref.kind == "layer" and not ref.prev:
-                    graph.param_owner[layer.name] = ref.target.name
-                else:
-                    graph.diagnostics.append(
-                        Diagnostic(
-                            ERROR,
-                            f"`reuse_params: {text}` must name a layer",
-                            "graph.reuse-params",
-                            path,
-                        )
-                    )
-                continue
-            if sub[0] == "explicit_search_source":
-                # RETURNN: a dependency of a `choice` only while searching, for its beam
-                # bookkeeping; netcompiler reorders every layer along the beam itself, so the
-                # reference is checked but reads no value (no edge)
-                continue
-            resolved.append((sub, ref))
-            if ref.kind == "source":
-                rec = ref.target
-                for _, rec_ref in graph.refs.get(rec.name, []) or _refs_of(rec, network):
-                    if rec_ref.kind != "source":
-                        _add_edge(g, rec_ref.node, layer.name, False, "from")
-            else:
-                _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
-                if ref.stacked:  # `rec/name`: the rec layer's loop computes it
-                    _add_edge(g, ref.target.scope.rec_layer.name, layer.name, False, sub[0])
-        for option in ("target", "size_target"):
-            target = layer.opts.get(option)
-            if isinstance(target, str) and target not in network.data_keys():
-                graph.diagnostics.append(
-                    Diagnostic(
-                        ERROR,
-                        f"`{option}: {target}`: no such extern data",
-                        "graph.unknown-data",
-                        layer.path + (option,),
-                        hint=did_you_mean(target, network.data_keys()),
-                    )
-                )
-            elif isinstance(target, str) and target in network.registered:
-                _add_edge(g, f"data:{target}", layer.name, False, option)
-        _check_registered(graph, layer)
-        graph.refs[layer.name] = resolved
-        if layer.unit is not None:
-            for sub_layer in layer.unit.layers.values():
-                _add_edge(g, sub_layer.name, layer.name, False, "unit")
-        if (
-            layer.subnet is not None
-            and traits(layer.layer_class).sub_network_kind == "inline"
-            and "output" not in layer.subnet.layers
-        ):
+
+
+def _add_reference_edges(graph: Graph, layer: Layer) -> list[tuple[ConfigPath, Ref]]:
+    """Resolves every layer reference of `layer`, reports the unresolvable ones and adds an
+    edge for each one that reads values; returns those, in option order."""
+    resolved = []
+    for sub, text in layer_references(layer):
+        path = layer.path + sub[:1] if sub[0] == "max_seq_len" else layer.path + sub
+        if not isinstance(text, str):
+            continue
+        if sub[0] == "max_seq_len" and text.startswith("base:"):
+            # max_len_from('base:x') is written as seen from inside the unit
+            text = text[len("base:") :]
+        ref, diag = resolve(text, layer.scope, graph.network, path)
+        if diag is not None:
+            graph.diagnostics.append(diag)
+            continue
+        assert ref is not None, "resolve gives a Ref or an error"
+        if sub[0] == "reuse_params":
+            # shares variables, reads no values: no edge (RETURNN allows a reuse of a layer
+            # that depends on this one)
+            _record_param_owner(graph, layer, ref, text, path)
+            continue
+        if sub[0] == "explicit_search_source":
+            # RETURNN: a dependency of a `choice` only while searching, for its beam
+            # bookkeeping; netcompiler reorders every layer along the beam itself, so the
+            # reference is checked but reads no value (no edge)
+            continue
+        resolved.append((sub, ref))
+        _add_read_edges(graph, layer, sub, ref)
+    return resolved
+
+
+def _record_param_owner(graph: Graph, layer: Layer, ref: Ref, text: str, path: ConfigPath) -> None:
+    """`reuse_params: NAME`: `layer` shares the variables of layer NAME (a plain layer name)."""
+    if ref.kind == "layer" and not ref.prev:
+        graph.param_owner[layer.name] = ref.target.name
+    else:
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"`reuse_params: {text}` must name a layer",
+                "graph.reuse-params",
+                path,
+            )
+        )
+
+
+def _add_read_edges(graph: Graph, layer: Layer, sub: ConfigPath, ref: Ref) -> None:
+    """The edges of one reference that `layer` reads through option path `sub`."""
+    g = graph.g
+    if ref.kind == "source":
+        # `data:source` inside a unit reads what the rec layer reads
+        rec = ref.target
+        for _, rec_ref in graph.refs.get(rec.name, []) or _refs_of(rec, graph.network):
+            if rec_ref.kind != "source":
+                _add_edge(g, rec_ref.node, layer.name, False, "from")
+    else:
+        _add_edge(g, ref.node, layer.name, ref.prev, sub[0])
+        if ref.stacked:  # `rec/name`: the rec layer's loop computes it
+            _add_edge(g, ref.target.scope.rec_layer.name, layer.name, False, sub[0])
+
+
+def _check_targets(graph: Graph, layer: Layer) -> None:
+    """`target`/`size_target` must name extern data; a registered key adds an edge from the
+    layer that registers it."""
+    network = graph.network
+    for option in ("target", "size_target"):
+        target = layer.opts.get(option)
+        if isinstance(target, str) and target not in network.data_keys():
             graph.diagnostics.append(
                 Diagnostic(
                     ERROR,
-                    f"the subnetwork of `{layer.name}` has no `output` layer",
-                    "graph.no-output",
-                    layer.path + ("subnetwork",),
-                    hint="its `output` layer is the output of the subnetwork layer",
+                    f"`{option}: {target}`: no such extern data",
+                    "graph.unknown-data",
+                    layer.path + (option,),
+                    hint=did_you_mean(target, network.data_keys()),
                 )
             )
-    _check_cycles(graph)
-    return graph
+        elif isinstance(target, str) and target in network.registered:
+            _add_edge(graph.g, f"data:{target}", layer.name, False, option)
+
+
+def _check_subnet_output(graph: Graph, layer: Layer) -> None:
+    """An inline subnetwork needs an `output` layer: it is the output of the layer."""
+    if (
+        layer.subnet is not None
+        and traits(layer.layer_class).sub_network_kind == "inline"
+        and "output" not in layer.subnet.layers
+    ):
+        graph.diagnostics.append(
+            Diagnostic(
+                ERROR,
+                f"the subnetwork of `{layer.name}` has no `output` layer",
+                "graph.no-output",
+                layer.path + ("subnetwork",),
+                hint="its `output` layer is the output of the subnetwork layer",
+            )
+        )
 
 
 def _check_registered(graph: Graph, layer: Layer) -> None:

@@ -150,82 +150,113 @@ def _convert(
     depth: int,
     active: set[int],
 ) -> Any:
+    """The plain data of `node` (at config `path`), recording where each value and key is in
+    `smap`. `active` holds the collections being converted now: an alias back into one of
+    them is a cycle."""
     file = smap.file
     if depth > MAX_DEPTH or id(node) in active:
         raise _error("recursive or too deeply nested YAML structure", file, node.start_mark)
     smap.values.setdefault(path, Mark(node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
-        if node.tag != MAP_TAG:
-            raise _error(
-                f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
-                file,
-                node.start_mark,
-                "load.unsafe-tag",
-            )
-        # Duplicate check on the explicit keys only: keys brought in by `<<` may be overridden.
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == MERGE_TAG:
-                continue
-            key = _scalar_key(key_node, loader, file)
-            if key in seen:
-                first = seen[key].start_mark
-                raise ConfigError(
-                    Diagnostic(
-                        ERROR,
-                        f"duplicate key `{key}` (first defined at line {first.line + 1})",
-                        "load.duplicate-key",
-                        path + (key,),
-                        file,
-                        key_node.start_mark.line + 1,
-                        key_node.start_mark.column + 1,
-                    )
-                )
-            seen[key] = key_node
-        active.add(id(node))
-        try:
-            flat = copy.copy(node)
-            flat.value = list(node.value)
-            loader.flatten_mapping(flat)
-            # merged pairs come first, explicit ones last: the last pair of a key wins (as in
-            # PyYAML). Convert only the winning value, so positions are those of the value kept.
-            pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-            for key_node, value_node in flat.value:
-                pairs[_scalar_key(key_node, loader, file)] = (key_node, value_node)
-            result: dict[str, Any] = {}
-            for key, (key_node, value_node) in pairs.items():
-                smap.keys[path + (key,)] = Mark(
-                    key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                )
-                result[key] = _convert(value_node, loader, path + (key,), smap, depth + 1, active)
-        except yaml.constructor.ConstructorError as exc:
-            raise _error(f"invalid merge key: {exc.problem}", file, exc.problem_mark) from None
-        finally:
-            active.discard(id(node))
-        return result
+        return _convert_mapping(node, loader, path, smap, depth, active)
     if isinstance(node, yaml.SequenceNode):
-        if node.tag != SEQ_TAG:
-            raise _error(
-                f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
-                file,
-                node.start_mark,
-                "load.unsafe-tag",
+        return _convert_sequence(node, loader, path, smap, depth, active)
+    return _convert_scalar(node, loader, file)
+
+
+def _unsafe_tag_error(node: yaml.Node, file: str | None) -> ConfigError:
+    return _error(
+        f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
+        file,
+        node.start_mark,
+        "load.unsafe-tag",
+    )
+
+
+def _convert_mapping(
+    node: yaml.MappingNode,
+    loader: YamlLoader,
+    path: ConfigPath,
+    smap: SourceMap,
+    depth: int,
+    active: set[int],
+) -> dict[str, Any]:
+    file = smap.file
+    if node.tag != MAP_TAG:
+        raise _unsafe_tag_error(node, file)
+    _check_duplicate_keys(node, loader, path, file)
+    active.add(id(node))
+    try:
+        flat = copy.copy(node)
+        flat.value = list(node.value)
+        loader.flatten_mapping(flat)
+        # merged pairs come first, explicit ones last: the last pair of a key wins (as in
+        # PyYAML). Convert only the winning value, so positions are those of the value kept.
+        pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in flat.value:
+            pairs[_scalar_key(key_node, loader, file)] = (key_node, value_node)
+        result: dict[str, Any] = {}
+        for key, (key_node, value_node) in pairs.items():
+            smap.keys[path + (key,)] = Mark(
+                key_node.start_mark.line + 1, key_node.start_mark.column + 1
             )
-        active.add(id(node))
-        try:
-            return [
-                _convert(item, loader, path + (i,), smap, depth + 1, active)
-                for i, item in enumerate(node.value)
-            ]
-        finally:
-            active.discard(id(node))
+            result[key] = _convert(value_node, loader, path + (key,), smap, depth + 1, active)
+    except yaml.constructor.ConstructorError as exc:
+        raise _error(f"invalid merge key: {exc.problem}", file, exc.problem_mark) from None
+    finally:
+        active.discard(id(node))
+    return result
+
+
+def _check_duplicate_keys(
+    node: yaml.MappingNode, loader: YamlLoader, path: ConfigPath, file: str | None
+) -> None:
+    """A key written twice in one mapping is an error, reported at its second occurrence."""
+    # Explicit keys only: keys brought in by `<<` may be overridden.
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue
+        key = _scalar_key(key_node, loader, file)
+        if key in seen:
+            first = seen[key].start_mark
+            raise ConfigError(
+                Diagnostic(
+                    ERROR,
+                    f"duplicate key `{key}` (first defined at line {first.line + 1})",
+                    "load.duplicate-key",
+                    path + (key,),
+                    file,
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
+            )
+        seen[key] = key_node
+
+
+def _convert_sequence(
+    node: yaml.SequenceNode,
+    loader: YamlLoader,
+    path: ConfigPath,
+    smap: SourceMap,
+    depth: int,
+    active: set[int],
+) -> list[Any]:
+    if node.tag != SEQ_TAG:
+        raise _unsafe_tag_error(node, smap.file)
+    active.add(id(node))
+    try:
+        return [
+            _convert(item, loader, path + (i,), smap, depth + 1, active)
+            for i, item in enumerate(node.value)
+        ]
+    finally:
+        active.discard(id(node))
+
+
+def _convert_scalar(node: yaml.Node, loader: YamlLoader, file: str | None) -> Any:
     if node.tag not in SAFE_SCALAR_TAGS:
-        raise _error(
-            f"unsupported YAML tag `{node.tag}` (only plain data is allowed)",
-            file,
-            node.start_mark,
-            "load.unsafe-tag",
-        )
+        raise _unsafe_tag_error(node, file)
     try:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:

@@ -153,10 +153,26 @@ def build_network(data: ConfigData) -> Network:
     extern_data, network = data.get("extern_data"), data.get("network")
     extern: dict[str, Any] = extern_data if isinstance(extern_data, dict) else {}
     net: dict[str, Any] = network if isinstance(network, dict) else {}
-    all_layers: dict[str, Layer] = {}
     top = Scope("", ("network",))
+    collector = _LayerCollector()
+    collector.fill(top, net)
+    registered: dict[str, Layer] = {}
+    for layer in collector.layers.values():
+        key = layer.opts.get("register_as_extern_data")
+        if isinstance(key, str) and key not in extern and key not in registered:
+            registered[key] = layer  # clashes are reported by the graph check
+    return Network(top, collector.layers, extern, registered)
 
-    def register(scope: Scope, local: str, layer: Layer) -> None:
+
+@dataclass
+class _LayerCollector:
+    """Collects the layers of a network dict, its rec units and sub-networks into their scopes
+    and into `layers` (by full name, in config order)."""
+
+    layers: dict[str, Layer] = field(default_factory=dict)
+
+    def add(self, scope: Scope, local: str, layer: Layer) -> None:
+        """Register `layer` as `local` in `scope` and by its full name in `layers`."""
         # a layer of a sub-network also belongs to the enclosing scopes, as `sub/name`
         scope.layers[local] = layer
         while scope.subnet_layer is not None:
@@ -164,14 +180,15 @@ def build_network(data: ConfigData) -> Network:
             scope = scope.outer
             scope.layers[local] = layer
         layer.local_name = local  # relative to the host scope (the unit's layers are by it)
+        self.layers[layer.name] = layer
 
-    def fill(scope: Scope, layer_dicts: dict[str, Any]) -> None:
+    def fill(self, scope: Scope, layer_dicts: dict[str, Any]) -> None:
+        """The layers of `layer_dicts` (a network dict) into `scope`, with what they hold."""
         for local, opts in layer_dicts.items():
             if not isinstance(opts, dict):
                 continue
             layer = Layer(scope.prefix + str(local), str(local), opts, scope.path + (local,), scope)
-            register(scope, str(local), layer)
-            all_layers[layer.name] = layer
+            self.add(scope, str(local), layer)
             # the class's structure traits (`netcompiler.core.layer_rule.LayerRule`): a network
             # of its own (`sub_network_kind`), synthetic sub-outputs (`sub_outputs`)
             rule = _rule(opts.get("class"))
@@ -180,52 +197,67 @@ def build_network(data: ConfigData) -> Network:
             held = rule.sub_network(opts)
             kind = rule.sub_network_kind if held is not None else None
             if held is None or kind is None:
-                # its sub-outputs (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers reading it
-                for part_local, part_opts in rule.sub_outputs(str(local), opts):
-                    part = Layer(
-                        scope.prefix + part_local,
-                        part_local,
-                        part_opts,
-                        layer.path,
-                        scope,
-                        synthetic=True,
-                    )
-                    register(scope, part_local, part)
-                    all_layers[part.name] = part
-                continue
-            sub_path, sub_layers = held
-            if kind == "loop":
+                self._add_sub_outputs(scope, str(local), layer, rule)
+            elif kind == "loop":
+                sub_path, sub_layers = held
                 layer.unit = Scope(
                     layer.name + "/", layer.path + sub_path, rec_layer=layer, parent=scope
                 )
-                fill(layer.unit, sub_layers)
-                continue
-            subnet = layer.subnet = Scope(
-                layer.name + "/",
-                layer.path + sub_path,
-                rec_layer=scope.rec_layer,
-                parent=scope,
-                subnet_layer=layer,
-            )
-            if kind == "masked":
-                # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
-                # `data` is the masked input, the synthetic layer `NAME/data:data`
-                # (`netcompiler.layers.masked_computation`)
-                add_input(layer, subnet, scope, rule.sub_network_input(opts))
-                fill(subnet, sub_layers)
-            else:  # "inline"
-                fill(subnet, sub_layers)
-                if (
-                    _reads_subnet_data(layer)
-                    and subnet_inputs(layer)
-                    and layer.opts.get("concat_sources", True) is not False
-                ):
-                    # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
-                    # dropped out); a layer `sub/data:data` read by `data` inside
-                    add_input(layer, subnet, scope, rule.sub_network_input(opts))
+                self.fill(layer.unit, sub_layers)
+            else:
+                self._add_sub_network(scope, layer, rule, held, kind)
 
-    def add_input(
-        layer: Layer, subnet: Scope, scope: Scope, data_opts: LayerOptions | None
+    def _add_sub_outputs(self, scope: Scope, local: str, layer: Layer, rule: LayerRule) -> None:
+        """The sub-outputs of `layer` (`split`: `NAME/0`, `NAME/1`, ...): synthetic layers
+        reading it."""
+        for part_local, part_opts in rule.sub_outputs(local, layer.opts):
+            part = Layer(
+                scope.prefix + part_local,
+                part_local,
+                part_opts,
+                layer.path,
+                scope,
+                synthetic=True,
+            )
+            self.add(scope, part_local, part)
+
+    def _add_sub_network(
+        self,
+        scope: Scope,
+        layer: Layer,
+        rule: LayerRule,
+        held: tuple[ConfigPath, dict[str, LayerOptions]],
+        kind: str,
+    ) -> None:
+        """The inlined sub-network of `layer` (`kind` "masked" or "inline"), in a scope of its
+        own."""
+        sub_path, sub_layers = held
+        subnet = layer.subnet = Scope(
+            layer.name + "/",
+            layer.path + sub_path,
+            rec_layer=scope.rec_layer,
+            parent=scope,
+            subnet_layer=layer,
+        )
+        if kind == "masked":
+            # its `unit` is inlined as the layer `NAME/unit` of a sub-network scope whose
+            # `data` is the masked input, the synthetic layer `NAME/data:data`
+            # (`netcompiler.layers.masked_computation`)
+            self._add_input(layer, subnet, scope, rule.sub_network_input(layer.opts))
+            self.fill(subnet, sub_layers)
+            return
+        self.fill(subnet, sub_layers)  # "inline"
+        if (
+            _reads_subnet_data(layer)
+            and subnet_inputs(layer)
+            and layer.opts.get("concat_sources", True) is not False
+        ):
+            # RETURNN's `data:data` of the sub-network: its inputs concatenated (and
+            # dropped out); a layer `sub/data:data` read by `data` inside
+            self._add_input(layer, subnet, scope, rule.sub_network_input(layer.opts))
+
+    def _add_input(
+        self, layer: Layer, subnet: Scope, scope: Scope, data_opts: LayerOptions | None
     ) -> None:
         """The synthetic layer `NAME/data:data` (`data` inside `subnet`, the network of
         `layer`)."""
@@ -234,16 +266,7 @@ def build_network(data: ConfigData) -> Network:
         data_layer = Layer(
             subnet.prefix + "data:data", "data:data", data_opts, layer.path, scope, synthetic=True
         )
-        register(subnet, "data:data", data_layer)
-        all_layers[data_layer.name] = data_layer
-
-    fill(top, net)
-    registered: dict[str, Layer] = {}
-    for layer in all_layers.values():
-        key = layer.opts.get("register_as_extern_data")
-        if isinstance(key, str) and key not in extern and key not in registered:
-            registered[key] = layer  # clashes are reported by the graph check
-    return Network(top, all_layers, extern, registered)
+        self.add(subnet, "data:data", data_layer)
 
 
 def reference_values(opts: LayerOptions, option: str) -> list[tuple[ConfigPath, str]]:
@@ -360,79 +383,118 @@ Resolved = tuple[Ref | None, Diagnostic | None]
 
 def resolve(text: str, scope: Scope, network: Network, path: ConfigPath) -> Resolved:
     """Resolve one reference string seen in `scope`; returns (ref, None) or (None, error)."""
-
-    def err(message: str, rule: str, hint: str | None = None) -> Resolved:
-        return None, Diagnostic(ERROR, message, rule, path, hint=hint)
-
     prev = False
     rest = text
     if rest.startswith("prev:"):
         if not scope.in_rec:
-            return err(
-                f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec"
+            return _error(
+                path, f"`{text}`: `prev:` is only valid inside a rec unit", "graph.prev-outside-rec"
             )
         prev = True
         rest = rest[len("prev:") :]
     if rest.startswith("base:"):
-        if not scope.in_rec and scope.subnet_layer is None:
-            return err(
-                f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
-                "graph.base-outside-rec",
-            )
-        if prev:
-            return err(f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference")
-        ref, diag = resolve(rest[len("base:") :], scope.outer, network, path)
-        return (replace(ref, text=text) if ref is not None else None), diag
-    if scope.subnet_layer is not None and (rest == "data" or rest.startswith("data:")):
-        if prev:
-            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
-        return _resolve_subnet_data(text, rest, scope, network, path)
+        return _resolve_base(text, rest, prev, scope, network, path)
     if rest == "data" or rest.startswith("data:"):
-        key = (
-            rest[len("data:") :]
-            if rest.startswith("data:")
-            else ("source" if scope.in_rec else "data")
-        )
         if prev:
-            return err(f"`{text}`: `prev:` of data is not supported", "graph.bad-reference")
-        if key == "source":
-            if not scope.in_rec:
-                return err(
-                    f"`{text}`: `data:source` is only valid inside a rec unit",
-                    "graph.source-outside-rec",
-                )
-            return Ref("source", scope.rec_layer, text=text), None
-        if key not in network.data_keys():
-            return err(
-                f"unknown extern data `{key}` in `{text}`",
-                "graph.unknown-data",
-                did_you_mean(key, network.data_keys()),
+            return _error(
+                path, f"`{text}`: `prev:` of data is not supported", "graph.bad-reference"
             )
-        return Ref("extern", key, frame=scope.in_rec, text=text), None
+        if scope.subnet_layer is not None:
+            return _resolve_subnet_data(text, rest, scope, network, path)
+        return _resolve_data(text, rest, scope, network, path)
     if rest == ":i":  # RETURNN's step index of the loop (RecStepInfoLayer)
+        return _resolve_step_index(text, prev, scope, path)
+    return _resolve_layer(text, rest, prev, scope, path)
+
+
+def _error(path: ConfigPath, message: str, rule: str, hint: str | None = None) -> Resolved:
+    """A reference that does not resolve: (None, the error at `path`)."""
+    return None, Diagnostic(ERROR, message, rule, path, hint=hint)
+
+
+def _resolve_base(
+    text: str, rest: str, prev: bool, scope: Scope, network: Network, path: ConfigPath
+) -> Resolved:
+    """`base:x` (`rest`): x in the enclosing network of a rec unit or a subnetwork."""
+    if not scope.in_rec and scope.subnet_layer is None:
+        return _error(
+            path,
+            f"`{text}`: `base:` is only valid inside a rec unit or a subnetwork",
+            "graph.base-outside-rec",
+        )
+    if prev:
+        return _error(
+            path, f"`{text}`: `prev:base:` is not a valid reference", "graph.bad-reference"
+        )
+    ref, diag = resolve(rest[len("base:") :], scope.outer, network, path)
+    return (replace(ref, text=text) if ref is not None else None), diag
+
+
+def _resolve_data(
+    text: str, rest: str, scope: Scope, network: Network, path: ConfigPath
+) -> Resolved:
+    """`data` / `data:KEY` (`rest`) outside a subnetwork: extern data (inside a rec unit its
+    current frame), and there `data` / `data:source` the current frame of the rec layer's
+    input."""
+    key = (
+        rest[len("data:") :] if rest.startswith("data:") else ("source" if scope.in_rec else "data")
+    )
+    if key == "source":
         if not scope.in_rec:
-            return err(
-                f"`{text}`: the step index `:i` is only valid inside a rec unit",
-                "graph.step-outside-rec",
+            return _error(
+                path,
+                f"`{text}`: `data:source` is only valid inside a rec unit",
+                "graph.source-outside-rec",
             )
-        if prev:
-            return err(
-                f"`{text}`: `prev:` of the step index is not supported",
-                "graph.bad-reference",
-                hint="use `:i` and subtract 1 in an `eval`",
-            )
-        return Ref("step", scope.rec_layer, text=text), None
+        return Ref("source", scope.rec_layer, text=text), None
+    if key not in network.data_keys():
+        return _error(
+            path,
+            f"unknown extern data `{key}` in `{text}`",
+            "graph.unknown-data",
+            did_you_mean(key, network.data_keys()),
+        )
+    return Ref("extern", key, frame=scope.in_rec, text=text), None
+
+
+def _resolve_step_index(text: str, prev: bool, scope: Scope, path: ConfigPath) -> Resolved:
+    """`:i`, the step index of the loop of the enclosing rec layer."""
+    if not scope.in_rec:
+        return _error(
+            path,
+            f"`{text}`: the step index `:i` is only valid inside a rec unit",
+            "graph.step-outside-rec",
+        )
+    if prev:
+        return _error(
+            path,
+            f"`{text}`: `prev:` of the step index is not supported",
+            "graph.bad-reference",
+            hint="use `:i` and subtract 1 in an `eval`",
+        )
+    return Ref("step", scope.rec_layer, text=text), None
+
+
+def _resolve_layer(text: str, rest: str, prev: bool, scope: Scope, path: ConfigPath) -> Resolved:
+    """A layer name (`rest`): a layer of `scope`, or `rec/name` of a rec unit in it (stacked
+    over its loop)."""
     if rest in scope.layers:
         return Ref("layer", scope.layers[rest], prev=prev, text=text), None
     unit_layer = _unit_layer(rest, scope)
     if unit_layer is not None:
         if prev:
-            return err(
+            return _error(
+                path,
                 f"`{text}`: `prev:` of a layer of a rec unit read from outside its loop "
                 f"is not supported",
                 "graph.bad-reference",
             )
         return Ref("layer", unit_layer, text=text, stacked=True), None
+    return _unknown_layer(text, rest, prev, scope, path)
+
+
+def _unknown_layer(text: str, rest: str, prev: bool, scope: Scope, path: ConfigPath) -> Resolved:
+    """The error for a layer name that names no layer, with the closest name as a hint."""
     candidates = list(scope.layers)
     nested = scope.in_rec or scope.subnet_layer is not None  # `base:` reads the parent
     if nested and not prev:
@@ -450,7 +512,7 @@ def resolve(text: str, scope: Scope, network: Network, path: ConfigPath) -> Reso
         if scope.in_rec
         else ""
     )
-    return err(f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
+    return _error(path, f"unknown layer `{rest}` in `{text}`{where}", "graph.unknown-layer", hint)
 
 
 def _unit_layer(rest: str, scope: Scope) -> Layer | None:

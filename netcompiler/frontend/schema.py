@@ -203,59 +203,13 @@ def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> lis
     expected: Any = error.validator_value
     name = format_path(path[-1:]) if path else "config"
     if v in ("unevaluatedProperties", "additionalProperties"):
-        allowed = _allowed_names(error, data, path)
-        layer_class, layer_path = _layer_context(data, path)
-        extra = [k for k in instance if k not in allowed] if isinstance(instance, dict) else []
-        out: list[Diagnostic] = []
-        for key in extra:
-            if layer_path == path and layer_class:
-                msg = f"unknown option `{key}` for layer class `{layer_class}`"
-            else:
-                msg = f"unknown key `{key}`"
-            out.append(
-                Diagnostic(
-                    ERROR,
-                    msg,
-                    "schema.unknown-option",
-                    path + (key,),
-                    hint=did_you_mean(key, allowed),
-                )
-            )
-        return out
+        return _unknown_key_diagnostics(error, data, path)
     if v == "required":
-        missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
-        layer_class, layer_path = _layer_context(data, path)
-        what = f" of layer class `{layer_class}`" if layer_class and layer_path == path else ""
-        return [
-            Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option", path)
-            for k in missing
-        ]
+        return _missing_option_diagnostics(error, data, path)
     if v == "enum" or (
         v == "anyOf" and _enum_values(_schema_of(error)) and isinstance(instance, str)
     ):
-        values = _enum_values(_schema_of(error))
-        if path and path[-1] == "class":
-            return [
-                Diagnostic(
-                    ERROR,
-                    f"unknown layer class `{instance}`",
-                    "schema.unknown-class",
-                    path,
-                    hint=did_you_mean(instance, values),
-                )
-            ]
-        shown = ", ".join(x if isinstance(x, str) else json.dumps(x) for x in values[:12]) + (
-            ", ..." if len(values) > 12 else ""
-        )
-        return [
-            Diagnostic(
-                ERROR,
-                f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
-                "schema.enum",
-                path,
-                hint=did_you_mean(instance, values) if isinstance(instance, str) else None,
-            )
-        ]
+        return [_enum_diagnostic(error, path, name)]
     if v == "const":
         return [
             Diagnostic(
@@ -266,22 +220,14 @@ def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> lis
             )
         ]
     if v == "type":
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        types = " or ".join(expected) if isinstance(expected, list) else expected
+        return [_type_mismatch(name, types, instance, path)]
+    if v in _RANGE_OPERATORS:
         return [
             Diagnostic(
                 ERROR,
-                f"`{name}` must be of type {expected}, got "
-                f"{_type_name(instance)} {_short(instance)}",
-                "schema.type",
-                path,
-            )
-        ]
-    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
-        return [
-            Diagnostic(
-                ERROR,
-                f"`{name}` out of range: must be {op} {expected}, got {_short(instance)}",
+                f"`{name}` out of range: must be {_RANGE_OPERATORS[v]} {expected}, "
+                f"got {_short(instance)}",
                 "schema.range",
                 path,
             )
@@ -289,51 +235,138 @@ def translate(error: ValidationError, data: Any, prefix: ConfigPath = ()) -> lis
     if v in ("minItems", "maxItems", "minLength", "maxLength", "minProperties"):
         return [Diagnostic(ERROR, f"`{name}`: {error.message}", "schema.range", path)]
     if v == "pattern":
-        if path and path[-1] == "activation":
-            names = expected.split("(", 3)[-1].split(")")[0].split("|")
-            base = str(instance).split("*")[-1]
-            return [
-                Diagnostic(
-                    ERROR,
-                    f"unknown activation `{instance}`",
-                    "schema.enum",
-                    path,
-                    hint=did_you_mean(base, names),
-                )
-            ]
-        return [
+        return [_pattern_diagnostic(error, path, name)]
+    if v in ("anyOf", "oneOf") and error.context:
+        return _alternatives_diagnostics(error, data, prefix, path, name)
+    return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
+
+
+#: range keyword -> the comparison the value must pass, as the message writes it
+_RANGE_OPERATORS = {
+    "minimum": ">=",
+    "maximum": "<=",
+    "exclusiveMinimum": ">",
+    "exclusiveMaximum": "<",
+}
+
+
+def _unknown_key_diagnostics(
+    error: ValidationError, data: Any, path: ConfigPath
+) -> list[Diagnostic]:
+    """One diagnostic per key the schema does not allow, naming the layer class if the keys
+    are options of a layer."""
+    instance: Any = error.instance
+    allowed = _allowed_names(error, data, path)
+    layer_class, layer_path = _layer_context(data, path)
+    extra = [k for k in instance if k not in allowed] if isinstance(instance, dict) else []
+    out: list[Diagnostic] = []
+    for key in extra:
+        if layer_path == path and layer_class:
+            msg = f"unknown option `{key}` for layer class `{layer_class}`"
+        else:
+            msg = f"unknown key `{key}`"
+        out.append(
             Diagnostic(
                 ERROR,
-                f"`{name}`: {_short(instance)} does not match the expected form",
-                "schema.pattern",
-                path,
+                msg,
+                "schema.unknown-option",
+                path + (key,),
+                hint=did_you_mean(key, allowed),
             )
-        ]
-    if v in ("anyOf", "oneOf") and error.context:
-        if _only_type_errors(error):
-            types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
-            return [
-                Diagnostic(
-                    ERROR,
-                    f"`{name}` must be of type {' or '.join(types)}, got "
-                    f"{_type_name(instance)} {_short(instance)}",
-                    "schema.type",
-                    path,
-                )
-            ]
-        # pick the alternative that got furthest, so the user sees one concrete problem; a
-        # top-level type mismatch of an alternative (e.g. `null` for an activation) is the
-        # least informative one, so prefer any other error
-        candidates = [e for e in error.context if e.validator != "type" or e.path]
-        sub = best_match(candidates) if candidates else None
-        if sub is not None:
-            return translate(sub, data, prefix)
-        return [
-            Diagnostic(
-                ERROR, f"`{name}`: {_short(instance)} is not valid here", "schema.type", path
-            )
-        ]
-    return [Diagnostic(ERROR, f"`{name}`: {error.message}", f"schema.{v}", path)]
+        )
+    return out
+
+
+def _missing_option_diagnostics(
+    error: ValidationError, data: Any, path: ConfigPath
+) -> list[Diagnostic]:
+    """One diagnostic per required key that is missing."""
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    missing = [k for k in expected if isinstance(instance, dict) and k not in instance]
+    layer_class, layer_path = _layer_context(data, path)
+    what = f" of layer class `{layer_class}`" if layer_class and layer_path == path else ""
+    return [
+        Diagnostic(ERROR, f"missing required option `{k}`{what}", "schema.missing-option", path)
+        for k in missing
+    ]
+
+
+def _enum_diagnostic(error: ValidationError, path: ConfigPath, name: str) -> Diagnostic:
+    """A value that is not one of the listed ones (a layer class or an option value)."""
+    instance: Any = error.instance
+    values = _enum_values(_schema_of(error))
+    if path and path[-1] == "class":
+        return Diagnostic(
+            ERROR,
+            f"unknown layer class `{instance}`",
+            "schema.unknown-class",
+            path,
+            hint=did_you_mean(instance, values),
+        )
+    shown = ", ".join(x if isinstance(x, str) else json.dumps(x) for x in values[:12]) + (
+        ", ..." if len(values) > 12 else ""
+    )
+    return Diagnostic(
+        ERROR,
+        f"`{name}`: unknown value {_short(instance)} (one of: {shown})",
+        "schema.enum",
+        path,
+        hint=did_you_mean(instance, values) if isinstance(instance, str) else None,
+    )
+
+
+def _type_mismatch(name: str, types: str, instance: Any, path: ConfigPath) -> Diagnostic:
+    """`types` is the expected type name, or several joined by ` or `."""
+    return Diagnostic(
+        ERROR,
+        f"`{name}` must be of type {types}, got {_type_name(instance)} {_short(instance)}",
+        "schema.type",
+        path,
+    )
+
+
+def _pattern_diagnostic(error: ValidationError, path: ConfigPath, name: str) -> Diagnostic:
+    """A string not of the expected form; for an activation, the names come from the
+    pattern's alternatives so the hint can suggest one."""
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    if path and path[-1] == "activation":
+        names = expected.split("(", 3)[-1].split(")")[0].split("|")
+        base = str(instance).split("*")[-1]
+        return Diagnostic(
+            ERROR,
+            f"unknown activation `{instance}`",
+            "schema.enum",
+            path,
+            hint=did_you_mean(base, names),
+        )
+    return Diagnostic(
+        ERROR,
+        f"`{name}`: {_short(instance)} does not match the expected form",
+        "schema.pattern",
+        path,
+    )
+
+
+def _alternatives_diagnostics(
+    error: ValidationError, data: Any, prefix: ConfigPath, path: ConfigPath, name: str
+) -> list[Diagnostic]:
+    """A value matching none of the alternatives of an `anyOf`/`oneOf` that has sub-errors."""
+    instance: Any = error.instance
+    if _only_type_errors(error):
+        types = sorted({t for e in error.context for t in _as_list(e.validator_value)})
+        return [_type_mismatch(name, " or ".join(types), instance, path)]
+    # pick the alternative that got furthest, so the user sees one concrete problem; a
+    # top-level type mismatch of an alternative (e.g. `null` for an activation) is the
+    # least informative one, so prefer any other error
+    candidates = [e for e in error.context if e.validator != "type" or e.path]
+    sub = best_match(candidates) if candidates else None
+    if sub is not None:
+        return translate(sub, data, prefix)
+    return [
+        Diagnostic(ERROR, f"`{name}`: {_short(instance)} is not valid here", "schema.type", path)
+    ]
 
 
 def _as_list(x: Any) -> list[Any]:

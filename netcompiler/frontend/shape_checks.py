@@ -167,13 +167,7 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
     """The `target` of a layer's `loss` must fit the layer's output."""
     loss = layer.opts["loss"]
     if loss == "as_is":  # the output is the loss: no target (a given one is not read)
-        if out.sparse:
-            raise ShapeError(
-                f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
-                f"so it must be values, not class indices",
-                "loss",
-                "shape.loss-target",
-            )
+        _check_as_is_loss(layer, out)
         return
     key = layer.opts.get("target")
     if not isinstance(key, str):
@@ -193,36 +187,66 @@ def check_loss(inferred: InferredNetwork, layer: Layer, out: Shape) -> None:
         if loop is not None and target.has(loop):
             target = target.without(loop)
     what = f"`{layer.name}` {out} does not fit `target: {key}` {target}"
-    if loss == "edit_distance":  # label sequences, each with its own length
-        if not (
-            out.sparse
-            and target.sparse
-            and out.time is not None
-            and target.time is not None
-            and len(out.dims) == len(target.dims)
-        ):
-            raise ShapeError(
-                f"`loss: edit_distance`: {what} (needs label sequences, "
-                f"[B, T] sparse, on both sides)",
-                "target",
-                "shape.loss-target",
-            )
-        return
-    if loss == "ctc":
-        ok = (
-            target.sparse_dim is not None
-            and out.feature_size == target.sparse_dim + 1
-            and out.time is not None
-            and target.time is not None
+    if loss == "edit_distance":
+        _check_edit_distance_loss(out, target, what)
+    elif loss == "ctc":
+        _check_ctc_loss(out, target, what)
+    else:
+        _check_framewise_loss(inferred, layer, out, target, what)
+
+
+def _check_as_is_loss(layer: Layer, out: Shape) -> None:
+    """`loss: as_is`: the output is the loss, so it must hold values."""
+    if out.sparse:
+        raise ShapeError(
+            f"`loss: as_is`: the output of `{layer.name}` {out} is the loss, "
+            f"so it must be values, not class indices",
+            "loss",
+            "shape.loss-target",
         )
-        if not ok:
-            raise ShapeError(
-                f"`loss: ctc`: {what} (needs a sparse target over time and "
-                f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
-                "target",
-                "shape.loss-target",
-            )
-        return
+
+
+def _check_edit_distance_loss(out: Shape, target: Shape, what: str) -> None:
+    """`loss: edit_distance` compares label sequences, each with its own length."""
+    if not (
+        out.sparse
+        and target.sparse
+        and out.time is not None
+        and target.time is not None
+        and len(out.dims) == len(target.dims)
+    ):
+        raise ShapeError(
+            f"`loss: edit_distance`: {what} (needs label sequences, [B, T] sparse, on both sides)",
+            "target",
+            "shape.loss-target",
+        )
+
+
+def _check_ctc_loss(out: Shape, target: Shape, what: str) -> None:
+    """`loss: ctc`: a sparse target over time, one more output feature than classes (the
+    blank)."""
+    ok = (
+        target.sparse_dim is not None
+        and out.feature_size == target.sparse_dim + 1
+        and out.time is not None
+        and target.time is not None
+    )
+    if not ok:
+        raise ShapeError(
+            f"`loss: ctc`: {what} (needs a sparse target over time and "
+            f"{(target.sparse_dim or 0) + 1} output features: classes + blank)",
+            "target",
+            "shape.loss-target",
+        )
+
+
+def _check_framewise_loss(
+    inferred: InferredNetwork, layer: Layer, out: Shape, target: Shape, what: str
+) -> None:
+    """A frame-wise loss (`ce`, `mse`, ...): the output's axes other than the feature axis are
+    the target's, and its features the target's classes / features. Extern time axes nobody
+    declared the same are unified (`InferredNetwork.unify`) instead of refused."""
+    loss = layer.opts["loss"]
     if out.sparse or out.feature is None:
         raise ShapeError(
             f"`loss: {loss}`: {what} (the output needs a feature axis)", "loss", "shape.loss-target"

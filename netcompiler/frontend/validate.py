@@ -12,7 +12,8 @@ from netcompiler.frontend.graph import Graph, build_graph, check_outputs
 from netcompiler.frontend.loader import Config, apply_overrides, load
 from netcompiler.frontend.network import build_network
 from netcompiler.frontend.schema import failed_layer_paths, validate_config
-from netcompiler.frontend.shapes import InferredNetwork, infer_shapes
+from netcompiler.frontend.shape_inference import infer_shapes
+from netcompiler.frontend.shapes import InferredNetwork
 
 
 @dataclass

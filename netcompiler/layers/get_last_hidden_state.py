@@ -28,7 +28,7 @@ PART_KEYS = ("c", "h", "output")
 def cell_unit(opts: dict) -> str | None:
     """The cell unit (lower case) of a cell layer's options (`rnn_cell`, `rec` with a cell
     unit name), else None."""
-    from netcompiler.layers.rec import CELL_UNITS
+    from netcompiler.layers._rnn_cells import CELL_UNITS
 
     if opts.get("class") not in ("rec", "rnn_cell"):
         return None
@@ -41,7 +41,7 @@ def cell_unit(opts: dict) -> str | None:
 def state_part(key, unit: str | None) -> str | None:
     """What `key` selects of an input: `c`, `h`, `c+h` (the whole LSTM state), None for an
     invalid key."""
-    from netcompiler.layers.rec import is_gru
+    from netcompiler.layers._rnn_cells import is_gru
 
     if key == "output":
         key = "h"

@@ -4,6 +4,7 @@ With `unit` naming a cell (lstm family, gru) it runs that cell over its input's 
 [B, T, n_in] -> [B, T, n_out] (`direction: -1` runs backwards within each sequence's length).
 With `unit` a sub-network dict it runs the sub-network step by step (a decoder): its output is
 the unit's `output` layer stacked over the loop: [B, T_loop, ...].
+The cells themselves (unit names, steps, the run over time) are in `netcompiler.layers._rnn_cells`.
 """
 
 from __future__ import annotations
@@ -13,57 +14,19 @@ from typing import Any
 from netcompiler.core.dims import BATCH, Dim, Shape
 from netcompiler.core.errors import InternalError
 from netcompiler.core.layer_rule import LayerRule, NoStepGuess, ParamSpec
-from netcompiler.layers._util import input_features
-
-# Cell names as RETURNN's RecLayer.get_rnn_cell_class accepts them (case-insensitive), by what
-# they compute under TF 2 (weights are laid out as `run_cell_over_time` describes):
-#: LSTMs without a forget bias: RETURNN's default `lstm`/`lstmp` is NativeLSTM2, the native
-#: kernels and VanillaLSTM compute the same cell
-NATIVE_LSTM_UNITS = (
-    "lstm",
-    "lstmp",
-    "nativelstm",
-    "nativelstm2",
-    "nativelstmlowmem",
-    "vanillalstm",
+from netcompiler.layers._rnn_cells import (
+    CUMSUM_UNITS,
+    PEEPHOLE_PARAMS,
+    UNITS,
+    cell_gates,
+    cell_step,
+    is_cumsum,
+    is_gru,
+    lstm_forget_bias,
+    run_cell_over_time,
+    standard_lstm,
 )
-#: TF's LSTMCell (RETURNN's StandardLSTM; BasicLSTM is StandardLSTM on TF 2): adds
-#: `unit_opts: {forget_bias: 1.0}` (the default) to the forget gate's pre-activation
-STANDARD_LSTM_UNITS = ("standardlstm", "basiclstm")
-#: LSTMBlock(Fused), gone in TF 2: RETURNN runs NativeLSTM2 over time (`rec`) and StandardLSTM
-#: as a cell (`rnn_cell`)
-BLOCK_LSTM_UNITS = ("lstmblock", "lstmblockfused")
-LSTM_UNITS = NATIVE_LSTM_UNITS + STANDARD_LSTM_UNITS + BLOCK_LSTM_UNITS
-GRU_UNITS = ("gru",)  # TF's GRUCell
-CELL_UNITS = LSTM_UNITS + GRU_UNITS
-#: the running sum (RETURNN's test cell `cumsum`, registered by its test suite): state h' = h + x,
-#: output h'; no variables, `n_out` = the input's features
-CUMSUM_UNITS = ("cumsum",)
-UNITS = CELL_UNITS + CUMSUM_UNITS
-
-
-def is_cumsum(unit) -> bool:
-    return str(unit).lower() in CUMSUM_UNITS
-
-
-def is_gru(unit) -> bool:
-    """True for a GRU cell unit, False for the LSTM family."""
-    return str(unit).lower() in GRU_UNITS
-
-
-def standard_lstm(unit, cell_only: bool) -> bool:
-    """Whether `unit` names RETURNN's standard LSTM (for a cell, also the block LSTMs), whose
-    options and parameter layout netcompiler's `lstm` reproduces."""
-    name = str(unit).lower()
-    return name in STANDARD_LSTM_UNITS or (cell_only and name in BLOCK_LSTM_UNITS)
-
-
-def lstm_forget_bias(unit, unit_opts, cell_only: bool) -> float:
-    """The constant added to the forget gate: `unit_opts.forget_bias` (default 1.0) for TF's
-    LSTMCell (StandardLSTM, BasicLSTM; LSTMBlock as `rnn_cell`), else 0."""
-    if is_gru(unit) or not standard_lstm(unit, cell_only):
-        return 0.0
-    return float((unit_opts or {}).get("forget_bias", 1.0))
+from netcompiler.layers._util import input_features
 
 
 def check_cell_unit(ctx, cell_only: bool) -> None:
@@ -128,65 +91,12 @@ def stacked_shape(shape: Shape, loop_dim: Dim) -> Shape:
     return Shape(tuple(dims), shape.sparse_dim, shape.dtype)
 
 
-def cell_gates(unit: str) -> int:
-    """Gate blocks of a cell's weight matrices: 4 for the LSTM family, 3 for GRU."""
-    return 3 if is_gru(unit) else 4
-
-
-def lstm_step(xp, c, h, W_re, forget_bias: float = 0.0, peepholes: tuple | None = None):
-    """One LSTM step from the projected input xp = x W + b: (c', h'); gate blocks (i, j, f, o);
-    `forget_bias` is added to f (TF's LSTMCell). `peepholes`: TF's LSTMCell `use_peepholes`,
-    diagonal weights (w_i_diag, w_f_diag, w_o_diag), each [n]: i += w_i_diag * c,
-    f += w_f_diag * c (the previous state), o += w_o_diag * c' (the new state)."""
-    import tensorflow as tf
-
-    from netcompiler.backend.compute import matmul
-
-    i, j, f, o = tf.split(xp + matmul(h, W_re), 4, axis=-1)
-    if forget_bias:
-        f = f + forget_bias
-    if peepholes is not None:
-        w_i, w_f, w_o = peepholes
-        i = i + w_i * c
-        f = f + w_f * c
-    c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(j)
-    if peepholes is not None:
-        o = o + w_o * c_new
-    h_new = tf.sigmoid(o) * tf.tanh(c_new)
-    return c_new, h_new
-
-
-#: TF's LSTMCell peephole variables, in the order `lstm_step` takes them
-PEEPHOLE_PARAMS = ("w_i_diag", "w_f_diag", "w_o_diag")
-
-
-def peepholes_of(params) -> tuple | None:
-    """The peephole weights of a cell's variables (None without `use_peepholes`)."""
-    if PEEPHOLE_PARAMS[0] not in params:
-        return None
-    return tuple(params[k] for k in PEEPHOLE_PARAMS)
-
-
 def peephole_params(ctx, n_out: int) -> dict[str, ParamSpec]:
     """`unit_opts: {use_peepholes: true}` (TF's LSTMCell): w_i_diag, w_f_diag, w_o_diag [n_out],
     initialised like the other cell weights (`forward_weights_init`)."""
     if not (ctx.opts.get("unit_opts") or {}).get("use_peepholes"):
         return {}
     return {k: ParamSpec((n_out,), ctx.opt("forward_weights_init")) for k in PEEPHOLE_PARAMS}
-
-
-def gru_step(xp, h, W_re):
-    """One GRU step from the projected input xp = x W + b: h'; gate blocks (z, r, h)."""
-    import tensorflow as tf
-
-    from netcompiler.backend.compute import matmul
-
-    xz, xr, xh = tf.split(xp, 3, axis=-1)
-    uz, ur, uh = tf.split(W_re, 3, axis=-1)
-    z = tf.sigmoid(xz + matmul(h, uz))
-    r = tf.sigmoid(xr + matmul(h, ur))
-    cand = tf.tanh(xh + matmul(r * h, uh))
-    return z * h + (1 - z) * cand
 
 
 def cell_params(unit: str, n_in: int, n_out: int, init, bias_init=0.0) -> dict[str, ParamSpec]:
@@ -324,39 +234,6 @@ def make_initial_state(ctx, batch_size, n: int) -> tuple:
     return tuple(out)
 
 
-def lookup_rows(W, labels):
-    """Rows of W for int labels [...]: [..., W's columns], equal to one_hot(labels) @ W (a
-    label outside [0, n_in), e.g. at a padded frame, gives a zero row, as one-hot does)."""
-    import tensorflow as tf
-
-    n_in = tf.shape(W, out_type=labels.dtype)[0]
-    ok = tf.logical_and(labels >= 0, labels < n_in)
-    rows = tf.gather(W, tf.where(ok, labels, tf.zeros_like(labels)))
-    return rows * tf.cast(ok, W.dtype)[..., None]
-
-
-def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 0.0):
-    """One cell step: x [B, n_in] (sparse: [B] labels, rows of W looked up) -> (h [B, n_out],
-    new state); the gate layout of `run_cell_over_time`."""
-    import tensorflow as tf
-
-    if is_cumsum(unit):
-        (h,) = state
-        h_new = h + tf.cast(x, h.dtype)
-        return h_new, (h_new,)
-    from netcompiler.backend.compute import matmul
-
-    W, W_re, b = params["W"], params["W_re"], params["b"]
-    xp = (lookup_rows(W, x) if sparse else matmul(x, W)) + b
-    if is_gru(unit):
-        (h,) = state
-        h_new = gru_step(xp, h, W_re)
-        return h_new, (h_new,)
-    c, h = state
-    c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias, peepholes_of(params))
-    return h_new, (c_new, h_new)
-
-
 class RecRule(NoStepGuess, LayerRule):
     layer_class = "rec"
     layer_options = ("initial_state",)
@@ -491,23 +368,6 @@ class RecRule(NoStepGuess, LayerRule):
         return y
 
 
-def _cumsum_over_time(x, lengths, direction, initial_state, return_state):
-    """`unit: cumsum` over x [B, T, n]: y_t = h0 + x_0 + ... + x_t within each sequence (padded
-    frames 0); the final state is the sum over the whole sequence."""
-    import tensorflow as tf
-
-    x = tf.cast(x, tf.float32)
-    mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x.dtype)[:, :, None]
-    if direction == -1:
-        x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-    h0 = tf.zeros_like(x[:, 0]) if initial_state is None else tf.cast(initial_state[0], x.dtype)
-    y = (tf.cumsum(x * mask, axis=1) + h0[:, None]) * mask
-    final = h0 + tf.reduce_sum(x * mask, axis=1)
-    if direction == -1:
-        y = tf.reverse_sequence(y, lengths, seq_axis=1, batch_axis=0)
-    return (y, (final,)) if return_state else y
-
-
 def store_final_state(ctx, state: tuple) -> None:
     """Record a cell's final state ((c, h) / (h,)) in the forward pass's `ctx.final_states`
     (by layer name; read by `get_last_hidden_state`). A context without it (a cell run inside
@@ -515,89 +375,3 @@ def store_final_state(ctx, state: tuple) -> None:
     states = getattr(ctx, "final_states", None)
     if states is not None:
         states[ctx.name] = state
-
-
-def run_cell_over_time(
-    unit: str,
-    x,
-    shape,
-    lengths,
-    params,
-    direction: int = 1,
-    initial_state: tuple | None = None,
-    forget_bias: float = 0.0,
-    return_state: bool = False,
-):
-    """Run an LSTM-family or GRU cell over the time axis of x [B, T, n_in] -> [B, T, n_out]
-    (sparse x [B, T] of labels: the rows of `W` are looked up, equal to one-hot x @ W).
-
-    LSTM: gate blocks of the columns of `W`/`W_re`/`b` are (i, j, f, o): input gate, new input,
-    forget gate (plus `forget_bias`, 0 but for TF's LSTMCell), output gate; c' = sigmoid(f) c + sigmoid(i) tanh(j),
-    h' = sigmoid(o) tanh(c'). GRU: blocks (z, r, h): z, r gates, candidate
-    tanh(x W_h + (r h) U_h + b_h), h' = z h + (1 - z) candidate.
-    At padded frames the state is not updated and the output is 0. `direction: -1` runs each
-    sequence backwards within its own length (outputs stay at their frames).
-    `initial_state`: (c, h) / (h,), each [B, n] (default zeros).
-    `return_state`: also return the final state (c, h) / (h,), each [B, n]: the state after
-    each sequence's last valid frame (`direction: -1`: after frame 0; the initial state for an
-    empty sequence), as `(y, state)`.
-    """
-    import tensorflow as tf
-
-    if shape.dims.index(shape.time) != 1 or len(shape.dims) != (2 if shape.sparse else 3):
-        raise ValueError(f"cells run over [B, T, F] (or sparse [B, T]) inputs, got {shape}")
-    if is_cumsum(unit):
-        return _cumsum_over_time(x, lengths, direction, initial_state, return_state)
-    W, W_re, b = params["W"], params["W_re"], params["b"]
-    peepholes = peepholes_of(params)
-    n = W_re.shape[0]
-    if direction == -1:
-        x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-    if shape.sparse:  # rows of W (equal to one-hot x @ W)
-        x_proj = lookup_rows(W, x) + b
-    else:  # [B, T, G*n], all frames at once
-        from netcompiler.backend.compute import tensordot
-
-        x_proj = tensordot(x, W, axes=[[2], [0]]) + b
-    mask = tf.sequence_mask(lengths, maxlen=tf.shape(x)[1], dtype=x_proj.dtype)  # [B, T]
-    xs = tf.transpose(x_proj, [1, 0, 2])  # time-major for the scan
-    ms = tf.transpose(mask, [1, 0])[:, :, None]
-    batch = tf.shape(x)[0]
-    zeros = tf.zeros([batch, n], x_proj.dtype)
-
-    def masked_lstm_step(carry, inp):
-        c, h, _ = carry
-        xp, m = inp
-        c_new, h_new = lstm_step(xp, c, h, W_re, forget_bias, peepholes)
-        c = m * c_new + (1 - m) * c
-        h = m * h_new + (1 - m) * h
-        return c, h, h_new * m
-
-    def masked_gru_step(carry, inp):
-        _, h, _ = carry
-        xp, m = inp
-        h_new = gru_step(xp, h, W_re)
-        h = m * h_new + (1 - m) * h
-        return h, h, h_new * m
-
-    step = masked_gru_step if is_gru(unit) else masked_lstm_step
-    if initial_state is None:
-        init = (zeros, zeros, zeros)
-    elif is_gru(unit):
-        init = (zeros, tf.cast(initial_state[0], x_proj.dtype), zeros)
-    else:
-        init = tuple(tf.cast(v, x_proj.dtype) for v in initial_state) + (zeros,)
-    cs, hs, ys = tf.scan(step, (xs, ms), initializer=init)
-    y = tf.transpose(ys, [1, 0, 2])
-    if direction == -1:
-        y = tf.reverse_sequence(y, lengths, seq_axis=1, batch_axis=0)
-    if not return_state:
-        return y
-    # padded frames do not update the carry: its last entry is the state at each sequence's
-    # last valid frame (of the reversed sequence for `direction: -1`, i.e. original frame 0)
-    nonempty = tf.shape(xs)[0] > 0
-    c_fin, h_fin = (
-        tf.cond(nonempty, lambda v=v: v[-1], lambda i=i: i)
-        for v, i in ((cs, init[0]), (hs, init[1]))
-    )
-    return y, ((h_fin,) if is_gru(unit) else (c_fin, h_fin))

@@ -42,84 +42,10 @@ class ReinterpretDataRule(LayerRule):
     def _shape(self, ctx, src: Shape, base: Shape | None) -> Shape:
         names = ", ".join(ctx.source_names)
         dims, _ = plan_axes(ctx, src, ctx.opt("set_axes") or {}, names)
-        sparse_dim = src.sparse_dim
-        dtype = src.dtype
         if base is not None:
-            time = next((d for d in dims if d.kind == TIME), None)
-            if time is None:
-                raise ctx.error(
-                    f"`size_base`: input `{names}` {src} has no time axis to replace",
-                    "size_base",
-                    "shape.size-base",
-                )
-            if base.time is None:
-                raise ctx.error(
-                    f"`size_base` `{ctx.ref_name('size_base')}` {base} has no time axis",
-                    "size_base",
-                    "shape.size-base",
-                )
-            if base.time is not time and any(d is base.time for d in dims):
-                raise ctx.error(
-                    f"`size_base` `{ctx.ref_name('size_base')}` {base}: its time axis "
-                    f"{base.time} is already another axis of `{names}` {src}",
-                    "size_base",
-                    "shape.size-base",
-                )
-            dims = [base.time if d is time else d for d in dims]
-        set_sparse = ctx.opt("set_sparse")
-        set_sparse_dim = ctx.opt("set_sparse_dim")
-        if set_sparse is True:
-            if dims and dims[-1].kind == FEATURE:
-                raise ctx.error(
-                    f"`set_sparse: true`: input `{names}` {src} has a feature axis",
-                    "set_sparse",
-                    "shape.sparse",
-                    hint="class indices have no feature axis; remove it first "
-                    "(e.g. `set_axes: {F: null}` or `squeeze`)",
-                )
-            if dtype not in ("int32", "int64"):
-                raise ctx.error(
-                    f"`set_sparse: true` needs integer data, but `{names}` {src} is {dtype}",
-                    "set_sparse",
-                    "shape.sparse",
-                    hint="cast with `eval` and tf.cast(source(0), tf.int32)",
-                )
-            if sparse_dim is None and not set_sparse_dim:
-                raise ctx.error(
-                    "`set_sparse: true` needs `set_sparse_dim` (the number of classes)",
-                    "set_sparse_dim",
-                    "shape.sparse",
-                )
-            dtype = "int32"
-            sparse_dim = sparse_dim or 0
-        elif set_sparse is False:
-            sparse_dim = None
-            if src.sparse:
-                dtype = "int32"
-        if set_sparse_dim not in (None, False):
-            if sparse_dim is None:
-                raise ctx.error(
-                    f"`set_sparse_dim` on dense input `{names}` {src}",
-                    "set_sparse_dim",
-                    "shape.sparse",
-                    hint="add `set_sparse: true` for integer data",
-                )
-            sparse_dim = int(set_sparse_dim)
-        inc = ctx.opt("increase_sparse_dim") or 0
-        if inc:
-            if sparse_dim is None:
-                raise ctx.error(
-                    f"`increase_sparse_dim` on dense input `{names}` {src}",
-                    "increase_sparse_dim",
-                    "shape.sparse",
-                )
-            sparse_dim += int(inc)
-            if sparse_dim < 1:
-                raise ctx.error(
-                    f"`increase_sparse_dim: {inc}` leaves {sparse_dim} classes",
-                    "increase_sparse_dim",
-                    "shape.sparse",
-                )
+            dims = time_of_size_base(ctx, dims, src, base, names)
+        sparse_dim, dtype = set_sparse_interpretation(ctx, dims, src, names)
+        sparse_dim = resized_sparse_dim(ctx, sparse_dim, src, names)
         return Shape(tuple(dims), sparse_dim, dtype)
 
     def call(self, ctx):
@@ -210,3 +136,98 @@ def plan_axes(ctx, shape: Shape, set_axes: dict, names: str) -> tuple[list[Dim],
         dims.insert(at, d)
         idx.insert(at, j)
     return dims, idx
+
+
+def time_of_size_base(ctx, dims: list[Dim], src: Shape, base: Shape, names: str) -> list[Dim]:
+    """`size_base`: the output axes `dims` with their time axis replaced by the time axis of
+    `base` (the `size_base` layer's shape); raises ShapeError if either has none, or if the new
+    time axis is already another axis of the input."""
+    time = next((d for d in dims if d.kind == TIME), None)
+    if time is None:
+        raise ctx.error(
+            f"`size_base`: input `{names}` {src} has no time axis to replace",
+            "size_base",
+            "shape.size-base",
+        )
+    if base.time is None:
+        raise ctx.error(
+            f"`size_base` `{ctx.ref_name('size_base')}` {base} has no time axis",
+            "size_base",
+            "shape.size-base",
+        )
+    if base.time is not time and any(d is base.time for d in dims):
+        raise ctx.error(
+            f"`size_base` `{ctx.ref_name('size_base')}` {base}: its time axis "
+            f"{base.time} is already another axis of `{names}` {src}",
+            "size_base",
+            "shape.size-base",
+        )
+    return [base.time if d is time else d for d in dims]
+
+
+def set_sparse_interpretation(
+    ctx, dims: list[Dim], src: Shape, names: str
+) -> tuple[int | None, str]:
+    """`set_sparse`: the (number of classes, dtype) of the output before `set_sparse_dim` and
+    `increase_sparse_dim` apply; `set_sparse: true` on data without classes yet gives 0
+    classes (`set_sparse_dim`, required then, sets them)."""
+    sparse_dim = src.sparse_dim
+    dtype = src.dtype
+    set_sparse = ctx.opt("set_sparse")
+    if set_sparse is True:
+        if dims and dims[-1].kind == FEATURE:
+            raise ctx.error(
+                f"`set_sparse: true`: input `{names}` {src} has a feature axis",
+                "set_sparse",
+                "shape.sparse",
+                hint="class indices have no feature axis; remove it first "
+                "(e.g. `set_axes: {F: null}` or `squeeze`)",
+            )
+        if dtype not in ("int32", "int64"):
+            raise ctx.error(
+                f"`set_sparse: true` needs integer data, but `{names}` {src} is {dtype}",
+                "set_sparse",
+                "shape.sparse",
+                hint="cast with `eval` and tf.cast(source(0), tf.int32)",
+            )
+        if sparse_dim is None and not ctx.opt("set_sparse_dim"):
+            raise ctx.error(
+                "`set_sparse: true` needs `set_sparse_dim` (the number of classes)",
+                "set_sparse_dim",
+                "shape.sparse",
+            )
+        return sparse_dim or 0, "int32"
+    if set_sparse is False:
+        return None, "int32" if src.sparse else dtype
+    return sparse_dim, dtype
+
+
+def resized_sparse_dim(ctx, sparse_dim: int | None, src: Shape, names: str) -> int | None:
+    """The number of classes after `set_sparse_dim` (replaces it) and `increase_sparse_dim`
+    (adds to it); both need sparse data (raises ShapeError on dense input)."""
+    set_sparse_dim = ctx.opt("set_sparse_dim")
+    if set_sparse_dim not in (None, False):
+        if sparse_dim is None:
+            raise ctx.error(
+                f"`set_sparse_dim` on dense input `{names}` {src}",
+                "set_sparse_dim",
+                "shape.sparse",
+                hint="add `set_sparse: true` for integer data",
+            )
+        sparse_dim = int(set_sparse_dim)
+    inc = ctx.opt("increase_sparse_dim") or 0
+    if inc:
+        if sparse_dim is None:
+            raise ctx.error(
+                f"`increase_sparse_dim` on dense input `{names}` {src}",
+                "increase_sparse_dim",
+                "shape.sparse",
+            )
+        sparse_dim += int(inc)
+        if sparse_dim < 1:
+            raise ctx.error(
+                f"`increase_sparse_dim: {inc}` leaves {sparse_dim} classes",
+                "increase_sparse_dim",
+                "shape.sparse",
+            )
+    return sparse_dim

@@ -8,16 +8,14 @@ from __future__ import annotations
 from netcompiler.core.dims import Shape
 from netcompiler.core.errors import InternalError
 from netcompiler.core.layer_rule import LayerRule, ParamSpec
+from netcompiler.layers._rnn_cells import cell_step, lstm_forget_bias, run_cell_over_time
 from netcompiler.layers._util import input_features
 from netcompiler.layers.rec import (
     cell_params,
-    cell_step,
     check_cell_unit,
     check_initial_state,
-    lstm_forget_bias,
     make_initial_state,
     peephole_params,
-    run_cell_over_time,
     store_final_state,
 )
 
@@ -35,7 +33,7 @@ class RnnCellRule(LayerRule):
 
     def call_step(self, ctx, state):
         """One step: x [B, n_in] (sparse: [B] labels) -> (h [B, n_out], new state); the same
-        gate layout as `rec.run_cell_over_time`."""
+        gate layout as `_rnn_cells.run_cell_over_time`."""
         unit = ctx.opt("unit")
         return cell_step(
             unit,

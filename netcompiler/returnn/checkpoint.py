@@ -156,7 +156,7 @@ def _returnn_name(layer) -> str:
 
 
 def _cell_rules(name, layer, P, specs, in_rec: bool) -> list[_Rule]:
-    from netcompiler.layers.rec import is_cumsum, is_gru, standard_lstm
+    from netcompiler.layers._rnn_cells import is_cumsum, is_gru, standard_lstm
 
     unit = str(layer.opts.get("unit"))
     rules: list[_Rule] = []

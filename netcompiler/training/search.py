@@ -192,13 +192,10 @@ def cli_search(args) -> int:
 def _search(args, result) -> int:
     from netcompiler.backend.build import CompiledNetwork
     from netcompiler.backend.loop.unit_traits import (
-        choice_layer,
         choice_targets,
         search_rec_layer,
         search_rec_layers,
     )
-    from netcompiler.frontend.extern_data import shared_time_keys
-    from netcompiler.training.datasets import DatasetError, check_shared_time_axes, make_dataset
 
     config = result.config.data
     opts = TrainOptions.from_config(config)
@@ -208,25 +205,13 @@ def _search(args, result) -> int:
             "containing a `choice` layer"
         )
     # data first (cheap, the most common mistake), then the checkpoint
-    extern = dict(config.get("extern_data") or {})
     spec, name = _search_dataset_spec(args.data, opts)
     prefix = checkpoint_prefix(args.checkpoint)
     net = CompiledNetwork(result, seed=int(opts.random_seed))
     rec = search_rec_layer(net)
     targets = sorted(k for k in choice_targets(rec) if k)
-    for k in targets:  # the targets are optional in the data (plain inference data)
-        if isinstance(extern.get(k), dict):
-            extern[k] = dict(extern[k], available_for_inference=False)
-    try:
-        dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name=name)
-        check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
-    except DatasetError as exc:
-        raise TrainError(f"bad dataset: {exc}") from None
-    beam = int(
-        args.beam_size
-        if getattr(args, "beam_size", None) is not None
-        else choice_layer(rec).opts.get("beam_size", 1) or 1
-    )
+    dataset = _open_search_dataset(config, spec, name, targets, net, opts)
+    beam = _beam_size(args, rec)
     n_best = int(getattr(args, "n_best", None) or 1)
     if n_best > beam:
         print(
@@ -235,25 +220,9 @@ def _search(args, result) -> int:
         )
         return EXIT_USAGE
     restore_network(net, prefix)
-    inputs_needed = [
-        k
-        for k in net.extern_shapes
-        if k not in targets and f"data:{k}" in net.needed_layers([rec.name])
-    ]
-    missing = [k for k in inputs_needed if k not in dataset.keys]
-    if missing:
-        raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
+    _check_decoder_inputs(net, rec, targets, dataset)
     hyps_by_index, errors = search_dataset(net, rec, dataset, beam, n_best, opts)
-    target = errors.target
-    lines = ["seq_tag\trank\tscore\tlength\tlabels"]
-    for i in sorted(hyps_by_index):
-        tag = tsv_field(dataset.seq_tags[i])
-        for rank, h in enumerate(hyps_by_index[i], start=1):
-            labels = " ".join(str(int(x)) for x in h["labels"])
-            lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")
-    n_seqs, seq_errors = errors.seqs, errors.seq_errors
-    label_errors, ref_labels = errors.label_errors, errors.ref_labels
-    text = "\n".join(lines) + "\n"
+    text = nbest_tsv(hyps_by_index, dataset.seq_tags)
     out = getattr(args, "output", None)
     to_stdout = out in (None, "-")
     if to_stdout:
@@ -264,12 +233,69 @@ def _search(args, result) -> int:
     info = sys.stderr if to_stdout else sys.stdout
     where = "" if to_stdout else f" -> {out}"
     summary = f"search: {len(hyps_by_index)} sequences, beam size {beam}, n-best {n_best}{where}"
-    if target is not None:
-        ser = seq_errors / n_seqs if n_seqs else float("nan")
-        ler = label_errors / ref_labels if ref_labels else float("nan")
-        summary += (
-            f"; sequence error {ser:.2%} ({seq_errors}/{n_seqs}), label error "
-            f"{ler:.2%} ({label_errors}/{ref_labels})"
-        )
-    print(summary, file=info, flush=True)
+    print(summary + error_rates_summary(errors), file=info, flush=True)
     return EXIT_OK
+
+
+def _open_search_dataset(config: dict, spec, name: str, targets: list[str], net, opts):
+    """The dataset to search, read with the config's `extern_data` in which the choice
+    `targets` are optional (plain inference data has none); raises TrainError if it is bad."""
+    from netcompiler.frontend.extern_data import shared_time_keys
+    from netcompiler.training.datasets import DatasetError, check_shared_time_axes, make_dataset
+
+    extern = dict(config.get("extern_data") or {})
+    for k in targets:  # the targets are optional in the data (plain inference data)
+        if isinstance(extern.get(k), dict):
+            extern[k] = dict(extern[k], available_for_inference=False)
+    try:
+        dataset = make_dataset(spec, extern, default_seed=int(opts.random_seed), name=name)
+        check_shared_time_axes(dataset, shared_time_keys(net.inferred.extern))
+    except DatasetError as exc:
+        raise TrainError(f"bad dataset: {exc}") from None
+    return dataset
+
+
+def _beam_size(args, rec) -> int:
+    """`--beam-size`, else the decoder's `choice` layer's `beam_size` (default 1)."""
+    from netcompiler.backend.loop.unit_traits import choice_layer
+
+    return int(
+        args.beam_size
+        if getattr(args, "beam_size", None) is not None
+        else choice_layer(rec).opts.get("beam_size", 1) or 1
+    )
+
+
+def _check_decoder_inputs(net, rec, targets: list[str], dataset) -> None:
+    """Raises TrainError if the dataset lacks an input (not a choice target) that the
+    decoder `rec` needs."""
+    inputs_needed = [
+        k
+        for k in net.extern_shapes
+        if k not in targets and f"data:{k}" in net.needed_layers([rec.name])
+    ]
+    missing = [k for k in inputs_needed if k not in dataset.keys]
+    if missing:
+        raise TrainError(f"the dataset has no key(s) {', '.join(missing)} needed by the decoder")
+
+
+def nbest_tsv(hyps_by_index: dict[int, list[dict]], seq_tags) -> str:
+    """The n-best TSV text: a header, then one row per hypothesis (sequences in index order,
+    hypotheses by rank from 1), the tag escaped by `tsv_field`."""
+    lines = ["seq_tag\trank\tscore\tlength\tlabels"]
+    for i in sorted(hyps_by_index):
+        tag = tsv_field(seq_tags[i])
+        for rank, h in enumerate(hyps_by_index[i], start=1):
+            labels = " ".join(str(int(x)) for x in h["labels"])
+            lines.append(f"{tag}\t{rank}\t{h['score']:.6f}\t{h['length']}\t{labels}")
+    return "\n".join(lines) + "\n"
+
+
+def error_rates_summary(errors: SearchErrors) -> str:
+    """The error rates for the search summary line ("" when the data has no target)."""
+    if errors.target is None:
+        return ""
+    return (
+        f"; sequence error {errors.sequence_error:.2%} ({errors.seq_errors}/{errors.seqs}), "
+        f"label error {errors.label_error:.2%} ({errors.label_errors}/{errors.ref_labels})"
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from netcompiler.backend.expr_eval import to_tf
-from netcompiler.frontend import expr, expr_types
+from netcompiler.frontend import expr_tree, expr_types
 from netcompiler.frontend.expr import ExprError, parse_expression
 from netcompiler.frontend.expr_types import infer_dtype
 
@@ -211,7 +211,7 @@ def test_non_string_expression():
 
 def test_sources_used():
     tree = parse_expression("source(2) * tf.exp(source(0))", 3)
-    assert expr.sources_used(tree) == {0, 2}
+    assert expr_tree.sources_used(tree) == {0, 2}
 
 
 @pytest.mark.tf

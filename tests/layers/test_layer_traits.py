@@ -53,6 +53,7 @@ ENGINE_MODULES = LOOP_MODULES + (
     "netcompiler.frontend.network",
     "netcompiler.frontend.graph",
     "netcompiler.frontend.shapes",
+    "netcompiler.frontend.shape_inference",
     "netcompiler.frontend.shape_checks",
     "netcompiler.backend.build",
     "netcompiler.training.trainer",

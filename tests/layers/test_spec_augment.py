@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import netcompiler
-from netcompiler.frontend.expr import SPEC_AUGMENT_EXAMPLE
+from netcompiler.frontend.expr_python_call import SPEC_AUGMENT_EXAMPLE
 
 
 def cfg(layer: dict, dim: int = 20, extra: dict | None = None) -> dict:

@@ -21,7 +21,7 @@ tf = pytest.importorskip("tensorflow")
 from netcompiler.backend.build import compile_network  # noqa: E402
 from netcompiler.cli import app as cli
 from netcompiler.frontend.validate import validate  # noqa: E402
-from netcompiler.layers.rec import gru_step, lstm_step  # noqa: E402
+from netcompiler.layers._rnn_cells import gru_step, lstm_step  # noqa: E402
 from netcompiler.returnn.checkpoint import (  # noqa: E402
     ReturnnCheckpointError,
     gru_cell_to_netcompiler,
