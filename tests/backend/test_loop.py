@@ -11,6 +11,8 @@ tf = pytest.importorskip("tensorflow")
 
 from netcompiler.backend.build import compile_network  # noqa: E402
 
+from markov_chain import markov_net  # noqa: E402
+
 RNG = np.random.default_rng(1234)
 
 
@@ -299,46 +301,7 @@ def test_rnn_cell_steps_equal_rec_over_time(unit):
         np.testing.assert_allclose(a[i, : xl[i]], b[i, : xl[i]], rtol=1e-5, atol=1e-6)
 
 
-# -- beam search on a hand-built model ------------------------------------------------------------
-# p(y_t | y_{t-1}): a Markov chain over {0 = EOS, 1, 2}, start state 0 (initial_output).
-# Greedy: 1 (0.6), then EOS (0.34) -> 0.204. Beam 2: 2 (0.4), then EOS (0.9) -> 0.36.
-MARKOV = {
-    "extern_data": {"data": {"dim": 2}, "classes": {"dim": 3, "sparse": True}},
-    "network": {
-        "output": {
-            "class": "rec",
-            "from": [],
-            "target": "classes",
-            "max_seq_len": 6,
-            "unit": {
-                "output_prob": {"class": "softmax", "from": "prev:output", "n_out": 3},
-                "output": {
-                    "class": "choice",
-                    "from": "output_prob",
-                    "target": "classes",
-                    "beam_size": 2,
-                },
-                "end": {"class": "compare", "from": "output", "kind": "equal", "value": 0},
-            },
-        }
-    },
-}
-TRANSITIONS = np.array(
-    [
-        [1e-6, 0.6, 0.4],  # start
-        [0.34, 0.33, 0.33],  # after 1
-        [0.9, 0.05, 0.05],
-    ]
-)  # after 2
-
-
-def markov_net():
-    net = compile_network(MARKOV)
-    net.variable("output/output_prob/W").assign(np.log(TRANSITIONS).astype(np.float32))
-    net.variable("output/output_prob/b").assign(np.zeros(3, np.float32))
-    return net
-
-
+# -- beam search on a hand-built model (tests/markov_chain.py) ---------------------------------
 def test_beam_search_finds_better_sequence_than_greedy():
     net = markov_net()
     x = np.zeros((2, 3, 2), np.float32)

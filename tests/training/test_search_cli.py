@@ -20,6 +20,8 @@ from netcompiler.frontend.validate import validate  # noqa: E402
 from netcompiler.training.datasets import make_dataset, write_npz  # noqa: E402
 from netcompiler.training.trainer import Trainer  # noqa: E402
 
+from markov_chain import MARKOV, markov_net  # noqa: E402
+
 pytestmark = pytest.mark.tf
 
 # a tiny reverse decoder (dot attention), trained for 2 epochs: far from perfect, so the error
@@ -52,31 +54,6 @@ train:
   random_seed: 3
 """
 SPEC = "{class: reverse, num_seqs: 25, num_symbols: 6, min_len: 2, max_len: 5, seed: 7}"
-
-# p(y_t | y_{t-1}): a Markov chain over {0 = EOS, 1, 2} (as in test_loop.py). Greedy: 1 (0.6),
-# EOS (0.34) -> 0.204; beam 2 finds 2 (0.4), EOS (0.9) -> 0.36.
-MARKOV = {
-    "extern_data": {"data": {"dim": 2}, "classes": {"dim": 3, "sparse": True}},
-    "network": {
-        "output": {
-            "class": "rec",
-            "from": [],
-            "target": "classes",
-            "max_seq_len": 6,
-            "unit": {
-                "output_prob": {"class": "softmax", "from": "prev:output", "n_out": 3},
-                "output": {
-                    "class": "choice",
-                    "from": "output_prob",
-                    "target": "classes",
-                    "beam_size": 2,
-                },
-                "end": {"class": "compare", "from": "output", "kind": "equal", "value": 0},
-            },
-        }
-    },
-}
-TRANSITIONS = np.array([[1e-6, 0.6, 0.4], [0.34, 0.33, 0.33], [0.9, 0.05, 0.05]])
 
 
 @pytest.fixture(scope="module")
@@ -195,9 +172,7 @@ def test_checkpoint_dir_stdout_and_default_beam(trained, capsys):
 
 def test_hand_weighted_markov_beam_and_npz(tmp_path, capsys):
     """Exact scores on a hand-weighted model, data from an .npz file without targets."""
-    net = compile_network(MARKOV)
-    net.variable("output/output_prob/W").assign(np.log(TRANSITIONS).astype(np.float32))
-    net.variable("output/output_prob/b").assign(np.zeros(3, np.float32))
+    net = markov_net()
     ckpt = tmp_path / "ckpt-001"
     checkpoint(net).write(str(ckpt / "ckpt"))
     cfg = tmp_path / "markov.yaml"
