@@ -10,7 +10,7 @@ optimizer) stays float32, and a layer's output dtype does not depend on the prec
 
 `CompiledNetwork.forward` enters `precision_scope(net.precision)` for the whole pass (loops and
 beam search included, since they are traced inside it); the builders call `matmul`, `einsum`,
-`tensordot` and `convolve` of this module instead of TensorFlow's, which read the active
+`matmul_last_axis` and `convolve` of this module instead of TensorFlow's, which read the active
 compute dtype. Outside a scope (a builder called on its own) they compute in float32.
 """
 
@@ -93,10 +93,19 @@ def einsum(equation: str, *operands):
     return _restored(tf.einsum(equation, *operands), back)
 
 
-def tensordot(a, b, axes):
-    """`tf.tensordot(a, b, axes)` in the compute dtype; float32 result."""
-    (a, b), back = _lowered([a, b])
-    return _restored(tf.tensordot(a, b, axes), back)
+def matmul_last_axis(x, w):
+    """x [..., n] @ w [n, m] -> [..., m] in the compute dtype; float32 result.
+
+    One 2-D MatMul between two reshapes: the kernel `tf.tensordot` calls, without its dozen
+    shape operations per call (each traced, differentiated and optimised before the first
+    step), and not a broadcast BatchMatMul, whose gradient for `w` sums per-batch products."""
+    (x, w), back = _lowered([x, w])
+    if x.shape.rank == 2:
+        return _restored(tf.matmul(x, w), back)
+    y = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), w)
+    y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(w)[-1:]], axis=0))
+    y.set_shape(x.shape[:-1].concatenate(w.shape[-1:]))
+    return _restored(y, back)
 
 
 def convolve(op, x, filters, *args, **kwargs):

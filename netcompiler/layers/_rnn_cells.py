@@ -166,9 +166,9 @@ def _project_frames(x, shape, W, b):
     equal to one-hot x @ W)."""
     if shape.sparse:
         return lookup_rows(W, x) + b
-    from netcompiler.backend.compute import tensordot
+    from netcompiler.backend.compute import matmul_last_axis
 
-    return tensordot(x, W, axes=[[2], [0]]) + b
+    return matmul_last_axis(x, W) + b
 
 
 def _masked_scan_step(unit, W_re, forget_bias: float, peepholes: tuple | None):

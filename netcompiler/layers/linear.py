@@ -47,10 +47,8 @@ class LinearRule(LayerRule):
         W = ctx.params["W"]
         if ctx.source_shape.sparse:
             y = tf.gather(W, x)  # embedding lookup: the same as a one-hot matmul
-        elif x.shape.rank == 2:
-            y = compute.matmul(x, W)
         else:
-            y = compute.tensordot(x, W, axes=[[x.shape.rank - 1], [0]])
+            y = compute.matmul_last_axis(x, W)
         if "b" in ctx.params:
             y = y + ctx.params["b"]
         if ctx.opt("grad_filter"):

@@ -300,11 +300,13 @@ class SelfAttentionRule(LayerRule):
         if shape.sparse:
             y = tf.gather(qkv, x)  # = one-hot(x) @ QKV
         else:
-            y = compute.tensordot(x, qkv, axes=[[2], [0]])
+            y = compute.matmul_last_axis(x, qkv)
         batch, length = tf.shape(y)[0], tf.shape(y)[1]
         # columns per head first: [q0 k0 v0 | q1 k1 v1 | ...]
         y = tf.transpose(tf.reshape(y, [batch, length, heads, 2 * dk + dv]), [0, 2, 1, 3])
-        q, k, v = y[..., :dk], y[..., dk : 2 * dk], y[..., 2 * dk :]  # [B, H, T, d]
+        # split, not sliced: the gradient of a split is one concat, while each slice's
+        # gradient writes a zero tensor of y's full size (a quarter of a train step's time)
+        q, k, v = tf.split(y, [dk, dk, dv], axis=-1)  # [B, H, T, d]
         q = q * (dk**-0.5)
         lengths = ctx.lengths(time)
         if ctx.opt("attention_left_only"):
@@ -315,15 +317,20 @@ class SelfAttentionRule(LayerRule):
         if "keys_state" in ctx.params:
             # streaming: also attend to the keys/values kept from earlier calls
             k, v, mask = self._with_carried_state(ctx, k, v, mask, lengths, batch, length)
-        energy = compute.einsum("bhid,bhjd->bhij", q, k)
+        energy = compute.matmul(q, k, transpose_b=True)  # [B, H, Tq, Tk]
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
             energy = energy + compute.einsum("bhid,ijd->bhij", q, key_shift)
-        mask = tf.broadcast_to(mask, tf.shape(energy))
-        energy = tf.where(mask, energy, tf.constant(energy.dtype.min, energy.dtype))
-        weights = tf.where(mask, tf.nn.softmax(energy, axis=-1), tf.zeros_like(energy))
+        # masked keys get the lowest energy, added (an addition's gradient is free, a
+        # select's is another pass over [B, H, Tq, Tk]); exp() makes their weights exactly 0
+        lowest = tf.constant(energy.dtype.min, energy.dtype)
+        weights = tf.nn.softmax(energy + tf.where(mask, tf.zeros([], energy.dtype), lowest))
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
             weights = ctx.dropout(weights, rate, salt=1)
-        out = compute.einsum("bhij,bhjd->bihd", weights, v)  # [B, T, H, dv]
+        # (a query without any valid key, only a frame of a sequence of length 0, gets the
+        # mean of the values: finite, and padding)
+        # a batched matmul and a transpose: the einsum with the transposed output has a
+        # gradient twice as slow
+        out = tf.transpose(compute.matmul(weights, v), [0, 2, 1, 3])  # [B, T, H, dv]
         return tf.reshape(out, [batch, length, value_dim])

@@ -55,32 +55,30 @@ def checked_variables(net, optimizer) -> list[tuple[str, Any]]:
 
 class FiniteCheck:
     """Calling it gives the names of the network and optimizer variables holding NaN or inf
-    now: one fused `tf.function` per call, cheap next to a training step. The variables are
-    collected at the first call (the optimizer's slots exist by then)."""
+    now, checked eagerly one by one: it runs when a checkpoint is saved or restored, and after
+    a step whose in-graph check (`all_finite`) failed, so tracing a function for it would cost
+    more than it saves. The variables are collected at the first call."""
 
     def __init__(self, net, optimizer):
         self.net, self.optimizer = net, optimizer
-        self.names: list[str] = []
-        self.flags_fn = None
+        self.checked: list[tuple[str, Any]] | None = None
 
     def __call__(self) -> list[str]:
         import tensorflow as tf
 
-        if self.flags_fn is None:
-            checked = checked_variables(self.net, self.optimizer)
-            self.names = [n for n, _ in checked]
-            variables = [v for _, v in checked]
+        if self.checked is None:
+            self.checked = checked_variables(self.net, self.optimizer)
+        return [n for n, v in self.checked if not bool(tf.reduce_all(tf.math.is_finite(v)))]
 
-            def check():
-                return tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
 
-            self.flags_fn = (
-                tf.function(check, autograph=False)
-                if variables
-                else (lambda: tf.zeros([0], tf.bool))
-            )
-        flags = self.flags_fn().numpy()
-        return [n for n, ok in zip(self.names, flags) if not ok]
+def all_finite(variables):
+    """In a step: a scalar bool, whether every variable of `variables` is finite (one fused
+    pass per variable; the names are found by FiniteCheck only when it is false)."""
+    import tensorflow as tf
+
+    if not variables:
+        return tf.constant(True)
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
 
 def check_step_loss(stats, loss: float, epoch: int, step: int, global_step: int) -> None:

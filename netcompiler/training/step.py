@@ -54,7 +54,9 @@ def make_optimizer(spec: dict | None, learning_rate: float):
             kwargs[key] = float(spec[key])
     momentum = spec.get("momentum")
     if cls == "adam":
-        return tf.keras.optimizers.Adam(**kwargs)
+        from netcompiler.training.fused_adam import FusedAdam
+
+        return FusedAdam(**kwargs)
     if cls == "nadam":
         return tf.keras.optimizers.Nadam(**kwargs)
     if cls == "adamw":
@@ -210,6 +212,7 @@ class StepFunctions:
         evaluation; one trace, with train.jit_compile one XLA compilation per padded shape."""
         import tensorflow as tf
 
+        from netcompiler.training.finiteness import all_finite
         from netcompiler.training.loss_scaling import rescaled_gradients
 
         run = self.run
@@ -235,7 +238,12 @@ class StepFunctions:
                     lambda ctx: tuple(per_replica[ctx.replica_id_in_sync_group])
                 )
                 result = strategy.run(replica_fn, args=tuple(values))
-            return strategy.reduce(tf.distribute.ReduceOp.SUM, result, axis=None)
+            stats = strategy.reduce(tf.distribute.ReduceOp.SUM, result, axis=None)
+            if training and apply:
+                # the variables after the update, checked in the step itself (ordered after
+                # the update: both touch the same resources); the trainer reads the flag
+                run.variables_finite.assign(all_finite([v for _, v in run.checked_variables]))
+            return stats
 
         return tf.function(
             step,

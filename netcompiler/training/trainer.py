@@ -100,6 +100,7 @@ from netcompiler.training.finiteness import (
     NonFiniteWeights,
     check_step_loss,
     check_step_variables,
+    checked_variables,
     last_finite_checkpoint,
     listed,
     stopping,
@@ -188,6 +189,8 @@ class Trainer:
         out=None,
         progress: Progress | None = None,
     ):
+        import tensorflow as tf
+
         from netcompiler.backend.build import CompiledNetwork
         from netcompiler.training.loss_scaling import checkpointed_optimizer, with_loss_scaling
 
@@ -235,6 +238,10 @@ class Trainer:
         self.feeder = BatchFeeder(
             self.net.extern_shapes, self.input_keys, self.num_replicas, self.opts, self.jit_shapes
         )
+        #: the floating-point variables a checkpoint holds, and whether all were finite after
+        #: the last step (set by the step itself; not checkpointed)
+        self.checked_variables = checked_variables(self.net, self.optimizer)
+        self.variables_finite = tf.Variable(True, trainable=False, name="variables_finite")
         self.steps = StepFunctions(self)
         self._train_fn = self.steps.make(training=True)
         #: with accum_grad_multiple_step N > 1: the step that only accumulates (N - 1 of N)
@@ -423,7 +430,8 @@ class Trainer:
             loss = float("nan")
         global_step = int(self.optimizer.iterations.numpy())
         check_step_loss(stats, loss, epoch, step, global_step)
-        check_step_variables(self.nonfinite_variables(), loss, epoch, step, global_step, lr)
+        if not bool(self.variables_finite.numpy()):
+            check_step_variables(self.nonfinite_variables(), loss, epoch, step, global_step, lr)
         self.loss_watch.observe(loss, epoch, step, lr, self.err)
         return stats, lr
 
