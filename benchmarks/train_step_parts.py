@@ -12,7 +12,8 @@ on all of them alike (medians per step are printed):
 - `trainer step`: what the epoch loop runs per step (`Trainer._train_step`: learning rate,
   the compiled step, the loss and variable checks);
 - `compiled step`: the compiled `tf.function` alone, on a batch already fetched;
-- `finite check`: the fused NaN/inf check of every variable and optimizer slot;
+- `finite check (eager)`: the NaN/inf check of every variable and optimizer slot by name, as
+  run when a checkpoint is saved (in a step, one fused flag is computed in the graph);
 - `lr + iterations`: the learning rate set from the optimizer's step counter;
 - `next batch`: one batch from the `tf.data` pipeline;
 - `hand-written step`: the same network and loss written directly in TF2 (`tf.function`,
@@ -173,7 +174,7 @@ def main() -> int:
             "compiled step": compiled_step,
             "hand-written step": hand,
             "forward only": forward_only,
-            "finite check": finite_check,
+            "finite check (eager)": finite_check,
             "lr + iterations": lr_iterations,
             "next batch": next_batch,
         }

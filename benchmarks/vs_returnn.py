@@ -589,6 +589,21 @@ def fmt(x: float) -> str:
     return f"{x:6.2f}s"
 
 
+def machine_speed(n: int = 1024, reps: int = 15) -> float:
+    """GFLOP/s of a float32 [n, n] matrix product in NumPy (median of `reps`): a probe of the
+    machine's speed, taken before and after each tool's run. On a shared virtual machine the
+    host's other tenants change it from one minute to the next; a ratio of two runs is only as
+    good as the agreement of their probes."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
 def bench_train(
     s: TrainSizes,
     work: Path,
@@ -614,6 +629,7 @@ def bench_train(
         cfg.write_text(returnn_train_config(s, hdf, d / "returnn-model" / "model"))
         (d / "returnn-model").mkdir(exist_ok=True)
         print(f"  RETURNN: {returnn_py} -m returnn {cfg}", flush=True)
+        probe = machine_speed()
         run = run_logged(
             [str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log", d, echo
         )
@@ -623,7 +639,9 @@ def bench_train(
             raise SystemExit(
                 f"RETURNN: found {len(eps)} epoch lines in {run.log}, expected {s.epochs}"
             )
-        res["returnn"] = dict(summarize(eps), total=run.total, epochs=eps)
+        res["returnn"] = dict(
+            summarize(eps), total=run.total, epochs=eps, probes=(probe, machine_speed())
+        )
     for precision in precisions:
         tool = PRECISION_TOOLS[precision]
         model_dir = d / f"{tool}-model"
@@ -632,10 +650,13 @@ def bench_train(
         )
         cmd = netcompiler_cmd() + ["train", str(cfg)]
         print(f"  netcompiler ({precision}): {' '.join(cmd)}", flush=True)
+        probe = machine_speed()
         run = run_logged(cmd, d / f"{tool}_train.log", d, echo)
         check(run, f"netcompiler training ({precision})")
         eps = netcompiler_epochs(run, model_dir)
-        res[tool] = dict(summarize(eps), total=run.total, epochs=eps)
+        res[tool] = dict(
+            summarize(eps), total=run.total, epochs=eps, probes=(probe, machine_speed())
+        )
     return res
 
 
@@ -673,6 +694,8 @@ def report_train(res: dict) -> None:
             "  (RETURNN: from its `start epoch` to its `finished after` line; netcompiler: "
             "scores.tsv wall_time)"
         )
+    probes = "  ".join(f"{t} {res[t]['probes'][0]:.0f} / {res[t]['probes'][1]:.0f}" for t in tools)
+    print(f"  machine speed before / after (NumPy matmul GFLOP/s)  {probes}")
     for tool in tools[1 if "returnn" in res else 0 :]:
         losses = [e["loss"] for e in res[tool]["epochs"]]
         print(f"  {tool} train loss per epoch: {', '.join(f'{x:.4f}' for x in losses)}")

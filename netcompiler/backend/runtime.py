@@ -198,6 +198,10 @@ def time_mask(shape: Shape, dim: Dim, lengths, tensor=None, axis: int | None = N
         # no batch axis (e.g. a [T, T, F] table): valid where any sequence is valid
         new_shape[axis] = -1
         return tf.reshape(tf.reduce_any(mask, axis=0), new_shape)
+    if batch_axis == 0 and axis == 1:  # [B, T, ...]: the common layout, in the fewest ops
+        for _ in range(len(shape.dims) - 2):
+            mask = tf.expand_dims(mask, -1)
+        return mask
     if batch_axis > axis:
         mask = tf.transpose(mask)
     new_shape[batch_axis] = -1

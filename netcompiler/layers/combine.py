@@ -103,6 +103,8 @@ def align(x, in_shape: Shape, out_shape: Shape):
         raise ValueError(f"cannot align {in_shape} to {out_shape}")
     if order != sorted(order):
         x = tf.transpose(x, order)
+    if all(present):
+        return x
     new_shape = []
     k = 0
     dyn = tf.shape(x)
@@ -112,8 +114,6 @@ def align(x, in_shape: Shape, out_shape: Shape):
             k += 1
         else:
             new_shape.append(1)
-    if all(present):
-        return x
     return tf.reshape(x, tf.stack(new_shape))
 
 

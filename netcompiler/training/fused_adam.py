@@ -20,6 +20,12 @@ import tensorflow as tf
 
 
 class FusedAdam(tf.keras.optimizers.Adam):
+    def apply(self, grads, trainable_variables=None):
+        # the step constants are shared by the variables of one update, never by two updates
+        # (two steps traced into one function read `iterations` anew)
+        self._step_constant_cache = None
+        return super().apply(grads, trainable_variables)
+
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
@@ -27,17 +33,19 @@ class FusedAdam(tf.keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         beta1_power, beta2_power, beta_1, beta_2, epsilon = self._step_constants(dtype)
+        if learning_rate.dtype != dtype:
+            learning_rate = tf.cast(learning_rate, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=_handle(variable),
             m=_handle(m),
             v=_handle(v),
             beta1_power=beta1_power,
             beta2_power=beta2_power,
-            lr=tf.cast(learning_rate, dtype),
+            lr=learning_rate,
             beta1=beta_1,
             beta2=beta_2,
             epsilon=epsilon,
-            grad=tf.cast(gradient, dtype),
+            grad=gradient if gradient.dtype == dtype else tf.cast(gradient, dtype),
         )
 
     def _step_constants(self, dtype):
@@ -45,7 +53,7 @@ class FusedAdam(tf.keras.optimizers.Adam):
         traced step and dtype and shared by all variables (eagerly: at every call)."""
         if tf.executing_eagerly():
             return self._new_step_constants(dtype)
-        cache = self.__dict__.get("_step_constant_cache")
+        cache = getattr(self, "_step_constant_cache", None)
         graph = tf.compat.v1.get_default_graph()
         if cache is None or cache.graph is not graph:
             cache = _StepConstantCache(graph)
