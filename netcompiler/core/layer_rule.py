@@ -106,6 +106,10 @@ class LayerRule:
     #: the unit's state) where `mask` is false: the loop calls `call_masked_step`
     #: (`masked_computation`)
     masked_step: ClassVar[bool] = False
+    #: a `stateful` class whose state grows by a row each step (its `initial_state` is empty):
+    #: inside a masked computation the loop cannot select the previous state where the mask is
+    #: false (it has a row fewer) and asks `keep_state` instead
+    state_grows: ClassVar[bool] = False
     #: `initial_output: apply(0)` (the layer applied to zeroed inputs) is supported; False for
     #: layers with a state or a search decision (`choice`, cells, `self_attention`)
     supports_apply_zero: ClassVar[bool] = True
@@ -179,6 +183,12 @@ class LayerRule:
     def call_step(self, ctx: Any, state: Any) -> tuple[Any, Any]:
         """`stateful` classes: one step inside a decoder loop, (output, new state)."""
         raise NotImplementedError(f"layer class `{self.layer_class}` is not stateful")
+
+    def keep_state(self, keep: Any, new_state: Any, old_state: Any) -> Any:
+        """`state_grows` classes inside a masked computation: the state after a step where
+        `keep` ([B] bool, the mask) is true, and where it is false a state that acts as
+        `old_state` (the state before the step) in the steps that follow."""
+        raise NotImplementedError(f"layer class `{self.layer_class}` has no growing state")
 
     def call_masked_step(self, ctx: Any, prev: Any) -> Any:
         """`masked_step` classes: the step's output from `ctx` where the mask is true, else

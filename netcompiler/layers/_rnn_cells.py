@@ -168,7 +168,7 @@ def _project_frames(x, shape, W, b):
         return lookup_rows(W, x) + b
     from netcompiler.backend.compute import matmul_last_axis
 
-    return matmul_last_axis(x, W) + b
+    return matmul_last_axis(x, W, bias=b)
 
 
 def _masked_scan_step(unit, W_re, forget_bias: float, peepholes: tuple | None):

@@ -47,10 +47,10 @@ class LinearRule(LayerRule):
         W = ctx.params["W"]
         if ctx.source_shape.sparse:
             y = tf.gather(W, x)  # embedding lookup: the same as a one-hot matmul
+            if "b" in ctx.params:
+                y = y + ctx.params["b"]
         else:
-            y = compute.matmul_last_axis(x, W)
-        if "b" in ctx.params:
-            y = y + ctx.params["b"]
+            y = compute.matmul_last_axis(x, W, bias=ctx.params.get("b"))
         if ctx.opt("grad_filter"):
             y = filter_grad(y, float(ctx.opt("grad_filter")), ctx.out_shape)
         activation = self.activation(ctx)

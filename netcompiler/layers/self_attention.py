@@ -34,12 +34,15 @@ class SelfAttentionRule(LayerRule):
     layer_class = "self_attention"
     layer_options = ("key_shift", "state_var_lengths")
     stateful = True
+    state_grows = True
     supports_apply_zero = False
 
     # -- one step inside a rec unit (run by netcompiler.backend.loop.runner) ------------------------------------
     def initial_state(self, ctx, batch_size, max_steps):
-        """No keys or values yet: (keys [B, 0, H, dk], values [B, 0, H, dv]); step t appends its
-        row, so the state holds the t + 1 rows its attention reads.
+        """No keys or values yet: (keys [B, 0, H, dk], values [B, 0, H, dv], valid [B, 0]);
+        step t appends its row, so the state holds the t + 1 rows its attention reads. `valid`
+        marks the rows attended to: all of them, except inside a masked computation the rows
+        of the steps where the mask was false (`keep_state`), which its unit does not see.
 
         Not a buffer of `max_steps` rows written in place: the loop reorders every state tensor
         by the beam's parent indices at each step (a gather of the whole buffer), so a step
@@ -53,7 +56,20 @@ class SelfAttentionRule(LayerRule):
             zeros = tf.zeros(tf.stack([batch_size, 0, heads, size]), tf.float32)
             return tf.compat.v1.placeholder_with_default(zeros, [None, None, heads, size])
 
-        return empty(dk), empty(dv)
+        valid = tf.compat.v1.placeholder_with_default(
+            tf.zeros(tf.stack([batch_size, 0]), tf.bool), [None, None]
+        )
+        return empty(dk), empty(dv), valid
+
+    def keep_state(self, keep, new_state, old_state):
+        """Where `keep` is false, this step's key and value row stays but is not attended to:
+        the state acts as the one before the step (RETURNN's masked computation runs its unit
+        only on the frames of the mask)."""
+        import tensorflow as tf
+
+        keys, values, valid = new_state
+        valid = tf.concat([valid[:, :-1], tf.logical_and(valid[:, -1:], keep[:, None])], axis=1)
+        return keys, values, valid
 
     def call_step(self, ctx, state):
         """Step t (`ctx.step`): x [B, n_in] -> ([B, Dv], the state with k_t, v_t appended);
@@ -71,15 +87,18 @@ class SelfAttentionRule(LayerRule):
         batch = tf.shape(y)[0]
         y = tf.reshape(y, [batch, 1, heads, 2 * dk + dv])
         q = y[:, :, :, :dk] * (dk**-0.5)  # [B, 1, H, dk]
-        keys_before, values_before = state
+        keys_before, values_before, valid_before = state
         keys = tf.concat([keys_before, y[..., dk : 2 * dk]], axis=1)  # [B, t+1, H, dk]
         values = tf.concat([values_before, y[..., 2 * dk :]], axis=1)  # [B, t+1, H, dv]
+        valid = tf.concat([valid_before, tf.ones([batch, 1], tf.bool)], axis=1)  # [B, t+1]
         # one query per step: matrix-vector products, written element-wise so that the state
         # is read in its own layout (einsum would transpose all t + 1 rows at every step)
         energy = tf.reduce_sum(q * keys, axis=-1)  # [B, t+1, H]
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:
             energy = energy + tf.reduce_sum(q * key_shift[0, : t + 1, None, :], axis=-1)
+        lowest = tf.constant(energy.dtype.min, energy.dtype)
+        energy = energy + tf.where(valid, tf.zeros([], energy.dtype), lowest)[:, :, None]
         weights = tf.nn.softmax(energy, axis=1)
         rate = float(ctx.opt("attention_dropout") or 0.0)
         if ctx.training and rate > 0:
@@ -88,7 +107,7 @@ class SelfAttentionRule(LayerRule):
                 ctx.dropout(tf.transpose(weights, [0, 2, 1]), rate, salt=1), [0, 2, 1]
             )
         out = tf.reduce_sum(weights[..., None] * values, axis=1)  # [B, H, dv]
-        return tf.reshape(out, [batch, heads * dv]), (keys, values)
+        return tf.reshape(out, [batch, heads * dv]), (keys, values, valid)
 
     def infer(self, ctx) -> Shape:
         src = ctx.source
@@ -133,15 +152,14 @@ class SelfAttentionRule(LayerRule):
                     "shape.rec-self-attention",
                 )
             masked = _enclosing_masked_computation(ctx.layer)
-            if masked is not None:
+            if masked is not None and ctx.opt("key_shift") is not None:
                 raise ctx.error(
-                    f"`self_attention` step by step inside the unit of the masked computation "
-                    f"`{masked.name}` is not supported: its keys and values grow by one row a "
-                    f"step, and where the mask is false the loop cannot keep the previous ones",
-                    None,
+                    f"`self_attention` with `key_shift` step by step inside the unit of the "
+                    f"masked computation `{masked.name}` is not supported: the relative "
+                    f"positions would count the steps where the mask is false",
+                    "key_shift",
                     "shape.unsupported",
-                    hint="apply the self_attention outside the rec unit (over the sequence), "
-                    "or outside the masked_computation",
+                    hint="apply the self_attention outside the masked_computation",
                 )
         key_shift = ctx.ref("key_shift")
         if key_shift is not None:

@@ -1,6 +1,6 @@
 """`self_attention` step by step inside a decoder loop whose keys/values grow by one row a step:
 under beam search (the state is reordered by the beam's parent indices at every step), with
-ragged lengths, against NumPy; and the masked computation it cannot run in."""
+ragged lengths, against NumPy; and inside a masked computation (keys of the masked steps only)."""
 
 import copy
 import math
@@ -121,43 +121,85 @@ def test_forced_labels_equal_numpy_with_ragged_lengths():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_in_a_masked_computation_in_a_loop_is_a_clear_error():
-    unit = {
-        "first": {
-            "class": "slice",
-            "from": "data:source",
-            "axis": "F",
-            "slice_start": 0,
-            "slice_end": 1,
+MASKED_UNIT = {
+    "first": {
+        "class": "slice",
+        "from": "data:source",
+        "axis": "F",
+        "slice_start": 0,
+        "slice_end": 1,
+    },
+    "mask3": {"class": "compare", "from": "first", "kind": "greater", "value": 0.0},
+    "mask": {"class": "squeeze", "from": "mask3", "axis": "F"},
+    "masked": {
+        "class": "masked_computation",
+        "from": "data:source",
+        "mask": "mask",
+        "unit": {
+            "class": "self_attention",
+            "n_out": 4,
+            "num_heads": 2,
+            "total_key_dim": 4,
+            "attention_left_only": True,
         },
-        "mask3": {"class": "compare", "from": "first", "kind": "greater", "value": 0.0},
-        "mask": {"class": "squeeze", "from": "mask3", "axis": "F"},
-        "masked": {
-            "class": "masked_computation",
-            "from": "data:source",
-            "mask": "mask",
-            "unit": {
-                "class": "self_attention",
-                "n_out": 4,
-                "num_heads": 2,
-                "total_key_dim": 4,
-                "attention_left_only": True,
-            },
-        },
-        "output": {"class": "copy", "from": "masked"},
-    }
-    cfg = {
+    },
+    "output": {"class": "copy", "from": "masked"},
+}
+
+
+def _masked_config(unit=MASKED_UNIT):
+    return {
         "extern_data": {"data": {"dim": 3}},
         "network": {
             "output": {
                 "class": "rec",
                 "from": "data",
-                "unit": unit,
+                "unit": copy.deepcopy(unit),
                 "optimize_move_layers_out": False,
             }
         },
     }
-    errors = netcompiler.validate(cfg).errors
-    assert [e.rule for e in errors] == ["shape.unsupported"]
-    assert "output/masked" in errors[0].message
-    assert errors[0].path == ("network", "output", "unit", "masked", "unit")
+
+
+def test_in_a_masked_computation_in_a_loop_attends_to_the_masked_frames_only():
+    """RETURNN's masked computation runs its unit on the frames of the mask only: at a masked
+    frame the self-attention reads the keys of the masked frames so far; elsewhere the output
+    is the previous one (0 before the first masked frame)."""
+    rng = np.random.default_rng(3)
+    B, T = 3, 7
+    x = rng.standard_normal((B, T, 3)).astype(np.float32)
+    x[0, :, 0] = [1, -1, 1, 1, -1, -1, 1]  # mask: feature 0 > 0
+    x[1, :, 0] = [-1, -1, 1, -1, 1, 1, -1]
+    x[2, :, 0] = [1, 1, 1, 1, 1, -1, -1]
+    lens = np.array([7, 6, 4], np.int32)
+    net = compile_network(_masked_config())
+    qkv = net.variables_by_name["output/masked/unit/QKV"].numpy()
+    out, out_lens = net.forward(
+        {"data": tf.constant(x)}, {"data": tf.constant(lens)}, training=False, fetch=("output",)
+    )["output"]
+    out = out.numpy()
+    np.testing.assert_array_equal(out_lens.numpy(), lens)
+    for b in range(B):
+        frames = [t for t in range(lens[b]) if x[b, t, 0] > 0]
+        packed = x[b, frames][None]
+        want_packed = ref.self_attention(
+            packed, np.array([len(frames)]), qkv, 2, 4, 4, left_only=True
+        )[0]
+        for t in range(lens[b]):
+            seen = sum(1 for f in frames if f <= t)
+            want = want_packed[seen - 1] if seen else np.zeros(4, np.float32)
+            np.testing.assert_allclose(out[b, t], want, rtol=1e-5, atol=1e-6)
+
+
+def test_with_key_shift_in_a_masked_computation_in_a_loop_is_a_clear_error():
+    unit = copy.deepcopy(MASKED_UNIT)
+    unit["rel"] = {
+        "class": "relative_positional_encoding",
+        "from": "data:source",
+        "n_out": 2,
+    }
+    unit["masked"]["unit"]["key_shift"] = "base:rel"
+    errors = netcompiler.validate(_masked_config(unit)).errors
+    assert "shape.unsupported" in [e.rule for e in errors]
+    err = next(e for e in errors if e.rule == "shape.unsupported")
+    assert "output/masked" in err.message and "key_shift" in err.message

@@ -20,7 +20,7 @@ import tensorflow as tf
 from netcompiler.backend.loop.beam import beam_step, finish_search, initial_scores, reorder_by_beam
 from netcompiler.backend.loop.step_inputs import StepInputs
 from netcompiler.backend.loop.tensors import relax, relax_batch, static_spec, to_batch_major
-from netcompiler.backend.loop.unit_traits import is_choice, is_stateful, masked_scope
+from netcompiler.backend.loop.unit_traits import is_choice, is_stateful, masked_scope, unit_rule
 from netcompiler.frontend.network import Layer
 
 
@@ -213,7 +213,9 @@ class StepLoop:
         with tf.name_scope(layer.local_name.replace(":", "_")):
             if masked_scope(layer):
                 out = rule.call_masked_step(ctx, state.prev[name])
-                _keep_states_where_masked(name, tf.cast(ctx.ref("mask"), tf.bool), state)
+                _keep_states_where_masked(
+                    inputs.net.network.layers, name, tf.cast(ctx.ref("mask"), tf.bool), state
+                )
             elif name in state.states:
                 out, new_state = rule.call_step(ctx, state.states[name])
                 state.states[name] = tf.nest.map_structure(relax_batch, new_state)
@@ -271,10 +273,15 @@ class StepLoop:
         return stacked, lengths
 
 
-def _keep_states_where_masked(name: str, keep, state: StepState) -> None:
+def _keep_states_where_masked(layers: dict, name: str, keep, state: StepState) -> None:
     """The states of the unit of the masked computation `name` where `keep` (the mask) is
-    false: their values at the start of the step."""
+    false: their values at the start of the step (a state that grows, through its rule's
+    `keep_state`)."""
     for n in [n for n in state.states if n.startswith(name + "/")]:
+        rule = unit_rule(layers[n])
+        if rule.state_grows:
+            state.states[n] = rule.keep_state(keep, state.states[n], state.old_states[n])
+            continue
         state.states[n] = tf.nest.map_structure(
             lambda new, old: tf.where(
                 tf.reshape(keep, [-1] + [1] * (len(new.shape) - 1)), new, old
