@@ -68,11 +68,17 @@ def lstm_step(xp, c, h, W_re, forget_bias: float = 0.0, peepholes: tuple | None 
     `forget_bias` is added to f (TF's LSTMCell). `peepholes`: TF's LSTMCell `use_peepholes`,
     diagonal weights (w_i_diag, w_f_diag, w_o_diag), each [n]: i += w_i_diag * c,
     f += w_f_diag * c (the previous state), o += w_o_diag * c' (the new state)."""
-    import tensorflow as tf
 
     from netcompiler.backend.compute import matmul
 
-    i, j, f, o = tf.split(xp + matmul(h, W_re), 4, axis=-1)
+    return lstm_from_gates(xp + matmul(h, W_re), c, forget_bias, peepholes)
+
+
+def lstm_from_gates(gates, c, forget_bias: float = 0.0, peepholes: tuple | None = None):
+    """The rest of `lstm_step` once the gate pre-activations x W + h W_re + b are known."""
+    import tensorflow as tf
+
+    i, j, f, o = tf.split(gates, 4, axis=-1)
     if forget_bias:
         f = f + forget_bias
     if peepholes is not None:
@@ -134,6 +140,16 @@ def cell_step(unit, x, sparse: bool, params, state: tuple, forget_bias: float = 
     from netcompiler.backend.compute import matmul
 
     W, W_re, b = params["W"], params["W_re"], params["b"]
+    if not sparse and not is_gru(unit):
+        from netcompiler.backend.loop.tensors import built_before_loop
+
+        # one product [x, h] [W; W_re] instead of two: a single, larger GEMM per step (the
+        # stacked weights are built once, before the decoder loop)
+        c, h = state
+        stacked = built_before_loop(lambda: tf.concat([W, W_re], axis=0))
+        gates = tf.nn.bias_add(matmul(tf.concat([tf.cast(x, h.dtype), h], axis=-1), stacked), b)
+        c_new, h_new = lstm_from_gates(gates, c, forget_bias, peepholes_of(params))
+        return h_new, (c_new, h_new)
     xp = (lookup_rows(W, x) if sparse else matmul(x, W)) + b
     if is_gru(unit):
         (h,) = state

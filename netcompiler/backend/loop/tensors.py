@@ -8,6 +8,20 @@ import tensorflow as tf
 from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Dim, Shape
 
 
+def built_before_loop(make):
+    """`make()` built in the graph around the `tf.while_loop` whose body is being traced, so
+    that a loop-invariant value (e.g. weights read from variables and stacked) is computed
+    once, not at every step; outside a loop body simply `make()`. `make` must only read
+    tensors from outside the loop body (or variables)."""
+    from tensorflow.python.ops.control_flow_util_v2 import WhileBodyFuncGraph
+
+    graph = tf.compat.v1.get_default_graph()
+    if not isinstance(graph, WhileBodyFuncGraph):
+        return make()
+    with graph.outer_graph.as_default():
+        return make()
+
+
 def loop_axis(shape: Shape, loop_dim: Dim) -> int:
     """The position of the loop axis in `shape`."""
     return shape.index(loop_dim)
