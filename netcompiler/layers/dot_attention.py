@@ -190,16 +190,10 @@ def zero_padded(base, lengths):
     around the loop, not at every step (for a beam of 12 it was 40 % of a search step)."""
     import tensorflow as tf
 
+    from netcompiler.backend.loop.tensors import built_before_loop
+
     def masked():
         valid = tf.sequence_mask(lengths, maxlen=tf.shape(base)[1])[:, :, None]
         return tf.where(valid, base, tf.zeros([], base.dtype))
 
-    outer = getattr(base, "graph", None)
-    if (
-        outer is not None
-        and outer is not tf.compat.v1.get_default_graph()
-        and getattr(lengths, "graph", None) is outer
-    ):
-        with outer.as_default():
-            return masked()
-    return masked()
+    return built_before_loop(masked, reads=(base, lengths))

@@ -8,15 +8,17 @@ import tensorflow as tf
 from netcompiler.core.dims import BATCH, FEATURE, SPATIAL, Dim, Shape
 
 
-def built_before_loop(make):
+def built_before_loop(make, reads=()):
     """`make()` built in the graph around the `tf.while_loop` whose body is being traced, so
-    that a loop-invariant value (e.g. weights read from variables and stacked) is computed
-    once, not at every step; outside a loop body simply `make()`. `make` must only read
-    tensors from outside the loop body (or variables)."""
+    that a loop-invariant value is computed once, not at every step; outside a loop body, or
+    when one of the tensors `make` reads (`reads`; variables need not be listed) is computed
+    inside the body, simply `make()`."""
     from tensorflow.python.ops.control_flow_util_v2 import WhileBodyFuncGraph
 
     graph = tf.compat.v1.get_default_graph()
     if not isinstance(graph, WhileBodyFuncGraph):
+        return make()
+    if any(getattr(t, "graph", None) is not graph.outer_graph for t in reads):
         return make()
     with graph.outer_graph.as_default():
         return make()
