@@ -102,13 +102,16 @@ def matmul_last_axis(x, w, bias=None):
     The bias is added to the 2-D product by `BiasAdd` (in float32), which Grappler fuses into
     the MatMul on CPUs (one pass less over the output)."""
     (x, w), back = _lowered([x, w])
-    flat = x if x.shape.rank == 2 else tf.reshape(x, [-1, tf.shape(x)[-1]])
+    # static sizes where known: each dynamic size is a few more nodes to trace and optimise
+    n_in = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+    flat = x if x.shape.rank == 2 else tf.reshape(x, [-1, n_in])
     y = _restored(tf.matmul(flat, w), back)
     if bias is not None:
         y = tf.nn.bias_add(y, tf.cast(bias, y.dtype))
     if x.shape.rank == 2:
         return y
-    out = tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(w)[-1:]], axis=0))
+    n_out = [w.shape[-1]] if w.shape[-1] is not None else tf.shape(w)[-1:]
+    out = tf.reshape(y, tf.concat([tf.shape(x)[:-1], n_out], axis=0))
     out.set_shape(x.shape[:-1].concatenate(w.shape[-1:]))
     return out
 

@@ -47,6 +47,9 @@ ACTIVATIONS = (
 IDENTITY = ("identity", "linear", "none")
 #: activations that normalise over the feature axis (not element-wise)
 OVER_FEATURES = ("softmax", "log_softmax")
+#: activations that can turn a finite input into NaN or inf (`sqrt` and `log` of a negative
+#: number or of 0, `exp` of a large one); the others map finite values to finite values
+MAY_BREAK_FINITENESS = ("sqrt", "log", "exp")
 
 _SCALED = re.compile(r"^\s*(?:([0-9]+(?:\.[0-9]+)?)\s*\*\s*)?([a-z_0-9]+)\s*$")
 
@@ -63,6 +66,13 @@ def parse_activation(name: str | None) -> tuple[float, str]:
         )
     scale = float(m.group(1)) if m.group(1) else 1.0
     return scale, m.group(2)
+
+
+def keeps_finite(name: str | None) -> bool:
+    """True when the activation maps every finite input to a finite output (overflow of a
+    product aside, as for any layer): padded frames that held finite values still do, so the
+    layer needs no padding mask for the "padding stays finite" contract."""
+    return parse_activation(name)[1] not in MAY_BREAK_FINITENESS
 
 
 def is_identity(name: str | None) -> bool:

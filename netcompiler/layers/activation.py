@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import LayerRule
+from netcompiler.frontend.activations import keeps_finite
 from netcompiler.layers._util import check_n_out
 from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
 
@@ -35,4 +36,6 @@ class ActivationRule(GuessFromInputs, LayerRule):
     def call(self, ctx):
         from netcompiler.backend.activations import apply_activation
 
-        return mask_padding(ctx, apply_activation(ctx.opt("activation"), ctx.source))
+        y = apply_activation(ctx.opt("activation"), ctx.source)
+        # finite padding stays finite through most activations; only the others need the mask
+        return y if keeps_finite(ctx.opt("activation")) else mask_padding(ctx, y)

@@ -27,7 +27,7 @@ from netcompiler.core.dims import (
 from netcompiler.core.layer_rule import LayerRule
 from netcompiler.frontend import expr as _expr
 from netcompiler.frontend import expr_types as _types
-from netcompiler.frontend.activations import parse_activation
+from netcompiler.frontend.activations import keeps_finite, parse_activation
 from netcompiler.layers._util import check_n_out
 
 COMBINE_KINDS = ("add", "sub", "mul", "truediv", "maximum", "minimum", "average", "eval")
@@ -128,7 +128,8 @@ def _find(shape: Shape, dim, used: set[int]) -> int | None:
 
 
 def mask_padding(ctx, y, value=0):
-    """Set the padded frames of every time axis of the output to `value` (keeps them finite)."""
+    """Set the padded frames of every time axis of the output to `value`: for results whose
+    padded frames may not be finite even when the input's were (see `keeps_finite`)."""
     import tensorflow as tf
 
     mask = ctx.valid_mask(ctx.out_shape, y) if ctx.out_shape.time_dims else None
@@ -186,14 +187,18 @@ def _checked_output(ctx, out: Shape) -> Shape:
     return out
 
 
-def _activate_and_mask(ctx, y):
-    """`activation` applied to the `combine`/`eval` result, padded frames of a float result
-    set to 0."""
+def _activate_and_mask(ctx, y, keeps_finite_kind: bool = False):
+    """`activation` applied to the `combine`/`eval` result. The padded frames of a float result
+    are set to 0 only where finite padding could have become NaN or inf (an `eval` expression,
+    `truediv`, `exp`/`log`/`sqrt`): a sum of finite padding is finite, and zeroing it would cost
+    a pass over the output and another over its gradient (the network's padding contract is
+    "finite", not "zero": every consumer that mixes frames masks its own input)."""
     from netcompiler.backend.activations import apply_activation
 
-    if ctx.opt("activation") is not None:
-        y = apply_activation(ctx.opt("activation"), y)
-    if y.dtype.is_floating:
+    activation = ctx.opt("activation")
+    if activation is not None:
+        y = apply_activation(activation, y)
+    if y.dtype.is_floating and not (keeps_finite_kind and keeps_finite(activation)):
         y = mask_padding(ctx, y)
     return y
 
@@ -276,7 +281,7 @@ class CombineRule(GuessFromInputs, LayerRule):
                 y = tf.minimum(y, x)
         if kind == "average":
             y = y / float(len(xs))
-        return _activate_and_mask(ctx, y)
+        return _activate_and_mask(ctx, y, keeps_finite_kind=kind != "truediv")
 
 
 # -- eval -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from netcompiler.core.dims import Shape, feature_dim
 from netcompiler.core.layer_rule import LayerRule
+from netcompiler.frontend.activations import keeps_finite
 from netcompiler.layers._util import check_n_out, float_features, src_desc
 from netcompiler.layers.combine import GuessFromInputs, check_activation, mask_padding
 
@@ -41,4 +42,6 @@ class GatingRule(GuessFromInputs, LayerRule):
         y = apply_activation(ctx.opt("activation"), a) * apply_activation(
             ctx.opt("gate_activation"), b
         )
+        if keeps_finite(ctx.opt("activation")) and keeps_finite(ctx.opt("gate_activation")):
+            return y  # finite padding stays finite: no mask needed
         return mask_padding(ctx, y)

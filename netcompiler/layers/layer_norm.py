@@ -9,7 +9,7 @@ from __future__ import annotations
 from netcompiler.core.dims import Shape
 from netcompiler.core.layer_rule import LayerRule, ParamSpec
 from netcompiler.layers._util import check_n_out, float_features
-from netcompiler.layers.combine import GuessFromInputs, mask_padding
+from netcompiler.layers.combine import GuessFromInputs
 
 
 class LayerNormRule(GuessFromInputs, LayerRule):
@@ -30,8 +30,9 @@ class LayerNormRule(GuessFromInputs, LayerRule):
 
         scale = tf.convert_to_tensor(ctx.params["scale"])
         bias = tf.convert_to_tensor(ctx.params["bias"])
-        y = normalized(ctx.source, scale, bias, float(ctx.opt("epsilon")))
-        return mask_padding(ctx, y)
+        # no padding mask: finite padded frames normalise to finite values (the variance
+        # gets + epsilon), which is all the padding contract asks
+        return normalized(ctx.source, scale, bias, float(ctx.opt("epsilon")))
 
 
 def normalized(x, scale, bias, epsilon: float):

@@ -80,7 +80,13 @@ def all_finite(variables):
 
     if not variables:
         return tf.constant(True)
-    sums = [tf.cast(tf.reduce_sum(v), tf.float32) for v in variables]
+    axes: dict[int, Any] = {}  # one constant per rank, not one per variable (fewer graph nodes)
+    sums = []
+    for v in variables:
+        rank = v.shape.rank
+        if rank not in axes:
+            axes[rank] = tf.constant(list(range(rank)), tf.int32)
+        sums.append(tf.cast(tf.reduce_sum(v, axis=axes[rank]), tf.float32))
     return tf.math.is_finite(tf.add_n(sums))
 
 

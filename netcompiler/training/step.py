@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from netcompiler.training.command_support import TrainError
+from netcompiler.training.graph_rewrites import TunedStep
 
 
 def make_strategy(name: str):
@@ -245,9 +246,12 @@ class StepFunctions:
                 run.variables_finite.assign(all_finite([v for _, v in run.checked_variables]))
             return stats
 
-        return tf.function(
+        compiled = tf.function(
             step,
             input_signature=[[self.input_signature()] * n],
             autograph=False,
             jit_compile=bool(run.opts.jit_compile) or None,
         )
+        if run.opts.jit_compile or run.opts.distribution not in (None, "default"):
+            return compiled  # XLA rewrites on its own; distributed graphs keep the defaults
+        return TunedStep(compiled)  # without the GPU-only graph rewrites on a CPU

@@ -97,3 +97,16 @@ def test_a_step_sets_the_flag_and_a_conservative_flag_does_not_stop(tmp_path):
     name = next(n for n, v in trainer.checked_variables if v is big)
     assert name in str(err.value)
     assert "epoch 1, step 3" in str(err.value)
+
+
+def test_all_finite_over_variables_of_every_rank():
+    """One reduction-axes constant per rank: scalars, vectors, matrices and rank-3 variables
+    each summed whole."""
+    shapes = [(), (3,), (2, 2), (2, 1, 3)]
+    for bad in range(len(shapes)):
+        variables = [tf.Variable(np.ones(s, np.float32)) for s in shapes]
+        assert bool(all_finite(variables))
+        poisoned = np.ones(shapes[bad], np.float32)
+        poisoned.flat[-1] = np.nan
+        variables[bad].assign(poisoned)
+        assert not bool(tf.function(lambda v=variables: all_finite(v))())

@@ -1,0 +1,138 @@
+"""The options a training step runs with (`netcompiler.training.graph_rewrites`): on a machine
+without a GPU, Grappler's GPU-only passes are off for the step's calls only; the values are
+those of the step run with TensorFlow's defaults."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: E402
+from tensorflow.python.eager import context  # noqa: E402
+
+from netcompiler.frontend.validate import validate  # noqa: E402
+from netcompiler.training import graph_rewrites  # noqa: E402
+from netcompiler.training.graph_rewrites import TunedStep, cpu_call_options  # noqa: E402
+from netcompiler.training.trainer import Trainer  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+RC = rewriter_config_pb2.RewriterConfig
+
+
+def current_config() -> config_pb2.ConfigProto:
+    options = context.context().function_call_options
+    return config_pb2.ConfigProto.FromString(options.config_proto_serialized)
+
+
+def test_cpu_options_turn_off_the_gpu_passes_only():
+    before = current_config()
+    options = cpu_call_options()
+    assert options is not None  # this machine has no GPU
+    config = config_pb2.ConfigProto.FromString(options.config_proto_serialized)
+    rewrites = config.graph_options.rewrite_options
+    assert rewrites.layout_optimizer == RC.OFF
+    assert rewrites.memory_optimization == RC.NO_MEM_OPT
+    assert rewrites.implementation_selector == RC.OFF
+    assert not rewrites.disable_meta_optimizer
+    # everything else as the context has it
+    for field in ("layout_optimizer", "memory_optimization", "implementation_selector"):
+        config.graph_options.rewrite_options.ClearField(field)
+        before.graph_options.rewrite_options.ClearField(field)
+    assert config == before
+    # building the options changes nothing outside them
+    assert current_config().graph_options.rewrite_options.layout_optimizer != RC.OFF
+
+
+def test_with_a_gpu_the_defaults_stay(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert cpu_call_options() is None
+    step = TunedStep(lambda x: current_config())
+    assert step(1) == current_config()
+
+
+def test_the_options_hold_for_the_calls_only():
+    seen = []
+
+    def record(x):
+        seen.append(current_config().graph_options.rewrite_options.layout_optimizer)
+        if x == "fail":
+            raise ValueError("boom")
+        return x * 2
+
+    step = TunedStep(record)
+    outside = current_config()
+    assert step(3) == 6
+    with pytest.raises(ValueError):
+        step("fail")
+    assert seen == [RC.OFF, RC.OFF]
+    assert current_config() == outside  # restored, also after the exception
+    assert current_config().graph_options.rewrite_options.layout_optimizer != RC.OFF
+
+
+def test_options_are_chosen_once(monkeypatch):
+    calls = []
+    real = graph_rewrites.cpu_call_options
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(graph_rewrites, "cpu_call_options", counted)
+    step = TunedStep(lambda x: x)
+    for i in range(3):
+        step(i)
+    assert len(calls) == 1
+
+
+CONFIG = """
+extern_data:
+  data: {dim: 9, sparse: true}
+  classes: {dim: 2, sparse: true, same_time_as: data}
+network:
+  embed: {class: linear, from: data, n_out: 8, with_bias: false}
+  ln: {class: layer_norm, from: embed}
+  hidden: {class: linear, from: ln, n_out: 8, activation: relu}
+  output: {class: softmax, from: hidden, loss: ce, target: classes}
+train:
+  train_data: {class: 12ax, num_seqs: 20}
+  batch_size: 200
+  learning_rate: 0.01
+  optimizer: {class: adam}
+"""
+
+
+def make_trainer(tmp_path, name: str, extra: str = "") -> Trainer:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(CONFIG + extra)
+    result = validate(str(path))
+    assert not result.errors, result.errors
+    return Trainer(result, model_dir=tmp_path / name, out=open(os.devnull, "w"))
+
+
+def first_batch(trainer):
+    trainer.load_data()
+    return next(iter(trainer._iterate(trainer.train_data, trainer._groups(trainer.train_data, 1))))
+
+
+def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
+    tuned, plain = make_trainer(tmp_path, "a"), make_trainer(tmp_path, "b")
+    assert isinstance(tuned._train_fn, TunedStep) and isinstance(tuned._eval_fn, TunedStep)
+    batch = first_batch(tuned)
+    for _ in range(3):
+        a = tuned._train_fn(batch).numpy()
+        b = plain._train_fn.function(batch).numpy()  # TensorFlow's default options
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    for name, v in tuned.net.variables_by_name.items():
+        np.testing.assert_allclose(
+            v.numpy(), plain.net.variable(name).numpy(), rtol=1e-6, atol=1e-7, err_msg=name
+        )
+
+
+def test_xla_steps_are_not_wrapped(tmp_path):
+    trainer = make_trainer(tmp_path, "x", "  jit_compile: true\n")
+    assert not isinstance(trainer._train_fn, TunedStep)
