@@ -919,6 +919,9 @@ def main(argv=None) -> int:
             )
             return 2
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vs_returnn-"))
+    if work.exists() and any(work.iterdir()):
+        # both tools would resume from the models of an earlier run and time nothing
+        ap.error(f"--workdir {work} is not empty: give a new or an empty directory")
     work.mkdir(parents=True, exist_ok=True)
     work = work.resolve()
     print(f"before: {uptime()}\nwork directory: {work}", flush=True)
