@@ -42,7 +42,9 @@ What it does, in a fresh work directory (`--workdir`, default a temporary one; k
    `netcompiler search CONFIG --checkpoint DIR --data ...`. Start-up (imports, graph building,
    tracing, loading) is removed by running each search twice, on 20 of the sequences (every
    5th: the same mix of lengths) and on all 100 (batches of 20 sequences): sequences per second
-   = 80 / (t(100) - t(20)). The whole process times, RETURNN's own search loop time (its
+   = 80 / (t(100) - t(20)). Each search process runs `--search-repeats` times (default 3), the
+   two tools alternating, and the fastest of each counts: one process's time varies by a few
+   tenths of a second with the machine, which a difference of two such times would double. The whole process times, RETURNN's own search loop time (its
    `Search with network` to `Search done` lines) and the mean best-hypothesis lengths (EOS is
    label 0; an untrained model seldom ends early, so nearly all hypotheses run to max_seq_len in
    both tools: the same work) are printed too.
@@ -726,7 +728,9 @@ def ratios(res: dict, tools: list[str], key: str) -> str:
     return "  ratio " + ", ".join(out) if out else ""
 
 
-def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool) -> dict:
+def bench_search(
+    s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool, repeats: int = 3
+) -> dict:
     d = work / "search"
     d.mkdir(parents=True, exist_ok=True)
     src, tgt = search_data(s, s.train_seqs, seed=3)
@@ -747,42 +751,65 @@ def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool
     print(
         f"\ndecoding: BLSTM encoder + LSTM dot-attention decoder, {s.units} units, vocab "
         f"{s.vocab}, beam {s.beam}, max_seq_len {s.max_seq_len}, {s.num_seqs} input sequences "
-        f"of {s.min_len}..{s.max_len} tokens, batches of {s.batch_seqs}",
+        f"of {s.min_len}..{s.max_len} tokens, batches of {s.batch_seqs}; each search process "
+        f"{repeats}x, the fastest counted",
         flush=True,
     )
-    res = {}
+    searches = {}
     if returnn_py is not None:
-        model = d / "returnn-model" / "model"
-        model.parent.mkdir(exist_ok=True)
-        vocab = write_returnn_vocab(d / "returnn_vocab.txt", s.vocab)
-        cfg = d / "returnn_train.config"
-        cfg.write_text(returnn_search_config(s, "train", train_hdf, model, vocab))
-        print(
-            "  RETURNN: 1 tiny train epoch (the native LSTM op compiles here on first use)",
-            flush=True,
-        )
-        check(
-            run_logged(
-                [str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log", d, echo
-            ),
-            "RETURNN decoder training",
-        )
-        runs = {}
+        searches["returnn"] = returnn_searcher(s, d, train_hdf, hdfs, returnn_py, echo)
+    searches["netcompiler"] = netcompiler_searcher(s, d, train_hdf, hdfs, echo)
+    res: dict = {tool: {} for tool in searches}
+    # the tools alternate within each round, so that a change in the machine's speed falls
+    # on both alike; the fastest of the rounds is the least disturbed one
+    for round_ in range(repeats):
         for n in sizes:
-            out = d / f"returnn_search{n}.txt"
-            cfg = d / f"returnn_search{n}.config"
-            cfg.write_text(returnn_search_config(s, "search", hdfs[n], model, vocab, out))
-            print(f"  RETURNN: search {n} sequences", flush=True)
-            run = run_logged(
-                [str(returnn_py), "-m", "returnn", str(cfg)], d / f"returnn_search{n}.log", d, echo
-            )
-            check(run, f"RETURNN search ({n} sequences)")
-            lens = search_lengths_returnn(out)
-            if len(lens) != n:
-                raise SystemExit(f"RETURNN search wrote {len(lens)} of {n} sequences to {out}")
-            a, b = run.first(r"^Search with network on"), run.first(r"^Search done")
-            runs[n] = (run.total, lens, b[0] - a[0] if a and b else float("nan"))
-        res["returnn"] = runs
+            for tool, search in searches.items():
+                print(f"  {tool}: search {n} sequences (round {round_ + 1})", flush=True)
+                run = search(n)
+                if n not in res[tool] or run[0] < res[tool][n][0]:
+                    res[tool][n] = run
+    res["sizes"] = sizes
+    return res
+
+
+def returnn_searcher(s: SearchSizes, d: Path, train_hdf, hdfs, returnn_py: Path, echo: bool):
+    """Trains RETURNN's decoder one tiny epoch; returns search(n) -> (process time, the
+    hypothesis lengths, its own search loop time)."""
+    model = d / "returnn-model" / "model"
+    model.parent.mkdir(exist_ok=True)
+    vocab = write_returnn_vocab(d / "returnn_vocab.txt", s.vocab)
+    cfg = d / "returnn_train.config"
+    cfg.write_text(returnn_search_config(s, "train", train_hdf, model, vocab))
+    print(
+        "  RETURNN: 1 tiny train epoch (the native LSTM op compiles here on first use)", flush=True
+    )
+    check(
+        run_logged([str(returnn_py), "-m", "returnn", str(cfg)], d / "returnn_train.log", d, echo),
+        "RETURNN decoder training",
+    )
+
+    def search(n: int):
+        out = d / f"returnn_search{n}.txt"
+        out.unlink(missing_ok=True)  # RETURNN refuses to overwrite it (an earlier round's)
+        cfg = d / f"returnn_search{n}.config"
+        cfg.write_text(returnn_search_config(s, "search", hdfs[n], model, vocab, out))
+        run = run_logged(
+            [str(returnn_py), "-m", "returnn", str(cfg)], d / f"returnn_search{n}.log", d, echo
+        )
+        check(run, f"RETURNN search ({n} sequences)")
+        lens = search_lengths_returnn(out)
+        if len(lens) != n:
+            raise SystemExit(f"RETURNN search wrote {len(lens)} of {n} sequences to {out}")
+        a, b = run.first(r"^Search with network on"), run.first(r"^Search done")
+        return run.total, lens, b[0] - a[0] if a and b else float("nan")
+
+    return search
+
+
+def netcompiler_searcher(s: SearchSizes, d: Path, train_hdf, hdfs, echo: bool):
+    """Trains netcompiler's decoder one tiny epoch; returns search(n) -> (process time, the
+    hypothesis lengths, None)."""
     model_dir = d / "netcompiler-model"
     cfg = write_yaml(
         d / "netcompiler_search.yaml", netcompiler_search_config(s, train_hdf, model_dir)
@@ -792,37 +819,21 @@ def bench_search(s: SearchSizes, work: Path, returnn_py: Path | None, echo: bool
         run_logged(netcompiler_cmd() + ["train", str(cfg)], d / "netcompiler_train.log", d, echo),
         "netcompiler decoder training",
     )
-    runs = {}
-    for n in sizes:
+
+    def search(n: int):
         out = d / f"netcompiler_search{n}.tsv"
+        out.unlink(missing_ok=True)  # an earlier round's
         data = f"{{class: hdf, files: [{hdfs[n]}]}}"
-        print(f"  netcompiler: search {n} sequences", flush=True)
-        run = run_logged(
-            netcompiler_cmd()
-            + [
-                "search",
-                str(cfg),
-                "--checkpoint",
-                str(model_dir),
-                "--data",
-                data,
-                "--beam-size",
-                str(s.beam),
-                "-o",
-                str(out),
-            ],
-            d / f"netcompiler_search{n}.log",
-            d,
-            echo,
-        )
+        command = ["search", str(cfg), "--checkpoint", str(model_dir), "--data", data]
+        command += ["--beam-size", str(s.beam), "-o", str(out)]
+        run = run_logged(netcompiler_cmd() + command, d / f"netcompiler_search{n}.log", d, echo)
         check(run, f"netcompiler search ({n} sequences)")
         lens = search_lengths_netcompiler(out)
         if len(lens) != n:
             raise SystemExit(f"netcompiler search wrote {len(lens)} of {n} sequences to {out}")
-        runs[n] = (run.total, lens, None)
-    res["netcompiler"] = runs
-    res["sizes"] = sizes
-    return res
+        return run.total, lens, None
+
+    return search
 
 
 def report_search(res: dict) -> None:
@@ -881,6 +892,14 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--skip-train", action="store_true", help="no training benchmark")
     ap.add_argument(
+        "--search-repeats",
+        type=int,
+        default=3,
+        metavar="N",
+        help="run each search process N times, the tools alternating; the fastest counts "
+        "(default %(default)s)",
+    )
+    ap.add_argument(
         "--returnn-python",
         default=str(DEFAULT_RETURNN_PYTHON),
         help="the Python of RETURNN's venv (default: %(default)s)",
@@ -902,6 +921,8 @@ def main(argv=None) -> int:
     if unknown or not precisions:
         ap.error(f"--precision: unknown {unknown} (one of {', '.join(PRECISION_TOOLS)})")
 
+    if args.search_repeats < 1:
+        ap.error("--search-repeats must be >= 1")
     ts = TrainSizes(**vars(QUICK_TRAIN)) if args.quick else TrainSizes()
     ss = SearchSizes(**vars(QUICK_SEARCH)) if args.quick else SearchSizes()
     if args.epochs is not None:
@@ -929,7 +950,7 @@ def main(argv=None) -> int:
         if not args.skip_train:
             report_train(bench_train(ts, work, returnn_py, args.echo, precisions))
         if not args.skip_search and (args.search or not args.quick):
-            report_search(bench_search(ss, work, returnn_py, args.echo))
+            report_search(bench_search(ss, work, returnn_py, args.echo, args.search_repeats))
     finally:
         print(f"\nafter: {uptime()}")
         if not args.workdir and not args.keep:

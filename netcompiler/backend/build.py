@@ -19,6 +19,7 @@ import networkx as nx
 import tensorflow as tf
 
 from netcompiler.backend.compute import check_precision, precision_scope
+from netcompiler.backend.graph_rewrites import CpuTunedFunction
 from netcompiler.backend.runtime import CallContext
 from netcompiler.core.diagnostics import ConfigError
 from netcompiler.core.dims import Dim, Shape
@@ -244,7 +245,7 @@ class CompiledNetwork(tf.Module):
             def forward(inputs, lengths, _fetch=fetch, _training=training):
                 return self.forward(inputs, lengths, training=_training, fetch=_fetch)
 
-            fn = tf.function(forward, input_signature=signature, autograph=False)
+            fn = CpuTunedFunction(tf.function(forward, input_signature=signature, autograph=False))
             self._functions[cache_key] = fn
         return fn
 

@@ -263,6 +263,14 @@ def _convert_scalar(node: yaml.Node, loader: YamlLoader, file: str | None) -> An
         raise _error(
             f"invalid value: {getattr(exc, 'problem', exc)}", file, node.start_mark
         ) from None
+    except Exception:  # noqa: BLE001 - any failure of a safe scalar tag is unreadable text
+        # an explicit tag on text it cannot read (`!!int ''`, `!!bool maybe`): PyYAML's
+        # constructors raise plain Python errors there (IndexError, KeyError, ValueError)
+        raise _error(
+            f"invalid value {node.value!r} for the tag {node.tag.rsplit(':', 1)[-1]}",
+            file,
+            node.start_mark,
+        ) from None
     if not isinstance(value, (str, int, float, bool, type(None))):
         # timestamps and binary: keep configs to JSON-compatible data
         value = str(node.value)

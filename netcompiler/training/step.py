@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from netcompiler.backend.graph_rewrites import CpuTunedFunction
 from netcompiler.training.command_support import TrainError
-from netcompiler.training.graph_rewrites import TunedStep
 
 
 def make_strategy(name: str):
@@ -254,4 +254,4 @@ class StepFunctions:
         )
         if run.opts.jit_compile or run.opts.distribution not in (None, "default"):
             return compiled  # XLA rewrites on its own; distributed graphs keep the defaults
-        return TunedStep(compiled)  # without the GPU-only graph rewrites on a CPU
+        return CpuTunedFunction(compiled)  # without the GPU-only graph rewrites on a CPU

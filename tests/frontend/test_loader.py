@@ -338,6 +338,22 @@ def test_unknown_tags_are_rejected(text, col):
     assert d.line == text.count("\n", 0, text.index("!")) + 1
 
 
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("x: !!int\n", "'' for the tag int"),  # found by test_fuzz_configs (an IndexError)
+        ("x: !!int abc\n", "'abc' for the tag int"),
+        ("x: !!float abc\n", "'abc' for the tag float"),
+        ("x:\n  y: !!bool maybe\n", "'maybe' for the tag bool"),
+    ],
+)
+def test_safe_tags_on_unreadable_text_are_located_errors(text, shown):
+    d = load_error(text, "t.yaml")
+    assert d.message == f"invalid value {shown}"
+    assert (d.file, d.line) == ("t.yaml", text.count("\n", 0, text.index("!!")) + 1)
+    assert d.col == text.splitlines()[d.line - 1].index("!!") + 1
+
+
 def test_unsafe_tag_on_a_key_is_rejected():
     d = load_error("network:\n  !!python/name:os.system x: 1\n")
     assert (d.rule, d.line, d.col) == ("load.unsafe-tag", 2, 3)

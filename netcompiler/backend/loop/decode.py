@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from netcompiler.backend.graph_rewrites import CpuTunedFunction
 from netcompiler.backend.loop.unit_traits import choice_targets, search_rec_layer
 
 
@@ -28,7 +29,7 @@ def search(net, inputs, lengths=None, beam_size=None, n_best=1):
             net.forward(inp, lens, training=False, fetch=(rec.name,), search=opts)
             return opts["results"][rec.name]
 
-        return tf.function(run, input_signature=signature, autograph=False)
+        return CpuTunedFunction(tf.function(run, input_signature=signature, autograph=False))
 
     fn = net.search_function((keys, beam_size, int(n_best)), make)
     tensors, lens = net.prepare_inputs(inputs, lengths)

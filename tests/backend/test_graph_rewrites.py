@@ -1,4 +1,4 @@
-"""The options a training step runs with (`netcompiler.training.graph_rewrites`): on a machine
+"""The options a training step runs with (`netcompiler.backend.graph_rewrites`): on a machine
 without a GPU, Grappler's GPU-only passes are off for the step's calls only; the values are
 those of the step run with TensorFlow's defaults."""
 
@@ -14,9 +14,9 @@ tf = pytest.importorskip("tensorflow")
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: E402
 from tensorflow.python.eager import context  # noqa: E402
 
+from netcompiler.backend import graph_rewrites  # noqa: E402
+from netcompiler.backend.graph_rewrites import CpuTunedFunction, cpu_call_options  # noqa: E402
 from netcompiler.frontend.validate import validate  # noqa: E402
-from netcompiler.training import graph_rewrites  # noqa: E402
-from netcompiler.training.graph_rewrites import TunedStep, cpu_call_options  # noqa: E402
 from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
@@ -51,7 +51,7 @@ def test_cpu_options_turn_off_the_gpu_passes_only():
 def test_with_a_gpu_the_defaults_stay(monkeypatch):
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
     assert cpu_call_options() is None
-    step = TunedStep(lambda x: current_config())
+    step = CpuTunedFunction(lambda x: current_config())
     assert step(1) == current_config()
 
 
@@ -64,7 +64,7 @@ def test_the_options_hold_for_the_calls_only():
             raise ValueError("boom")
         return x * 2
 
-    step = TunedStep(record)
+    step = CpuTunedFunction(record)
     outside = current_config()
     assert step(3) == 6
     with pytest.raises(ValueError):
@@ -83,7 +83,7 @@ def test_options_are_chosen_once(monkeypatch):
         return real()
 
     monkeypatch.setattr(graph_rewrites, "cpu_call_options", counted)
-    step = TunedStep(lambda x: x)
+    step = CpuTunedFunction(lambda x: x)
     for i in range(3):
         step(i)
     assert len(calls) == 1
@@ -121,7 +121,9 @@ def first_batch(trainer):
 
 def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
     tuned, plain = make_trainer(tmp_path, "a"), make_trainer(tmp_path, "b")
-    assert isinstance(tuned._train_fn, TunedStep) and isinstance(tuned._eval_fn, TunedStep)
+    assert isinstance(tuned._train_fn, CpuTunedFunction) and isinstance(
+        tuned._eval_fn, CpuTunedFunction
+    )
     batch = first_batch(tuned)
     for _ in range(3):
         a = tuned._train_fn(batch).numpy()
@@ -135,4 +137,4 @@ def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
 
 def test_xla_steps_are_not_wrapped(tmp_path):
     trainer = make_trainer(tmp_path, "x", "  jit_compile: true\n")
-    assert not isinstance(trainer._train_fn, TunedStep)
+    assert not isinstance(trainer._train_fn, CpuTunedFunction)

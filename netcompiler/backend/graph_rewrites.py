@@ -1,4 +1,5 @@
-"""Which of Grappler's graph rewrites a compiled step gets: without those made for GPUs, on a
+"""Which of Grappler's graph rewrites netcompiler's compiled functions get (the training and
+evaluation steps, the forward functions, beam search): without those made for GPUs, on a
 machine without one.
 
 TensorFlow rewrites a function's graph (Grappler: constant folding, arithmetic simplification,
@@ -7,14 +8,15 @@ the layout optimiser (NCHW data formats for GPU convolutions), the memory optimi
 GPU memory to the host, recomputation to save GPU memory) and the implementation selector
 (cuDNN or generic implementations of Keras RNN functions, which netcompiler does not use). On
 a CPU they change nothing and cost time before the first step: on the 6-block encoder of
-`benchmarks/vs_returnn.py` (3000 nodes) about 0.2 s of the 1.2 s Grappler spends, with the
+`benchmarks/vs_returnn.py` (2800 nodes) about 0.2 s of the 1.2 s Grappler spends, with the
 same step time after. Measured pass by pass (`benchmarks/train_step_parts.py`, 2-core CPU):
 turning Grappler off altogether saves 0.7 s on that first step and leaves that step's time as
 it is, but costs 4 % per step on a small encoder (`configs/transformer_encoder.yaml`) and
 5-23 % on decoders with loops (`configs/reverse_dot_attention.yaml`); so the other passes stay.
 
-`TunedStep` calls its function with thread-local call options (the process's global optimizer
-options are left alone, so other functions, and a process that sees a GPU, are unaffected).
+`CpuTunedFunction` calls its function with thread-local call options (the process's global
+optimizer options are left alone, so other functions, and a process that sees a GPU, are
+unaffected).
 """
 
 from __future__ import annotations
@@ -59,10 +61,10 @@ def function_call_options(options):
         ctx.function_call_options = previous
 
 
-class TunedStep:
+class CpuTunedFunction:
     """A `tf.function`, called with `cpu_call_options` (chosen at its first call; always the
     same options after, so TensorFlow instantiates and rewrites it once). Everything else
-    (e.g. `get_concrete_function`) is the wrapped function's."""
+    (e.g. `get_concrete_function`) is the wrapped function's: `function`."""
 
     def __init__(self, function):
         self.function = function
