@@ -4,8 +4,6 @@ those of the step run with TensorFlow's defaults."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -13,11 +11,10 @@ tf = pytest.importorskip("tensorflow")
 
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: E402
 from tensorflow.python.eager import context  # noqa: E402
+from trainer_setup import first_train_batch, trainer_from_yaml  # noqa: E402
 
 from netcompiler.backend import graph_rewrites  # noqa: E402
 from netcompiler.backend.graph_rewrites import CpuTunedFunction, cpu_call_options  # noqa: E402
-from netcompiler.frontend.validate import validate  # noqa: E402
-from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -106,25 +103,13 @@ train:
 """
 
 
-def make_trainer(tmp_path, name: str, extra: str = "") -> Trainer:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(CONFIG + extra)
-    result = validate(str(path))
-    assert not result.errors, result.errors
-    return Trainer(result, model_dir=tmp_path / name, out=open(os.devnull, "w"))
-
-
-def first_batch(trainer):
-    trainer.load_data()
-    return next(iter(trainer._iterate(trainer.train_data, trainer._groups(trainer.train_data, 1))))
-
-
 def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
-    tuned, plain = make_trainer(tmp_path, "a"), make_trainer(tmp_path, "b")
+    tuned = trainer_from_yaml(tmp_path, CONFIG, "a")
+    plain = trainer_from_yaml(tmp_path, CONFIG, "b")
     assert isinstance(tuned._train_fn, CpuTunedFunction) and isinstance(
         tuned._eval_fn, CpuTunedFunction
     )
-    batch = first_batch(tuned)
+    batch = first_train_batch(tuned)
     for _ in range(3):
         a = tuned._train_fn(batch).numpy()
         b = plain._train_fn.function(batch).numpy()  # TensorFlow's default options
@@ -136,5 +121,5 @@ def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
 
 
 def test_xla_steps_are_not_wrapped(tmp_path):
-    trainer = make_trainer(tmp_path, "x", "  jit_compile: true\n")
+    trainer = trainer_from_yaml(tmp_path, CONFIG + "  jit_compile: true\n", "x")
     assert not isinstance(trainer._train_fn, CpuTunedFunction)

@@ -4,16 +4,14 @@ overflows although every value is finite) does not stop a run; a real NaN does, 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from netcompiler.frontend.validate import validate  # noqa: E402
+from trainer_setup import first_train_batch, trainer_from_yaml  # noqa: E402
+
 from netcompiler.training.finiteness import NonFiniteWeights, all_finite  # noqa: E402
-from netcompiler.training.trainer import Trainer  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -31,14 +29,6 @@ train:
   learning_rate: 0.01
   optimizer: {class: adam}
 """
-
-
-def make_trainer(tmp_path) -> Trainer:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    result = validate(str(path))
-    assert not result.errors, result.errors
-    return Trainer(result, model_dir=tmp_path / "model", out=open(os.devnull, "w"))
 
 
 @pytest.mark.parametrize(
@@ -65,9 +55,8 @@ def test_all_finite_of_no_variables_and_of_mixed_dtypes():
 
 
 def test_a_step_sets_the_flag_and_a_conservative_flag_does_not_stop(tmp_path):
-    trainer = make_trainer(tmp_path)
-    trainer.load_data()
-    batch = next(iter(trainer._iterate(trainer.train_data, trainer._groups(trainer.train_data, 1))))
+    trainer = trainer_from_yaml(tmp_path, CONFIG)
+    batch = first_train_batch(trainer)
     trainer._train_step(batch, 1, 1)
     assert bool(trainer.variables_finite.numpy())
     # huge but finite weights: the step's flag is false (the sum overflows), the exact check
