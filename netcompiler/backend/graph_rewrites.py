@@ -86,4 +86,6 @@ class CpuTunedFunction:
             return self.function(*args)
 
     def __getattr__(self, name: str):
+        if name == "function":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.function, name)

@@ -123,3 +123,13 @@ def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):
 def test_xla_steps_are_not_wrapped(tmp_path):
     trainer = trainer_from_yaml(tmp_path, CONFIG + "  jit_compile: true\n", "x")
     assert not isinstance(trainer._train_fn, CpuTunedFunction)
+
+
+def test_attributes_are_the_wrapped_functions():
+    import copy
+
+    fn = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec([], tf.int32)])
+    step = CpuTunedFunction(fn)
+    assert int(step(tf.constant(1))) == 2
+    assert step.experimental_get_tracing_count() == 1  # the wrapped function's
+    assert copy.copy(step).function is fn
