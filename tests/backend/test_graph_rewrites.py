@@ -11,7 +11,7 @@ tf = pytest.importorskip("tensorflow")
 
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2  # noqa: E402
 from tensorflow.python.eager import context  # noqa: E402
-from trainer_setup import first_train_batch, trainer_from_yaml  # noqa: E402
+from trainer_setup import first_train_batch, tiny_12ax_config, trainer_from_yaml  # noqa: E402
 
 from netcompiler.backend import graph_rewrites  # noqa: E402
 from netcompiler.backend.graph_rewrites import CpuTunedFunction, cpu_call_options  # noqa: E402
@@ -86,21 +86,14 @@ def test_options_are_chosen_once(monkeypatch):
     assert len(calls) == 1
 
 
-CONFIG = """
-extern_data:
-  data: {dim: 9, sparse: true}
-  classes: {dim: 2, sparse: true, same_time_as: data}
-network:
+CONFIG = tiny_12ax_config(
+    """
   embed: {class: linear, from: data, n_out: 8, with_bias: false}
   ln: {class: layer_norm, from: embed}
   hidden: {class: linear, from: ln, n_out: 8, activation: relu}
   output: {class: softmax, from: hidden, loss: ce, target: classes}
-train:
-  train_data: {class: 12ax, num_seqs: 20}
-  batch_size: 200
-  learning_rate: 0.01
-  optimizer: {class: adam}
 """
+)
 
 
 def test_train_step_is_tuned_and_gives_the_values_of_the_default_step(tmp_path):

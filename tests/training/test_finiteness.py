@@ -9,26 +9,19 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer_setup import first_train_batch, trainer_from_yaml  # noqa: E402
+from trainer_setup import first_train_batch, tiny_12ax_config, trainer_from_yaml  # noqa: E402
 
 from netcompiler.training.finiteness import NonFiniteWeights, all_finite  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
-CONFIG = """
-extern_data:
-  data: {dim: 9, sparse: true}
-  classes: {dim: 2, sparse: true, same_time_as: data}
-network:
+CONFIG = tiny_12ax_config(
+    """
   embed: {class: linear, from: data, n_out: 8, with_bias: false}
   hidden: {class: linear, from: embed, n_out: 8, activation: tanh}
   output: {class: softmax, from: hidden, loss: ce, target: classes}
-train:
-  train_data: {class: 12ax, num_seqs: 20}
-  batch_size: 200
-  learning_rate: 0.01
-  optimizer: {class: adam}
 """
+)
 
 
 @pytest.mark.parametrize(
